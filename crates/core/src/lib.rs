@@ -1,0 +1,22 @@
+//! The pure decision core of halo: no I/O, no clocks, no global randomness.
+//!
+//! - [`state`]: the replicated cluster state and the typed [`command::Command`]s that change it.
+//! - [`membership`]: the heartbeat failure detector and how node states are derived from it.
+//! - [`heartbeat`]: the authenticated heartbeat datagram (encode/decode only).
+//! - [`quorum`]: majority arithmetic.
+//! - [`view`]: the stable JSON shapes the API and the CLI exchange.
+//!
+//! Time is always passed in as milliseconds, so the daemon and a simulator drive the same code.
+
+pub mod command;
+pub mod heartbeat;
+pub mod membership;
+pub mod quorum;
+pub mod state;
+pub mod view;
+
+/// Raft node ids: assigned by the cluster at join, never reused.
+pub type NodeId = u64;
+
+/// Version of every persisted and wire format defined here. Bump with a migration.
+pub const FORMAT_VERSION: u32 = 1;

@@ -1,0 +1,435 @@
+//! The replicated cluster state: what every node agrees on through Raft.
+//!
+//! Only [`ClusterState::apply`] changes it, and `apply` is deterministic: any time it needs
+//! ("is this token expired?") comes inside the command, stamped by the leader that proposed it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::NodeId;
+use crate::command::{Command, CommandResult, NodeStateUpdate, Rejection};
+
+/// Upper bound on voters a cluster may be configured with (Raft gets slower, not safer, past it).
+pub const MAX_VOTERS_LIMIT: usize = 7;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ClusterState {
+    /// Format version of this structure as persisted in snapshots.
+    pub version: u32,
+    pub cluster: Option<ClusterInfo>,
+    pub nodes: BTreeMap<NodeId, NodeRecord>,
+    /// The next node id to hand out; ids are never reused (a reused id would confuse Raft).
+    pub next_node_id: NodeId,
+    pub join_tokens: BTreeMap<String, JoinTokenRecord>,
+    pub settings: ClusterSettings,
+    /// Free-form cluster properties (`label.*`, `description`).
+    pub properties: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ClusterInfo {
+    pub name: String,
+    /// Random id; heartbeats and tokens of another cluster carry a different one.
+    pub id: String,
+    pub created_at_ms: u64,
+    /// The cluster CA. The key is replicated so that any leader can admit nodes.
+    pub ca_cert_pem: String,
+    pub ca_key_pem: String,
+    /// SHA-256 (hex) of the admin bearer token; the token itself is never stored.
+    pub admin_token_sha256: String,
+    /// Shared key (hex) that authenticates heartbeat datagrams.
+    pub heartbeat_key_hex: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ClusterSettings {
+    pub max_voters: usize,
+    pub heartbeat_interval_ms: u64,
+    /// Silence on every network after which the leader declares a node down.
+    pub node_timeout_ms: u64,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        Self { max_voters: 5, heartbeat_interval_ms: 100, node_timeout_ms: 1000 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NodeRecord {
+    pub id: NodeId,
+    pub name: String,
+    /// `host:port` of the node's HTTPS API.
+    pub api: String,
+    pub networks: Vec<NetworkRecord>,
+    pub state: NodeState,
+    /// A witness votes but never runs roles.
+    pub witness: bool,
+    /// Whether the node is (or is being made) a Raft voter; otherwise a learner.
+    pub voter: bool,
+    pub joined_at_ms: u64,
+    pub state_since_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NetworkRecord {
+    /// `host:port`: UDP heartbeats and TCP peer RPC on the same address.
+    pub address: String,
+    pub state: NetworkState,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeState {
+    Up,
+    Down,
+    Paused,
+    Joining,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkState {
+    Up,
+    /// Silent on this network while the node is heard on another.
+    Degraded,
+    /// The node is down: no network reaches it.
+    Down,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct JoinTokenRecord {
+    pub secret_sha256: String,
+    pub expires_at_ms: u64,
+    /// Name of the node that used it: a token admits exactly one node.
+    pub used_by: Option<String>,
+}
+
+impl NodeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Up => "up",
+            NodeState::Down => "down",
+            NodeState::Paused => "paused",
+            NodeState::Joining => "joining",
+        }
+    }
+}
+
+impl NetworkState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetworkState::Up => "up",
+            NetworkState::Degraded => "degraded",
+            NetworkState::Down => "down",
+        }
+    }
+}
+
+impl ClusterState {
+    pub fn node_by_name(&self, name: &str) -> Option<&NodeRecord> {
+        self.nodes.values().find(|n| n.name == name)
+    }
+
+    pub fn voter_count(&self) -> usize {
+        self.nodes.values().filter(|n| n.voter).count()
+    }
+
+    /// Apply one committed command. Rejections leave the state untouched.
+    pub fn apply(&mut self, command: &Command) -> CommandResult {
+        match self.try_apply(command) {
+            Ok(result) => result,
+            Err(rejection) => CommandResult::Rejected(rejection),
+        }
+    }
+
+    fn try_apply(&mut self, command: &Command) -> Result<CommandResult, Rejection> {
+        match command {
+            Command::CreateCluster { cluster, first_node, settings } => {
+                if let Some(existing) = &self.cluster {
+                    return Err(Rejection::AlreadyCreated(existing.name.clone()));
+                }
+                validate_settings(settings)?;
+                self.version = crate::FORMAT_VERSION;
+                self.cluster = Some(cluster.clone());
+                self.settings = settings.clone();
+                self.next_node_id = first_node.id + 1;
+                self.nodes.insert(first_node.id, first_node.clone());
+                Ok(CommandResult::Done)
+            }
+            Command::IssueJoinToken { id, secret_sha256, expires_at_ms } => {
+                self.require_cluster()?;
+                self.join_tokens.insert(
+                    id.clone(),
+                    JoinTokenRecord {
+                        secret_sha256: secret_sha256.clone(),
+                        expires_at_ms: *expires_at_ms,
+                        used_by: None,
+                    },
+                );
+                Ok(CommandResult::Done)
+            }
+            Command::AdmitNode { token_id, token_secret_sha256, now_ms, node } => {
+                self.require_cluster()?;
+                let token = self.join_tokens.get(token_id).ok_or(Rejection::UnknownToken)?;
+                if &token.secret_sha256 != token_secret_sha256 {
+                    return Err(Rejection::UnknownToken);
+                }
+                if token.expires_at_ms <= *now_ms {
+                    return Err(Rejection::TokenExpired);
+                }
+                if let Some(by) = &token.used_by {
+                    return Err(Rejection::TokenUsed(by.clone()));
+                }
+                validate_node_name(&node.name)?;
+                if self.node_by_name(&node.name).is_some() {
+                    return Err(Rejection::DuplicateNodeName(node.name.clone()));
+                }
+                for network in &node.networks {
+                    if let Some(other) = self
+                        .nodes
+                        .values()
+                        .find(|n| n.networks.iter().any(|x| x.address == network.address) || n.api == network.address)
+                    {
+                        return Err(Rejection::AddressInUse {
+                            address: network.address.clone(),
+                            node: other.name.clone(),
+                        });
+                    }
+                }
+                let id = self.next_node_id;
+                self.next_node_id += 1;
+                // A witness must vote: it exists to break ties. Others vote while there is room.
+                let voter = node.witness || self.voter_count() < self.settings.max_voters;
+                let record = NodeRecord {
+                    id,
+                    voter,
+                    state: NodeState::Joining,
+                    joined_at_ms: *now_ms,
+                    state_since_ms: *now_ms,
+                    ..node.clone()
+                };
+                self.nodes.insert(id, record);
+                if let Some(token) = self.join_tokens.get_mut(token_id) {
+                    token.used_by = Some(node.name.clone());
+                }
+                // Expired tokens are dead weight; drop them while we are here.
+                self.join_tokens.retain(|_, t| t.used_by.is_some() || t.expires_at_ms > *now_ms);
+                Ok(CommandResult::NodeAdmitted { id, voter })
+            }
+            Command::SetNodeStates { now_ms, updates } => {
+                self.require_cluster()?;
+                for NodeStateUpdate { node, state, networks } in updates {
+                    let record = self.nodes.get_mut(node).ok_or(Rejection::UnknownNodeId(*node))?;
+                    if record.state != *state {
+                        record.state = *state;
+                        record.state_since_ms = *now_ms;
+                    }
+                    for (net, new) in record.networks.iter_mut().zip(networks) {
+                        net.state = *new;
+                    }
+                }
+                Ok(CommandResult::Done)
+            }
+            Command::RemoveNode { node } => {
+                self.require_cluster()?;
+                self.nodes.remove(node).ok_or(Rejection::UnknownNodeId(*node))?;
+                Ok(CommandResult::Done)
+            }
+            Command::SetProperties { properties } => {
+                self.require_cluster()?;
+                let mut settings = self.settings.clone();
+                for (key, value) in properties {
+                    apply_property(&mut settings, key, value)?;
+                }
+                validate_settings(&settings)?;
+                if settings.max_voters < self.voter_count() {
+                    return Err(Rejection::InvalidProperty {
+                        key: "max_voters".into(),
+                        reason: format!("the cluster already has {} voters", self.voter_count()),
+                    });
+                }
+                self.settings = settings;
+                for (key, value) in properties {
+                    if is_free_property(key) {
+                        self.properties.insert(key.clone(), value.clone());
+                    }
+                }
+                Ok(CommandResult::Done)
+            }
+        }
+    }
+
+    fn require_cluster(&self) -> Result<&ClusterInfo, Rejection> {
+        self.cluster.as_ref().ok_or(Rejection::NoCluster)
+    }
+}
+
+fn is_free_property(key: &str) -> bool {
+    key == "description" || key.strip_prefix("label.").is_some_and(|rest| !rest.is_empty())
+}
+
+/// Checks one `key=value` cluster property; typed settings go into `settings`.
+fn apply_property(settings: &mut ClusterSettings, key: &str, value: &str) -> Result<(), Rejection> {
+    let number = |what: &str| -> Result<u64, Rejection> {
+        value.parse::<u64>().map_err(|_| Rejection::InvalidProperty {
+            key: what.into(),
+            reason: format!("'{value}' is not a whole number"),
+        })
+    };
+    match key {
+        "heartbeat_interval_ms" => settings.heartbeat_interval_ms = number(key)?,
+        "node_timeout_ms" => settings.node_timeout_ms = number(key)?,
+        "max_voters" => settings.max_voters = number(key)? as usize,
+        _ if is_free_property(key) => {
+            if value.len() > 4096 {
+                return Err(Rejection::InvalidProperty { key: key.into(), reason: "longer than 4096 bytes".into() });
+            }
+        }
+        _ => {
+            return Err(Rejection::InvalidProperty {
+                key: key.into(),
+                reason: "unknown property (known: description, label.NAME, heartbeat_interval_ms, \
+                         node_timeout_ms, max_voters)"
+                    .into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+pub fn validate_settings(settings: &ClusterSettings) -> Result<(), Rejection> {
+    let invalid = |key: &str, reason: String| Rejection::InvalidProperty { key: key.into(), reason };
+    if !(10..=10_000).contains(&settings.heartbeat_interval_ms) {
+        return Err(invalid("heartbeat_interval_ms", "must be between 10 and 10000".into()));
+    }
+    if settings.node_timeout_ms < 3 * settings.heartbeat_interval_ms || settings.node_timeout_ms > 600_000 {
+        return Err(invalid(
+            "node_timeout_ms",
+            format!("must be at least 3 heartbeats ({} ms) and at most 600000", 3 * settings.heartbeat_interval_ms),
+        ));
+    }
+    if settings.max_voters == 0 || settings.max_voters > MAX_VOTERS_LIMIT {
+        return Err(invalid("max_voters", format!("must be between 1 and {MAX_VOTERS_LIMIT}")));
+    }
+    Ok(())
+}
+
+/// Node names appear in commands, files and URLs: keep them simple.
+pub fn validate_node_name(name: &str) -> Result<(), Rejection> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    if ok { Ok(()) } else { Err(Rejection::InvalidNodeName(name.to_string())) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, addr: &str) -> NodeRecord {
+        NodeRecord {
+            id: 0,
+            name: name.into(),
+            api: format!("{addr}:1"),
+            networks: vec![NetworkRecord { address: format!("{addr}:2"), state: NetworkState::Up }],
+            state: NodeState::Joining,
+            witness: false,
+            voter: false,
+            joined_at_ms: 0,
+            state_since_ms: 0,
+        }
+    }
+
+    fn created() -> ClusterState {
+        let mut s = ClusterState::default();
+        let first = NodeRecord { id: 1, voter: true, state: NodeState::Up, ..node("a", "127.0.0.1") };
+        let cluster = ClusterInfo {
+            name: "c".into(),
+            id: "x".into(),
+            created_at_ms: 0,
+            ca_cert_pem: String::new(),
+            ca_key_pem: String::new(),
+            admin_token_sha256: String::new(),
+            heartbeat_key_hex: String::new(),
+        };
+        let r = s.apply(&Command::CreateCluster { cluster, first_node: first, settings: ClusterSettings::default() });
+        assert_eq!(r, CommandResult::Done);
+        s
+    }
+
+    fn token(s: &mut ClusterState, id: &str, expires: u64) {
+        let r = s.apply(&Command::IssueJoinToken { id: id.into(), secret_sha256: "h".into(), expires_at_ms: expires });
+        assert_eq!(r, CommandResult::Done);
+    }
+
+    fn admit(s: &mut ClusterState, token: &str, now: u64, n: NodeRecord) -> CommandResult {
+        s.apply(&Command::AdmitNode { token_id: token.into(), token_secret_sha256: "h".into(), now_ms: now, node: n })
+    }
+
+    #[test]
+    fn tokens_are_single_use_and_expire() {
+        let mut s = created();
+        token(&mut s, "t1", 100);
+        assert_eq!(admit(&mut s, "t1", 10, node("b", "127.0.0.2")), CommandResult::NodeAdmitted { id: 2, voter: true });
+        let before = s.clone();
+        assert_eq!(
+            admit(&mut s, "t1", 10, node("c", "127.0.0.3")),
+            CommandResult::Rejected(Rejection::TokenUsed("b".into()))
+        );
+        token(&mut s, "t2", 100);
+        assert_eq!(admit(&mut s, "t2", 100, node("c", "127.0.0.3")), CommandResult::Rejected(Rejection::TokenExpired));
+        assert_eq!(admit(&mut s, "nope", 1, node("c", "127.0.0.3")), CommandResult::Rejected(Rejection::UnknownToken));
+        assert_eq!(s.nodes, before.nodes);
+    }
+
+    #[test]
+    fn duplicate_names_and_addresses_are_rejected() {
+        let mut s = created();
+        token(&mut s, "t", 100);
+        assert_eq!(
+            admit(&mut s, "t", 1, node("a", "127.0.0.9")),
+            CommandResult::Rejected(Rejection::DuplicateNodeName("a".into()))
+        );
+        assert!(matches!(admit(&mut s, "t", 1, node("z", "127.0.0.1")), CommandResult::Rejected(Rejection::AddressInUse { .. })));
+        assert!(matches!(admit(&mut s, "t", 1, node("bad name", "127.0.0.5")), CommandResult::Rejected(Rejection::InvalidNodeName(_))));
+        assert_eq!(s.nodes.len(), 1);
+        assert!(s.join_tokens["t"].used_by.is_none());
+    }
+
+    #[test]
+    fn voters_are_capped_and_ids_never_reused() {
+        let mut s = created();
+        s.settings.max_voters = 2;
+        for (i, name) in ["b", "c"].iter().enumerate() {
+            let t = format!("t{i}");
+            token(&mut s, &t, 100);
+            let _ = admit(&mut s, &t, 1, node(name, &format!("127.0.1.{i}")));
+        }
+        assert!(s.node_by_name("b").is_some_and(|n| n.voter));
+        assert!(s.node_by_name("c").is_some_and(|n| !n.voter));
+        assert_eq!(s.apply(&Command::RemoveNode { node: 3 }), CommandResult::Done);
+        token(&mut s, "t9", 100);
+        assert_eq!(admit(&mut s, "t9", 1, node("d", "127.0.2.1")), CommandResult::NodeAdmitted { id: 4, voter: false });
+    }
+
+    #[test]
+    fn properties_are_validated_as_a_whole() {
+        let mut s = created();
+        let bad = Command::SetProperties {
+            properties: vec![("label.site".into(), "dc1".into()), ("bogus".into(), "1".into())],
+        };
+        assert!(matches!(s.apply(&bad), CommandResult::Rejected(Rejection::InvalidProperty { .. })));
+        assert!(s.properties.is_empty());
+        let too_fast = Command::SetProperties { properties: vec![("node_timeout_ms".into(), "10".into())] };
+        assert!(matches!(s.apply(&too_fast), CommandResult::Rejected(_)));
+        let good = Command::SetProperties {
+            properties: vec![("label.site".into(), "dc1".into()), ("node_timeout_ms".into(), "2000".into())],
+        };
+        assert_eq!(s.apply(&good), CommandResult::Done);
+        assert_eq!(s.properties["label.site"], "dc1");
+        assert_eq!(s.settings.node_timeout_ms, 2000);
+    }
+}

@@ -1,0 +1,136 @@
+//! The JSON shapes of the REST API, shared by the agent (server) and the CLI (client).
+//! Field names here are the stable `--json` contract: extend, never rename.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::state::{NetworkState, NodeState};
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StatusView {
+    pub cluster: String,
+    /// Name of the current leader, if one is known.
+    pub leader: Option<String>,
+    /// Whether the cluster can commit writes right now.
+    pub quorum: bool,
+    pub term: u64,
+    pub voters: usize,
+    pub nodes: Vec<NodeView>,
+    pub roles: Vec<RoleView>,
+    /// The node that answered.
+    pub answered_by: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct NodeView {
+    pub name: String,
+    pub id: u64,
+    pub state: NodeState,
+    pub api: String,
+    pub voter: bool,
+    pub witness: bool,
+    pub leader: bool,
+    pub networks: Vec<NetworkView>,
+    /// Wall-clock milliseconds since the UNIX epoch when the node entered its state.
+    pub state_since_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct NetworkView {
+    pub index: usize,
+    pub address: String,
+    pub state: NetworkState,
+}
+
+/// Roles arrive with the role manager; the field exists so scripts can rely on it now.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RoleView {
+    pub name: String,
+    pub state: String,
+    pub owner: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorView {
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CreateClusterRequest {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CreateClusterResponse {
+    pub cluster: String,
+    pub node: String,
+    /// The admin bearer token. Shown once; only its hash is stored.
+    pub admin_token: String,
+    pub ca_cert_pem: String,
+    pub endpoint: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TokenRequest {
+    /// Seconds the token stays valid.
+    pub ttl_seconds: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TokenResponse {
+    pub token: String,
+    pub expires_at_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JoinClusterRequest {
+    pub token: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JoinClusterResponse {
+    pub cluster: String,
+    pub node: String,
+    pub id: u64,
+    pub voter: bool,
+    pub endpoint: String,
+}
+
+/// Sent by a joining agent to a member's API, authenticated by the join token.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AdmissionRequest {
+    pub token_id: String,
+    pub token_secret: String,
+    pub name: String,
+    pub api: String,
+    pub networks: Vec<String>,
+    pub witness: bool,
+    /// PEM certificate signing request for the node's key; the key never leaves the node.
+    pub csr_pem: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AdmissionResponse {
+    pub id: u64,
+    pub voter: bool,
+    pub cluster: String,
+    pub cluster_id: String,
+    pub cert_pem: String,
+    pub ca_cert_pem: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PropertiesRequest {
+    pub properties: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ClusterView {
+    pub name: String,
+    pub id: String,
+    pub created_at_ms: u64,
+    pub max_voters: usize,
+    pub heartbeat_interval_ms: u64,
+    pub node_timeout_ms: u64,
+    pub properties: std::collections::BTreeMap<String, String>,
+}
