@@ -63,3 +63,16 @@ pub enum Rejection {
     #[error("invalid property '{key}': {reason}")]
     InvalidProperty { key: String, reason: String },
 }
+
+impl std::fmt::Display for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::CreateCluster { cluster, .. } => write!(f, "create cluster {}", cluster.name),
+            Command::IssueJoinToken { id, .. } => write!(f, "issue join token {id}"),
+            Command::AdmitNode { node, .. } => write!(f, "admit node {}", node.name),
+            Command::SetNodeStates { updates, .. } => write!(f, "set {} node state(s)", updates.len()),
+            Command::RemoveNode { node } => write!(f, "remove node {node}"),
+            Command::SetProperties { properties } => write!(f, "set {} propert(ies)", properties.len()),
+        }
+    }
+}

@@ -1,1 +1,38 @@
+//! The cluster database: Raft (openraft) with its log, vote and state machine in one redb file.
+//!
+//! Everything openraft-specific lives in this crate, behind [`TypeConfig`] and the two storage
+//! types, so an openraft upgrade touches one place. Every write that Raft relies on for safety
+//! (log append, vote) is committed with fsync before it is acknowledged.
 
+mod db;
+mod log;
+mod machine;
+
+use std::io::Cursor;
+
+use serde::{Deserialize, Serialize};
+
+pub use db::{Database, StoreError};
+pub use log::LogStore;
+pub use machine::{StateMachine, StateReader};
+
+/// Where to reach a node, as recorded in the Raft membership.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerNode {
+    pub name: String,
+    pub api: String,
+    /// `host:port` per heartbeat network; peer RPC uses the same addresses over TCP.
+    pub networks: Vec<String>,
+}
+
+openraft::declare_raft_types!(
+    pub TypeConfig:
+        D = halo_core::command::Command,
+        R = halo_core::command::CommandResult,
+        NodeId = u64,
+        Node = PeerNode,
+);
+
+pub type Raft = openraft::Raft<TypeConfig, StateMachine>;
+pub type SnapshotData = Cursor<Vec<u8>>;
+pub use openraft;

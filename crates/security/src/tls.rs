@@ -1,0 +1,114 @@
+//! rustls configurations: HTTPS for the API, mutual TLS between nodes.
+
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+
+use crate::SecurityError;
+
+pub fn certs_from_pem(pem: &str) -> Result<Vec<CertificateDer<'static>>, SecurityError> {
+    let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| SecurityError::Pem { what: "certificate", reason: e.to_string() })?;
+    if certs.is_empty() {
+        return Err(SecurityError::Pem { what: "certificate", reason: "no certificate found".into() });
+    }
+    Ok(certs)
+}
+
+pub fn key_from_pem(pem: &str) -> Result<PrivateKeyDer<'static>, SecurityError> {
+    PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| SecurityError::Pem { what: "private key", reason: e.to_string() })
+}
+
+fn roots(ca_pem: &str) -> Result<RootCertStore, SecurityError> {
+    let mut roots = RootCertStore::empty();
+    for cert in certs_from_pem(ca_pem)? {
+        roots.add(cert)?;
+    }
+    Ok(roots)
+}
+
+/// Server side. With `client_ca`, every client must present a certificate issued by it
+/// (node-to-node traffic); without, any client may connect (the API, which uses bearer tokens).
+pub fn server_config(cert_pem: &str, key_pem: &str, client_ca: Option<&str>) -> Result<Arc<ServerConfig>, SecurityError> {
+    let builder = ServerConfig::builder();
+    let builder = match client_ca {
+        Some(ca) => {
+            let verifier = WebPkiClientVerifier::builder(Arc::new(roots(ca)?))
+                .build()
+                .map_err(|e| SecurityError::Tls(rustls::Error::General(e.to_string())))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_single_cert(certs_from_pem(cert_pem)?, key_from_pem(key_pem)?)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Client side: trust only the cluster CA; present `identity` (cert, key) when given.
+pub fn client_config(ca_pem: &str, identity: Option<(&str, &str)>) -> Result<ClientConfig, SecurityError> {
+    let builder = ClientConfig::builder().with_root_certificates(roots(ca_pem)?);
+    let mut config = match identity {
+        Some((cert, key)) => builder.with_client_auth_cert(certs_from_pem(cert)?, key_from_pem(key)?)?,
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// A client that does not authenticate the server. Used only to talk to an agent that has no
+/// cluster yet (its certificate is self-signed) and to fetch a cluster's public CA certificate,
+/// which the caller then checks against the fingerprint pinned in a join token.
+pub fn unverified_client_config() -> ClientConfig {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ClientConfig::builder()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyServer(provider)))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config
+}
+
+#[derive(Debug)]
+struct AnyServer(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AnyServer {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    // Signatures are still checked: the handshake must be made with the presented key.
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

@@ -1,0 +1,76 @@
+//! The redb file and its tables. Opened once per agent; shared by the log and the state machine.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{ReadableDatabase, TableDefinition};
+
+/// Raft log entries by index, JSON encoded.
+pub(crate) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
+/// Small named values: vote, committed, purged, applied state, snapshot, format version.
+pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+pub(crate) const FORMAT_KEY: &str = "format_version";
+const FORMAT: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open cluster database {path}: {reason}")]
+    Open { path: String, reason: String },
+    #[error("cluster database {path} has format version {found}, this halo understands {FORMAT}")]
+    Format { path: String, found: u32 },
+    #[error("cluster database I/O: {0}")]
+    Io(String),
+}
+
+#[derive(Clone)]
+pub struct Database {
+    pub(crate) db: Arc<redb::Database>,
+}
+
+impl Database {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let open_err = |e: &dyn std::fmt::Display| StoreError::Open { path: path.display().to_string(), reason: e.to_string() };
+        let db = redb::Database::create(path).map_err(|e| open_err(&e))?;
+        let this = Self { db: Arc::new(db) };
+        match this.get_meta::<u32>(FORMAT_KEY)? {
+            None => this.put_meta(FORMAT_KEY, &FORMAT)?,
+            Some(FORMAT) => {}
+            Some(found) => return Err(StoreError::Format { path: path.display().to_string(), found }),
+        }
+        Ok(this)
+    }
+
+    pub(crate) fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
+        let tx = self.db.begin_read().map_err(io)?;
+        let table = match tx.open_table(META) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(io(e)),
+        };
+        match table.get(key).map_err(io)? {
+            Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(io)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub(crate) fn put_meta<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(value).map_err(io)?;
+        let tx = self.db.begin_write().map_err(io)?;
+        {
+            let mut table = tx.open_table(META).map_err(io)?;
+            table.insert(key, bytes.as_slice()).map_err(io)?;
+        }
+        tx.commit().map_err(io)
+    }
+}
+
+pub(crate) fn io(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Io(e.to_string())
+}
+
+impl From<StoreError> for std::io::Error {
+    fn from(e: StoreError) -> Self {
+        std::io::Error::other(e.to_string())
+    }
+}

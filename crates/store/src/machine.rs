@@ -1,0 +1,176 @@
+//! The state machine: applies committed commands to [`ClusterState`] and builds snapshots.
+//!
+//! The applied state is kept in memory for readers and written to redb after every applied
+//! batch, together with the id of the last applied entry, so a restarted agent resumes from
+//! there instead of replaying the whole log.
+
+use std::io::{self, Cursor};
+use std::sync::{Arc, RwLock};
+
+use futures_util::TryStreamExt;
+use halo_core::command::CommandResult;
+use halo_core::state::ClusterState;
+use openraft::alias::{LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
+use openraft::storage::{EntryResponder, RaftStateMachine};
+use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::TypeConfig;
+use crate::db::{Database, io as store_io};
+
+const APPLIED: &str = "applied";
+const SNAPSHOT: &str = "snapshot";
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Applied {
+    last_applied: Option<LogIdOf<TypeConfig>>,
+    membership: StoredMembershipOf<TypeConfig>,
+    state: ClusterState,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMetaOf<TypeConfig>,
+    data: Vec<u8>,
+}
+
+#[derive(Clone)]
+pub struct StateMachine {
+    db: Database,
+    applied: Arc<RwLock<Applied>>,
+    changed: Arc<watch::Sender<u64>>,
+}
+
+/// Read access to the applied cluster state, for the API and the manager.
+#[derive(Clone)]
+pub struct StateReader {
+    applied: Arc<RwLock<Applied>>,
+    changed: watch::Receiver<u64>,
+}
+
+impl StateReader {
+    pub fn state(&self) -> ClusterState {
+        self.applied.read().map(|a| a.state.clone()).unwrap_or_default()
+    }
+
+    /// Index of the last applied log entry (0 if none).
+    pub fn applied_index(&self) -> u64 {
+        self.applied.read().ok().and_then(|a| a.last_applied.as_ref().map(|l| l.index)).unwrap_or(0)
+    }
+
+    /// Resolves when the applied state changes.
+    pub async fn changed(&mut self) {
+        let _ = self.changed.changed().await;
+    }
+}
+
+impl StateMachine {
+    pub fn open(db: Database) -> Result<Self, crate::StoreError> {
+        let applied: Applied = db.get_meta(APPLIED)?.unwrap_or_default();
+        let (tx, _) = watch::channel(0);
+        Ok(Self { db, applied: Arc::new(RwLock::new(applied)), changed: Arc::new(tx) })
+    }
+
+    pub fn reader(&self) -> StateReader {
+        StateReader { applied: self.applied.clone(), changed: self.changed.subscribe() }
+    }
+
+    fn persist(&self, applied: &Applied) -> Result<(), io::Error> {
+        self.db.put_meta(APPLIED, applied)?;
+        self.changed.send_modify(|v| *v += 1);
+        Ok(())
+    }
+
+    fn snapshot_of(applied: &Applied) -> Result<StoredSnapshot, io::Error> {
+        Ok(StoredSnapshot {
+            meta: SnapshotMetaOf::<TypeConfig> {
+                last_log_id: applied.last_applied.clone(),
+                last_membership: applied.membership.clone(),
+            },
+            data: serde_json::to_vec(&applied.state).map_err(store_io)?,
+        })
+    }
+}
+
+fn lock_poisoned() -> io::Error {
+    io::Error::other("state machine lock poisoned")
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    type SnapshotData = Cursor<Vec<u8>>;
+
+    async fn build_snapshot(&mut self) -> Result<SnapshotOf<TypeConfig, Self::SnapshotData>, io::Error> {
+        let stored = {
+            let applied = self.applied.read().map_err(|_| lock_poisoned())?;
+            Self::snapshot_of(&applied)?
+        };
+        self.db.put_meta(SNAPSHOT, &stored)?;
+        Ok(SnapshotOf::<TypeConfig, _> { meta: stored.meta, snapshot: Cursor::new(stored.data) })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotData = Cursor<Vec<u8>>;
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogIdOf<TypeConfig>>, StoredMembershipOf<TypeConfig>), io::Error> {
+        let applied = self.applied.read().map_err(|_| lock_poisoned())?;
+        Ok((applied.last_applied.clone(), applied.membership.clone()))
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
+    where
+        Strm: futures_util::Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
+    {
+        let mut work = self.applied.read().map_err(|_| lock_poisoned())?.clone();
+        let mut responders = Vec::new();
+        while let Some((entry, responder)) = entries.try_next().await? {
+            work.last_applied = Some(entry.log_id.clone());
+            let result = match &entry.payload {
+                EntryPayload::Blank => CommandResult::Done,
+                EntryPayload::Normal(command) => work.state.apply(command),
+                EntryPayload::Membership(membership) => {
+                    work.membership = StoredMembershipOf::<TypeConfig>::new(Some(entry.log_id.clone()), membership.clone());
+                    CommandResult::Done
+                }
+            };
+            if let Some(responder) = responder {
+                responders.push((responder, result));
+            }
+        }
+        // Persist before answering: a client told "done" must find it after a restart even if
+        // the log was compacted in between.
+        self.persist(&work)?;
+        *self.applied.write().map_err(|_| lock_poisoned())? = work;
+        for (responder, result) in responders {
+            responder.send(result);
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMetaOf<TypeConfig>,
+        snapshot: Self::SnapshotData,
+    ) -> Result<(), io::Error> {
+        let data = snapshot.into_inner();
+        let state: ClusterState = serde_json::from_slice(&data).map_err(store_io)?;
+        let applied = Applied { last_applied: meta.last_log_id.clone(), membership: meta.last_membership.clone(), state };
+        self.db.put_meta(SNAPSHOT, &StoredSnapshot { meta: meta.clone(), data })?;
+        self.persist(&applied)?;
+        *self.applied.write().map_err(|_| lock_poisoned())? = applied;
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<SnapshotOf<TypeConfig, Self::SnapshotData>>, io::Error> {
+        let stored: Option<StoredSnapshot> = self.db.get_meta(SNAPSHOT)?;
+        Ok(stored.map(|s| SnapshotOf::<TypeConfig, _> { meta: s.meta, snapshot: Cursor::new(s.data) }))
+    }
+}
