@@ -1,1 +1,72 @@
+//! `halo agent`: the node daemon.
+//!
+//! Layout: [`config`] and [`identity`] (what the agent is), [`runtime`] (membership, leader
+//! routing, create/join), [`manager`] (decisions on the leader), [`heartbeat`] and [`peer`]
+//! (node-to-node I/O), [`api`] and [`serve`] (HTTPS). Decisions come from `halo-core`; the
+//! cluster database from `halo-store`.
 
+pub mod api;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod heartbeat;
+pub mod identity;
+pub mod join;
+pub mod manager;
+pub mod peer;
+pub mod runtime;
+pub mod serve;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::{TcpListener, UdpSocket};
+
+pub use config::{AgentArgs, AgentConfig};
+pub use runtime::Agent;
+
+/// Run an agent until `shutdown` resolves. Binds every listener first, so a taken address is
+/// reported at once and nothing starts half-way.
+pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    halo_security::install_crypto_provider();
+    let agent = Arc::new(Agent::new(config)?);
+    let cfg = &agent.config;
+    let api = TcpListener::bind(&cfg.api).await.with_context(|| format!("cannot listen on API address {}", cfg.api))?;
+    let mut peer_listeners = Vec::new();
+    let mut sockets = Vec::new();
+    for net in &cfg.networks {
+        peer_listeners.push(TcpListener::bind(net).await.with_context(|| format!("cannot listen on network address {net} (TCP)"))?);
+        sockets.push(UdpSocket::bind(net).await.with_context(|| format!("cannot listen on network address {net} (UDP)"))?);
+    }
+
+    match agent.identity().member {
+        Some(member) => {
+            let tls = agent.data.load_node_tls()?;
+            agent.start_member(member.node_id, tls).await?;
+            tracing::info!(node = %cfg.name, cluster = %member.cluster, "agent started as member");
+        }
+        None => {
+            agent.use_bootstrap_tls()?;
+            tracing::info!(node = %cfg.name, api = %cfg.api, "agent started; waiting for `halo cluster create` or `join`");
+        }
+    }
+
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(serve::serve(api, agent.api_tls.clone(), api::api_router(agent.clone())));
+    for listener in peer_listeners {
+        tasks.spawn(serve::serve(listener, agent.peer_tls.clone(), api::peer_router(agent.clone())));
+    }
+    for (index, socket) in sockets.into_iter().enumerate() {
+        tasks.spawn(heartbeat::run(agent.clone(), socket, index));
+    }
+    tasks.spawn(manager::run(agent.clone()));
+
+    shutdown.await;
+    tracing::info!("shutting down");
+    if let Some(member) = agent.member() {
+        let _ = member.raft.shutdown().await;
+    }
+    tasks.abort_all();
+    Ok(())
+}

@@ -1,1 +1,9 @@
+//! The `halo` command line: every command talks to the REST API of an agent and prints either a
+//! table for people or, with `--json`, the API's stable JSON shapes.
 
+pub mod client;
+pub mod commands;
+pub mod demo;
+pub mod output;
+
+pub use commands::{Cli, Command};

@@ -1,0 +1,303 @@
+//! The REST API under `/api/v1` (HTTPS, bearer token) and the peer routes (mutual TLS).
+//! Handlers only parse input, build a typed request and render the answer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use halo_core::command::Command;
+use halo_core::view::*;
+use halo_security::token::JoinToken;
+use halo_store::openraft::Snapshot;
+use utoipa::OpenApi;
+
+use crate::clock;
+use crate::error::ApiError;
+use crate::runtime::{Agent, LeaderReply, LeaderRequest};
+use crate::serve::RemoteAddr;
+
+type AppState = Arc<Agent>;
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+/// Longest a join token may live: a token is a credential.
+const MAX_TOKEN_TTL_SECONDS: u64 = 7 * 24 * 3600;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "halo", description = "High-availability clustering for virtual machines and services"),
+    paths(status, list_nodes, show_node, remove_node, issue_token, show_cluster, set_properties, ca, admit, bootstrap_create, bootstrap_join),
+    components(schemas(StatusView, NodeView, NetworkView, RoleView, ErrorView, TokenRequest, TokenResponse, ClusterView,
+        PropertiesRequest, AdmissionRequest, AdmissionResponse, CreateClusterRequest, CreateClusterResponse,
+        JoinClusterRequest, JoinClusterResponse)),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        if let Some(components) = openapi.components.as_mut() {
+            components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+        }
+    }
+}
+
+pub fn api_router(agent: AppState) -> Router {
+    let protected = Router::new()
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/nodes", get(list_nodes))
+        .route("/api/v1/nodes/{name}", get(show_node).delete(remove_node))
+        .route("/api/v1/tokens", post(issue_token))
+        .route("/api/v1/cluster", get(show_cluster))
+        .route("/api/v1/cluster/properties", post(set_properties))
+        .route_layer(middleware::from_fn_with_state(agent.clone(), require_admin));
+    Router::new()
+        .route("/api/v1/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
+        .route("/api/v1/ca", get(ca))
+        .route("/api/v1/join", post(admit))
+        .route("/api/v1/bootstrap/create", post(bootstrap_create))
+        .route("/api/v1/bootstrap/join", post(bootstrap_join))
+        .merge(protected)
+        .fallback(|| async { ApiError::not_found("no such API path") })
+        .with_state(agent)
+}
+
+pub fn peer_router(agent: AppState) -> Router {
+    Router::new()
+        .route("/raft/append", post(raft_append))
+        .route("/raft/vote", post(raft_vote))
+        .route("/raft/snapshot", post(raft_snapshot))
+        .route("/raft/transfer-leader", post(raft_transfer_leader))
+        .route("/peer/v1/leader", post(peer_leader))
+        .with_state(agent)
+}
+
+async fn require_admin(State(agent): State<AppState>, headers: HeaderMap, request: Request, next: Next) -> Response {
+    let Some(member) = agent.member() else {
+        return agent.require_member().map(|_| ()).err().map_or_else(|| StatusCode::CONFLICT.into_response(), IntoResponse::into_response);
+    };
+    let presented = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(halo_security::sha256_hex);
+    let expected = member.reader.state().cluster.map(|c| c.admin_token_sha256);
+    match (presented, expected) {
+        (Some(p), Some(e)) if p == e => next.run(request).await,
+        _ => ApiError::unauthorized().into_response(),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/status", security(("bearer" = [])),
+    responses((status = 200, body = StatusView), (status = 401, body = ErrorView)))]
+async fn status(State(agent): State<AppState>) -> ApiResult<StatusView> {
+    Ok(Json(current_status(&agent).await?))
+}
+
+/// The leader's view when it can be reached; otherwise our own, which then reports no quorum.
+async fn current_status(agent: &Agent) -> Result<StatusView, ApiError> {
+    let member = agent.require_member()?;
+    match tokio::time::timeout(Duration::from_secs(2), agent.on_leader(LeaderRequest::Status)).await {
+        Ok(Ok(LeaderReply::Status(status))) => Ok(*status),
+        _ => Ok(agent.local_status(member)),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/nodes", security(("bearer" = [])), responses((status = 200, body = Vec<NodeView>)))]
+async fn list_nodes(State(agent): State<AppState>) -> ApiResult<Vec<NodeView>> {
+    Ok(Json(current_status(&agent).await?.nodes))
+}
+
+#[utoipa::path(get, path = "/api/v1/nodes/{name}", security(("bearer" = [])),
+    responses((status = 200, body = NodeView), (status = 404, body = ErrorView)))]
+async fn show_node(State(agent): State<AppState>, Path(name): Path<String>) -> ApiResult<NodeView> {
+    current_status(&agent)
+        .await?
+        .nodes
+        .into_iter()
+        .find(|n| n.name == name)
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no node named '{name}'")))
+}
+
+#[utoipa::path(delete, path = "/api/v1/nodes/{name}", security(("bearer" = [])),
+    responses((status = 200), (status = 404, body = ErrorView), (status = 503, body = ErrorView)))]
+async fn remove_node(State(agent): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    agent.on_leader(LeaderRequest::Remove { name }).await?;
+    Ok(StatusCode::OK)
+}
+
+#[utoipa::path(post, path = "/api/v1/tokens", security(("bearer" = [])), request_body = TokenRequest,
+    responses((status = 200, body = TokenResponse), (status = 503, body = ErrorView)))]
+async fn issue_token(State(agent): State<AppState>, Json(request): Json<TokenRequest>) -> ApiResult<TokenResponse> {
+    if request.ttl_seconds == 0 || request.ttl_seconds > MAX_TOKEN_TTL_SECONDS {
+        return Err(ApiError::bad_request(format!("token lifetime must be between 1 s and {MAX_TOKEN_TTL_SECONDS} s")));
+    }
+    let member = agent.require_member()?;
+    let state = member.reader.state();
+    let cluster = state.cluster.as_ref().ok_or_else(|| ApiError::conflict("no cluster"))?;
+    let (id, secret) = (halo_security::random_secret()[..16].to_string(), halo_security::random_secret());
+    let expires_at_ms = clock::wall_ms() + request.ttl_seconds * 1000;
+    let command = Command::IssueJoinToken { id: id.clone(), secret_sha256: halo_security::sha256_hex(&secret), expires_at_ms };
+    agent.on_leader(LeaderRequest::Write(command)).await?;
+    let token = JoinToken {
+        cluster: cluster.name.clone(),
+        cluster_id: cluster.id.clone(),
+        peers: state.nodes.values().filter(|n| !n.witness).chain(state.nodes.values().filter(|n| n.witness)).map(|n| n.api.clone()).collect(),
+        ca_sha256: halo_security::ca::fingerprint(&cluster.ca_cert_pem).map_err(|e| ApiError::internal(e.to_string()))?,
+        id,
+        secret,
+        expires_at_ms,
+    };
+    Ok(Json(TokenResponse { token: token.encode(), expires_at_ms }))
+}
+
+#[utoipa::path(get, path = "/api/v1/cluster", security(("bearer" = [])), responses((status = 200, body = ClusterView)))]
+async fn show_cluster(State(agent): State<AppState>) -> ApiResult<ClusterView> {
+    let state = agent.require_member()?.reader.state();
+    let cluster = state.cluster.ok_or_else(|| ApiError::conflict("no cluster"))?;
+    Ok(Json(ClusterView {
+        name: cluster.name,
+        id: cluster.id,
+        created_at_ms: cluster.created_at_ms,
+        max_voters: state.settings.max_voters,
+        heartbeat_interval_ms: state.settings.heartbeat_interval_ms,
+        node_timeout_ms: state.settings.node_timeout_ms,
+        properties: state.properties,
+    }))
+}
+
+#[utoipa::path(post, path = "/api/v1/cluster/properties", security(("bearer" = [])), request_body = PropertiesRequest,
+    responses((status = 200), (status = 400, body = ErrorView), (status = 503, body = ErrorView)))]
+async fn set_properties(State(agent): State<AppState>, Json(request): Json<PropertiesRequest>) -> Result<StatusCode, ApiError> {
+    if request.properties.is_empty() {
+        return Err(ApiError::bad_request("no property given"));
+    }
+    agent.on_leader(LeaderRequest::Write(Command::SetProperties { properties: request.properties })).await?;
+    Ok(StatusCode::OK)
+}
+
+/// The cluster CA certificate: public, so a joining node can check it against its token.
+#[utoipa::path(get, path = "/api/v1/ca", responses((status = 200, content_type = "application/x-pem-file")))]
+async fn ca(State(agent): State<AppState>) -> Result<String, ApiError> {
+    Ok(agent.require_member()?.tls.ca_pem.clone())
+}
+
+/// Admission of a new node, authenticated by its join token (no bearer token needed).
+#[utoipa::path(post, path = "/api/v1/join", request_body = AdmissionRequest,
+    responses((status = 200, body = AdmissionResponse), (status = 403, body = ErrorView), (status = 409, body = ErrorView)))]
+async fn admit(State(agent): State<AppState>, Json(request): Json<AdmissionRequest>) -> ApiResult<AdmissionResponse> {
+    match agent.on_leader(LeaderRequest::Admit(request)).await? {
+        LeaderReply::Admitted(response) => Ok(Json(response)),
+        other => Err(ApiError::internal(format!("unexpected leader reply {other:?}"))),
+    }
+}
+
+/// Only a local caller (loopback) or one presenting the agent's bootstrap secret may bootstrap it.
+fn require_bootstrap_trust(agent: &Agent, remote: RemoteAddr, headers: &HeaderMap) -> Result<(), ApiError> {
+    if remote.0.ip().is_loopback() {
+        return Ok(());
+    }
+    let secret = headers.get("x-halo-bootstrap-secret").and_then(|v| v.to_str().ok());
+    if secret == Some(agent.identity().bootstrap_secret.as_str()) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "bootstrap requests must come from this machine or carry the agent's bootstrap secret (DATA_DIR/bootstrap.secret)",
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/bootstrap/create", request_body = CreateClusterRequest,
+    responses((status = 200, body = CreateClusterResponse), (status = 409, body = ErrorView)))]
+async fn bootstrap_create(
+    State(agent): State<AppState>,
+    Extension(remote): Extension<RemoteAddr>,
+    headers: HeaderMap,
+    Json(request): Json<CreateClusterRequest>,
+) -> ApiResult<CreateClusterResponse> {
+    require_bootstrap_trust(&agent, remote, &headers)?;
+    let (admin_token, ca_cert_pem) = agent.create_cluster(&request.name).await?;
+    Ok(Json(CreateClusterResponse {
+        cluster: request.name,
+        node: agent.config.name.clone(),
+        admin_token,
+        ca_cert_pem,
+        endpoint: agent.config.api.clone(),
+    }))
+}
+
+#[utoipa::path(post, path = "/api/v1/bootstrap/join", request_body = JoinClusterRequest,
+    responses((status = 200, body = JoinClusterResponse), (status = 403, body = ErrorView), (status = 409, body = ErrorView)))]
+async fn bootstrap_join(
+    State(agent): State<AppState>,
+    Extension(remote): Extension<RemoteAddr>,
+    headers: HeaderMap,
+    Json(request): Json<JoinClusterRequest>,
+) -> ApiResult<JoinClusterResponse> {
+    require_bootstrap_trust(&agent, remote, &headers)?;
+    let admitted = agent.join_cluster(&request.token).await?;
+    Ok(Json(JoinClusterResponse {
+        cluster: admitted.cluster,
+        node: agent.config.name.clone(),
+        id: admitted.id,
+        voter: admitted.voter,
+        endpoint: agent.config.api.clone(),
+    }))
+}
+
+// ---- peer routes: reachable only with a cluster certificate (enforced by the TLS layer) ----
+
+fn raft_of(agent: &Agent) -> Result<&halo_store::Raft, ApiError> {
+    Ok(&agent.require_member()?.raft)
+}
+
+async fn raft_append(
+    State(agent): State<AppState>,
+    Json(req): Json<halo_store::openraft::raft::AppendEntriesRequest<halo_store::TypeConfig>>,
+) -> Result<Response, ApiError> {
+    Ok(Json(raft_of(&agent)?.append_entries(req).await).into_response())
+}
+
+async fn raft_vote(
+    State(agent): State<AppState>,
+    Json(req): Json<halo_store::openraft::raft::VoteRequest<halo_store::TypeConfig>>,
+) -> Result<Response, ApiError> {
+    Ok(Json(raft_of(&agent)?.vote(req).await).into_response())
+}
+
+type SnapshotRequest = (
+    halo_store::openraft::alias::VoteOf<halo_store::TypeConfig>,
+    halo_store::openraft::alias::SnapshotMetaOf<halo_store::TypeConfig>,
+    Vec<u8>,
+);
+
+async fn raft_snapshot(State(agent): State<AppState>, Json((vote, meta, data)): Json<SnapshotRequest>) -> Result<Response, ApiError> {
+    let snapshot = Snapshot { meta, snapshot: std::io::Cursor::new(data) };
+    let result = raft_of(&agent)?
+        .install_full_snapshot(vote, snapshot)
+        .await
+        .map_err(halo_store::openraft::errors::RaftError::<halo_store::TypeConfig>::Fatal);
+    Ok(Json(result).into_response())
+}
+
+async fn raft_transfer_leader(
+    State(agent): State<AppState>,
+    Json(req): Json<halo_store::openraft::raft::TransferLeaderRequest<halo_store::TypeConfig>>,
+) -> Result<Response, ApiError> {
+    let result = raft_of(&agent)?
+        .handle_transfer_leader(req)
+        .await
+        .map_err(halo_store::openraft::errors::RaftError::<halo_store::TypeConfig>::Fatal);
+    Ok(Json(result).into_response())
+}
+
+async fn peer_leader(State(agent): State<AppState>, Json(request): Json<LeaderRequest>) -> Result<Json<LeaderReply>, ApiError> {
+    agent.handle_forwarded(request).await.map(Json)
+}

@@ -1,0 +1,135 @@
+//! `halo agent` configuration: a TOML file or flags, validated before anything starts.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct AgentArgs {
+    /// TOML configuration file (the flags below are the alternative).
+    #[arg(long, conflicts_with_all = ["name", "data_dir", "api", "net"])]
+    pub config: Option<PathBuf>,
+    /// This node's name, unique in the cluster.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Where the agent keeps its identity and its copy of the cluster database.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// HOST:PORT of the HTTPS API.
+    #[arg(long)]
+    pub api: Option<String>,
+    /// HOST:PORT of one heartbeat network; repeat or separate with commas, one per network.
+    #[arg(long, value_delimiter = ',')]
+    pub net: Vec<String>,
+    /// A voter that stores the log but never runs roles (the tie-breaker of a 2-node cluster).
+    #[arg(long)]
+    pub witness: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub api: String,
+    pub networks: Vec<String>,
+    #[serde(default)]
+    pub witness: bool,
+    #[serde(default)]
+    pub timing: Timing,
+}
+
+/// Raft timing. Node liveness timing (heartbeats on the networks) is a cluster property.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timing {
+    pub raft_heartbeat_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self { raft_heartbeat_ms: 100, election_timeout_min_ms: 600, election_timeout_max_ms: 1000 }
+    }
+}
+
+impl AgentConfig {
+    pub fn from_args(args: &AgentArgs) -> anyhow::Result<Self> {
+        let config = match &args.config {
+            Some(path) => {
+                let mut config = Self::from_file(path)?;
+                config.witness |= args.witness;
+                config
+            }
+            None => {
+                let missing = |flag: &str| anyhow::anyhow!("missing --{flag} (or give --config FILE)");
+                Self {
+                    name: args.name.clone().ok_or_else(|| missing("name"))?,
+                    data_dir: args.data_dir.clone().ok_or_else(|| missing("data-dir"))?,
+                    api: args.api.clone().ok_or_else(|| missing("api"))?,
+                    networks: args.net.clone(),
+                    witness: args.witness,
+                    timing: Timing::default(),
+                }
+            }
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        halo_core::state::validate_node_name(&self.name)?;
+        let api: SocketAddr = parse_addr("api", &self.api)?;
+        if self.networks.is_empty() {
+            bail!("no network given: each node needs at least one --net HOST:PORT");
+        }
+        if self.networks.len() > 8 {
+            bail!("{} networks given; at most 8 are supported", self.networks.len());
+        }
+        let mut seen = vec![api];
+        for net in &self.networks {
+            let addr = parse_addr("net", net)?;
+            if seen.contains(&addr) {
+                bail!("address {addr} is given twice (the API and every network need their own)");
+            }
+            seen.push(addr);
+        }
+        let t = &self.timing;
+        if t.raft_heartbeat_ms == 0 || t.election_timeout_min_ms < 3 * t.raft_heartbeat_ms || t.election_timeout_max_ms <= t.election_timeout_min_ms {
+            bail!("invalid timing: need 0 < raft_heartbeat_ms, 3 x heartbeat <= election_timeout_min_ms < election_timeout_max_ms");
+        }
+        Ok(())
+    }
+}
+
+fn parse_addr(what: &str, text: &str) -> anyhow::Result<SocketAddr> {
+    text.parse().with_context(|| format!("invalid --{what} address '{text}': expected IP:PORT, e.g. 127.0.0.1:7400"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_bad_configs_with_the_reason() {
+        let err = toml::from_str::<AgentConfig>("name='a'\ndata_dir='/x'\napi='1.2.3.4:1'\nnetworks=[]\nbogus=1").unwrap_err();
+        assert!(err.to_string().contains("bogus"), "{err}");
+        let mut c: AgentConfig =
+            toml::from_str("name='a'\ndata_dir='/x'\napi='127.0.0.1:1'\nnetworks=['127.0.0.1:2']").expect("valid");
+        assert!(c.validate().is_ok());
+        c.networks.push("127.0.0.1:1".into());
+        assert!(c.validate().unwrap_err().to_string().contains("twice"));
+        c.networks = vec!["nohost".into()];
+        assert!(c.validate().unwrap_err().to_string().contains("invalid --net address 'nohost'"));
+        c.networks = vec![];
+        assert!(c.validate().unwrap_err().to_string().contains("no network"));
+    }
+}

@@ -1,0 +1,121 @@
+//! What an agent keeps in its data directory besides the cluster database: who it is, which
+//! cluster it belongs to, and its key material. Written atomically (temp file, fsync, rename).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use halo_security::ca;
+use serde::{Deserialize, Serialize};
+
+const VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Identity {
+    pub version: u32,
+    pub name: String,
+    /// Lets a remote admin bootstrap this agent (create or join) when not calling from loopback.
+    pub bootstrap_secret: String,
+    pub member: Option<Membership>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Membership {
+    pub node_id: u64,
+    pub cluster: String,
+    pub cluster_id: String,
+}
+
+/// PEM material of a member node.
+#[derive(Debug, Clone)]
+pub struct NodeTls {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub ca_pem: String,
+}
+
+pub struct DataDir {
+    root: PathBuf,
+}
+
+impl DataDir {
+    pub fn open(root: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(root).with_context(|| format!("cannot create data directory {}", root.display()))?;
+        Ok(Self { root: root.to_path_buf() })
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.path("cluster.redb")
+    }
+
+    /// Load the identity, or create it on first start. A data directory belongs to one node.
+    pub fn load_or_create_identity(&self, name: &str) -> anyhow::Result<Identity> {
+        let path = self.path("identity.json");
+        if path.exists() {
+            let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            let identity: Identity = serde_json::from_str(&text).with_context(|| format!("corrupt {}", path.display()))?;
+            if identity.version != VERSION {
+                bail!("{} has version {}, this halo understands {VERSION}", path.display(), identity.version);
+            }
+            if identity.name != name {
+                bail!(
+                    "data directory {} belongs to node '{}', not '{name}'; use another --data-dir",
+                    self.root.display(),
+                    identity.name
+                );
+            }
+            return Ok(identity);
+        }
+        let identity =
+            Identity { version: VERSION, name: name.to_string(), bootstrap_secret: halo_security::random_secret(), member: None };
+        self.save_identity(&identity)?;
+        self.write("bootstrap.secret", &identity.bootstrap_secret)?;
+        Ok(identity)
+    }
+
+    pub fn save_identity(&self, identity: &Identity) -> anyhow::Result<()> {
+        self.write("identity.json", &serde_json::to_string_pretty(identity)?)
+    }
+
+    /// The self-signed certificate an unjoined agent serves its API with.
+    pub fn bootstrap_tls(&self, name: &str, hosts: &[String]) -> anyhow::Result<(String, String)> {
+        let (cert, key) = (self.path("bootstrap.crt"), self.path("bootstrap.key"));
+        if cert.exists() && key.exists() {
+            return Ok((std::fs::read_to_string(cert)?, std::fs::read_to_string(key)?));
+        }
+        let key_pem = ca::generate_node_key()?;
+        let cert_pem = ca::bootstrap_certificate(&key_pem, name, hosts)?;
+        self.write("bootstrap.key", &key_pem)?;
+        self.write("bootstrap.crt", &cert_pem)?;
+        Ok((cert_pem, key_pem))
+    }
+
+    pub fn save_node_tls(&self, tls: &NodeTls) -> anyhow::Result<()> {
+        self.write("node.key", &tls.key_pem)?;
+        self.write("node.crt", &tls.cert_pem)?;
+        self.write("ca.crt", &tls.ca_pem)
+    }
+
+    pub fn load_node_tls(&self) -> anyhow::Result<NodeTls> {
+        let read = |n: &str| std::fs::read_to_string(self.path(n)).with_context(|| format!("cannot read {}", self.path(n).display()));
+        Ok(NodeTls { cert_pem: read("node.crt")?, key_pem: read("node.key")?, ca_pem: read("ca.crt")? })
+    }
+
+    /// Write `name` atomically and durably: readers see the old or the new file, never half.
+    pub fn write(&self, name: &str, contents: &str) -> anyhow::Result<()> {
+        use std::io::Write;
+        let target = self.path(name);
+        let tmp = self.path(&format!(".{name}.tmp"));
+        let mut file = std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+        file.write_all(contents.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &target).with_context(|| format!("cannot write {}", target.display()))?;
+        if let Ok(dir) = std::fs::File::open(&self.root) {
+            let _ = dir.sync_all();
+        }
+        Ok(())
+    }
+}

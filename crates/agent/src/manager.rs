@@ -1,0 +1,96 @@
+//! The manager runs on the Raft leader. It turns what the failure detector observes into
+//! committed node states, and brings admitted nodes into the Raft membership.
+//! Every decision is committed before anyone acts on it; a new leader resumes from the log.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use halo_core::command::{Command, NodeStateUpdate};
+use halo_core::membership::judge;
+use halo_core::state::NodeState;
+use halo_store::PeerNode;
+use halo_store::openraft::ChangeMembers;
+
+use crate::clock;
+use crate::runtime::{Agent, Member};
+
+const TICK: Duration = Duration::from_millis(100);
+/// A learner within this many entries of the leader counts as caught up.
+const CAUGHT_UP_LAG: u64 = 10;
+
+pub async fn run(agent: Arc<Agent>) {
+    let mut ticker = tokio::time::interval(TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let Some(member) = agent.member().cloned() else { continue };
+        if !member.is_leader() {
+            continue;
+        }
+        if let Err(e) = tick(&agent, &member).await {
+            tracing::debug!("manager: {e}");
+        }
+    }
+}
+
+async fn tick(agent: &Agent, member: &Member) -> Result<(), crate::error::ApiError> {
+    let state = member.reader.state();
+    if state.cluster.is_none() {
+        return Ok(());
+    }
+    let now = clock::monotonic_ms();
+    let metrics = member.metrics();
+    let membership = metrics.membership_config.membership().clone();
+    let voters: BTreeSet<u64> = membership.voter_ids().collect();
+    let last_index = metrics.last_log_index.unwrap_or(0);
+    let replication = metrics.replication.clone().unwrap_or_default();
+
+    let mut updates = Vec::new();
+    for record in state.nodes.values() {
+        let assessment = agent.detector.lock().map(|d| d.assess(record.id, now)).map_err(|_| {
+            crate::error::ApiError::internal("failure detector lock poisoned")
+        })?;
+        let is_self = record.id == member.id;
+
+        // Admitted but not in Raft yet (e.g. the previous leader crashed mid-admission).
+        if !is_self && membership.get_node(&record.id).is_none() {
+            let peer = PeerNode {
+                name: record.name.clone(),
+                api: record.api.clone(),
+                networks: record.networks.iter().map(|n| n.address.clone()).collect(),
+            };
+            let _ = member.raft.add_learner(record.id, peer, false).await;
+            continue;
+        }
+
+        let (mut new_state, networks) = judge(record, &assessment, is_self);
+        if record.state == NodeState::Joining && assessment.alive && assessment.ever_heard {
+            let matched = replication.get(&record.id).cloned().flatten().map_or(0, |l| l.index);
+            if matched + CAUGHT_UP_LAG >= last_index {
+                if record.voter && !voters.contains(&record.id) {
+                    // Promotion commits a membership change; the state change follows next tick.
+                    let change = ChangeMembers::AddVoterIds(BTreeSet::from([record.id]));
+                    if let Err(e) = member.raft.change_membership(change, true).await {
+                        tracing::warn!("promoting {} to voter failed: {e}", record.name);
+                    }
+                    continue;
+                }
+                new_state = NodeState::Up;
+            }
+        }
+        let current_networks: Vec<_> = record.networks.iter().map(|n| n.state).collect();
+        if new_state != record.state || networks != current_networks {
+            updates.push(NodeStateUpdate { node: record.id, state: new_state, networks });
+        }
+    }
+    if !updates.is_empty() {
+        for u in &updates {
+            if let Some(r) = state.nodes.get(&u.node) {
+                tracing::info!(node = %r.name, from = r.state.as_str(), to = u.state.as_str(), "node state");
+            }
+        }
+        agent.write_as_leader(member, Command::SetNodeStates { now_ms: clock::wall_ms(), updates }).await?;
+    }
+    Ok(())
+}

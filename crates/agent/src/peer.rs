@@ -1,0 +1,188 @@
+//! Node-to-node transport: HTTPS with mutual TLS on every network address of every node.
+//!
+//! Raft RPC and requests forwarded to the leader go to the first network of the target that the
+//! heartbeat detector currently hears; when none is heard, the networks are tried in turn. So a
+//! failed network costs no election, and Raft keeps working while any network connects.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use halo_core::membership::FailureDetector;
+use halo_store::openraft::errors::{NetworkError, RPCError, RaftError, ReplicationClosed, StreamingError, Unreachable};
+use halo_store::openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use halo_store::openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
+    VoteRequest, VoteResponse,
+};
+use halo_store::openraft::{OptionalSend, alias::SnapshotOf, alias::VoteOf};
+use halo_store::{PeerNode, SnapshotData, TypeConfig};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::clock;
+
+/// HTTPS clients with this node's certificate, one per local network (bound to its address so
+/// traffic leaves on that network).
+#[derive(Clone)]
+pub struct PeerClients {
+    by_network: Arc<Vec<reqwest::Client>>,
+    detector: Arc<Mutex<FailureDetector>>,
+    /// Node id of each peer, by its first network address, for the detector lookup.
+    ids: Arc<Mutex<BTreeMap<String, u64>>>,
+}
+
+impl PeerClients {
+    pub fn new(
+        tls: &crate::identity::NodeTls,
+        local_networks: &[String],
+        detector: Arc<Mutex<FailureDetector>>,
+    ) -> anyhow::Result<Self> {
+        let mut by_network = Vec::new();
+        for net in local_networks {
+            let ip: std::net::IpAddr = net.parse::<std::net::SocketAddr>().context("network address")?.ip();
+            let config = halo_security::tls::client_config(&tls.ca_pem, Some((&tls.cert_pem, &tls.key_pem)))?;
+            let client = reqwest::Client::builder()
+                .tls_backend_preconfigured(config)
+                .local_address(ip)
+                .connect_timeout(Duration::from_millis(500))
+                .pool_idle_timeout(Duration::from_secs(30))
+                .no_proxy()
+                .build()
+                .context("building peer HTTPS client")?;
+            by_network.push(client);
+        }
+        Ok(Self { by_network: Arc::new(by_network), detector, ids: Arc::new(Mutex::new(BTreeMap::new())) })
+    }
+
+    pub fn remember(&self, id: u64, node: &PeerNode) {
+        if let (Ok(mut ids), Some(first)) = (self.ids.lock(), node.networks.first()) {
+            ids.insert(first.clone(), id);
+        }
+    }
+
+    /// Network indexes of `node` in the order to try them: heard ones first.
+    fn route(&self, node: &PeerNode) -> Vec<usize> {
+        let count = node.networks.len().min(self.by_network.len());
+        let id = node.networks.first().and_then(|a| self.ids.lock().ok().and_then(|ids| ids.get(a).copied()));
+        let now = clock::monotonic_ms();
+        let heard = |i: usize| {
+            id.is_some_and(|id| self.detector.lock().map(|d| d.network_alive(id, i, now)).unwrap_or(false))
+        };
+        let mut order: Vec<usize> = (0..count).filter(|&i| heard(i)).collect();
+        order.extend((0..count).filter(|&i| !heard(i)));
+        order
+    }
+
+    /// POST `body` as JSON to `path` on `node`, trying its networks in route order.
+    pub async fn post<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        node: &PeerNode,
+        path: &str,
+        body: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, PeerError> {
+        let mut last = PeerError::Unreachable(format!("node '{}' has no network in common with us", node.name));
+        for i in self.route(node) {
+            let url = format!("https://{}{path}", node.networks[i]);
+            match self.by_network[i].post(&url).json(body).timeout(timeout).send().await {
+                Ok(resp) if resp.status().is_success() => {
+                    return resp.json().await.map_err(|e| PeerError::Protocol(format!("{url}: {e}")));
+                }
+                Ok(resp) => {
+                    let status = resp.status();
+                    let text = resp.text().await.unwrap_or_default();
+                    return Err(PeerError::Status(status.as_u16(), text));
+                }
+                Err(e) if e.is_connect() || e.is_timeout() => last = PeerError::Unreachable(format!("{url}: {e}")),
+                Err(e) => last = PeerError::Unreachable(format!("{url}: {e}")),
+            }
+        }
+        Err(last)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    #[error("peer answered {0}: {1}")]
+    Status(u16, String),
+    #[error("bad answer from peer: {0}")]
+    Protocol(String),
+}
+
+impl RaftNetworkFactory<TypeConfig> for PeerClients {
+    type Network = RaftClient;
+
+    async fn new_client(&mut self, target: u64, node: &PeerNode) -> Self::Network {
+        self.remember(target, node);
+        RaftClient { peers: self.clone(), node: node.clone() }
+    }
+}
+
+pub struct RaftClient {
+    peers: PeerClients,
+    node: PeerNode,
+}
+
+impl RaftClient {
+    async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        path: &str,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<TypeConfig>> {
+        let result: Result<Result<Resp, RaftError<TypeConfig>>, PeerError> =
+            self.peers.post(&self.node, path, req, option.soft_ttl()).await;
+        match result {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(raft)) => Err(RPCError::Network(NetworkError::new(&raft))),
+            Err(e @ PeerError::Unreachable(_)) => Err(RPCError::Unreachable(Unreachable::new(&e))),
+            Err(e) => Err(RPCError::Network(NetworkError::new(&e))),
+        }
+    }
+}
+
+impl RaftNetworkV2<TypeConfig> for RaftClient {
+    type SnapshotData = SnapshotData;
+
+    async fn append_entries(
+        &mut self,
+        req: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call("/raft/append", &req, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        req: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call("/raft/vote", &req, &option).await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: VoteOf<TypeConfig>,
+        snapshot: SnapshotOf<TypeConfig, Self::SnapshotData>,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let req = (vote, snapshot.meta, snapshot.snapshot.into_inner());
+        tokio::select! {
+            closed = cancel => Err(StreamingError::Closed(closed)),
+            res = self.call("/raft/snapshot", &req, &option) => Ok(res?),
+        }
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call("/raft/transfer-leader", &req, &option).await
+    }
+}

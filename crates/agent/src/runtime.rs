@@ -1,0 +1,505 @@
+//! The agent process: its listeners, its membership in a cluster, and the routing of requests
+//! that only the Raft leader may carry out.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use halo_core::command::{Command, CommandResult};
+use halo_core::membership::FailureDetector;
+use halo_core::state::{ClusterInfo, ClusterSettings, NetworkRecord, NetworkState, NodeRecord, NodeState};
+use halo_core::view::{AdmissionRequest, AdmissionResponse, NetworkView, NodeView, StatusView};
+use halo_security::ca::{self, ClusterCa};
+use halo_store::openraft::errors::{ClientWriteError, RaftError};
+use halo_store::openraft::{ChangeMembers, ServerState};
+use halo_store::{Database, LogStore, PeerNode, Raft, StateMachine, StateReader};
+use serde::{Deserialize, Serialize};
+use tokio::sync::OnceCell;
+
+use crate::clock;
+use crate::config::AgentConfig;
+use crate::error::ApiError;
+use crate::identity::{DataDir, Identity, Membership, NodeTls};
+use crate::peer::{PeerClients, PeerError};
+use crate::serve::TlsSlot;
+
+/// How long a client write may wait for a commit before we report the cluster as not quorate.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct Agent {
+    pub config: AgentConfig,
+    pub data: DataDir,
+    pub identity: Mutex<Identity>,
+    pub api_tls: TlsSlot,
+    pub peer_tls: TlsSlot,
+    pub detector: Arc<Mutex<FailureDetector>>,
+    member: OnceCell<Arc<Member>>,
+    /// Serializes create and join: an agent bootstraps once.
+    pub bootstrap: tokio::sync::Mutex<()>,
+}
+
+/// A node that belongs to a cluster.
+pub struct Member {
+    pub id: u64,
+    pub raft: Raft,
+    pub reader: StateReader,
+    pub peers: PeerClients,
+    pub tls: NodeTls,
+}
+
+/// Requests only the leader may carry out; followers forward them over the peer transport.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum LeaderRequest {
+    Write(Command),
+    Admit(AdmissionRequest),
+    Remove { name: String },
+    Status,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum LeaderReply {
+    Written(CommandResult),
+    Admitted(AdmissionResponse),
+    Removed,
+    Status(Box<StatusView>),
+}
+
+impl Agent {
+    pub fn new(config: AgentConfig) -> anyhow::Result<Self> {
+        let data = DataDir::open(&config.data_dir)?;
+        let identity = data.load_or_create_identity(&config.name)?;
+        Ok(Self {
+            data,
+            identity: Mutex::new(identity),
+            api_tls: Arc::new(std::sync::RwLock::new(None)),
+            peer_tls: Arc::new(std::sync::RwLock::new(None)),
+            detector: Arc::new(Mutex::new(FailureDetector::new(ClusterSettings::default().node_timeout_ms))),
+            member: OnceCell::new(),
+            bootstrap: tokio::sync::Mutex::new(()),
+            config,
+        })
+    }
+
+    pub fn member(&self) -> Option<&Arc<Member>> {
+        self.member.get()
+    }
+
+    pub fn identity(&self) -> Identity {
+        self.identity.lock().map(|i| i.clone()).unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    fn hosts(&self) -> Vec<String> {
+        let mut all = vec![self.config.api.as_str()];
+        all.extend(self.config.networks.iter().map(String::as_str));
+        ca::hosts_of(all)
+    }
+
+    fn peer_node(&self) -> PeerNode {
+        PeerNode { name: self.config.name.clone(), api: self.config.api.clone(), networks: self.config.networks.clone() }
+    }
+
+    /// Serve the API with the bootstrap certificate until the agent joins a cluster.
+    pub fn use_bootstrap_tls(&self) -> anyhow::Result<()> {
+        let (cert, key) = self.data.bootstrap_tls(&self.config.name, &self.hosts())?;
+        set_slot(&self.api_tls, Some(halo_security::tls::server_config(&cert, &key, None)?));
+        Ok(())
+    }
+
+    /// Become a member: open the database, start Raft, switch the listeners to cluster TLS.
+    pub async fn start_member(&self, node_id: u64, tls: NodeTls) -> anyhow::Result<Arc<Member>> {
+        let db = Database::open(&self.data.database_path())?;
+        let machine = StateMachine::open(db.clone())?;
+        let reader = machine.reader();
+        let peers = PeerClients::new(&tls, &self.config.networks, self.detector.clone())?;
+        let t = &self.config.timing;
+        let raft_config = halo_store::openraft::Config {
+            cluster_name: "halo".into(),
+            heartbeat_interval: t.raft_heartbeat_ms,
+            election_timeout_min: t.election_timeout_min_ms,
+            election_timeout_max: t.election_timeout_max_ms,
+            snapshot_policy: halo_store::openraft::SnapshotPolicy::LogsSinceLast(500),
+            max_in_snapshot_log_to_keep: 100,
+            ..Default::default()
+        }
+        .validate()
+        .context("invalid Raft timing")?;
+        let raft = Raft::new(node_id, Arc::new(raft_config), peers.clone(), LogStore::new(db), machine)
+            .await
+            .context("starting Raft")?;
+        set_slot(&self.peer_tls, Some(halo_security::tls::server_config(&tls.cert_pem, &tls.key_pem, Some(&tls.ca_pem))?));
+        set_slot(&self.api_tls, Some(halo_security::tls::server_config(&tls.cert_pem, &tls.key_pem, None)?));
+        let member = Arc::new(Member { id: node_id, raft, reader, peers, tls });
+        self.member.set(member.clone()).map_err(|_| anyhow::anyhow!("agent is already a member"))?;
+        Ok(member)
+    }
+
+    /// `halo cluster create`: this agent becomes the first node of a new cluster.
+    pub async fn create_cluster(&self, name: &str) -> Result<(String, String), ApiError> {
+        let _guard = self.bootstrap.lock().await;
+        self.refuse_if_member()?;
+        halo_core::state::validate_node_name(name)
+            .map_err(|_| ApiError::bad_request(format!("invalid cluster name '{name}': use letters, digits, '-', '_' or '.'")))?;
+        let ca = ClusterCa::generate(name).map_err(|e| ApiError::internal(e.to_string()))?;
+        let key = ca::generate_node_key().map_err(|e| ApiError::internal(e.to_string()))?;
+        let csr = ca::certificate_request(&key, &self.config.name).map_err(|e| ApiError::internal(e.to_string()))?;
+        let cert = ca
+            .issue_node_certificate(&csr, &self.config.name, &self.hosts())
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let admin_token = halo_security::random_secret();
+        let now = clock::wall_ms();
+        let cluster = ClusterInfo {
+            name: name.to_string(),
+            id: halo_security::random_secret()[..32].to_string(),
+            created_at_ms: now,
+            ca_cert_pem: ca.cert_pem.clone(),
+            ca_key_pem: ca.key_pem.clone(),
+            admin_token_sha256: halo_security::sha256_hex(&admin_token),
+            heartbeat_key_hex: halo_security::random_secret(),
+        };
+        let tls = NodeTls { cert_pem: cert, key_pem: key, ca_pem: ca.cert_pem.clone() };
+        self.data.save_node_tls(&tls)?;
+        let membership = Membership { node_id: 1, cluster: name.to_string(), cluster_id: cluster.id.clone() };
+        self.save_membership(membership)?;
+        let member = self.start_member(1, tls).await?;
+        member
+            .raft
+            .initialize(BTreeMap::from([(1u64, self.peer_node())]))
+            .await
+            .map_err(|e| ApiError::internal(format!("initializing Raft: {e}")))?;
+        let first_node = NodeRecord {
+            id: 1,
+            name: self.config.name.clone(),
+            api: self.config.api.clone(),
+            networks: self.networks_record(),
+            state: NodeState::Up,
+            witness: self.config.witness,
+            voter: true,
+            joined_at_ms: now,
+            state_since_ms: now,
+        };
+        let command = Command::CreateCluster { cluster, first_node, settings: ClusterSettings::default() };
+        // The single-node cluster elects itself at once; wait for that, then commit.
+        let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
+        loop {
+            match self.write_as_leader(&member, command.clone()).await {
+                Ok(CommandResult::Rejected(r)) => return Err(ApiError::conflict(r.to_string())),
+                Ok(_) => break,
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    tracing::debug!("waiting to become leader: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((admin_token, ca.cert_pem))
+    }
+
+    /// `halo cluster join`: ask a member (any peer in the token) to admit this agent.
+    pub async fn join_cluster(&self, token_text: &str) -> Result<AdmissionResponse, ApiError> {
+        let _guard = self.bootstrap.lock().await;
+        self.refuse_if_member()?;
+        let token = halo_security::token::JoinToken::decode(token_text).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        if token.expires_at_ms <= clock::wall_ms() {
+            return Err(ApiError::bad_request("join token has expired; issue a new one with `halo cluster token`"));
+        }
+        let key = ca::generate_node_key().map_err(|e| ApiError::internal(e.to_string()))?;
+        let request = AdmissionRequest {
+            token_id: token.id.clone(),
+            token_secret: token.secret.clone(),
+            name: self.config.name.clone(),
+            api: self.config.api.clone(),
+            networks: self.config.networks.clone(),
+            witness: self.config.witness,
+            csr_pem: ca::certificate_request(&key, &self.config.name).map_err(|e| ApiError::internal(e.to_string()))?,
+        };
+        let mut failures = Vec::new();
+        let mut admitted = None;
+        for peer in &token.peers {
+            match crate::join::request_admission(peer, &token.ca_sha256, &request).await {
+                Ok(response) => {
+                    admitted = Some(response);
+                    break;
+                }
+                Err(crate::join::JoinError::Refused(e)) => return Err(e),
+                Err(crate::join::JoinError::Unreachable(e)) => failures.push(format!("{peer}: {e}")),
+            }
+        }
+        let Some(admitted) = admitted else {
+            return Err(ApiError::new(
+                axum::http::StatusCode::BAD_GATEWAY,
+                format!("could not reach any cluster peer named in the token ({})", failures.join("; ")),
+            ));
+        };
+        let tls = NodeTls { cert_pem: admitted.cert_pem.clone(), key_pem: key, ca_pem: admitted.ca_cert_pem.clone() };
+        self.data.save_node_tls(&tls)?;
+        self.save_membership(Membership {
+            node_id: admitted.id,
+            cluster: admitted.cluster.clone(),
+            cluster_id: admitted.cluster_id.clone(),
+        })?;
+        self.start_member(admitted.id, tls).await?;
+        Ok(admitted)
+    }
+
+    fn refuse_if_member(&self) -> Result<(), ApiError> {
+        if let Some(m) = &self.identity().member {
+            return Err(ApiError::conflict(format!(
+                "node '{}' already belongs to cluster '{}'; a node belongs to one cluster at a time",
+                self.config.name, m.cluster
+            )));
+        }
+        Ok(())
+    }
+
+    fn save_membership(&self, membership: Membership) -> Result<(), ApiError> {
+        let mut identity = self.identity();
+        identity.member = Some(membership);
+        self.data.save_identity(&identity)?;
+        if let Ok(mut i) = self.identity.lock() {
+            *i = identity;
+        }
+        Ok(())
+    }
+
+    fn networks_record(&self) -> Vec<NetworkRecord> {
+        self.config.networks.iter().map(|a| NetworkRecord { address: a.clone(), state: NetworkState::Up }).collect()
+    }
+
+    pub fn require_member(&self) -> Result<&Arc<Member>, ApiError> {
+        self.member().ok_or_else(|| {
+            ApiError::conflict(format!(
+                "node '{}' is not part of a cluster yet: run `halo cluster create` or `halo cluster join` against it",
+                self.config.name
+            ))
+        })
+    }
+
+    /// Carry out `request` on the leader: here if we lead, otherwise forwarded to it.
+    pub async fn on_leader(&self, request: LeaderRequest) -> Result<LeaderReply, ApiError> {
+        let member = self.require_member()?;
+        if member.is_leader() {
+            return self.handle_as_leader(member, request).await;
+        }
+        let metrics = member.metrics();
+        let Some(leader) = metrics.current_leader else {
+            return Err(no_quorum(&format!("no leader is elected (term {})", metrics.current_term)));
+        };
+        let node = metrics
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .cloned()
+            .ok_or_else(|| ApiError::unavailable(format!("leader {leader} is not in the membership yet")))?;
+        let timeout = WRITE_TIMEOUT + Duration::from_secs(10);
+        match member.peers.post::<_, LeaderReply>(&node, "/peer/v1/leader", &request, timeout).await {
+            Ok(reply) => Ok(reply),
+            Err(PeerError::Status(status, body)) => {
+                let message = serde_json::from_str::<halo_core::view::ErrorView>(&body).map(|e| e.error).unwrap_or(body);
+                Err(ApiError { status, message })
+            }
+            Err(e) => Err(no_quorum(&format!("the leader '{}' cannot be reached: {e}", node.name))),
+        }
+    }
+
+    /// Entry point of forwarded requests: refuses (instead of forwarding again) if we no longer lead.
+    pub async fn handle_forwarded(&self, request: LeaderRequest) -> Result<LeaderReply, ApiError> {
+        let member = self.require_member()?;
+        if !member.is_leader() {
+            return Err(ApiError::unavailable("leadership moved while the request was in flight; retry"));
+        }
+        self.handle_as_leader(member, request).await
+    }
+
+    async fn handle_as_leader(&self, member: &Arc<Member>, request: LeaderRequest) -> Result<LeaderReply, ApiError> {
+        match request {
+            LeaderRequest::Write(command) => {
+                self.require_quorum(member)?;
+                match self.write_as_leader(member, command).await? {
+                    CommandResult::Rejected(r) => Err(rejection_error(&r)),
+                    result => Ok(LeaderReply::Written(result)),
+                }
+            }
+            LeaderRequest::Admit(request) => self.admit(member, request).await.map(LeaderReply::Admitted),
+            LeaderRequest::Remove { name } => self.remove(member, &name).await.map(|()| LeaderReply::Removed),
+            LeaderRequest::Status => Ok(LeaderReply::Status(Box::new(self.local_status(member)))),
+        }
+    }
+
+    /// Fail fast when the leader has not heard from a quorum recently, instead of hanging.
+    fn require_quorum(&self, member: &Member) -> Result<(), ApiError> {
+        if member.has_quorum(self.config.timing.election_timeout_max_ms) {
+            Ok(())
+        } else {
+            let voters = member.metrics().membership_config.membership().voter_ids().count();
+            Err(no_quorum(&format!("this leader has not heard from a majority of the {voters} voters")))
+        }
+    }
+
+    pub async fn write_as_leader(&self, member: &Member, command: Command) -> Result<CommandResult, ApiError> {
+        match tokio::time::timeout(WRITE_TIMEOUT, member.raft.client_write(command)).await {
+            Ok(Ok(response)) => Ok(response.data),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
+                Err(ApiError::unavailable("this node is no longer the leader; retry"))
+            }
+            Ok(Err(e)) => Err(ApiError::unavailable(format!("write failed: {e}"))),
+            Err(_) => Err(no_quorum(&format!("the write was not committed within {} s", WRITE_TIMEOUT.as_secs()))),
+        }
+    }
+
+    async fn admit(&self, member: &Arc<Member>, request: AdmissionRequest) -> Result<AdmissionResponse, ApiError> {
+        self.require_quorum(member)?;
+        let state = member.reader.state();
+        let cluster = state.cluster.clone().ok_or_else(|| ApiError::conflict("no cluster"))?;
+        let ca = ClusterCa { cert_pem: cluster.ca_cert_pem.clone(), key_pem: cluster.ca_key_pem.clone() };
+        let mut addresses = vec![request.api.as_str()];
+        addresses.extend(request.networks.iter().map(String::as_str));
+        for address in &addresses {
+            address
+                .parse::<std::net::SocketAddr>()
+                .map_err(|_| ApiError::bad_request(format!("invalid address '{address}' in join request")))?;
+        }
+        // Sign before committing anything, so a bad CSR changes nothing.
+        let cert = ca
+            .issue_node_certificate(&request.csr_pem, &request.name, &ca::hosts_of(addresses))
+            .map_err(|e| ApiError::bad_request(format!("invalid certificate request: {e}")))?;
+        let now = clock::wall_ms();
+        let node = NodeRecord {
+            id: 0,
+            name: request.name.clone(),
+            api: request.api.clone(),
+            networks: request.networks.iter().map(|a| NetworkRecord { address: a.clone(), state: NetworkState::Up }).collect(),
+            state: NodeState::Joining,
+            witness: request.witness,
+            voter: false,
+            joined_at_ms: now,
+            state_since_ms: now,
+        };
+        let command = Command::AdmitNode {
+            token_id: request.token_id.clone(),
+            token_secret_sha256: halo_security::sha256_hex(&request.token_secret),
+            now_ms: now,
+            node,
+        };
+        let (id, voter) = match self.write_as_leader(member, command).await? {
+            CommandResult::NodeAdmitted { id, voter } => (id, voter),
+            CommandResult::Rejected(r) => return Err(rejection_error(&r)),
+            CommandResult::Done => return Err(ApiError::internal("admission returned no node id")),
+        };
+        let peer = PeerNode { name: request.name.clone(), api: request.api.clone(), networks: request.networks.clone() };
+        // Non-blocking: the new node starts Raft only after it gets this answer. The manager
+        // promotes it to voter once it has caught up (and retries this if we crash now).
+        if let Err(e) = member.raft.add_learner(id, peer, false).await {
+            tracing::warn!("adding learner {id} failed, the manager will retry: {e}");
+        }
+        Ok(AdmissionResponse { id, voter, cluster: cluster.name, cluster_id: cluster.id, cert_pem: cert, ca_cert_pem: cluster.ca_cert_pem })
+    }
+
+    async fn remove(&self, member: &Arc<Member>, name: &str) -> Result<(), ApiError> {
+        self.require_quorum(member)?;
+        let state = member.reader.state();
+        let node = state.node_by_name(name).ok_or_else(|| ApiError::not_found(format!("no node named '{name}'")))?;
+        if node.id == member.id {
+            return Err(ApiError::conflict(format!(
+                "node '{name}' is the current leader; stop its agent first so another node takes over, then remove it"
+            )));
+        }
+        let membership = member.metrics().membership_config.membership().clone();
+        let change = if membership.voter_ids().any(|v| v == node.id) {
+            Some(ChangeMembers::RemoveVoters(BTreeSet::from([node.id])))
+        } else if membership.get_node(&node.id).is_some() {
+            Some(ChangeMembers::RemoveNodes(BTreeSet::from([node.id])))
+        } else {
+            None
+        };
+        if let Some(change) = change {
+            tokio::time::timeout(WRITE_TIMEOUT, member.raft.change_membership(change, false))
+                .await
+                .map_err(|_| no_quorum("the membership change was not committed in time"))?
+                .map_err(|e| ApiError::unavailable(format!("membership change failed: {e}")))?;
+        }
+        match self.write_as_leader(member, Command::RemoveNode { node: node.id }).await? {
+            CommandResult::Rejected(r) => Err(rejection_error(&r)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Status as this node sees it; on the leader this is authoritative.
+    pub fn local_status(&self, member: &Member) -> StatusView {
+        let state = member.reader.state();
+        let metrics = member.metrics();
+        let leader_id = metrics.current_leader;
+        let voters = metrics.membership_config.membership().voter_ids().count();
+        let quorum = member.is_leader() && member.has_quorum(self.config.timing.election_timeout_max_ms);
+        StatusView {
+            cluster: state.cluster.as_ref().map(|c| c.name.clone()).unwrap_or_default(),
+            leader: leader_id.and_then(|id| state.nodes.get(&id).map(|n| n.name.clone())),
+            quorum,
+            term: metrics.current_term,
+            voters,
+            nodes: state.nodes.values().map(|n| node_view(n, leader_id)).collect(),
+            roles: Vec::new(),
+            answered_by: self.config.name.clone(),
+        }
+    }
+}
+
+impl Member {
+    /// A copy of Raft's current metrics (leader, term, membership, replication progress).
+    pub fn metrics(&self) -> halo_store::openraft::RaftMetrics<halo_store::TypeConfig> {
+        use halo_store::openraft::type_config::async_runtime::WatchReceiver;
+        self.raft.metrics().borrow_watched().clone()
+    }
+
+    pub fn is_leader(&self) -> bool {
+        let m = self.metrics();
+        m.state == ServerState::Leader && m.current_leader == Some(self.id)
+    }
+
+    /// The leader heard from a quorum within `window_ms` (always true for a single voter).
+    pub fn has_quorum(&self, window_ms: u64) -> bool {
+        let m = self.metrics();
+        use halo_store::openraft::Instant as _;
+        let window = Duration::from_millis(window_ms.saturating_mul(2));
+        m.state == ServerState::Leader && m.last_quorum_acked.as_ref().is_some_and(|at| at.elapsed() <= window)
+    }
+}
+
+pub fn node_view(n: &NodeRecord, leader: Option<u64>) -> NodeView {
+    NodeView {
+        name: n.name.clone(),
+        id: n.id,
+        state: n.state,
+        api: n.api.clone(),
+        voter: n.voter,
+        witness: n.witness,
+        leader: leader == Some(n.id),
+        networks: n
+            .networks
+            .iter()
+            .enumerate()
+            .map(|(index, net)| NetworkView { index, address: net.address.clone(), state: net.state })
+            .collect(),
+        state_since_ms: n.state_since_ms,
+    }
+}
+
+fn no_quorum(detail: &str) -> ApiError {
+    ApiError::unavailable(format!("no quorum: {detail}; the cluster refuses changes until a majority of voters is reachable"))
+}
+
+fn rejection_error(r: &halo_core::command::Rejection) -> ApiError {
+    use halo_core::command::Rejection as R;
+    match r {
+        R::UnknownToken | R::TokenExpired | R::TokenUsed(_) => ApiError::new(axum::http::StatusCode::FORBIDDEN, r.to_string()),
+        R::UnknownNodeId(_) => ApiError::not_found(r.to_string()),
+        R::InvalidProperty { .. } | R::InvalidNodeName(_) => ApiError::bad_request(r.to_string()),
+        _ => ApiError::conflict(r.to_string()),
+    }
+}
+
+fn set_slot(slot: &TlsSlot, config: Option<Arc<rustls::ServerConfig>>) {
+    if let Ok(mut s) = slot.write() {
+        *s = config;
+    }
+}

@@ -1,0 +1,205 @@
+//! The command tree (the contract in the design: verbs, flags and `--json` fields are kept).
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use halo_core::view::*;
+
+use crate::client::{Api, ClientConfig, normalize_endpoint};
+use crate::output;
+
+#[derive(Debug, Parser)]
+#[command(name = "halo", version, about = "High-availability clustering for virtual machines and services")]
+pub struct Cli {
+    /// Print machine-readable JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the node agent (the daemon).
+    Agent(halo_agent::AgentArgs),
+    /// Create, join and configure the cluster.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// Nodes, quorum, leader and roles at a glance.
+    Status,
+    /// Inspect and manage nodes.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Start a local 3-node cluster on this machine and keep it running until Ctrl-C.
+    Demo(crate::demo::DemoArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Bootstrap the (unjoined) agent at ENDPOINT as the first node; writes the client config.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        endpoint: String,
+        /// Needed when the agent is not on this machine (its DATA_DIR/bootstrap.secret).
+        #[arg(long, env = "HALO_BOOTSTRAP_SECRET")]
+        bootstrap_secret: Option<String>,
+    },
+    /// Issue a join token carrying the peers and the CA fingerprint.
+    Token {
+        /// How long the token is valid, e.g. 30m, 1h, 2d.
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+    },
+    /// Make the unjoined agent at ENDPOINT join the cluster named in TOKEN.
+    Join {
+        #[arg(long)]
+        endpoint: String,
+        #[arg(long)]
+        token: String,
+        #[arg(long, env = "HALO_BOOTSTRAP_SECRET")]
+        bootstrap_secret: Option<String>,
+    },
+    /// Cluster settings and properties.
+    Show,
+    /// Set cluster properties: description, label.NAME, heartbeat_interval_ms, node_timeout_ms, max_voters.
+    Set {
+        /// KEY=VALUE pairs, applied all together or not at all.
+        #[arg(required = true)]
+        properties: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    List,
+    Show { name: String },
+    /// Remove a node from the cluster (its agent must be stopped or it becomes unjoined).
+    Remove { name: String },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let json = cli.json;
+    match cli.command {
+        Command::Agent(_) => bail!("`halo agent` is handled by the binary entry point"),
+        Command::Demo(args) => crate::demo::run(args).await,
+        Command::Cluster(c) => cluster(c, json).await,
+        Command::Status => {
+            let (api, config) = connect()?;
+            let status: StatusView = api.get("/api/v1/status").await?;
+            remember_endpoints(config, &status);
+            if json { output::print_json(&status) } else { print!("{}", output::status_text(&status)); Ok(()) }
+        }
+        Command::Node(NodeCommand::List) => {
+            let nodes: Vec<NodeView> = connect()?.0.get("/api/v1/nodes").await?;
+            if json { output::print_json(&nodes) } else { println!("{}", output::nodes_table(&nodes)); Ok(()) }
+        }
+        Command::Node(NodeCommand::Show { name }) => {
+            let node: NodeView = connect()?.0.get(&format!("/api/v1/nodes/{name}")).await?;
+            if json { output::print_json(&node) } else { print!("{}", output::node_text(&node)); Ok(()) }
+        }
+        Command::Node(NodeCommand::Remove { name }) => {
+            connect()?.0.delete(&format!("/api/v1/nodes/{name}")).await?;
+            if json { output::print_json(&serde_json::json!({ "removed": name })) } else { println!("node '{name}' removed"); Ok(()) }
+        }
+    }
+}
+
+fn connect() -> anyhow::Result<(Api, ClientConfig)> {
+    let config = ClientConfig::load()?;
+    Ok((Api::from_config(&config)?, config))
+}
+
+/// Keep the client config's endpoint list current, so the CLI can fail over to any node.
+fn remember_endpoints(mut config: ClientConfig, status: &StatusView) {
+    if std::env::var_os("HALO_ENDPOINT").is_some() {
+        return;
+    }
+    let mut endpoints: Vec<String> = status.nodes.iter().map(|n| n.api.clone()).collect();
+    endpoints.sort();
+    let mut known = config.endpoints.clone();
+    known.sort();
+    if !endpoints.is_empty() && endpoints != known {
+        config.endpoints = status.nodes.iter().map(|n| n.api.clone()).collect();
+        let _ = config.save();
+    }
+}
+
+async fn cluster(command: ClusterCommand, json: bool) -> anyhow::Result<()> {
+    match command {
+        ClusterCommand::Create { name, endpoint, bootstrap_secret } => {
+            let api = Api::bootstrap(&endpoint, bootstrap_secret)?;
+            let created: CreateClusterResponse =
+                api.post("/api/v1/bootstrap/create", &CreateClusterRequest { name: name.clone() }).await?;
+            let config = ClientConfig {
+                cluster: created.cluster.clone(),
+                endpoints: vec![normalize_endpoint(&created.endpoint)?],
+                ca_cert_pem: created.ca_cert_pem.clone(),
+                token: created.admin_token.clone(),
+            };
+            let path = config.save()?;
+            if json {
+                output::print_json(&serde_json::json!({
+                    "cluster": created.cluster, "node": created.node, "endpoint": created.endpoint,
+                    "config": path.display().to_string(),
+                }))
+            } else {
+                println!("cluster '{}' created on node '{}'", created.cluster, created.node);
+                println!("client config written to {} (admin token and CA inside; keep it private)", path.display());
+                Ok(())
+            }
+        }
+        ClusterCommand::Token { ttl } => {
+            let ttl = humantime::parse_duration(&ttl).with_context(|| format!("invalid --ttl '{ttl}': use e.g. 30m, 1h, 2d"))?;
+            let (api, _) = connect()?;
+            let token: TokenResponse = api.post("/api/v1/tokens", &TokenRequest { ttl_seconds: ttl.as_secs() }).await?;
+            if json { output::print_json(&token) } else { println!("{}", token.token); Ok(()) }
+        }
+        ClusterCommand::Join { endpoint, token, bootstrap_secret } => {
+            let api = Api::bootstrap(&endpoint, bootstrap_secret)?;
+            let joined: JoinClusterResponse = api.post("/api/v1/bootstrap/join", &JoinClusterRequest { token }).await?;
+            if let Ok(mut config) = ClientConfig::load() {
+                if config.cluster == joined.cluster && !config.endpoints.contains(&joined.endpoint) {
+                    config.endpoints.push(joined.endpoint.clone());
+                    let _ = config.save();
+                }
+            }
+            if json {
+                output::print_json(&joined)
+            } else {
+                let kind = if joined.voter { "voter" } else { "non-voting member" };
+                println!("node '{}' joined cluster '{}' as {kind} (id {})", joined.node, joined.cluster, joined.id);
+                Ok(())
+            }
+        }
+        ClusterCommand::Show => {
+            let view: ClusterView = connect()?.0.get("/api/v1/cluster").await?;
+            if json { output::print_json(&view) } else { print!("{}", output::cluster_text(&view)); Ok(()) }
+        }
+        ClusterCommand::Set { properties } => {
+            let mut pairs = Vec::new();
+            for p in &properties {
+                let (k, v) = p.split_once('=').with_context(|| format!("invalid property '{p}': expected KEY=VALUE"))?;
+                pairs.push((k.trim().to_string(), v.to_string()));
+            }
+            connect()?.0.post_no_reply("/api/v1/cluster/properties", &PropertiesRequest { properties: pairs }).await?;
+            if json { output::print_json(&serde_json::json!({ "set": properties })) } else { println!("set {} propert(ies)", properties.len()); Ok(()) }
+        }
+    }
+}
+
+/// Poll `check` until it returns true or `timeout` passes.
+pub async fn wait_for(timeout: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,153 @@
+//! `halo demo`: three real agent processes on loopback addresses, two networks each, formed into
+//! a cluster, kept running until Ctrl-C, then stopped cleanly.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use halo_core::state::NodeState;
+use halo_core::view::*;
+use tokio::process::{Child, Command};
+
+use crate::client::{Api, ClientConfig};
+use crate::commands::wait_for;
+use crate::output;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// First three octets of the loopback addresses of the first network (node N gets .N).
+    #[arg(long, default_value = "127.0.10")]
+    pub prefix: String,
+    /// API port; the heartbeat networks use the next port.
+    #[arg(long, default_value_t = 7400)]
+    pub port: u16,
+    /// Keep data and logs here instead of a temporary directory.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+struct Nodes(Vec<Child>);
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.start_kill();
+        }
+    }
+}
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let temp;
+    let dir: &Path = match &args.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+            d
+        }
+        None => {
+            temp = tempfile::Builder::new().prefix("halo-demo-").tempdir()?;
+            temp.path()
+        }
+    };
+    let second = second_prefix(&args.prefix)?;
+    let exe = std::env::current_exe().context("cannot find the halo executable")?;
+    let mut nodes = Nodes(Vec::new());
+    let mut apis = Vec::new();
+    for i in 1..=3 {
+        let api = format!("{}.{i}:{}", args.prefix, args.port);
+        let nets = format!("{}.{i}:{p},{second}.{i}:{p}", args.prefix, p = args.port + 1);
+        let log = std::fs::File::create(dir.join(format!("node{i}.log")))?;
+        let child = Command::new(&exe)
+            .args(["agent", "--name", &format!("node{i}"), "--api", &api, "--net", &nets, "--data-dir"])
+            .arg(dir.join(format!("node{i}")))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting an agent")?;
+        nodes.0.push(child);
+        apis.push(api);
+    }
+    for (i, api) in apis.iter().enumerate() {
+        let up = wait_for(Duration::from_secs(15), async || tokio::net::TcpStream::connect(api).await.is_ok()).await;
+        if !up {
+            bail!("agent node{} did not start; see {}", i + 1, dir.join(format!("node{}.log", i + 1)).display());
+        }
+    }
+
+    let created: CreateClusterResponse = Api::bootstrap(&apis[0], None)?
+        .post("/api/v1/bootstrap/create", &CreateClusterRequest { name: "demo".into() })
+        .await?;
+    let config = ClientConfig {
+        cluster: created.cluster.clone(),
+        endpoints: apis.clone(),
+        ca_cert_pem: created.ca_cert_pem,
+        token: created.admin_token,
+    };
+    let config_path = config.save_to(&dir.join("config.toml"))?;
+    let api = Api::from_config(&config)?;
+    for joining in &apis[1..] {
+        let token: TokenResponse = api.post("/api/v1/tokens", &TokenRequest { ttl_seconds: 300 }).await?;
+        let _: JoinClusterResponse =
+            Api::bootstrap(joining, None)?.post("/api/v1/bootstrap/join", &JoinClusterRequest { token: token.token }).await?;
+    }
+    let all_up = wait_for(Duration::from_secs(30), async || {
+        api.get::<StatusView>("/api/v1/status")
+            .await
+            .is_ok_and(|s| s.quorum && s.nodes.len() == 3 && s.nodes.iter().all(|n| n.state == NodeState::Up))
+    })
+    .await;
+    let status: StatusView = api.get("/api/v1/status").await?;
+    print!("{}", output::status_text(&status));
+    if !all_up {
+        bail!("the demo cluster did not come up; agent logs are in {}", dir.display());
+    }
+    println!();
+    println!("Sample roles arrive with the role manager; this demo shows the cluster core.");
+    println!("Point the CLI at the demo cluster from another terminal:");
+    println!("  export HALO_CONFIG={}", config_path.display());
+    println!("  halo status");
+    println!("Agent logs: {}/node{{1,2,3}}.log. Press Ctrl-C to stop.", dir.display());
+    println!("demo ready");
+
+    shutdown_signal().await;
+    println!("stopping the demo cluster");
+    for child in &mut nodes.0 {
+        if let Some(pid) = child.id() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
+        }
+    }
+    for child in &mut nodes.0 {
+        if tokio::time::timeout(Duration::from_secs(10), child.wait()).await.is_err() {
+            let _ = child.kill().await;
+        }
+    }
+    Ok(())
+}
+
+/// 127.0.10 -> 127.0.11: the second network of each node.
+fn second_prefix(prefix: &str) -> anyhow::Result<String> {
+    let parts: Vec<&str> = prefix.split('.').collect();
+    let third: u8 = match parts.as_slice() {
+        ["127", _, c] => c.parse().ok(),
+        _ => None,
+    }
+    .with_context(|| format!("invalid --prefix '{prefix}': expected three octets of 127.x.y"))?;
+    let next = third.checked_add(1).with_context(|| format!("--prefix '{prefix}' leaves no room for a second network"))?;
+    Ok(format!("{}.{}.{next}", parts[0], parts[1]))
+}
+
+/// Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
