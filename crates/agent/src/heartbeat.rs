@@ -52,13 +52,11 @@ pub async fn run(agent: Arc<Agent>, socket: UdpSocket, network: usize) {
             received = socket.recv_from(&mut buf) => {
                 let Ok((len, _from)) = received else { continue };
                 if len != DATAGRAM_LEN { continue; }
-                if let Some((_, codec)) = &codec {
-                    if let Ok(hb) = codec.decode(&buf[..len]) {
-                        if let Ok(mut d) = agent.detector.lock() {
+                if let Some((_, codec)) = &codec
+                    && let Ok(hb) = codec.decode(&buf[..len])
+                        && let Ok(mut d) = agent.detector.lock() {
                             d.heard(hb.from, network, clock::monotonic_ms());
                         }
-                    }
-                }
             }
         }
     }

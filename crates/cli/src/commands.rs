@@ -160,12 +160,11 @@ async fn cluster(command: ClusterCommand, json: bool) -> anyhow::Result<()> {
         ClusterCommand::Join { endpoint, token, bootstrap_secret } => {
             let api = Api::bootstrap(&endpoint, bootstrap_secret)?;
             let joined: JoinClusterResponse = api.post("/api/v1/bootstrap/join", &JoinClusterRequest { token }).await?;
-            if let Ok(mut config) = ClientConfig::load() {
-                if config.cluster == joined.cluster && !config.endpoints.contains(&joined.endpoint) {
+            if let Ok(mut config) = ClientConfig::load()
+                && config.cluster == joined.cluster && !config.endpoints.contains(&joined.endpoint) {
                     config.endpoints.push(joined.endpoint.clone());
                     let _ = config.save();
                 }
-            }
             if json {
                 output::print_json(&joined)
             } else {

@@ -65,13 +65,19 @@ pub fn client_config(ca_pem: &str, identity: Option<(&str, &str)>) -> Result<Cli
 /// cluster yet (its certificate is self-signed) and to fetch a cluster's public CA certificate,
 /// which the caller then checks against the fingerprint pinned in a join token.
 pub fn unverified_client_config() -> ClientConfig {
+    unverified_client_config_with(None).expect("a client without identity needs no key material")
+}
+
+/// As [`unverified_client_config`], presenting `identity` (cert, key) as client certificate.
+pub fn unverified_client_config_with(identity: Option<(&str, &str)>) -> Result<ClientConfig, SecurityError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ClientConfig::builder()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyServer(provider)))
-        .with_no_client_auth();
+    let builder = ClientConfig::builder().dangerous().with_custom_certificate_verifier(Arc::new(AnyServer(provider)));
+    let mut config = match identity {
+        Some((cert, key)) => builder.with_client_auth_cert(certs_from_pem(cert)?, key_from_pem(key)?)?,
+        None => builder.with_no_client_auth(),
+    };
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    config
+    Ok(config)
 }
 
 #[derive(Debug)]

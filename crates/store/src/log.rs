@@ -101,7 +101,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
         let last_purged: Option<LogIdOf<TypeConfig>> = self.db.get_meta(PURGED)?;
-        let last = self.last_entry_log_id()?.or_else(|| last_purged.clone());
+        let last = self.last_entry_log_id()?.or(last_purged);
         Ok(LogState { last_purged_log_id: last_purged, last_log_id: last })
     }
 
@@ -157,7 +157,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogIdOf<TypeConfig>) -> Result<(), io::Error> {
         // Record the purge point first: a crash in between leaves extra entries, never a gap.
-        self.db.put_meta(PURGED, &Some(log_id.clone()))?;
+        self.db.put_meta(PURGED, &Some(log_id))?;
         self.remove_range((Bound::Unbounded, Bound::Included(log_id.index())))
     }
 }

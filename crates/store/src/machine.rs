@@ -85,7 +85,7 @@ impl StateMachine {
     fn snapshot_of(applied: &Applied) -> Result<StoredSnapshot, io::Error> {
         Ok(StoredSnapshot {
             meta: SnapshotMetaOf::<TypeConfig> {
-                last_log_id: applied.last_applied.clone(),
+                last_log_id: applied.last_applied,
                 last_membership: applied.membership.clone(),
             },
             data: serde_json::to_vec(&applied.state).map_err(store_io)?,
@@ -118,7 +118,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         &mut self,
     ) -> Result<(Option<LogIdOf<TypeConfig>>, StoredMembershipOf<TypeConfig>), io::Error> {
         let applied = self.applied.read().map_err(|_| lock_poisoned())?;
-        Ok((applied.last_applied.clone(), applied.membership.clone()))
+        Ok((applied.last_applied, applied.membership.clone()))
     }
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
@@ -128,12 +128,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut work = self.applied.read().map_err(|_| lock_poisoned())?.clone();
         let mut responders = Vec::new();
         while let Some((entry, responder)) = entries.try_next().await? {
-            work.last_applied = Some(entry.log_id.clone());
+            work.last_applied = Some(entry.log_id);
             let result = match &entry.payload {
                 EntryPayload::Blank => CommandResult::Done,
                 EntryPayload::Normal(command) => work.state.apply(command),
                 EntryPayload::Membership(membership) => {
-                    work.membership = StoredMembershipOf::<TypeConfig>::new(Some(entry.log_id.clone()), membership.clone());
+                    work.membership = StoredMembershipOf::<TypeConfig>::new(Some(entry.log_id), membership.clone());
                     CommandResult::Done
                 }
             };
@@ -162,7 +162,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> Result<(), io::Error> {
         let data = snapshot.into_inner();
         let state: ClusterState = serde_json::from_slice(&data).map_err(store_io)?;
-        let applied = Applied { last_applied: meta.last_log_id.clone(), membership: meta.last_membership.clone(), state };
+        let applied = Applied { last_applied: meta.last_log_id, membership: meta.last_membership.clone(), state };
         self.db.put_meta(SNAPSHOT, &StoredSnapshot { meta: meta.clone(), data })?;
         self.persist(&applied)?;
         *self.applied.write().map_err(|_| lock_poisoned())? = applied;

@@ -1,0 +1,230 @@
+//! Test harness: real `halo agent` processes on loopback addresses, driven through the real CLI.
+//! Each test uses its own `127.<id>.x.y` addresses, so tests can run in parallel.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const API_PORT: u16 = 7400;
+pub const NET_PORT: u16 = 7401;
+
+pub struct Node {
+    pub name: String,
+    pub api: String,
+    pub nets: Vec<String>,
+    pub data_dir: PathBuf,
+    pub witness: bool,
+    pub child: Option<Child>,
+}
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub nodes: Vec<Node>,
+    pub config: PathBuf,
+    iptables_rules: Vec<Vec<String>>,
+}
+
+pub fn exe() -> &'static str {
+    env!("CARGO_BIN_EXE_halo")
+}
+
+impl Cluster {
+    /// `count` agents (not started); the last `witnesses` of them are witnesses.
+    pub fn new(test_id: u8, count: usize, witnesses: usize) -> Self {
+        let dir = tempfile::Builder::new().prefix("halo-test-").tempdir().expect("tempdir");
+        let nodes = (1..=count)
+            .map(|i| Node {
+                name: format!("n{i}"),
+                api: format!("127.{test_id}.1.{i}:{API_PORT}"),
+                nets: vec![format!("127.{test_id}.1.{i}:{NET_PORT}"), format!("127.{test_id}.2.{i}:{NET_PORT}")],
+                data_dir: dir.path().join(format!("n{i}")),
+                witness: i > count - witnesses,
+                child: None,
+            })
+            .collect();
+        let config = dir.path().join("client.toml");
+        Self { dir, nodes, config, iptables_rules: Vec::new() }
+    }
+
+    pub fn start(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        assert!(node.child.is_none(), "{} already running", node.name);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("{}.log", node.name)))
+            .expect("log file");
+        let mut cmd = Command::new(exe());
+        cmd.args(["agent", "--name", &node.name, "--api", &node.api, "--net", &node.nets.join(",")])
+            .arg("--data-dir")
+            .arg(&node.data_dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log);
+        if node.witness {
+            cmd.arg("--witness");
+        }
+        node.child = Some(cmd.spawn().expect("spawn agent"));
+        let api = node.api.clone();
+        assert!(
+            wait_until(Duration::from_secs(15), || std::net::TcpStream::connect(&api).is_ok()),
+            "agent {} did not open its API",
+            self.nodes[i].name
+        );
+    }
+
+    pub fn start_all(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.start(i);
+        }
+    }
+
+    /// A host crash of the agent: SIGKILL, no chance to clean up.
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn restart(&mut self, i: usize) {
+        self.kill9(i);
+        self.start(i);
+    }
+
+    /// Run the CLI against this cluster's client config.
+    pub fn halo(&self, args: &[&str]) -> Output {
+        self.halo_env(args, &[])
+    }
+
+    pub fn halo_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(exe());
+        cmd.args(args).env("HALO_CONFIG", &self.config).env_remove("HALO_ENDPOINT").env_remove("HALO_TOKEN");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run halo")
+    }
+
+    /// Run the CLI, require success, parse `--json` output.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let out = self.halo(&all);
+        assert!(out.status.success(), "halo {args:?} failed: {}", text(&out));
+        serde_json::from_slice(&out.stdout).expect("json output")
+    }
+
+    pub fn create(&mut self) {
+        let endpoint = format!("https://{}", self.nodes[0].api);
+        let out = self.halo(&["cluster", "create", "--name", "test", "--endpoint", &endpoint]);
+        assert!(out.status.success(), "create failed: {}", text(&out));
+    }
+
+    pub fn token(&self, ttl: &str) -> String {
+        self.json(&["cluster", "token", "--ttl", ttl])["token"].as_str().expect("token").to_string()
+    }
+
+    pub fn join(&self, i: usize) -> Output {
+        let token = self.token("10m");
+        let endpoint = self.nodes[i].api.clone();
+        self.halo(&["cluster", "join", "--endpoint", &endpoint, "--token", &token])
+    }
+
+    /// Start every agent, create the cluster on the first, join the others, wait for all up.
+    pub fn form(&mut self) {
+        self.start_all();
+        self.create();
+        for i in 1..self.nodes.len() {
+            let out = self.join(i);
+            assert!(out.status.success(), "join of {} failed: {}", self.nodes[i].name, text(&out));
+        }
+        let n = self.nodes.len();
+        assert!(
+            self.wait_status(Duration::from_secs(30), |s| s["quorum"] == true && up_count(s) == n),
+            "cluster did not come up: {:?}",
+            self.status()
+        );
+    }
+
+    pub fn status(&self) -> Option<Value> {
+        let out = self.halo(&["status", "--json"]);
+        out.status.success().then(|| serde_json::from_slice(&out.stdout).ok()).flatten()
+    }
+
+    pub fn wait_status(&self, timeout: Duration, check: impl Fn(&Value) -> bool) -> bool {
+        wait_until(timeout, || self.status().is_some_and(|s| check(&s)))
+    }
+
+    pub fn index_of(&self, name: &str) -> usize {
+        self.nodes.iter().position(|n| n.name == name).expect("known node")
+    }
+
+    pub fn leader(&self) -> Option<String> {
+        self.status().and_then(|s| s["leader"].as_str().map(str::to_string))
+    }
+
+    /// Drop every packet to or from `address`'s IP (one heartbeat network of one node).
+    pub fn block(&mut self, address: &str) {
+        let ip = address.split(':').next().expect("ip").to_string();
+        for rule in [vec!["INPUT", "-s", &ip], vec!["INPUT", "-d", &ip]] {
+            let mut args: Vec<String> = rule.iter().map(|s| s.to_string()).collect();
+            args.extend(["-j".into(), "DROP".into()]);
+            iptables("-I", &args);
+            self.iptables_rules.push(args);
+        }
+    }
+
+    pub fn unblock_all(&mut self) {
+        for rule in self.iptables_rules.drain(..) {
+            iptables("-D", &rule);
+        }
+    }
+
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{}.log", self.nodes[i].name))).unwrap_or_default()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.unblock_all();
+        for i in 0..self.nodes.len() {
+            self.kill9(i);
+        }
+    }
+}
+
+fn iptables(op: &str, rule: &[String]) {
+    let out = Command::new("iptables").arg(op).args(rule).output().expect("iptables must be installed (.ci/run installs it)");
+    assert!(out.status.success(), "iptables {op} {rule:?}: {}", text(&out));
+}
+
+pub fn node<'a>(status: &'a Value, name: &str) -> &'a Value {
+    status["nodes"].as_array().and_then(|a| a.iter().find(|n| n["name"] == name)).expect("node in status")
+}
+
+pub fn up_count(status: &Value) -> usize {
+    status["nodes"].as_array().map_or(0, |a| a.iter().filter(|n| n["state"] == "up").count())
+}
+
+pub fn text(out: &Output) -> String {
+    format!("status {:?}\nstdout: {}\nstderr: {}", out.status.code(), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,65 @@
+//! Leader loss, rejoin and catch-up, and whole-cluster restart, with real agent processes.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[test]
+fn leader_killed_new_leader_elected_writes_continue_and_node_rejoins() {
+    let mut c = Cluster::new(101, 3, 0);
+    c.form();
+    let old = c.leader().expect("a leader");
+    let old_i = c.index_of(&old);
+
+    let killed_at = Instant::now();
+    c.kill9(old_i);
+    assert!(
+        c.wait_status(Duration::from_secs(10), |s| s["quorum"] == true && s["leader"].as_str().is_some_and(|l| l != old)),
+        "no new leader after killing {old}"
+    );
+    let elected = killed_at.elapsed();
+    eprintln!("new leader after {:.2} s", elected.as_secs_f64());
+    assert!(elected < Duration::from_secs(5), "leader loss took {elected:?}");
+
+    // Config writes keep working, and the dead node is seen down.
+    let out = c.halo(&["cluster", "set", "label.while_down=yes"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(c.wait_status(Duration::from_secs(10), |s| node(s, &old)["state"] == "down"));
+
+    // It rejoins and catches up: its own copy of the database has the write made while it was down.
+    c.start(old_i);
+    assert!(c.wait_status(Duration::from_secs(20), |s| node(s, &old)["state"] == "up" && up_count(s) == 3));
+    let endpoint = c.nodes[old_i].api.clone();
+    assert!(wait_until(Duration::from_secs(10), || {
+        let out = c.halo_env(&["cluster", "show", "--json"], &[("HALO_ENDPOINT", &endpoint)]);
+        out.status.success()
+            && serde_json::from_slice::<serde_json::Value>(&out.stdout)
+                .is_ok_and(|v| v["properties"]["label.while_down"] == "yes")
+    }));
+}
+
+#[test]
+fn whole_cluster_restart_keeps_every_acknowledged_write() {
+    let mut c = Cluster::new(102, 3, 0);
+    c.form();
+    for i in 0..20 {
+        let out = c.halo(&["cluster", "set", &format!("label.k{i}=v{i}")]);
+        assert!(out.status.success(), "write {i}: {}", text(&out));
+    }
+    // Every agent dies at once, without a chance to flush anything.
+    for i in 0..3 {
+        c.kill9(i);
+    }
+    let restarted = Instant::now();
+    c.start_all();
+    assert!(c.wait_status(Duration::from_secs(20), |s| s["quorum"] == true && up_count(s) == 3));
+    eprintln!("cold start to quorum and all up: {:.2} s", restarted.elapsed().as_secs_f64());
+    let shown = c.json(&["cluster", "show"]);
+    for i in 0..20 {
+        assert_eq!(shown["properties"][format!("label.k{i}")], format!("v{i}"), "write {i} lost");
+    }
+    let out = c.halo(&["cluster", "set", "label.after=restart"]);
+    assert!(out.status.success(), "{}", text(&out));
+}

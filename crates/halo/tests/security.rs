@@ -1,0 +1,113 @@
+//! Security from day one: bearer tokens on the API, checked join tokens, mutual TLS for Raft.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+fn runtime() -> tokio::runtime::Runtime {
+    halo_security::install_crypto_provider();
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+}
+
+fn client(identity: Option<(&str, &str)>) -> reqwest::Client {
+    let tls = halo_security::tls::unverified_client_config_with(identity).expect("tls");
+    reqwest::Client::builder().tls_backend_preconfigured(tls).timeout(Duration::from_secs(5)).build().expect("client")
+}
+
+#[test]
+fn api_requires_a_valid_bearer_token_and_changes_nothing_without_one() {
+    let mut c = Cluster::new(105, 1, 0);
+    c.form();
+    let api = c.nodes[0].api.clone();
+    let rt = runtime();
+    rt.block_on(async {
+        let http = client(None);
+        let url = format!("https://{api}/api/v1/status");
+        let none = http.get(&url).send().await.expect("answer");
+        assert_eq!(none.status(), 401);
+        let wrong = http.get(&url).bearer_auth("not-the-token").send().await.expect("answer");
+        assert_eq!(wrong.status(), 401);
+        let write = http
+            .post(format!("https://{api}/api/v1/cluster/properties"))
+            .json(&serde_json::json!({ "properties": [["label.evil", "1"]] }))
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(write.status(), 401);
+        // The OpenAPI document is public and describes the API.
+        let doc: serde_json::Value =
+            http.get(format!("https://{api}/api/v1/openapi.json")).send().await.expect("doc").json().await.expect("json");
+        assert!(doc["paths"]["/api/v1/status"].is_object(), "{doc}");
+    });
+    let shown = c.json(&["cluster", "show"]);
+    assert!(shown["properties"].get("label.evil").is_none());
+    let out = c.halo_env(&["status"], &[("HALO_TOKEN", "wrong")]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"), "{}", text(&out));
+}
+
+#[test]
+fn join_tokens_are_checked_single_use_and_expire() {
+    let mut c = Cluster::new(106, 4, 0);
+    c.start_all();
+    c.create();
+
+    // A forged token: right peers and CA, wrong secret.
+    let good = c.token("10m");
+    let forged = {
+        let mut t = halo_security::token::JoinToken::decode(&good).expect("decodes");
+        t.secret = "0".repeat(64);
+        t.encode()
+    };
+    let api1 = c.nodes[1].api.clone();
+    let out = c.halo(&["cluster", "join", "--endpoint", &api1, "--token", &forged]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not valid"), "{}", text(&out));
+
+    // The real token works once...
+    let out = c.halo(&["cluster", "join", "--endpoint", &api1, "--token", &good]);
+    assert!(out.status.success(), "{}", text(&out));
+    // ...and never again.
+    let api2 = c.nodes[2].api.clone();
+    let out = c.halo(&["cluster", "join", "--endpoint", &api2, "--token", &good]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already used"), "{}", text(&out));
+
+    // An expired token is refused.
+    let short = c.token("1s");
+    std::thread::sleep(Duration::from_millis(1500));
+    let out = c.halo(&["cluster", "join", "--endpoint", &api2, "--token", &short]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expired"), "{}", text(&out));
+
+    let s = c.status().expect("status");
+    assert_eq!(s["nodes"].as_array().map(Vec::len), Some(2), "refused joins must not add nodes: {s}");
+}
+
+#[test]
+fn raft_rpc_refuses_peers_without_a_cluster_certificate() {
+    let mut c = Cluster::new(107, 1, 0);
+    c.form();
+    // A node of another cluster has a certificate, but not one from this cluster's CA.
+    let mut other = Cluster::new(108, 1, 0);
+    other.form();
+    let read = |n: &str| std::fs::read_to_string(other.nodes[0].data_dir.join(n)).expect("tls file");
+    let (cert, key) = (read("node.crt"), read("node.key"));
+    let own = |n: &str| std::fs::read_to_string(c.nodes[0].data_dir.join(n)).expect("tls file");
+    let (own_cert, own_key) = (own("node.crt"), own("node.key"));
+
+    let url = format!("https://{}/raft/vote", c.nodes[0].nets[0]);
+    let rt = runtime();
+    rt.block_on(async {
+        let body = serde_json::json!({});
+        let anonymous = client(None).post(&url).json(&body).send().await;
+        assert!(anonymous.is_err(), "a client without a certificate reached Raft: {anonymous:?}");
+        let foreign = client(Some((&cert, &key))).post(&url).json(&body).send().await;
+        assert!(foreign.is_err(), "a foreign cluster's certificate reached Raft: {foreign:?}");
+        // Our own node's certificate gets through TLS (the empty body is then rejected).
+        let member = client(Some((&own_cert, &own_key))).post(&url).json(&body).send().await.expect("TLS accepted");
+        assert!(member.status().is_client_error());
+    });
+}
