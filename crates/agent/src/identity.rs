@@ -107,9 +107,17 @@ impl DataDir {
     /// Write `name` atomically and durably: readers see the old or the new file, never half.
     pub fn write(&self, name: &str, contents: &str) -> anyhow::Result<()> {
         use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
         let target = self.path(name);
         let tmp = self.path(&format!(".{name}.tmp"));
-        let mut file = std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+        // Keys and secrets live here: readable by the agent's user only.
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
         file.write_all(contents.as_bytes())?;
         file.sync_all()?;
         std::fs::rename(&tmp, &target).with_context(|| format!("cannot write {}", target.display()))?;
