@@ -79,8 +79,9 @@ pub fn peer_router(agent: AppState) -> Router {
 }
 
 async fn require_admin(State(agent): State<AppState>, headers: HeaderMap, request: Request, next: Next) -> Response {
-    let Some(member) = agent.member() else {
-        return agent.require_member().map(|_| ()).err().map_or_else(|| StatusCode::CONFLICT.into_response(), IntoResponse::into_response);
+    let member = match agent.require_member() {
+        Ok(member) => member,
+        Err(e) => return e.into_response(),
     };
     let presented = headers
         .get(axum::http::header::AUTHORIZATION)
