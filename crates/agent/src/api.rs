@@ -43,7 +43,10 @@ impl utoipa::Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         if let Some(components) = openapi.components.as_mut() {
-            components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+            components.add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
         }
     }
 }
@@ -145,13 +148,21 @@ async fn issue_token(State(agent): State<AppState>, Json(request): Json<TokenReq
     let cluster = state.cluster.as_ref().ok_or_else(|| ApiError::conflict("no cluster"))?;
     let (id, secret) = (halo_security::random_secret()[..16].to_string(), halo_security::random_secret());
     let expires_at_ms = clock::wall_ms() + request.ttl_seconds * 1000;
-    let command = Command::IssueJoinToken { id: id.clone(), secret_sha256: halo_security::sha256_hex(&secret), expires_at_ms };
+    let command =
+        Command::IssueJoinToken { id: id.clone(), secret_sha256: halo_security::sha256_hex(&secret), expires_at_ms };
     agent.on_leader(LeaderRequest::Write(command)).await?;
     let token = JoinToken {
         cluster: cluster.name.clone(),
         cluster_id: cluster.id.clone(),
-        peers: state.nodes.values().filter(|n| !n.witness).chain(state.nodes.values().filter(|n| n.witness)).map(|n| n.api.clone()).collect(),
-        ca_sha256: halo_security::ca::fingerprint(&cluster.ca_cert_pem).map_err(|e| ApiError::internal(e.to_string()))?,
+        peers: state
+            .nodes
+            .values()
+            .filter(|n| !n.witness)
+            .chain(state.nodes.values().filter(|n| n.witness))
+            .map(|n| n.api.clone())
+            .collect(),
+        ca_sha256: halo_security::ca::fingerprint(&cluster.ca_cert_pem)
+            .map_err(|e| ApiError::internal(e.to_string()))?,
         id,
         secret,
         expires_at_ms,
@@ -176,7 +187,10 @@ async fn show_cluster(State(agent): State<AppState>) -> ApiResult<ClusterView> {
 
 #[utoipa::path(post, path = "/api/v1/cluster/properties", security(("bearer" = [])), request_body = PropertiesRequest,
     responses((status = 200), (status = 400, body = ErrorView), (status = 503, body = ErrorView)))]
-async fn set_properties(State(agent): State<AppState>, Json(request): Json<PropertiesRequest>) -> Result<StatusCode, ApiError> {
+async fn set_properties(
+    State(agent): State<AppState>,
+    Json(request): Json<PropertiesRequest>,
+) -> Result<StatusCode, ApiError> {
     if request.properties.is_empty() {
         return Err(ApiError::bad_request("no property given"));
     }
@@ -279,7 +293,10 @@ type SnapshotRequest = (
     Vec<u8>,
 );
 
-async fn raft_snapshot(State(agent): State<AppState>, Json((vote, meta, data)): Json<SnapshotRequest>) -> Result<Response, ApiError> {
+async fn raft_snapshot(
+    State(agent): State<AppState>,
+    Json((vote, meta, data)): Json<SnapshotRequest>,
+) -> Result<Response, ApiError> {
     let snapshot = Snapshot { meta, snapshot: std::io::Cursor::new(data) };
     let result = raft_of(&agent)?
         .install_full_snapshot(vote, snapshot)
@@ -299,6 +316,9 @@ async fn raft_transfer_leader(
     Ok(Json(result).into_response())
 }
 
-async fn peer_leader(State(agent): State<AppState>, Json(request): Json<LeaderRequest>) -> Result<Json<LeaderReply>, ApiError> {
+async fn peer_leader(
+    State(agent): State<AppState>,
+    Json(request): Json<LeaderRequest>,
+) -> Result<Json<LeaderReply>, ApiError> {
     agent.handle_forwarded(request).await.map(Json)
 }

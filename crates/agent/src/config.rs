@@ -81,7 +81,8 @@ impl AgentConfig {
     }
 
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
     }
 
@@ -103,8 +104,13 @@ impl AgentConfig {
             seen.push(addr);
         }
         let t = &self.timing;
-        if t.raft_heartbeat_ms == 0 || t.election_timeout_min_ms < 3 * t.raft_heartbeat_ms || t.election_timeout_max_ms <= t.election_timeout_min_ms {
-            bail!("invalid timing: need 0 < raft_heartbeat_ms, 3 x heartbeat <= election_timeout_min_ms < election_timeout_max_ms");
+        if t.raft_heartbeat_ms == 0
+            || t.election_timeout_min_ms < 3 * t.raft_heartbeat_ms
+            || t.election_timeout_max_ms <= t.election_timeout_min_ms
+        {
+            bail!(
+                "invalid timing: need 0 < raft_heartbeat_ms, 3 x heartbeat <= election_timeout_min_ms < election_timeout_max_ms"
+            );
         }
         Ok(())
     }
@@ -120,7 +126,8 @@ mod tests {
 
     #[test]
     fn rejects_bad_configs_with_the_reason() {
-        let err = toml::from_str::<AgentConfig>("name='a'\ndata_dir='/x'\napi='1.2.3.4:1'\nnetworks=[]\nbogus=1").unwrap_err();
+        let err = toml::from_str::<AgentConfig>("name='a'\ndata_dir='/x'\napi='1.2.3.4:1'\nnetworks=[]\nbogus=1")
+            .unwrap_err();
         assert!(err.to_string().contains("bogus"), "{err}");
         let mut c: AgentConfig =
             toml::from_str("name='a'\ndata_dir='/x'\napi='127.0.0.1:1'\nnetworks=['127.0.0.1:2']").expect("valid");

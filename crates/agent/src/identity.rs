@@ -56,7 +56,8 @@ impl DataDir {
         let path = self.path("identity.json");
         if path.exists() {
             let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-            let identity: Identity = serde_json::from_str(&text).with_context(|| format!("corrupt {}", path.display()))?;
+            let identity: Identity =
+                serde_json::from_str(&text).with_context(|| format!("corrupt {}", path.display()))?;
             if identity.version != VERSION {
                 bail!("{} has version {}, this halo understands {VERSION}", path.display(), identity.version);
             }
@@ -69,8 +70,12 @@ impl DataDir {
             }
             return Ok(identity);
         }
-        let identity =
-            Identity { version: VERSION, name: name.to_string(), bootstrap_secret: halo_security::random_secret(), member: None };
+        let identity = Identity {
+            version: VERSION,
+            name: name.to_string(),
+            bootstrap_secret: halo_security::random_secret(),
+            member: None,
+        };
         self.save_identity(&identity)?;
         self.write("bootstrap.secret", &identity.bootstrap_secret)?;
         Ok(identity)
@@ -100,7 +105,9 @@ impl DataDir {
     }
 
     pub fn load_node_tls(&self) -> anyhow::Result<NodeTls> {
-        let read = |n: &str| std::fs::read_to_string(self.path(n)).with_context(|| format!("cannot read {}", self.path(n).display()));
+        let read = |n: &str| {
+            std::fs::read_to_string(self.path(n)).with_context(|| format!("cannot read {}", self.path(n).display()))
+        };
         Ok(NodeTls { cert_pem: read("node.crt")?, key_pem: read("node.key")?, ca_pem: read("ca.crt")? })
     }
 

@@ -14,7 +14,11 @@ pub enum JoinError {
     Unreachable(String),
 }
 
-pub async fn request_admission(peer: &str, ca_sha256: &str, request: &AdmissionRequest) -> Result<AdmissionResponse, JoinError> {
+pub async fn request_admission(
+    peer: &str,
+    ca_sha256: &str,
+    request: &AdmissionRequest,
+) -> Result<AdmissionResponse, JoinError> {
     let unverified = reqwest::Client::builder()
         .tls_backend_preconfigured(halo_security::tls::unverified_client_config())
         .timeout(Duration::from_secs(3))

@@ -36,8 +36,11 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     let mut peer_listeners = Vec::new();
     let mut sockets = Vec::new();
     for net in &cfg.networks {
-        peer_listeners.push(TcpListener::bind(net).await.with_context(|| format!("cannot listen on network address {net} (TCP)"))?);
-        sockets.push(UdpSocket::bind(net).await.with_context(|| format!("cannot listen on network address {net} (UDP)"))?);
+        peer_listeners.push(
+            TcpListener::bind(net).await.with_context(|| format!("cannot listen on network address {net} (TCP)"))?,
+        );
+        sockets
+            .push(UdpSocket::bind(net).await.with_context(|| format!("cannot listen on network address {net} (UDP)"))?);
     }
 
     match agent.identity().member {

@@ -48,9 +48,11 @@ async fn tick(agent: &Agent, member: &Member) -> Result<(), crate::error::ApiErr
 
     let mut updates = Vec::new();
     for record in state.nodes.values() {
-        let assessment = agent.detector.lock().map(|d| d.assess(record.id, now)).map_err(|_| {
-            crate::error::ApiError::internal("failure detector lock poisoned")
-        })?;
+        let assessment = agent
+            .detector
+            .lock()
+            .map(|d| d.assess(record.id, now))
+            .map_err(|_| crate::error::ApiError::internal("failure detector lock poisoned"))?;
         let is_self = record.id == member.id;
 
         // Admitted but not in Raft yet (e.g. the previous leader crashed mid-admission).

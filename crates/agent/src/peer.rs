@@ -67,9 +67,8 @@ impl PeerClients {
         let count = node.networks.len().min(self.by_network.len());
         let id = node.networks.first().and_then(|a| self.ids.lock().ok().and_then(|ids| ids.get(a).copied()));
         let now = clock::monotonic_ms();
-        let heard = |i: usize| {
-            id.is_some_and(|id| self.detector.lock().map(|d| d.network_alive(id, i, now)).unwrap_or(false))
-        };
+        let heard =
+            |i: usize| id.is_some_and(|id| self.detector.lock().map(|d| d.network_alive(id, i, now)).unwrap_or(false));
         let mut order: Vec<usize> = (0..count).filter(|&i| heard(i)).collect();
         order.extend((0..count).filter(|&i| !heard(i)));
         order

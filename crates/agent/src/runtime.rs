@@ -96,7 +96,11 @@ impl Agent {
     }
 
     fn peer_node(&self) -> PeerNode {
-        PeerNode { name: self.config.name.clone(), api: self.config.api.clone(), networks: self.config.networks.clone() }
+        PeerNode {
+            name: self.config.name.clone(),
+            api: self.config.api.clone(),
+            networks: self.config.networks.clone(),
+        }
     }
 
     /// Serve the API with the bootstrap certificate until the agent joins a cluster.
@@ -127,7 +131,10 @@ impl Agent {
         let raft = Raft::new(node_id, Arc::new(raft_config), peers.clone(), LogStore::new(db), machine)
             .await
             .context("starting Raft")?;
-        set_slot(&self.peer_tls, Some(halo_security::tls::server_config(&tls.cert_pem, &tls.key_pem, Some(&tls.ca_pem))?));
+        set_slot(
+            &self.peer_tls,
+            Some(halo_security::tls::server_config(&tls.cert_pem, &tls.key_pem, Some(&tls.ca_pem))?),
+        );
         set_slot(&self.api_tls, Some(halo_security::tls::server_config(&tls.cert_pem, &tls.key_pem, None)?));
         let member = Arc::new(Member { id: node_id, raft, reader, peers, tls });
         self.member.set(member.clone()).map_err(|_| anyhow::anyhow!("agent is already a member"))?;
@@ -138,8 +145,9 @@ impl Agent {
     pub async fn create_cluster(&self, name: &str) -> Result<(String, String), ApiError> {
         let _guard = self.bootstrap.lock().await;
         self.refuse_if_member()?;
-        halo_core::state::validate_node_name(name)
-            .map_err(|_| ApiError::bad_request(format!("invalid cluster name '{name}': use letters, digits, '-', '_' or '.'")))?;
+        halo_core::state::validate_node_name(name).map_err(|_| {
+            ApiError::bad_request(format!("invalid cluster name '{name}': use letters, digits, '-', '_' or '.'"))
+        })?;
         let ca = ClusterCa::generate(name).map_err(|e| ApiError::internal(e.to_string()))?;
         let key = ca::generate_node_key().map_err(|e| ApiError::internal(e.to_string()))?;
         let csr = ca::certificate_request(&key, &self.config.name).map_err(|e| ApiError::internal(e.to_string()))?;
@@ -199,7 +207,8 @@ impl Agent {
     pub async fn join_cluster(&self, token_text: &str) -> Result<AdmissionResponse, ApiError> {
         let _guard = self.bootstrap.lock().await;
         self.refuse_if_member()?;
-        let token = halo_security::token::JoinToken::decode(token_text).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let token =
+            halo_security::token::JoinToken::decode(token_text).map_err(|e| ApiError::bad_request(e.to_string()))?;
         if token.expires_at_ms <= clock::wall_ms() {
             return Err(ApiError::bad_request("join token has expired; issue a new one with `halo cluster token`"));
         }
@@ -295,7 +304,8 @@ impl Agent {
         match member.peers.post::<_, LeaderReply>(&node, "/peer/v1/leader", &request, timeout).await {
             Ok(reply) => Ok(reply),
             Err(PeerError::Status(status, body)) => {
-                let message = serde_json::from_str::<halo_core::view::ErrorView>(&body).map(|e| e.error).unwrap_or(body);
+                let message =
+                    serde_json::from_str::<halo_core::view::ErrorView>(&body).map(|e| e.error).unwrap_or(body);
                 Err(ApiError { status, message })
             }
             Err(e) => Err(no_quorum(&format!("the leader '{}' cannot be reached: {e}", node.name))),
@@ -368,7 +378,11 @@ impl Agent {
             id: 0,
             name: request.name.clone(),
             api: request.api.clone(),
-            networks: request.networks.iter().map(|a| NetworkRecord { address: a.clone(), state: NetworkState::Up }).collect(),
+            networks: request
+                .networks
+                .iter()
+                .map(|a| NetworkRecord { address: a.clone(), state: NetworkState::Up })
+                .collect(),
             state: NodeState::Joining,
             witness: request.witness,
             voter: false,
@@ -386,13 +400,21 @@ impl Agent {
             CommandResult::Rejected(r) => return Err(rejection_error(&r)),
             CommandResult::Done => return Err(ApiError::internal("admission returned no node id")),
         };
-        let peer = PeerNode { name: request.name.clone(), api: request.api.clone(), networks: request.networks.clone() };
+        let peer =
+            PeerNode { name: request.name.clone(), api: request.api.clone(), networks: request.networks.clone() };
         // Non-blocking: the new node starts Raft only after it gets this answer. The manager
         // promotes it to voter once it has caught up (and retries this if we crash now).
         if let Err(e) = member.raft.add_learner(id, peer, false).await {
             tracing::warn!("adding learner {id} failed, the manager will retry: {e}");
         }
-        Ok(AdmissionResponse { id, voter, cluster: cluster.name, cluster_id: cluster.id, cert_pem: cert, ca_cert_pem: cluster.ca_cert_pem })
+        Ok(AdmissionResponse {
+            id,
+            voter,
+            cluster: cluster.name,
+            cluster_id: cluster.id,
+            cert_pem: cert,
+            ca_cert_pem: cluster.ca_cert_pem,
+        })
     }
 
     async fn remove(&self, member: &Arc<Member>, name: &str) -> Result<(), ApiError> {
@@ -485,13 +507,17 @@ pub fn node_view(n: &NodeRecord, leader: Option<u64>) -> NodeView {
 }
 
 fn no_quorum(detail: &str) -> ApiError {
-    ApiError::unavailable(format!("no quorum: {detail}; the cluster refuses changes until a majority of voters is reachable"))
+    ApiError::unavailable(format!(
+        "no quorum: {detail}; the cluster refuses changes until a majority of voters is reachable"
+    ))
 }
 
 fn rejection_error(r: &halo_core::command::Rejection) -> ApiError {
     use halo_core::command::Rejection as R;
     match r {
-        R::UnknownToken | R::TokenExpired | R::TokenUsed(_) => ApiError::new(axum::http::StatusCode::FORBIDDEN, r.to_string()),
+        R::UnknownToken | R::TokenExpired | R::TokenUsed(_) => {
+            ApiError::new(axum::http::StatusCode::FORBIDDEN, r.to_string())
+        }
         R::UnknownNodeId(_) => ApiError::not_found(r.to_string()),
         R::InvalidProperty { .. } | R::InvalidNodeName(_) => ApiError::bad_request(r.to_string()),
         _ => ApiError::conflict(r.to_string()),

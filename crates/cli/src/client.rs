@@ -34,7 +34,10 @@ impl ClientConfig {
         let mut config: ClientConfig = match std::fs::read_to_string(&path) {
             Ok(text) => toml::from_str(&text).with_context(|| format!("invalid client config {}", path.display()))?,
             Err(e) => {
-                bail!("cannot read client config {} ({e}); run `halo cluster create` first or set HALO_CONFIG", path.display())
+                bail!(
+                    "cannot read client config {} ({e}); run `halo cluster create` first or set HALO_CONFIG",
+                    path.display()
+                )
             }
         };
         if let Ok(endpoint) = std::env::var("HALO_ENDPOINT") {
@@ -126,7 +129,12 @@ impl Api {
         self.call::<(), serde_json::Value>(reqwest::Method::DELETE, path, None).await.map(|_| ())
     }
 
-    async fn call<B: Serialize, T: DeserializeOwned>(&self, method: reqwest::Method, path: &str, body: Option<&B>) -> anyhow::Result<T> {
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> anyhow::Result<T> {
         let mut failures = Vec::new();
         for endpoint in &self.endpoints {
             let mut request = self.http.request(method.clone(), format!("https://{endpoint}{path}"));
@@ -143,7 +151,10 @@ impl Api {
                 Ok(r) => r,
                 // Only a node that cannot be reached is skipped; an answer is final.
                 Err(e) if e.is_connect() || e.is_timeout() => {
-                    failures.push(format!("{endpoint}: {}", if e.is_timeout() { "timed out" } else { "connection refused" }));
+                    failures.push(format!(
+                        "{endpoint}: {}",
+                        if e.is_timeout() { "timed out" } else { "connection refused" }
+                    ));
                     continue;
                 }
                 Err(e) => {

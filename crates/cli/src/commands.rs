@@ -75,9 +75,13 @@ pub enum ClusterCommand {
 #[derive(Debug, Subcommand)]
 pub enum NodeCommand {
     List,
-    Show { name: String },
+    Show {
+        name: String,
+    },
     /// Remove a node from the cluster (its agent must be stopped or it becomes unjoined).
-    Remove { name: String },
+    Remove {
+        name: String,
+    },
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -90,19 +94,39 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let (api, config) = connect()?;
             let status: StatusView = api.get("/api/v1/status").await?;
             remember_endpoints(config, &status);
-            if json { output::print_json(&status) } else { print!("{}", output::status_text(&status)); Ok(()) }
+            if json {
+                output::print_json(&status)
+            } else {
+                print!("{}", output::status_text(&status));
+                Ok(())
+            }
         }
         Command::Node(NodeCommand::List) => {
             let nodes: Vec<NodeView> = connect()?.0.get("/api/v1/nodes").await?;
-            if json { output::print_json(&nodes) } else { println!("{}", output::nodes_table(&nodes)); Ok(()) }
+            if json {
+                output::print_json(&nodes)
+            } else {
+                println!("{}", output::nodes_table(&nodes));
+                Ok(())
+            }
         }
         Command::Node(NodeCommand::Show { name }) => {
             let node: NodeView = connect()?.0.get(&format!("/api/v1/nodes/{name}")).await?;
-            if json { output::print_json(&node) } else { print!("{}", output::node_text(&node)); Ok(()) }
+            if json {
+                output::print_json(&node)
+            } else {
+                print!("{}", output::node_text(&node));
+                Ok(())
+            }
         }
         Command::Node(NodeCommand::Remove { name }) => {
             connect()?.0.delete(&format!("/api/v1/nodes/{name}")).await?;
-            if json { output::print_json(&serde_json::json!({ "removed": name })) } else { println!("node '{name}' removed"); Ok(()) }
+            if json {
+                output::print_json(&serde_json::json!({ "removed": name }))
+            } else {
+                println!("node '{name}' removed");
+                Ok(())
+            }
         }
     }
 }
@@ -152,19 +176,27 @@ async fn cluster(command: ClusterCommand, json: bool) -> anyhow::Result<()> {
             }
         }
         ClusterCommand::Token { ttl } => {
-            let ttl = humantime::parse_duration(&ttl).with_context(|| format!("invalid --ttl '{ttl}': use e.g. 30m, 1h, 2d"))?;
+            let ttl = humantime::parse_duration(&ttl)
+                .with_context(|| format!("invalid --ttl '{ttl}': use e.g. 30m, 1h, 2d"))?;
             let (api, _) = connect()?;
             let token: TokenResponse = api.post("/api/v1/tokens", &TokenRequest { ttl_seconds: ttl.as_secs() }).await?;
-            if json { output::print_json(&token) } else { println!("{}", token.token); Ok(()) }
+            if json {
+                output::print_json(&token)
+            } else {
+                println!("{}", token.token);
+                Ok(())
+            }
         }
         ClusterCommand::Join { endpoint, token, bootstrap_secret } => {
             let api = Api::bootstrap(&endpoint, bootstrap_secret)?;
             let joined: JoinClusterResponse = api.post("/api/v1/bootstrap/join", &JoinClusterRequest { token }).await?;
             if let Ok(mut config) = ClientConfig::load()
-                && config.cluster == joined.cluster && !config.endpoints.contains(&joined.endpoint) {
-                    config.endpoints.push(joined.endpoint.clone());
-                    let _ = config.save();
-                }
+                && config.cluster == joined.cluster
+                && !config.endpoints.contains(&joined.endpoint)
+            {
+                config.endpoints.push(joined.endpoint.clone());
+                let _ = config.save();
+            }
             if json {
                 output::print_json(&joined)
             } else {
@@ -175,16 +207,27 @@ async fn cluster(command: ClusterCommand, json: bool) -> anyhow::Result<()> {
         }
         ClusterCommand::Show => {
             let view: ClusterView = connect()?.0.get("/api/v1/cluster").await?;
-            if json { output::print_json(&view) } else { print!("{}", output::cluster_text(&view)); Ok(()) }
+            if json {
+                output::print_json(&view)
+            } else {
+                print!("{}", output::cluster_text(&view));
+                Ok(())
+            }
         }
         ClusterCommand::Set { properties } => {
             let mut pairs = Vec::new();
             for p in &properties {
-                let (k, v) = p.split_once('=').with_context(|| format!("invalid property '{p}': expected KEY=VALUE"))?;
+                let (k, v) =
+                    p.split_once('=').with_context(|| format!("invalid property '{p}': expected KEY=VALUE"))?;
                 pairs.push((k.trim().to_string(), v.to_string()));
             }
             connect()?.0.post_no_reply("/api/v1/cluster/properties", &PropertiesRequest { properties: pairs }).await?;
-            if json { output::print_json(&serde_json::json!({ "set": properties })) } else { println!("set {} propert(ies)", properties.len()); Ok(()) }
+            if json {
+                output::print_json(&serde_json::json!({ "set": properties }))
+            } else {
+                println!("set {} propert(ies)", properties.len());
+                Ok(())
+            }
         }
     }
 }

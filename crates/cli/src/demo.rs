@@ -88,8 +88,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let api = Api::from_config(&config)?;
     for joining in &apis[1..] {
         let token: TokenResponse = api.post("/api/v1/tokens", &TokenRequest { ttl_seconds: 300 }).await?;
-        let _: JoinClusterResponse =
-            Api::bootstrap(joining, None)?.post("/api/v1/bootstrap/join", &JoinClusterRequest { token: token.token }).await?;
+        let _: JoinClusterResponse = Api::bootstrap(joining, None)?
+            .post("/api/v1/bootstrap/join", &JoinClusterRequest { token: token.token })
+            .await?;
     }
     let all_up = wait_for(Duration::from_secs(30), async || {
         api.get::<StatusView>("/api/v1/status")
@@ -133,7 +134,8 @@ fn second_prefix(prefix: &str) -> anyhow::Result<String> {
         _ => None,
     }
     .with_context(|| format!("invalid --prefix '{prefix}': expected three octets of 127.x.y"))?;
-    let next = third.checked_add(1).with_context(|| format!("--prefix '{prefix}' leaves no room for a second network"))?;
+    let next =
+        third.checked_add(1).with_context(|| format!("--prefix '{prefix}' leaves no room for a second network"))?;
     Ok(format!("{}.{}.{next}", parts[0], parts[1]))
 }
 

@@ -65,7 +65,13 @@ pub fn status_text(s: &StatusView) -> String {
 pub fn node_text(n: &NodeView) -> String {
     let mut out = format!(
         "node     {}\nid       {}\nstate    {}\nvoter    {}\nwitness  {}\nleader   {}\napi      {}\n",
-        n.name, n.id, n.state.as_str(), n.voter, n.witness, n.leader, n.api
+        n.name,
+        n.id,
+        n.state.as_str(),
+        n.voter,
+        n.witness,
+        n.leader,
+        n.api
     );
     for net in &n.networks {
         out.push_str(&format!("network  {}  {}  {}\n", net.index, net.address, net.state.as_str()));

@@ -11,15 +11,35 @@ use crate::state::{ClusterInfo, ClusterSettings, NetworkState, NodeRecord, NodeS
 #[serde(tag = "command", rename_all = "snake_case")]
 pub enum Command {
     /// The first entry of a new cluster, written by the node that bootstraps it.
-    CreateCluster { cluster: ClusterInfo, first_node: NodeRecord, settings: ClusterSettings },
-    IssueJoinToken { id: String, secret_sha256: String, expires_at_ms: u64 },
+    CreateCluster {
+        cluster: ClusterInfo,
+        first_node: NodeRecord,
+        settings: ClusterSettings,
+    },
+    IssueJoinToken {
+        id: String,
+        secret_sha256: String,
+        expires_at_ms: u64,
+    },
     /// Admit a node presenting a join token. `now_ms` is the proposing leader's wall clock.
-    AdmitNode { token_id: String, token_secret_sha256: String, now_ms: u64, node: NodeRecord },
+    AdmitNode {
+        token_id: String,
+        token_secret_sha256: String,
+        now_ms: u64,
+        node: NodeRecord,
+    },
     /// Node and network states as judged by the leader's failure detector.
-    SetNodeStates { now_ms: u64, updates: Vec<NodeStateUpdate> },
-    RemoveNode { node: NodeId },
+    SetNodeStates {
+        now_ms: u64,
+        updates: Vec<NodeStateUpdate>,
+    },
+    RemoveNode {
+        node: NodeId,
+    },
     /// Validated all together: one bad key rejects the whole command.
-    SetProperties { properties: Vec<(String, String)> },
+    SetProperties {
+        properties: Vec<(String, String)>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -34,7 +54,10 @@ pub struct NodeStateUpdate {
 pub enum CommandResult {
     #[default]
     Done,
-    NodeAdmitted { id: NodeId, voter: bool },
+    NodeAdmitted {
+        id: NodeId,
+        voter: bool,
+    },
     Rejected(Rejection),
 }
 

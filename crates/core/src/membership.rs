@@ -67,10 +67,11 @@ impl FailureDetector {
     /// A heartbeat from `node` arrived on `network` at `now_ms`.
     pub fn heard(&mut self, node: NodeId, network: usize, now_ms: u64) {
         if let Some(peer) = self.peers.get_mut(&node)
-            && let Some(slot) = peer.last_heard_ms.get_mut(network) {
-                // Clocks passed in are monotonic, but never let a late packet move time back.
-                *slot = Some(slot.map_or(now_ms, |t| t.max(now_ms)));
-            }
+            && let Some(slot) = peer.last_heard_ms.get_mut(network)
+        {
+            // Clocks passed in are monotonic, but never let a late packet move time back.
+            *slot = Some(slot.map_or(now_ms, |t| t.max(now_ms)));
+        }
     }
 
     /// Whether `node` was heard on `network` within the timeout.

@@ -393,8 +393,14 @@ mod tests {
             admit(&mut s, "t", 1, node("a", "127.0.0.9")),
             CommandResult::Rejected(Rejection::DuplicateNodeName("a".into()))
         );
-        assert!(matches!(admit(&mut s, "t", 1, node("z", "127.0.0.1")), CommandResult::Rejected(Rejection::AddressInUse { .. })));
-        assert!(matches!(admit(&mut s, "t", 1, node("bad name", "127.0.0.5")), CommandResult::Rejected(Rejection::InvalidNodeName(_))));
+        assert!(matches!(
+            admit(&mut s, "t", 1, node("z", "127.0.0.1")),
+            CommandResult::Rejected(Rejection::AddressInUse { .. })
+        ));
+        assert!(matches!(
+            admit(&mut s, "t", 1, node("bad name", "127.0.0.5")),
+            CommandResult::Rejected(Rejection::InvalidNodeName(_))
+        ));
         assert_eq!(s.nodes.len(), 1);
         assert!(s.join_tokens["t"].used_by.is_none());
     }

@@ -10,8 +10,11 @@ use common::*;
 fn malformed_config_and_unknown_flags_are_refused_clearly() {
     let dir = tempfile::tempdir().expect("tmp");
     let bad = dir.path().join("node.toml");
-    std::fs::write(&bad, "name = 'a'\ndata_dir = '/tmp/x'\napi = '127.0.0.1:1'\nnetworks = ['127.0.0.1:2']\nheartbeat = 3\n")
-        .expect("write");
+    std::fs::write(
+        &bad,
+        "name = 'a'\ndata_dir = '/tmp/x'\napi = '127.0.0.1:1'\nnetworks = ['127.0.0.1:2']\nheartbeat = 3\n",
+    )
+    .expect("write");
     let out = Command::new(exe()).args(["agent", "--config"]).arg(&bad).output().expect("run");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);

@@ -90,14 +90,19 @@ fn bench_committed_writes_per_second() {
 
 fn rss_kb(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok()).unwrap_or(0)
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap_or(0)
 }
 
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();
-    f.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0) + f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
+    f.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
 }
 
 #[test]
@@ -113,7 +118,12 @@ fn bench_idle_agent_footprint() {
     let ticks_per_s = 100.0; // USER_HZ on Linux
     for (i, &pid) in pids.iter().enumerate() {
         let cpu = (cpu_ticks(pid) - before[i]) as f64 / ticks_per_s / window * 100.0;
-        println!("BENCH idle agent {}: RSS {:.1} MB, CPU {:.2}% of a core", c.nodes[i].name, rss_kb(pid) as f64 / 1024.0, cpu);
+        println!(
+            "BENCH idle agent {}: RSS {:.1} MB, CPU {:.2}% of a core",
+            c.nodes[i].name,
+            rss_kb(pid) as f64 / 1024.0,
+            cpu
+        );
     }
 }
 

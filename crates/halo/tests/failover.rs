@@ -16,7 +16,8 @@ fn leader_killed_new_leader_elected_writes_continue_and_node_rejoins() {
     let killed_at = Instant::now();
     c.kill9(old_i);
     assert!(
-        c.wait_status(Duration::from_secs(10), |s| s["quorum"] == true && s["leader"].as_str().is_some_and(|l| l != old)),
+        c.wait_status(Duration::from_secs(10), |s| s["quorum"] == true
+            && s["leader"].as_str().is_some_and(|l| l != old)),
         "no new leader after killing {old}"
     );
     let elected = killed_at.elapsed();

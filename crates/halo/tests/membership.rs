@@ -27,7 +27,8 @@ fn remove_a_follower_and_refuse_bad_removals() {
     let out = c.halo(&["node", "remove", &follower]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(c.wait_status(Duration::from_secs(10), |s| {
-        s["voters"] == 2 && s["nodes"].as_array().is_some_and(|a| a.len() == 2 && a.iter().all(|n| n["name"] != follower.as_str()))
+        s["voters"] == 2
+            && s["nodes"].as_array().is_some_and(|a| a.len() == 2 && a.iter().all(|n| n["name"] != follower.as_str()))
     }));
     // The two remaining voters still form a quorum and take writes.
     let out = c.halo(&["cluster", "set", "label.after_remove=1"]);

@@ -37,8 +37,14 @@ fn api_requires_a_valid_bearer_token_and_changes_nothing_without_one() {
             .expect("answer");
         assert_eq!(write.status(), 401);
         // The OpenAPI document is public and describes the API.
-        let doc: serde_json::Value =
-            http.get(format!("https://{api}/api/v1/openapi.json")).send().await.expect("doc").json().await.expect("json");
+        let doc: serde_json::Value = http
+            .get(format!("https://{api}/api/v1/openapi.json"))
+            .send()
+            .await
+            .expect("doc")
+            .json()
+            .await
+            .expect("json");
         assert!(doc["paths"]["/api/v1/status"].is_object(), "{doc}");
     });
     let shown = c.json(&["cluster", "show"]);

@@ -21,7 +21,8 @@ pub fn certs_from_pem(pem: &str) -> Result<Vec<CertificateDer<'static>>, Securit
 }
 
 pub fn key_from_pem(pem: &str) -> Result<PrivateKeyDer<'static>, SecurityError> {
-    PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| SecurityError::Pem { what: "private key", reason: e.to_string() })
+    PrivateKeyDer::from_pem_slice(pem.as_bytes())
+        .map_err(|e| SecurityError::Pem { what: "private key", reason: e.to_string() })
 }
 
 fn roots(ca_pem: &str) -> Result<RootCertStore, SecurityError> {
@@ -34,7 +35,11 @@ fn roots(ca_pem: &str) -> Result<RootCertStore, SecurityError> {
 
 /// Server side. With `client_ca`, every client must present a certificate issued by it
 /// (node-to-node traffic); without, any client may connect (the API, which uses bearer tokens).
-pub fn server_config(cert_pem: &str, key_pem: &str, client_ca: Option<&str>) -> Result<Arc<ServerConfig>, SecurityError> {
+pub fn server_config(
+    cert_pem: &str,
+    key_pem: &str,
+    client_ca: Option<&str>,
+) -> Result<Arc<ServerConfig>, SecurityError> {
     let builder = ServerConfig::builder();
     let builder = match client_ca {
         Some(ca) => {

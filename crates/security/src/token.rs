@@ -37,11 +37,10 @@ impl JoinToken {
             .trim()
             .strip_prefix(PREFIX)
             .ok_or_else(|| SecurityError::Token(format!("it does not start with '{PREFIX}'")))?;
-        let json = URL_SAFE_NO_PAD
-            .decode(body)
-            .map_err(|e| SecurityError::Token(format!("it is not valid base64: {e}")))?;
-        let token: JoinToken =
-            serde_json::from_slice(&json).map_err(|e| SecurityError::Token(format!("its content is malformed: {e}")))?;
+        let json =
+            URL_SAFE_NO_PAD.decode(body).map_err(|e| SecurityError::Token(format!("it is not valid base64: {e}")))?;
+        let token: JoinToken = serde_json::from_slice(&json)
+            .map_err(|e| SecurityError::Token(format!("its content is malformed: {e}")))?;
         if token.peers.is_empty() {
             return Err(SecurityError::Token("it names no peers".into()));
         }

@@ -30,7 +30,8 @@ pub struct Database {
 
 impl Database {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let open_err = |e: &dyn std::fmt::Display| StoreError::Open { path: path.display().to_string(), reason: e.to_string() };
+        let open_err =
+            |e: &dyn std::fmt::Display| StoreError::Open { path: path.display().to_string(), reason: e.to_string() };
         let db = redb::Database::create(path).map_err(|e| open_err(&e))?;
         let this = Self { db: Arc::new(db) };
         match this.get_meta::<u32>(FORMAT_KEY)? {

@@ -161,4 +161,3 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.remove_range((Bound::Unbounded, Bound::Included(log_id.index())))
     }
 }
-

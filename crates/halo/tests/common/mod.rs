@@ -200,7 +200,8 @@ impl Drop for Cluster {
 }
 
 fn iptables(op: &str, rule: &[String]) {
-    let out = Command::new("iptables").arg(op).args(rule).output().expect("iptables must be installed (.ci/run installs it)");
+    let out =
+        Command::new("iptables").arg(op).args(rule).output().expect("iptables must be installed (.ci/run installs it)");
     assert!(out.status.success(), "iptables {op} {rule:?}: {}", text(&out));
 }
 
@@ -213,7 +214,12 @@ pub fn up_count(status: &Value) -> usize {
 }
 
 pub fn text(out: &Output) -> String {
-    format!("status {:?}\nstdout: {}\nstderr: {}", out.status.code(), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "status {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
