@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -14,7 +14,8 @@ use halo_core::command::Command;
 use halo_core::view::*;
 use halo_security::token::JoinToken;
 use halo_store::openraft::Snapshot;
-use utoipa::OpenApi;
+use serde::Deserialize;
+use utoipa::{IntoParams, OpenApi};
 
 use crate::clock;
 use crate::error::ApiError;
@@ -31,7 +32,7 @@ const MAX_TOKEN_TTL_SECONDS: u64 = 7 * 24 * 3600;
 #[openapi(
     info(title = "halo", description = "High-availability clustering for virtual machines and services"),
     paths(status, list_nodes, show_node, remove_node, issue_token, show_cluster, set_properties, ca, admit, bootstrap_create, bootstrap_join),
-    components(schemas(StatusView, NodeView, NetworkView, RoleView, ErrorView, TokenRequest, TokenResponse, ClusterView,
+    components(schemas(StatusView, DatabaseView, NodeView, NetworkView, RoleView, ErrorView, TokenRequest, TokenResponse, ClusterView,
         PropertiesRequest, AdmissionRequest, AdmissionResponse, CreateClusterRequest, CreateClusterResponse,
         JoinClusterRequest, JoinClusterResponse)),
     modifiers(&BearerAuth)
@@ -91,16 +92,26 @@ async fn require_admin(State(agent): State<AppState>, headers: HeaderMap, reques
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(halo_security::sha256_hex);
-    let expected = member.reader.state().cluster.map(|c| c.admin_token_sha256);
+    let expected = member.reader.state().cluster.as_ref().map(|c| c.admin_token_sha256.clone());
     match (presented, expected) {
         (Some(p), Some(e)) if p == e => next.run(request).await,
         _ => ApiError::unauthorized().into_response(),
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/status", security(("bearer" = [])),
+#[derive(Debug, Deserialize, IntoParams)]
+struct StatusQuery {
+    /// Answer from this node's own copy of the database instead of asking the leader.
+    #[serde(default)]
+    local: bool,
+}
+
+#[utoipa::path(get, path = "/api/v1/status", security(("bearer" = [])), params(StatusQuery),
     responses((status = 200, body = StatusView), (status = 401, body = ErrorView)))]
-async fn status(State(agent): State<AppState>) -> ApiResult<StatusView> {
+async fn status(State(agent): State<AppState>, Query(query): Query<StatusQuery>) -> ApiResult<StatusView> {
+    if query.local {
+        return Ok(Json(agent.local_status(agent.require_member()?)));
+    }
     Ok(Json(current_status(&agent).await?))
 }
 
@@ -173,15 +184,15 @@ async fn issue_token(State(agent): State<AppState>, Json(request): Json<TokenReq
 #[utoipa::path(get, path = "/api/v1/cluster", security(("bearer" = [])), responses((status = 200, body = ClusterView)))]
 async fn show_cluster(State(agent): State<AppState>) -> ApiResult<ClusterView> {
     let state = agent.require_member()?.reader.state();
-    let cluster = state.cluster.ok_or_else(|| ApiError::conflict("no cluster"))?;
+    let cluster = state.cluster.as_ref().ok_or_else(|| ApiError::conflict("no cluster"))?;
     Ok(Json(ClusterView {
-        name: cluster.name,
-        id: cluster.id,
+        name: cluster.name.clone(),
+        id: cluster.id.clone(),
         created_at_ms: cluster.created_at_ms,
         max_voters: state.settings.max_voters,
         heartbeat_interval_ms: state.settings.heartbeat_interval_ms,
         node_timeout_ms: state.settings.node_timeout_ms,
-        properties: state.properties,
+        properties: state.properties.clone(),
     }))
 }
 

@@ -1,69 +1,88 @@
-//! Heartbeat I/O: one UDP socket per local network, sending to every peer on the same network
-//! and feeding what it hears into the failure detector. The decisions live in halo-core.
+//! Heartbeat I/O: one UDP socket per local network. A single sender wakes once per interval
+//! and sends on every network to every peer (one wake-up, not one per network); a receiver per
+//! socket feeds what it hears into the failure detector. The decisions live in halo-core.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use halo_core::heartbeat::{DATAGRAM_LEN, Heartbeat, HeartbeatCodec};
 use halo_core::membership::FailureDetector;
+use halo_core::state::ClusterState;
 use tokio::net::UdpSocket;
 
 use crate::clock;
 use crate::runtime::Agent;
 
-pub async fn run(agent: Arc<Agent>, socket: UdpSocket, network: usize) {
+/// Start the sender and one receiver per network; returns when any of them ends.
+pub async fn run(agent: Arc<Agent>, sockets: Vec<UdpSocket>) {
+    let sockets: Vec<Arc<UdpSocket>> = sockets.into_iter().map(Arc::new).collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (network, socket) in sockets.iter().enumerate() {
+        tasks.spawn(receive(agent.clone(), socket.clone(), network));
+    }
+    tasks.spawn(send(agent, sockets));
+    tasks.join_next().await;
+}
+
+/// The codec follows the cluster's id and key, which exist only once the cluster does.
+fn codec_for(state: &ClusterState, current: &mut Option<(String, HeartbeatCodec)>) -> Option<HeartbeatCodec> {
+    let cluster = state.cluster.as_ref()?;
+    if current.as_ref().is_none_or(|(id, _)| id != &cluster.id) {
+        let key = hex::decode(&cluster.heartbeat_key_hex).unwrap_or_default();
+        *current = Some((cluster.id.clone(), HeartbeatCodec::new(&key, &cluster.id)));
+    }
+    current.as_ref().map(|(_, c)| c.clone())
+}
+
+async fn send(agent: Arc<Agent>, sockets: Vec<Arc<UdpSocket>>) {
     let mut sequence = 0u64;
-    let mut buf = [0u8; 512];
-    let mut codec: Option<(String, HeartbeatCodec)> = None;
-    let mut next_send = tokio::time::Instant::now();
+    let mut codec = None;
     loop {
-        tokio::select! {
-            _ = tokio::time::sleep_until(next_send) => {
-                let Some(member) = agent.member() else {
-                    next_send += Duration::from_millis(200);
-                    continue;
-                };
-                let state = member.reader.state();
-                let Some(cluster) = &state.cluster else {
-                    next_send += Duration::from_millis(100);
-                    continue;
-                };
-                if codec.as_ref().is_none_or(|(id, _)| id != &cluster.id) {
-                    let key = hex::decode(&cluster.heartbeat_key_hex).unwrap_or_default();
-                    codec = Some((cluster.id.clone(), HeartbeatCodec::new(&key, &cluster.id)));
-                }
-                let interval = Duration::from_millis(state.settings.heartbeat_interval_ms);
-                next_send = tokio::time::Instant::now() + interval;
-                let Some((_, codec)) = &codec else { continue };
-                sequence += 1;
-                let now = clock::monotonic_ms();
-                watch_members(&agent.detector, &state, member.id, now);
-                let datagram = codec.encode(&Heartbeat { from: member.id, network: network as u8, sequence, sent_at_ms: now });
-                for node in state.nodes.values().filter(|n| n.id != member.id) {
-                    if let Some(net) = node.networks.get(network) {
-                        // Losses are expected (that is what the detector is for); never block on them.
-                        let _ = socket.try_send_to(&datagram, match net.address.parse() {
-                            Ok(a) => a,
-                            Err(_) => continue,
-                        });
-                    }
-                }
+        let Some(member) = agent.member() else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        let state = member.reader.state();
+        let Some(current) = codec_for(&state, &mut codec) else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        sequence += 1;
+        let now = clock::monotonic_ms();
+        watch_members(&agent.detector, &state, member.id, now);
+        for (network, socket) in sockets.iter().enumerate() {
+            let datagram =
+                current.encode(&Heartbeat { from: member.id, network: network as u8, sequence, sent_at_ms: now });
+            for node in state.nodes.values().filter(|n| n.id != member.id) {
+                let Some(Ok(address)) = node.networks.get(network).map(|n| n.address.parse()) else { continue };
+                // Losses are expected (that is what the detector is for); never block on them.
+                let _ = socket.try_send_to(&datagram, address);
             }
-            received = socket.recv_from(&mut buf) => {
-                let Ok((len, _from)) = received else { continue };
-                if len != DATAGRAM_LEN { continue; }
-                if let Some((_, codec)) = &codec
-                    && let Ok(hb) = codec.decode(&buf[..len])
-                        && let Ok(mut d) = agent.detector.lock() {
-                            d.heard(hb.from, network, clock::monotonic_ms());
-                        }
-            }
+        }
+        tokio::time::sleep(Duration::from_millis(state.settings.heartbeat_interval_ms)).await;
+    }
+}
+
+async fn receive(agent: Arc<Agent>, socket: Arc<UdpSocket>, network: usize) {
+    let mut buf = [0u8; 512];
+    let mut codec = None;
+    loop {
+        let Ok((len, _from)) = socket.recv_from(&mut buf).await else { continue };
+        if len != DATAGRAM_LEN {
+            continue;
+        }
+        let Some(member) = agent.member() else { continue };
+        let Some(current) = codec_for(&member.reader.state(), &mut codec) else { continue };
+        if let Ok(hb) = current.decode(&buf[..len])
+            && let Ok(mut d) = agent.detector.lock()
+        {
+            d.heard(hb.from, network, clock::monotonic_ms());
         }
     }
 }
 
 /// Keep the detector's watch list equal to the current members.
-fn watch_members(detector: &Arc<Mutex<FailureDetector>>, state: &halo_core::state::ClusterState, me: u64, now: u64) {
+fn watch_members(detector: &Arc<Mutex<FailureDetector>>, state: &ClusterState, me: u64, now: u64) {
     if let Ok(mut d) = detector.lock() {
         d.set_timeout_ms(state.settings.node_timeout_ms);
         for node in state.nodes.values().filter(|n| n.id != me) {

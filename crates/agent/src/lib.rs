@@ -60,9 +60,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     for listener in peer_listeners {
         tasks.spawn(serve::serve(listener, agent.peer_tls.clone(), api::peer_router(agent.clone())));
     }
-    for (index, socket) in sockets.into_iter().enumerate() {
-        tasks.spawn(heartbeat::run(agent.clone(), socket, index));
-    }
+    tasks.spawn(heartbeat::run(agent.clone(), sockets));
     tasks.spawn(manager::run(agent.clone()));
 
     shutdown.await;

@@ -9,7 +9,7 @@ use anyhow::Context;
 use halo_core::command::{Command, CommandResult};
 use halo_core::membership::FailureDetector;
 use halo_core::state::{ClusterInfo, ClusterSettings, NetworkRecord, NetworkState, NodeRecord, NodeState};
-use halo_core::view::{AdmissionRequest, AdmissionResponse, NetworkView, NodeView, StatusView};
+use halo_core::view::{AdmissionRequest, AdmissionResponse, DatabaseView, NetworkView, NodeView, StatusView};
 use halo_security::ca::{self, ClusterCa};
 use halo_store::openraft::errors::{ClientWriteError, RaftError};
 use halo_store::openraft::{ChangeMembers, ServerState};
@@ -462,6 +462,11 @@ impl Agent {
             nodes: state.nodes.values().map(|n| node_view(n, leader_id)).collect(),
             roles: Vec::new(),
             answered_by: self.config.name.clone(),
+            database: DatabaseView {
+                applied_index: metrics.last_applied.map_or(0, |l| l.index),
+                snapshot_index: metrics.snapshot.map(|l| l.index),
+                purged_index: metrics.purged.map(|l| l.index),
+            },
         }
     }
 }

@@ -27,7 +27,11 @@ pub enum Command {
     #[command(subcommand)]
     Cluster(ClusterCommand),
     /// Nodes, quorum, leader and roles at a glance.
-    Status,
+    Status {
+        /// Answer from the contacted node's own copy of the database instead of the leader's.
+        #[arg(long)]
+        local: bool,
+    },
     /// Inspect and manage nodes.
     #[command(subcommand)]
     Node(NodeCommand),
@@ -90,9 +94,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Agent(_) => bail!("`halo agent` is handled by the binary entry point"),
         Command::Demo(args) => crate::demo::run(args).await,
         Command::Cluster(c) => cluster(c, json).await,
-        Command::Status => {
+        Command::Status { local } => {
             let (api, config) = connect()?;
-            let status: StatusView = api.get("/api/v1/status").await?;
+            let status: StatusView =
+                api.get(if local { "/api/v1/status?local=true" } else { "/api/v1/status" }).await?;
             remember_endpoints(config, &status);
             if json {
                 output::print_json(&status)

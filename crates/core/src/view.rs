@@ -19,6 +19,18 @@ pub struct StatusView {
     pub roles: Vec<RoleView>,
     /// The node that answered.
     pub answered_by: String,
+    /// The answering node's copy of the cluster database.
+    #[serde(default)]
+    pub database: DatabaseView,
+}
+
+/// Where one node's copy of the cluster database stands: what it applied, its latest snapshot,
+/// and how far its log was compacted (entries up to `purged_index` live only in the snapshot).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct DatabaseView {
+    pub applied_index: u64,
+    pub snapshot_index: Option<u64>,
+    pub purged_index: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -24,7 +24,7 @@ fn run_agent(args: &halo_agent::AgentArgs) -> anyhow::Result<()> {
         )
         .with_target(false)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(halo_agent::run(config, halo_cli::demo::shutdown_signal()))
 }
 

@@ -23,6 +23,8 @@ pub enum StoreError {
     Io(String),
 }
 
+const CACHE_BYTES: usize = 4 << 20;
+
 #[derive(Clone)]
 pub struct Database {
     pub(crate) db: Arc<redb::Database>,
@@ -32,7 +34,9 @@ impl Database {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let open_err =
             |e: &dyn std::fmt::Display| StoreError::Open { path: path.display().to_string(), reason: e.to_string() };
-        let db = redb::Database::create(path).map_err(|e| open_err(&e))?;
+        // The cluster database is small; redb's default cache (1 GiB, grown on use) would hold
+        // every page ever touched. A few MiB keeps an idle agent small.
+        let db = redb::Database::builder().set_cache_size(CACHE_BYTES).create(path).map_err(|e| open_err(&e))?;
         let this = Self { db: Arc::new(db) };
         match this.get_meta::<u32>(FORMAT_KEY)? {
             None => this.put_meta(FORMAT_KEY, &FORMAT)?,
@@ -64,6 +68,14 @@ impl Database {
         }
         tx.commit().map_err(io)
     }
+}
+
+/// Run a committing (fsyncing) database operation off the async runtime, so a slow disk
+/// delays only the write that waits for it, never the heartbeats beside it.
+pub(crate) async fn off_runtime<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, std::io::Error> + Send + 'static,
+) -> Result<T, std::io::Error> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| Err(std::io::Error::other(e)))
 }
 
 pub(crate) fn io(e: impl std::fmt::Display) -> StoreError {

@@ -12,7 +12,7 @@ use openraft::{LogState, OptionalSend, RaftLogReader};
 use redb::{ReadableDatabase, ReadableTable};
 
 use crate::TypeConfig;
-use crate::db::{Database, LOG, io as store_io};
+use crate::db::{Database, LOG, io as store_io, off_runtime};
 
 type Entry = <TypeConfig as openraft::RaftTypeConfig>::Entry;
 
@@ -110,7 +110,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &VoteOf<TypeConfig>) -> Result<(), io::Error> {
-        Ok(self.db.put_meta(VOTE, vote)?)
+        let (db, vote) = (self.db.clone(), *vote);
+        off_runtime(move || Ok(db.put_meta(VOTE, &vote)?)).await
     }
 
     async fn save_committed(&mut self, committed: Option<LogIdOf<TypeConfig>>) -> Result<(), io::Error> {
@@ -125,8 +126,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
     {
-        let result = (|| -> Result<(), io::Error> {
-            let tx = self.db.db.begin_write().map_err(store_io)?;
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let db = self.db.clone();
+        let result = off_runtime(move || {
+            let tx = db.db.begin_write().map_err(store_io)?;
             {
                 let mut table = tx.open_table(LOG).map_err(store_io)?;
                 for entry in entries {
@@ -137,7 +140,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             // Default durability is Immediate: commit returns after fsync.
             tx.commit().map_err(store_io)?;
             Ok(())
-        })();
+        })
+        .await;
         match result {
             Ok(()) => {
                 callback.io_completed(Ok(()));

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::TypeConfig;
-use crate::db::{Database, io as store_io};
+use crate::db::{Database, io as store_io, off_runtime};
 
 const APPLIED: &str = "applied";
 const SNAPSHOT: &str = "snapshot";
@@ -26,7 +26,8 @@ const SNAPSHOT: &str = "snapshot";
 struct Applied {
     last_applied: Option<LogIdOf<TypeConfig>>,
     membership: StoredMembershipOf<TypeConfig>,
-    state: ClusterState,
+    /// Shared with readers: a reader holds the state it was handed while apply builds the next.
+    state: Arc<ClusterState>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -50,7 +51,7 @@ pub struct StateReader {
 }
 
 impl StateReader {
-    pub fn state(&self) -> ClusterState {
+    pub fn state(&self) -> Arc<ClusterState> {
         self.applied.read().map(|a| a.state.clone()).unwrap_or_default()
     }
 
@@ -131,7 +132,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             work.last_applied = Some(entry.log_id);
             let result = match &entry.payload {
                 EntryPayload::Blank => CommandResult::Done,
-                EntryPayload::Normal(command) => work.state.apply(command),
+                EntryPayload::Normal(command) => Arc::make_mut(&mut work.state).apply(command),
                 EntryPayload::Membership(membership) => {
                     work.membership = StoredMembershipOf::<TypeConfig>::new(Some(entry.log_id), membership.clone());
                     CommandResult::Done
@@ -143,7 +144,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         // Persist before answering: a client told "done" must find it after a restart even if
         // the log was compacted in between.
-        self.persist(&work)?;
+        let this = self.clone();
+        let work = off_runtime(move || this.persist(&work).map(|()| work)).await?;
         *self.applied.write().map_err(|_| lock_poisoned())? = work;
         for (responder, result) in responders {
             responder.send(result);
@@ -162,7 +164,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> Result<(), io::Error> {
         let data = snapshot.into_inner();
         let state: ClusterState = serde_json::from_slice(&data).map_err(store_io)?;
-        let applied = Applied { last_applied: meta.last_log_id, membership: meta.last_membership.clone(), state };
+        let applied = Applied {
+            last_applied: meta.last_log_id,
+            membership: meta.last_membership.clone(),
+            state: Arc::new(state),
+        };
         self.db.put_meta(SNAPSHOT, &StoredSnapshot { meta: meta.clone(), data })?;
         self.persist(&applied)?;
         *self.applied.write().map_err(|_| lock_poisoned())? = applied;
