@@ -31,8 +31,10 @@ const MAX_TOKEN_TTL_SECONDS: u64 = 7 * 24 * 3600;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "halo", description = "High-availability clustering for virtual machines and services"),
-    paths(status, list_nodes, show_node, remove_node, issue_token, show_cluster, set_properties, ca, admit, bootstrap_create, bootstrap_join),
-    components(schemas(StatusView, DatabaseView, NodeView, NetworkView, RoleView, ErrorView, TokenRequest, TokenResponse, ClusterView,
+    paths(status, list_nodes, show_node, remove_node, issue_token, show_cluster, set_properties, ca, admit, bootstrap_create, bootstrap_join,
+        crate::roles_api::list_roles, crate::roles_api::create_role, crate::roles_api::show_role, crate::roles_api::delete_role,
+        crate::roles_api::start_role, crate::roles_api::stop_role),
+    components(schemas(StatusView, DatabaseView, NodeView, NetworkView, RoleView, RoleDetailView, ErrorView, TokenRequest, TokenResponse, ClusterView,
         PropertiesRequest, AdmissionRequest, AdmissionResponse, CreateClusterRequest, CreateClusterResponse,
         JoinClusterRequest, JoinClusterResponse)),
     modifiers(&BearerAuth)
@@ -60,6 +62,7 @@ pub fn api_router(agent: AppState) -> Router {
         .route("/api/v1/tokens", post(issue_token))
         .route("/api/v1/cluster", get(show_cluster))
         .route("/api/v1/cluster/properties", post(set_properties))
+        .merge(crate::roles_api::routes())
         .route_layer(middleware::from_fn_with_state(agent.clone(), require_admin));
     Router::new()
         .route("/api/v1/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
@@ -76,6 +79,7 @@ pub fn peer_router(agent: AppState) -> Router {
     Router::new()
         .route("/raft/append", post(raft_append))
         .route("/raft/vote", post(raft_vote))
+        .route("/raft/pre-vote", post(raft_pre_vote))
         .route("/raft/snapshot", post(raft_snapshot))
         .route("/raft/transfer-leader", post(raft_transfer_leader))
         .route("/peer/v1/leader", post(peer_leader))
@@ -116,7 +120,7 @@ async fn status(State(agent): State<AppState>, Query(query): Query<StatusQuery>)
 }
 
 /// The leader's view when it can be reached; otherwise our own, which then reports no quorum.
-async fn current_status(agent: &Agent) -> Result<StatusView, ApiError> {
+pub(crate) async fn current_status(agent: &Agent) -> Result<StatusView, ApiError> {
     let member = agent.require_member()?;
     match tokio::time::timeout(Duration::from_secs(2), agent.on_leader(LeaderRequest::Status)).await {
         Ok(Ok(LeaderReply::Status(status))) => Ok(*status),
@@ -296,6 +300,15 @@ async fn raft_vote(
     Json(req): Json<halo_store::openraft::raft::VoteRequest<halo_store::TypeConfig>>,
 ) -> Result<Response, ApiError> {
     Ok(Json(raft_of(&agent)?.vote(req).await).into_response())
+}
+
+/// Pre-Vote: would this node vote for the candidate? A node that was cut off (or stopped)
+/// asks first, so its return does not depose a healthy leader.
+async fn raft_pre_vote(
+    State(agent): State<AppState>,
+    Json(req): Json<halo_store::openraft::raft::VoteRequest<halo_store::TypeConfig>>,
+) -> Result<Response, ApiError> {
+    Ok(Json(raft_of(&agent)?.pre_vote(req).await).into_response())
 }
 
 type SnapshotRequest = (

@@ -1,12 +1,16 @@
 //! The two clocks the agent reads; the decision core receives their values as arguments.
 
-use std::sync::OnceLock;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Milliseconds on a monotonic clock (for timeouts and liveness; never persisted).
+use nix::time::{ClockId, clock_gettime};
+
+/// Milliseconds on the system's boot-time clock: monotonic, counts time suspended, and the same
+/// for every process on the host, so the agent and its fence guard agree on lease deadlines.
 pub fn monotonic_ms() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+    clock_gettime(ClockId::CLOCK_BOOTTIME)
+        .map(|t| t.tv_sec() as u64 * 1000 + t.tv_nsec() as u64 / 1_000_000)
+        // CLOCK_BOOTTIME exists on every Linux this runs on; the fallback only keeps types total.
+        .unwrap_or(0)
 }
 
 /// Wall-clock milliseconds since the UNIX epoch (for records shown to people).

@@ -52,7 +52,7 @@ pub struct Timing {
 
 impl Default for Timing {
     fn default() -> Self {
-        Self { raft_heartbeat_ms: 150, election_timeout_min_ms: 700, election_timeout_max_ms: 1100 }
+        Self { raft_heartbeat_ms: 150, election_timeout_min_ms: 600, election_timeout_max_ms: 900 }
     }
 }
 

@@ -1,11 +1,13 @@
 //! Heartbeat I/O: one UDP socket per local network. A single sender wakes once per interval
 //! and sends on every network to every peer (one wake-up, not one per network); a receiver per
-//! socket feeds what it hears into the failure detector. The decisions live in halo-core.
+//! socket feeds what it hears into the failure detector. The leader answers each heartbeat with
+//! a lease grant while Raft confirms its leadership; a node's grants become its lease (see
+//! `halo_core::lease`). The decisions live in halo-core.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use halo_core::heartbeat::{DATAGRAM_LEN, Heartbeat, HeartbeatCodec};
+use halo_core::heartbeat::{DATAGRAM_LEN, Datagram, Heartbeat, HeartbeatCodec, LeaseGrant};
 use halo_core::membership::FailureDetector;
 use halo_core::state::ClusterState;
 use tokio::net::UdpSocket;
@@ -50,9 +52,15 @@ async fn send(agent: Arc<Agent>, sockets: Vec<Arc<UdpSocket>>) {
         sequence += 1;
         let now = clock::monotonic_ms();
         watch_members(&agent.detector, &state, member.id, now);
+        // The leader's own lease runs from the last time a quorum confirmed its leadership.
+        if let Some(ago) = member.quorum_acked_ago_ms()
+            && agent.lease_timing(&state).may_grant(Some(ago))
+        {
+            agent.lease_granted(now.saturating_sub(ago), state.settings.lease_ms, now);
+        }
         for (network, socket) in sockets.iter().enumerate() {
-            let datagram =
-                current.encode(&Heartbeat { from: member.id, network: network as u8, sequence, sent_at_ms: now });
+            let heartbeat = Heartbeat { from: member.id, network: network as u8, sequence, sent_at_ms: now };
+            let datagram = current.encode(&Datagram::Heartbeat(heartbeat));
             for node in state.nodes.values().filter(|n| n.id != member.id) {
                 let Some(Ok(address)) = node.networks.get(network).map(|n| n.address.parse()) else { continue };
                 // Losses are expected (that is what the detector is for); never block on them.
@@ -72,13 +80,52 @@ async fn receive(agent: Arc<Agent>, socket: Arc<UdpSocket>, network: usize) {
             continue;
         }
         let Some(member) = agent.member() else { continue };
-        let Some(current) = codec_for(&member.reader.state(), &mut codec) else { continue };
-        if let Ok(hb) = current.decode(&buf[..len])
-            && let Ok(mut d) = agent.detector.lock()
-        {
-            d.heard(hb.from, network, clock::monotonic_ms());
+        let state = member.reader.state();
+        let Some(current) = codec_for(&state, &mut codec) else { continue };
+        let now = clock::monotonic_ms();
+        match current.decode(&buf[..len]) {
+            Ok(Datagram::Heartbeat(hb)) => {
+                if let Ok(mut d) = agent.detector.lock() {
+                    d.heard(hb.from, network, now);
+                }
+                if let Some((grant, address)) = grant_for(&agent, member, &state, &hb) {
+                    let _ = socket.try_send_to(&current.encode(&Datagram::LeaseGrant(grant)), address);
+                }
+            }
+            Ok(Datagram::LeaseGrant(grant)) if grant.to == member.id => {
+                if let Ok(mut d) = agent.detector.lock() {
+                    d.heard(grant.from, network, now);
+                }
+                agent.lease_granted(grant.sent_at_ms, grant.lease_ms, now);
+            }
+            _ => {}
         }
     }
+}
+
+/// The leader's answer to a heartbeat: a lease, while a quorum recently confirmed it leads.
+/// Sent to the node's registered address on that network, never to the packet's source.
+fn grant_for(
+    agent: &Agent,
+    member: &crate::runtime::Member,
+    state: &ClusterState,
+    hb: &Heartbeat,
+) -> Option<(LeaseGrant, std::net::SocketAddr)> {
+    let node = state.nodes.get(&hb.from).filter(|n| !n.witness)?;
+    let ago = member.quorum_acked_ago_ms()?;
+    if !agent.lease_timing(state).may_grant(Some(ago)) {
+        return None;
+    }
+    let address = node.networks.get(hb.network as usize)?.address.parse().ok()?;
+    let grant = LeaseGrant {
+        from: member.id,
+        to: hb.from,
+        network: hb.network,
+        sequence: hb.sequence,
+        sent_at_ms: hb.sent_at_ms,
+        lease_ms: state.settings.lease_ms,
+    };
+    Some((grant, address))
 }
 
 /// Keep the detector's watch list equal to the current members.

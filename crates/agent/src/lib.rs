@@ -1,19 +1,24 @@
 //! `halo agent`: the node daemon.
 //!
 //! Layout: [`config`] and [`identity`] (what the agent is), [`runtime`] (membership, leader
-//! routing, create/join), [`manager`] (decisions on the leader), [`heartbeat`] and [`peer`]
-//! (node-to-node I/O), [`api`] and [`serve`] (HTTPS). Decisions come from `halo-core`; the
+//! routing, create/join), [`manager`] (decisions on the leader), [`executor`] (runs this
+//! node's roles), [`guard`] and [`guard_link`] (the fence guard process and the agent's end of
+//! it), [`heartbeat`] and [`peer`] (node-to-node I/O, leases), [`api`] and [`serve`] (HTTPS). Decisions come from `halo-core`; the
 //! cluster database from `halo-store`.
 
 pub mod api;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod executor;
+pub mod guard;
+pub mod guard_link;
 pub mod heartbeat;
 pub mod identity;
 pub mod join;
 pub mod manager;
 pub mod peer;
+pub mod roles_api;
 pub mod runtime;
 pub mod serve;
 
@@ -30,7 +35,8 @@ pub use runtime::Agent;
 /// reported at once and nothing starts half-way.
 pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     halo_security::install_crypto_provider();
-    let agent = Arc::new(Agent::new(config)?);
+    let (agent, guard_events) = Agent::new(config)?;
+    let agent = Arc::new(agent);
     let cfg = &agent.config;
     let api = TcpListener::bind(&cfg.api).await.with_context(|| format!("cannot listen on API address {}", cfg.api))?;
     let mut peer_listeners = Vec::new();
@@ -62,6 +68,9 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     }
     tasks.spawn(heartbeat::run(agent.clone(), sockets));
     tasks.spawn(manager::run(agent.clone()));
+    if let Some(events) = guard_events {
+        tasks.spawn(executor::run(agent.clone(), events));
+    }
 
     shutdown.await;
     tracing::info!("shutting down");

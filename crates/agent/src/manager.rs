@@ -1,13 +1,16 @@
 //! The manager runs on the Raft leader. It turns what the failure detector observes into
-//! committed node states, and brings admitted nodes into the Raft membership.
-//! Every decision is committed before anyone acts on it; a new leader resumes from the log.
+//! committed node states, brings admitted nodes into the Raft membership, and commits the
+//! failover policy's decisions about roles (`halo_core::policy`), feeding it each node's
+//! liveness by the lease rule. Every decision is committed before anyone acts on it; a new
+//! leader resumes from the log.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use halo_core::command::{Command, NodeStateUpdate};
 use halo_core::membership::judge;
+use halo_core::policy::{self, Inputs, Liveness};
 use halo_core::state::NodeState;
 use halo_store::PeerNode;
 use halo_store::openraft::ChangeMembers;
@@ -22,16 +25,74 @@ const CAUGHT_UP_LAG: u64 = 10;
 pub async fn run(agent: Arc<Agent>) {
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // When this node last became leader: the lease rule makes a new leader wait before it
+    // recovers anything (grants of the previous leader may still be running).
+    let mut leader_since: Option<u64> = None;
     loop {
         ticker.tick().await;
         let Some(member) = agent.member().cloned() else { continue };
         if !member.is_leader() {
+            leader_since = None;
             continue;
         }
+        let since = *leader_since.get_or_insert_with(clock::monotonic_ms);
         if let Err(e) = tick(&agent, &member).await {
             tracing::debug!("manager: {e}");
         }
+        if let Err(e) = decide_roles(&agent, &member, since).await {
+            tracing::debug!("manager: {e}");
+        }
     }
+}
+
+/// Each role owner's liveness as the lease rule allows the leader to see it.
+fn liveness(
+    agent: &Agent,
+    member: &Member,
+    state: &halo_core::state::ClusterState,
+    leader_since: u64,
+) -> BTreeMap<u64, Liveness> {
+    let now = clock::monotonic_ms();
+    let timing = agent.lease_timing(state);
+    let Ok(detector) = agent.detector.lock() else { return BTreeMap::new() };
+    let mut out = BTreeMap::new();
+    for node in state.nodes.values() {
+        if node.id == member.id {
+            out.insert(node.id, Liveness::Alive);
+            continue;
+        }
+        let assessment = detector.assess(node.id, now);
+        let verdict = if assessment.alive && assessment.ever_heard {
+            Liveness::Alive
+        } else {
+            let lost_at = timing.lost_at(assessment.last_heard_ms.unwrap_or(leader_since), leader_since);
+            if now >= lost_at {
+                Liveness::Lost("stopped answering and its lease has run out".into())
+            } else {
+                Liveness::Suspect
+            }
+        };
+        out.insert(node.id, verdict);
+    }
+    out
+}
+
+async fn decide_roles(agent: &Agent, member: &Member, leader_since: u64) -> Result<(), crate::error::ApiError> {
+    let state = member.reader.state();
+    if state.roles.is_empty() {
+        return Ok(());
+    }
+    let liveness = liveness(agent, member, &state, leader_since);
+    let commands = policy::decide(&Inputs { state: &state, liveness: &liveness, now_ms: clock::wall_ms() });
+    for command in commands {
+        if let Command::DecideRole(d) = &command
+            && let Some(decision) = &d.decision
+        {
+            tracing::info!(role = %d.role, generation = d.generation, "{}", decision.summary);
+        }
+        agent.write_as_leader(member, command).await?;
+    }
+    Ok(())
 }
 
 async fn tick(agent: &Agent, member: &Member) -> Result<(), crate::error::ApiError> {

@@ -163,6 +163,14 @@ impl RaftNetworkV2<TypeConfig> for RaftClient {
         self.call("/raft/vote", &req, &option).await
     }
 
+    async fn pre_vote(
+        &mut self,
+        req: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call("/raft/pre-vote", &req, &option).await
+    }
+
     async fn full_snapshot(
         &mut self,
         vote: VoteOf<TypeConfig>,

@@ -7,19 +7,26 @@ use std::time::Duration;
 
 use anyhow::Context;
 use halo_core::command::{Command, CommandResult};
+use halo_core::lease::{Lease, LeaseTiming};
 use halo_core::membership::FailureDetector;
-use halo_core::state::{ClusterInfo, ClusterSettings, NetworkRecord, NetworkState, NodeRecord, NodeState};
-use halo_core::view::{AdmissionRequest, AdmissionResponse, DatabaseView, NetworkView, NodeView, StatusView};
+use halo_core::state::{
+    ClusterInfo, ClusterSettings, ClusterState, NetworkRecord, NetworkState, NodeRecord, NodeState,
+};
+use halo_core::view::{
+    AdmissionRequest, AdmissionResponse, DatabaseView, NetworkView, NodeView, RoleDetailView, RoleView, StatusView,
+};
 use halo_security::ca::{self, ClusterCa};
 use halo_store::openraft::errors::{ClientWriteError, RaftError};
 use halo_store::openraft::{ChangeMembers, ServerState};
 use halo_store::{Database, LogStore, PeerNode, Raft, StateMachine, StateReader};
 use serde::{Deserialize, Serialize};
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, mpsc};
 
 use crate::clock;
 use crate::config::AgentConfig;
 use crate::error::ApiError;
+use crate::guard::ToGuard;
+use crate::guard_link::{GuardEvent, GuardLink};
 use crate::identity::{DataDir, Identity, Membership, NodeTls};
 use crate::peer::{PeerClients, PeerError};
 use crate::serve::TlsSlot;
@@ -37,7 +44,14 @@ pub struct Agent {
     member: OnceCell<Arc<Member>>,
     /// Serializes create and join: an agent bootstraps once.
     pub bootstrap: tokio::sync::Mutex<()>,
+    /// This node's right to run roles, from the leader's grants.
+    lease: Mutex<Lease>,
+    /// The fence guard that enforces the lease; none on a witness, which runs nothing.
+    pub guard: Option<Arc<GuardLink>>,
 }
+
+/// A lease extension smaller than this is not worth waking the fence guard for.
+const GUARD_LEASE_STEP_MS: u64 = 50;
 
 /// A node that belongs to a cluster.
 pub struct Member {
@@ -55,6 +69,7 @@ pub enum LeaderRequest {
     Admit(AdmissionRequest),
     Remove { name: String },
     Status,
+    ShowRole { name: String },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -63,13 +78,21 @@ pub enum LeaderReply {
     Admitted(AdmissionResponse),
     Removed,
     Status(Box<StatusView>),
+    Role(Box<RoleDetailView>),
 }
 
 impl Agent {
-    pub fn new(config: AgentConfig) -> anyhow::Result<Self> {
+    /// Returns the agent and, unless it is a witness, the fence guard's events for the executor.
+    pub fn new(config: AgentConfig) -> anyhow::Result<(Self, Option<mpsc::UnboundedReceiver<GuardEvent>>)> {
         let data = DataDir::open(&config.data_dir)?;
         let identity = data.load_or_create_identity(&config.name)?;
-        Ok(Self {
+        let (guard, events) = if config.witness {
+            (None, None)
+        } else {
+            let (link, events) = GuardLink::start(config.data_dir.clone());
+            (Some(link), Some(events))
+        };
+        let agent = Self {
             data,
             identity: Mutex::new(identity),
             api_tls: Arc::new(std::sync::RwLock::new(None)),
@@ -77,8 +100,34 @@ impl Agent {
             detector: Arc::new(Mutex::new(FailureDetector::new(ClusterSettings::default().node_timeout_ms))),
             member: OnceCell::new(),
             bootstrap: tokio::sync::Mutex::new(()),
+            lease: Mutex::new(Lease::default()),
+            guard,
             config,
-        })
+        };
+        Ok((agent, events))
+    }
+
+    /// Lease timing for the current settings; the grant window follows the Raft heartbeat.
+    pub fn lease_timing(&self, state: &ClusterState) -> LeaseTiming {
+        state.settings.lease_timing(3 * self.config.timing.raft_heartbeat_ms)
+    }
+
+    /// A lease grant arrived (or, on the leader, a quorum confirmed it). The fence guard hears
+    /// of every extension worth waking it for.
+    pub fn lease_granted(&self, sent_at_ms: u64, lease_ms: u64, now_ms: u64) {
+        let Ok(mut lease) = self.lease.lock() else { return };
+        if !lease.granted(sent_at_ms, lease_ms, now_ms) {
+            return;
+        }
+        let (Some(guard), Some(deadline_ms)) = (&self.guard, lease.deadline_ms()) else { return };
+        if guard.deadline_ms().is_none_or(|d| deadline_ms >= d + GUARD_LEASE_STEP_MS) {
+            guard.send(ToGuard::Lease { deadline_ms });
+        }
+    }
+
+    /// How much longer this node may run roles: what the fence guard enforces.
+    pub fn lease_remaining_ms(&self, now_ms: u64) -> u64 {
+        self.guard.as_ref().and_then(|g| g.deadline_ms()).map_or(0, |d| d.saturating_sub(now_ms))
     }
 
     pub fn member(&self) -> Option<&Arc<Member>> {
@@ -122,6 +171,8 @@ impl Agent {
             heartbeat_interval: t.raft_heartbeat_ms,
             election_timeout_min: t.election_timeout_min_ms,
             election_timeout_max: t.election_timeout_max_ms,
+            // A node returning from a partition or a SIGSTOP must not depose a healthy leader.
+            enable_pre_vote: Some(true),
             snapshot_policy: halo_store::openraft::SnapshotPolicy::LogsSinceLast(500),
             max_in_snapshot_log_to_keep: 100,
             ..Default::default()
@@ -333,6 +384,7 @@ impl Agent {
             LeaderRequest::Admit(request) => self.admit(member, request).await.map(LeaderReply::Admitted),
             LeaderRequest::Remove { name } => self.remove(member, &name).await.map(|()| LeaderReply::Removed),
             LeaderRequest::Status => Ok(LeaderReply::Status(Box::new(self.local_status(member)))),
+            LeaderRequest::ShowRole { name } => Ok(LeaderReply::Role(Box::new(self.local_role(&name)?))),
         }
     }
 
@@ -426,6 +478,12 @@ impl Agent {
                 "node '{name}' is the current leader; stop its agent first so another node takes over, then remove it"
             )));
         }
+        if let Some(role) = state.roles.values().find(|r| r.owner == Some(node.id)) {
+            return Err(ApiError::conflict(format!(
+                "node '{name}' still owns role '{}'; move or stop its roles first",
+                role.spec.name
+            )));
+        }
         let membership = member.metrics().membership_config.membership().clone();
         let change = if membership.voter_ids().any(|v| v == node.id) {
             Some(ChangeMembers::RemoveVoters(BTreeSet::from([node.id])))
@@ -446,6 +504,13 @@ impl Agent {
         }
     }
 
+    /// One role as this node's copy of the database has it.
+    pub fn local_role(&self, name: &str) -> Result<RoleDetailView, ApiError> {
+        let state = self.require_member()?.reader.state();
+        let record = state.roles.get(name).ok_or_else(|| ApiError::not_found(format!("no role named '{name}'")))?;
+        Ok(RoleDetailView::of(&state, record))
+    }
+
     /// Status as this node sees it; on the leader this is authoritative.
     pub fn local_status(&self, member: &Member) -> StatusView {
         let state = member.reader.state();
@@ -460,7 +525,7 @@ impl Agent {
             term: metrics.current_term,
             voters,
             nodes: state.nodes.values().map(|n| node_view(n, leader_id)).collect(),
-            roles: Vec::new(),
+            roles: state.roles.values().map(|r| RoleView::of(&state, r)).collect(),
             answered_by: self.config.name.clone(),
             database: DatabaseView {
                 applied_index: metrics.last_applied.map_or(0, |l| l.index),
@@ -476,6 +541,18 @@ impl Member {
     pub fn metrics(&self) -> halo_store::openraft::RaftMetrics<halo_store::TypeConfig> {
         use halo_store::openraft::type_config::async_runtime::WatchReceiver;
         self.raft.metrics().borrow_watched().clone()
+    }
+
+    /// If this node leads: how long ago a quorum last acknowledged its leadership.
+    pub fn quorum_acked_ago_ms(&self) -> Option<u64> {
+        use halo_store::openraft::Instant as _;
+        use halo_store::openraft::type_config::async_runtime::WatchReceiver;
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow_watched();
+        if m.state != ServerState::Leader || m.current_leader != Some(self.id) {
+            return None;
+        }
+        m.last_quorum_acked.as_ref().map(|at| at.elapsed().as_millis() as u64)
     }
 
     pub fn is_leader(&self) -> bool {
@@ -523,8 +600,10 @@ fn rejection_error(r: &halo_core::command::Rejection) -> ApiError {
         R::UnknownToken | R::TokenExpired | R::TokenUsed(_) => {
             ApiError::new(axum::http::StatusCode::FORBIDDEN, r.to_string())
         }
-        R::UnknownNodeId(_) => ApiError::not_found(r.to_string()),
-        R::InvalidProperty { .. } | R::InvalidNodeName(_) => ApiError::bad_request(r.to_string()),
+        R::UnknownNodeId(_) | R::UnknownRole(_) => ApiError::not_found(r.to_string()),
+        R::InvalidProperty { .. } | R::InvalidNodeName(_) | R::InvalidRole { .. } => {
+            ApiError::bad_request(r.to_string())
+        }
         _ => ApiError::conflict(r.to_string()),
     }
 }

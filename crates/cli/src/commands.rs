@@ -35,8 +35,17 @@ pub enum Command {
     /// Inspect and manage nodes.
     #[command(subcommand)]
     Node(NodeCommand),
+    /// Create, inspect and operate roles.
+    #[command(subcommand)]
+    Role(crate::role::RoleCommand),
     /// Start a local 3-node cluster on this machine and keep it running until Ctrl-C.
     Demo(crate::demo::DemoArgs),
+    /// The fence guard, started by the agent itself (not for people to run).
+    #[command(hide = true)]
+    FenceGuard {
+        #[arg(long)]
+        data_dir: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,7 +100,7 @@ pub enum NodeCommand {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let json = cli.json;
     match cli.command {
-        Command::Agent(_) => bail!("`halo agent` is handled by the binary entry point"),
+        Command::Agent(_) | Command::FenceGuard { .. } => bail!("handled by the binary entry point"),
         Command::Demo(args) => crate::demo::run(args).await,
         Command::Cluster(c) => cluster(c, json).await,
         Command::Status { local } => {
@@ -106,6 +115,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
         }
+        Command::Role(command) => crate::role::run(&connect()?.0, command, json).await,
         Command::Node(NodeCommand::List) => {
             let nodes: Vec<NodeView> = connect()?.0.get("/api/v1/nodes").await?;
             if json {

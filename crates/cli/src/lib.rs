@@ -5,5 +5,6 @@ pub mod client;
 pub mod commands;
 pub mod demo;
 pub mod output;
+pub mod role;
 
 pub use commands::{Cli, Command};

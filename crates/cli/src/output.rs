@@ -1,7 +1,7 @@
 //! Rendering for people. Scripts use `--json`, which prints the API's shapes unchanged.
 
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
-use halo_core::view::{ClusterView, NodeView, StatusView};
+use halo_core::view::{ClusterView, NodeView, RoleDetailView, RoleView, StatusView};
 
 pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
@@ -58,6 +58,79 @@ pub fn status_text(s: &StatusView) -> String {
     out.push('\n');
     if s.roles.is_empty() {
         out.push_str("roles    none\n");
+    } else {
+        out.push_str(&roles_table(&s.roles));
+        out.push('\n');
+    }
+    out
+}
+
+pub fn roles_table(roles: &[RoleView]) -> String {
+    let mut t = table(&["ROLE", "STATE", "OWNER", "GEN", "DETAIL"]);
+    for r in roles {
+        t.add_row(vec![
+            r.name.clone(),
+            r.state.clone(),
+            r.owner.clone().unwrap_or_else(|| "-".into()),
+            r.generation.to_string(),
+            r.detail.clone(),
+        ]);
+    }
+    t.to_string()
+}
+
+pub fn role_text(r: &RoleDetailView) -> String {
+    let spec = &r.spec;
+    let list = |v: &[String]| if v.is_empty() { "any".to_string() } else { v.join(", ") };
+    let mut out = format!(
+        "role        {}\nstate       {} ({})\nowner       {}\ngeneration  {}\ndesired     {:?}\npriority    {:?}\n\
+         preferred   {}\npossible    {}\nanti-aff.   {}{}\nfailover    at most {} within {} s\nfailback    {:?}\n",
+        r.role.name,
+        r.role.state,
+        r.role.detail,
+        r.role.owner.as_deref().unwrap_or("-"),
+        r.role.generation,
+        spec.desired,
+        spec.priority,
+        list(&spec.preferred),
+        list(&spec.possible),
+        if spec.anti_affinity.is_empty() { "none".to_string() } else { spec.anti_affinity.join(", ") },
+        if spec.anti_affinity_soft { " (soft)" } else { "" },
+        spec.failover.max_failovers,
+        spec.failover.period_s,
+        spec.failback,
+    );
+    if let Some(node) = &r.releasing {
+        out.push_str(&format!("releasing   {node} (must confirm it stopped the role)\n"));
+    }
+    for res in &spec.resources {
+        let params: Vec<String> = res.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        out.push_str(&format!(
+            "resource    {} ({}) restart {}x/{} s  {}\n",
+            res.name,
+            res.kind,
+            res.restart.max_restarts,
+            res.restart.period_s,
+            params.join(" ")
+        ));
+    }
+    out
+}
+
+/// The role's story in words: where it is and why, then the recent decisions, newest first.
+pub fn role_why(r: &RoleDetailView) -> String {
+    let mut out = match (&r.role.owner, r.role.state.as_str()) {
+        (Some(owner), "online") => format!("{} runs on {owner}: {}.\n", r.role.name, r.role.detail),
+        (_, state) => format!("{} is {state}: {}.\n", r.role.name, r.role.detail),
+    };
+    if r.decisions.is_empty() {
+        out.push_str("No decision has been made about it yet.\n");
+    }
+    for d in r.decisions.iter().rev() {
+        out.push_str(&format!("\n[generation {}] {}\n", d.generation, d.summary));
+        for reason in &d.reasons {
+            out.push_str(&format!("  - {reason}\n"));
+        }
     }
     out
 }

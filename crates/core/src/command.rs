@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::NodeId;
+use crate::role::{Decision, Desired, RoleRecord, RoleSpec, RoleState};
 use crate::state::{ClusterInfo, ClusterSettings, NetworkState, NodeRecord, NodeState};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -40,6 +41,102 @@ pub enum Command {
     SetProperties {
         properties: Vec<(String, String)>,
     },
+    CreateRole {
+        spec: RoleSpec,
+        now_ms: u64,
+    },
+    DeleteRole {
+        role: String,
+    },
+    /// `halo role start|stop`: what the admin wants; the manager makes it so.
+    SetRoleDesired {
+        role: String,
+        desired: Desired,
+        now_ms: u64,
+    },
+    /// A decision of the leader's manager about one role.
+    DecideRole(RoleDecision),
+    /// What a node's executor did with a role it was told to run or stop.
+    ReportRole(RoleReport),
+}
+
+/// Everything the manager decided about a role, as the complete new runtime fields. Applies
+/// only on top of the generation it was computed from, so a deposed leader's late decision
+/// changes nothing.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RoleDecision {
+    pub role: String,
+    pub expected_generation: u64,
+    pub generation: u64,
+    pub owner: Option<NodeId>,
+    pub releasing: Option<NodeId>,
+    pub state: RoleState,
+    pub detail: String,
+    pub failovers_ms: Vec<u64>,
+    pub failed_on: Vec<NodeId>,
+    pub decision: Option<Decision>,
+    /// A smaller event worth keeping in the role's history (e.g. a releasing node was lost).
+    pub note: Option<String>,
+    pub now_ms: u64,
+}
+
+impl RoleDecision {
+    pub fn from_record(role: &RoleRecord, now_ms: u64) -> Self {
+        Self {
+            role: role.spec.name.clone(),
+            expected_generation: role.generation,
+            generation: role.generation,
+            owner: role.owner,
+            releasing: role.releasing,
+            state: role.state,
+            detail: role.detail.clone(),
+            failovers_ms: role.failovers_ms.clone(),
+            failed_on: role.failed_on.clone(),
+            decision: None,
+            note: None,
+            now_ms,
+        }
+    }
+
+    pub fn set(&mut self, state: RoleState, detail: impl Into<String>) {
+        self.state = state;
+        self.detail = detail.into();
+    }
+
+    /// Whether committing this would change anything.
+    pub fn changes(&self, role: &RoleRecord) -> bool {
+        self.generation != role.generation
+            || self.owner != role.owner
+            || self.releasing != role.releasing
+            || self.state != role.state
+            || self.detail != role.detail
+            || self.failovers_ms != role.failovers_ms
+            || self.failed_on != role.failed_on
+            || self.decision.is_some()
+            || self.note.is_some()
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RoleReportOutcome {
+    /// Every resource started and is healthy.
+    Online,
+    /// The node runs nothing of the role.
+    Stopped,
+    /// The role could not be kept running here (restart policy exhausted, start failed); the
+    /// node stopped what it could.
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RoleReport {
+    pub role: String,
+    pub node: NodeId,
+    pub generation: u64,
+    pub outcome: RoleReportOutcome,
+    pub detail: String,
+    pub now_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -85,6 +182,20 @@ pub enum Rejection {
     UnknownNodeId(NodeId),
     #[error("invalid property '{key}': {reason}")]
     InvalidProperty { key: String, reason: String },
+    #[error("invalid role '{role}': {reason}")]
+    InvalidRole { role: String, reason: String },
+    #[error("a role named '{0}' already exists")]
+    DuplicateRole(String),
+    #[error("no role named '{0}'")]
+    UnknownRole(String),
+    #[error("role '{role}' still runs on {node}; stop it first (`halo role stop {role}`)")]
+    RoleRunning { role: String, node: String },
+    #[error("decision for role '{0}' was made on an older generation")]
+    StaleDecision(String),
+    #[error("report for role '{0}' is about an older generation or another owner")]
+    StaleReport(String),
+    #[error("node '{0}' still owns roles; move or stop them first")]
+    NodeOwnsRoles(String),
 }
 
 impl std::fmt::Display for Command {
@@ -96,6 +207,11 @@ impl std::fmt::Display for Command {
             Command::SetNodeStates { updates, .. } => write!(f, "set {} node state(s)", updates.len()),
             Command::RemoveNode { node } => write!(f, "remove node {node}"),
             Command::SetProperties { properties } => write!(f, "set {} propert(ies)", properties.len()),
+            Command::CreateRole { spec, .. } => write!(f, "create role {}", spec.name),
+            Command::DeleteRole { role } => write!(f, "delete role {role}"),
+            Command::SetRoleDesired { role, desired, .. } => write!(f, "set role {role} desired {desired:?}"),
+            Command::DecideRole(d) => write!(f, "decide role {} generation {}", d.role, d.generation),
+            Command::ReportRole(r) => write!(f, "report role {} {:?} from node {}", r.role, r.outcome, r.node),
         }
     }
 }

@@ -1,8 +1,12 @@
-//! The heartbeat datagram, authenticated with the cluster's heartbeat key.
+//! The heartbeat datagrams, authenticated with the cluster's heartbeat key.
 //!
-//! Layout (big endian): magic `HALO` | version u8 | kind u8 | cluster id hash 8 bytes |
-//! sender node id u64 | network index u8 | sequence u64 | sent at ms u64 | HMAC-SHA256 32 bytes.
-//! Fixed size, no parsing of variable fields: a malformed or forged packet is simply dropped.
+//! Two kinds share one fixed layout (big endian): magic `HALO` | version u8 | kind u8 |
+//! cluster id hash 8 bytes | sender node id u64 | network index u8 | sequence u64 |
+//! sent at ms u64 | lease holder u64 | lease ms u64 | HMAC-SHA256 32 bytes.
+//! A heartbeat leaves the last two fields zero. A lease grant is the leader's answer to one
+//! heartbeat: it echoes that heartbeat's sequence and send time, so the holder can date its
+//! lease from when *it sent* the heartbeat (see the safety model). Fixed size, no variable
+//! fields: a malformed or forged packet is simply dropped.
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
@@ -10,17 +14,37 @@ use sha2::{Digest, Sha256};
 use crate::NodeId;
 
 const MAGIC: &[u8; 4] = b"HALO";
-const WIRE_VERSION: u8 = 1;
+const WIRE_VERSION: u8 = 2;
 const KIND_HEARTBEAT: u8 = 1;
-const BODY_LEN: usize = 4 + 1 + 1 + 8 + 8 + 1 + 8 + 8;
+const KIND_LEASE_GRANT: u8 = 2;
+const BODY_LEN: usize = 4 + 1 + 1 + 8 + 8 + 1 + 8 + 8 + 8 + 8;
 pub const DATAGRAM_LEN: usize = BODY_LEN + 32;
 
+/// "I am alive", sent by every node to every peer on every network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Heartbeat {
     pub from: NodeId,
     pub network: u8,
     pub sequence: u64,
     pub sent_at_ms: u64,
+}
+
+/// The leader's answer to a heartbeat of `to`: "you may run roles for `lease_ms` from the
+/// moment you sent heartbeat `sequence`".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseGrant {
+    pub from: NodeId,
+    pub to: NodeId,
+    pub network: u8,
+    pub sequence: u64,
+    pub sent_at_ms: u64,
+    pub lease_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Datagram {
+    Heartbeat(Heartbeat),
+    LeaseGrant(LeaseGrant),
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -55,27 +79,35 @@ impl HeartbeatCodec {
         <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC takes keys of any length")
     }
 
-    pub fn encode(&self, hb: &Heartbeat) -> [u8; DATAGRAM_LEN] {
+    pub fn encode(&self, datagram: &Datagram) -> [u8; DATAGRAM_LEN] {
+        let (kind, from, network, sequence, sent_at_ms, to, lease_ms) = match *datagram {
+            Datagram::Heartbeat(h) => (KIND_HEARTBEAT, h.from, h.network, h.sequence, h.sent_at_ms, 0, 0),
+            Datagram::LeaseGrant(g) => {
+                (KIND_LEASE_GRANT, g.from, g.network, g.sequence, g.sent_at_ms, g.to, g.lease_ms)
+            }
+        };
         let mut out = [0u8; DATAGRAM_LEN];
         out[0..4].copy_from_slice(MAGIC);
         out[4] = WIRE_VERSION;
-        out[5] = KIND_HEARTBEAT;
+        out[5] = kind;
         out[6..14].copy_from_slice(&self.cluster_tag);
-        out[14..22].copy_from_slice(&hb.from.to_be_bytes());
-        out[22] = hb.network;
-        out[23..31].copy_from_slice(&hb.sequence.to_be_bytes());
-        out[31..39].copy_from_slice(&hb.sent_at_ms.to_be_bytes());
+        out[14..22].copy_from_slice(&from.to_be_bytes());
+        out[22] = network;
+        out[23..31].copy_from_slice(&sequence.to_be_bytes());
+        out[31..39].copy_from_slice(&sent_at_ms.to_be_bytes());
+        out[39..47].copy_from_slice(&to.to_be_bytes());
+        out[47..55].copy_from_slice(&lease_ms.to_be_bytes());
         let mut mac = self.mac();
         mac.update(&out[..BODY_LEN]);
         out[BODY_LEN..].copy_from_slice(&mac.finalize().into_bytes());
         out
     }
 
-    pub fn decode(&self, bytes: &[u8]) -> Result<Heartbeat, HeartbeatError> {
+    pub fn decode(&self, bytes: &[u8]) -> Result<Datagram, HeartbeatError> {
         if bytes.len() != DATAGRAM_LEN {
             return Err(HeartbeatError::Length(bytes.len()));
         }
-        if &bytes[0..4] != MAGIC || bytes[4] != WIRE_VERSION || bytes[5] != KIND_HEARTBEAT {
+        if &bytes[0..4] != MAGIC || bytes[4] != WIRE_VERSION {
             return Err(HeartbeatError::Foreign);
         }
         if bytes[6..14] != self.cluster_tag {
@@ -89,7 +121,19 @@ impl HeartbeatCodec {
             b.copy_from_slice(&bytes[at..at + 8]);
             u64::from_be_bytes(b)
         };
-        Ok(Heartbeat { from: u64_at(14), network: bytes[22], sequence: u64_at(23), sent_at_ms: u64_at(31) })
+        let (from, network, sequence, sent_at_ms) = (u64_at(14), bytes[22], u64_at(23), u64_at(31));
+        match bytes[5] {
+            KIND_HEARTBEAT => Ok(Datagram::Heartbeat(Heartbeat { from, network, sequence, sent_at_ms })),
+            KIND_LEASE_GRANT => Ok(Datagram::LeaseGrant(LeaseGrant {
+                from,
+                to: u64_at(39),
+                network,
+                sequence,
+                sent_at_ms,
+                lease_ms: u64_at(47),
+            })),
+            _ => Err(HeartbeatError::Foreign),
+        }
     }
 }
 
@@ -100,13 +144,26 @@ mod tests {
     #[test]
     fn round_trip_and_rejections() {
         let codec = HeartbeatCodec::new(b"k", "cluster-1");
-        let hb = Heartbeat { from: 7, network: 1, sequence: 42, sent_at_ms: 123 };
+        let hb = Datagram::Heartbeat(Heartbeat { from: 7, network: 1, sequence: 42, sent_at_ms: 123 });
         let bytes = codec.encode(&hb);
         assert_eq!(codec.decode(&bytes), Ok(hb));
+        let grant = Datagram::LeaseGrant(LeaseGrant {
+            from: 1,
+            to: 7,
+            network: 1,
+            sequence: 42,
+            sent_at_ms: 123,
+            lease_ms: 2000,
+        });
+        assert_eq!(codec.decode(&codec.encode(&grant)), Ok(grant));
 
         let mut tampered = bytes;
         tampered[14] ^= 1;
         assert_eq!(codec.decode(&tampered), Err(HeartbeatError::BadSignature));
+        // A heartbeat cannot be turned into a grant without the key.
+        let mut promoted = bytes;
+        promoted[5] = KIND_LEASE_GRANT;
+        assert_eq!(codec.decode(&promoted), Err(HeartbeatError::BadSignature));
         assert_eq!(HeartbeatCodec::new(b"other", "cluster-1").decode(&bytes), Err(HeartbeatError::BadSignature));
         assert_eq!(HeartbeatCodec::new(b"k", "cluster-2").decode(&bytes), Err(HeartbeatError::OtherCluster));
         assert_eq!(codec.decode(&bytes[..10]), Err(HeartbeatError::Length(10)));

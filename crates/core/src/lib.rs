@@ -4,14 +4,22 @@
 //! - [`membership`]: the heartbeat failure detector and how node states are derived from it.
 //! - [`heartbeat`]: the authenticated heartbeat datagram (encode/decode only).
 //! - [`quorum`]: majority arithmetic.
+//! - [`role`]: role specs and the decisions recorded about them.
+//! - [`placement`]: which node should run a role, with reasons.
+//! - [`lease`]: when a node may run roles, and when the leader may assume it no longer does.
+//! - [`policy`]: the manager's decisions (place, fail over, stop) as commands.
 //! - [`view`]: the stable JSON shapes the API and the CLI exchange.
 //!
 //! Time is always passed in as milliseconds, so the daemon and a simulator drive the same code.
 
 pub mod command;
 pub mod heartbeat;
+pub mod lease;
 pub mod membership;
+pub mod placement;
+pub mod policy;
 pub mod quorum;
+pub mod role;
 pub mod state;
 pub mod view;
 

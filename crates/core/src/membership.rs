@@ -35,6 +35,8 @@ pub struct Assessment {
     pub ever_heard: bool,
     /// Per network: heard within the timeout.
     pub networks: Vec<bool>,
+    /// The last time heard on any network.
+    pub last_heard_ms: Option<u64>,
 }
 
 impl FailureDetector {
@@ -84,7 +86,7 @@ impl FailureDetector {
 
     pub fn assess(&self, node: NodeId, now_ms: u64) -> Assessment {
         let Some(peer) = self.peers.get(&node) else {
-            return Assessment { alive: false, ever_heard: false, networks: Vec::new() };
+            return Assessment { alive: false, ever_heard: false, networks: Vec::new(), last_heard_ms: None };
         };
         let networks: Vec<bool> = (0..peer.last_heard_ms.len()).map(|i| self.network_alive(node, i, now_ms)).collect();
         let ever_heard = peer.last_heard_ms.iter().any(Option::is_some);
@@ -92,7 +94,8 @@ impl FailureDetector {
         // the doubt: a new leader must not fail over nodes it simply has not heard yet.
         let in_grace = now_ms.saturating_sub(peer.watched_since_ms) <= self.timeout_ms;
         let alive = networks.iter().any(|&a| a) || (in_grace && !ever_heard);
-        Assessment { alive, ever_heard, networks }
+        let last_heard_ms = peer.last_heard_ms.iter().flatten().copied().max();
+        Assessment { alive, ever_heard, networks, last_heard_ms }
     }
 }
 
@@ -200,8 +203,8 @@ mod tests {
 
     #[test]
     fn paused_and_joining_are_sticky_while_alive() {
-        let alive = Assessment { alive: true, ever_heard: true, networks: vec![true, true] };
-        let dead = Assessment { alive: false, ever_heard: true, networks: vec![false, false] };
+        let alive = Assessment { alive: true, ever_heard: true, networks: vec![true, true], last_heard_ms: Some(1) };
+        let dead = Assessment { alive: false, ever_heard: true, networks: vec![false, false], last_heard_ms: Some(1) };
         assert_eq!(judge(&record(NodeState::Paused), &alive, false).0, NodeState::Paused);
         assert_eq!(judge(&record(NodeState::Paused), &dead, false).0, NodeState::Down);
         assert_eq!(judge(&record(NodeState::Joining), &alive, false).0, NodeState::Joining);

@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::NodeId;
-use crate::command::{Command, CommandResult, NodeStateUpdate, Rejection};
+use crate::command::{Command, CommandResult, NodeStateUpdate, Rejection, RoleReport, RoleReportOutcome};
+use crate::lease::LeaseTiming;
+use crate::role::{Decision, RoleRecord, RoleState};
 
 /// Upper bound on voters a cluster may be configured with (Raft gets slower, not safer, past it).
 pub const MAX_VOTERS_LIMIT: usize = 7;
@@ -25,6 +27,8 @@ pub struct ClusterState {
     pub settings: ClusterSettings,
     /// Free-form cluster properties (`label.*`, `description`).
     pub properties: BTreeMap<String, String>,
+    #[serde(default)]
+    pub roles: BTreeMap<String, RoleRecord>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -48,11 +52,56 @@ pub struct ClusterSettings {
     pub heartbeat_interval_ms: u64,
     /// Silence on every network after which the leader declares a node down.
     pub node_timeout_ms: u64,
+    /// How long one lease grant lets a node run roles.
+    #[serde(default = "default_lease_ms")]
+    pub lease_ms: u64,
+    /// Added by the leader before it recovers a silent node's roles.
+    #[serde(default = "default_lease_margin_ms")]
+    pub lease_margin_ms: u64,
+}
+
+fn default_lease_ms() -> u64 {
+    2000
+}
+
+fn default_lease_margin_ms() -> u64 {
+    200
 }
 
 impl Default for ClusterSettings {
     fn default() -> Self {
-        Self { max_voters: 5, heartbeat_interval_ms: 100, node_timeout_ms: 1000 }
+        Self::profile("default").unwrap_or(Self {
+            max_voters: 5,
+            heartbeat_interval_ms: 100,
+            node_timeout_ms: 1000,
+            lease_ms: default_lease_ms(),
+            lease_margin_ms: default_lease_margin_ms(),
+        })
+    }
+}
+
+/// Named timing profiles (`halo cluster set profile=fast`), both safe by the lease rule; they
+/// differ in how long a silent node may keep its roles before others take over.
+pub const PROFILES: &[(&str, u64, u64, u64, u64)] = &[
+    // name, heartbeat ms, node timeout ms, lease ms, margin ms
+    ("default", 100, 1000, 2000, 200),
+    ("fast", 50, 400, 1000, 100),
+];
+
+impl ClusterSettings {
+    pub fn profile(name: &str) -> Option<Self> {
+        PROFILES.iter().find(|p| p.0 == name).map(|&(_, hb, timeout, lease, margin)| Self {
+            max_voters: 5,
+            heartbeat_interval_ms: hb,
+            node_timeout_ms: timeout,
+            lease_ms: lease,
+            lease_margin_ms: margin,
+        })
+    }
+
+    /// Lease timing; the grant window comes from the agent's Raft timing, not from here.
+    pub fn lease_timing(&self, grant_window_ms: u64) -> LeaseTiming {
+        LeaseTiming { lease_ms: self.lease_ms, margin_ms: self.lease_margin_ms, grant_window_ms }
     }
 }
 
@@ -234,9 +283,68 @@ impl ClusterState {
             }
             Command::RemoveNode { node } => {
                 self.require_cluster()?;
-                self.nodes.remove(node).ok_or(Rejection::UnknownNodeId(*node))?;
+                let record = self.nodes.get(node).ok_or(Rejection::UnknownNodeId(*node))?;
+                if self.roles.values().any(|r| r.owner == Some(*node)) {
+                    return Err(Rejection::NodeOwnsRoles(record.name.clone()));
+                }
+                self.nodes.remove(node);
                 Ok(CommandResult::Done)
             }
+            Command::CreateRole { spec, now_ms } => {
+                self.require_cluster()?;
+                if self.roles.contains_key(&spec.name) {
+                    return Err(Rejection::DuplicateRole(spec.name.clone()));
+                }
+                spec.validate(self)?;
+                self.roles.insert(spec.name.clone(), RoleRecord::new(spec.clone(), *now_ms));
+                Ok(CommandResult::Done)
+            }
+            Command::DeleteRole { role } => {
+                let record = self.roles.get(role).ok_or_else(|| Rejection::UnknownRole(role.clone()))?;
+                if let Some(node) = record.owner.or(record.releasing) {
+                    let node = self.nodes.get(&node).map_or_else(|| node.to_string(), |n| n.name.clone());
+                    return Err(Rejection::RoleRunning { role: role.clone(), node });
+                }
+                self.roles.remove(role);
+                Ok(CommandResult::Done)
+            }
+            Command::SetRoleDesired { role, desired, now_ms } => {
+                let record = self.roles.get_mut(role).ok_or_else(|| Rejection::UnknownRole(role.clone()))?;
+                if record.spec.desired != *desired {
+                    record.spec.desired = *desired;
+                    // A failed role gets a fresh start when the admin asks again.
+                    record.failovers_ms.clear();
+                    record.failed_on.clear();
+                    if record.state == RoleState::Failed {
+                        record.set_state(RoleState::Pending, "restart asked by the admin", *now_ms);
+                    }
+                }
+                Ok(CommandResult::Done)
+            }
+            Command::DecideRole(d) => {
+                let record = self.roles.get_mut(&d.role).ok_or_else(|| Rejection::UnknownRole(d.role.clone()))?;
+                if record.generation != d.expected_generation {
+                    return Err(Rejection::StaleDecision(d.role.clone()));
+                }
+                record.generation = d.generation;
+                record.owner = d.owner;
+                record.releasing = d.releasing;
+                record.set_state(d.state, d.detail.clone(), d.now_ms);
+                record.failovers_ms = d.failovers_ms.clone();
+                record.failed_on = d.failed_on.clone();
+                if let Some(decision) = &d.decision {
+                    record.record_decision(decision.clone());
+                } else if let Some(note) = &d.note {
+                    record.record_decision(Decision {
+                        at_ms: d.now_ms,
+                        generation: d.generation,
+                        summary: note.clone(),
+                        reasons: Vec::new(),
+                    });
+                }
+                Ok(CommandResult::Done)
+            }
+            Command::ReportRole(report) => self.apply_report(report),
             Command::SetProperties { properties } => {
                 self.require_cluster()?;
                 let mut settings = self.settings.clone();
@@ -261,6 +369,43 @@ impl ClusterState {
         }
     }
 
+    fn apply_report(&mut self, report: &RoleReport) -> Result<CommandResult, Rejection> {
+        let node_name = self.nodes.get(&report.node).map_or_else(|| report.node.to_string(), |n| n.name.clone());
+        let record = self.roles.get_mut(&report.role).ok_or_else(|| Rejection::UnknownRole(report.role.clone()))?;
+        let current = record.owner == Some(report.node) && record.generation == report.generation;
+        match report.outcome {
+            RoleReportOutcome::Stopped if record.releasing == Some(report.node) => {
+                record.releasing = None;
+                if let Some(owner) = record.owner {
+                    let owner = self.nodes.get(&owner).map_or_else(|| owner.to_string(), |n| n.name.clone());
+                    record.set_state(RoleState::Pending, format!("starting on {owner}"), report.now_ms);
+                }
+            }
+            RoleReportOutcome::Online if current => {
+                record.set_state(RoleState::Online, format!("running on {node_name}"), report.now_ms);
+                record.failed_on.clear();
+            }
+            RoleReportOutcome::Failed if current => {
+                if !record.failed_on.contains(&report.node) {
+                    record.failed_on.push(report.node);
+                }
+                record.set_state(
+                    RoleState::Pending,
+                    format!("failed on {node_name}: {}", report.detail),
+                    report.now_ms,
+                );
+                record.record_decision(Decision {
+                    at_ms: report.now_ms,
+                    generation: record.generation,
+                    summary: format!("failed on {node_name}"),
+                    reasons: vec![report.detail.clone()],
+                });
+            }
+            _ => return Err(Rejection::StaleReport(report.role.clone())),
+        }
+        Ok(CommandResult::Done)
+    }
+
     fn require_cluster(&self) -> Result<&ClusterInfo, Rejection> {
         self.cluster.as_ref().ok_or(Rejection::NoCluster)
     }
@@ -281,6 +426,15 @@ fn apply_property(settings: &mut ClusterSettings, key: &str, value: &str) -> Res
     match key {
         "heartbeat_interval_ms" => settings.heartbeat_interval_ms = number(key)?,
         "node_timeout_ms" => settings.node_timeout_ms = number(key)?,
+        "lease_ms" => settings.lease_ms = number(key)?,
+        "lease_margin_ms" => settings.lease_margin_ms = number(key)?,
+        "profile" => {
+            let named = ClusterSettings::profile(value).ok_or_else(|| Rejection::InvalidProperty {
+                key: key.into(),
+                reason: format!("unknown profile '{value}' (known: default, fast)"),
+            })?;
+            *settings = ClusterSettings { max_voters: settings.max_voters, ..named };
+        }
         "max_voters" => settings.max_voters = number(key)? as usize,
         _ if is_free_property(key) => {
             if value.len() > 4096 {
@@ -290,8 +444,8 @@ fn apply_property(settings: &mut ClusterSettings, key: &str, value: &str) -> Res
         _ => {
             return Err(Rejection::InvalidProperty {
                 key: key.into(),
-                reason: "unknown property (known: description, label.NAME, heartbeat_interval_ms, \
-                         node_timeout_ms, max_voters)"
+                reason: "unknown property (known: description, label.NAME, profile, heartbeat_interval_ms, \
+                         node_timeout_ms, lease_ms, lease_margin_ms, max_voters)"
                     .into(),
             });
         }
@@ -309,6 +463,15 @@ pub fn validate_settings(settings: &ClusterSettings) -> Result<(), Rejection> {
             "node_timeout_ms",
             format!("must be at least 3 heartbeats ({} ms) and at most 600000", 3 * settings.heartbeat_interval_ms),
         ));
+    }
+    if settings.lease_ms < settings.node_timeout_ms || settings.lease_ms > 600_000 {
+        return Err(invalid(
+            "lease_ms",
+            format!("must be at least the node timeout ({} ms) and at most 600000", settings.node_timeout_ms),
+        ));
+    }
+    if settings.lease_margin_ms < 50 || settings.lease_margin_ms > settings.lease_ms {
+        return Err(invalid("lease_margin_ms", "must be at least 50 and at most the lease".into()));
     }
     if settings.max_voters == 0 || settings.max_voters > MAX_VOTERS_LIMIT {
         return Err(invalid("max_voters", format!("must be between 1 and {MAX_VOTERS_LIMIT}")));

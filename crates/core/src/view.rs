@@ -4,7 +4,8 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::state::{NetworkState, NodeState};
+use crate::role::{Decision, Desired, Priority, RoleRecord, RoleSpec};
+use crate::state::{ClusterState, NetworkState, NodeState};
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct StatusView {
@@ -54,12 +55,65 @@ pub struct NetworkView {
     pub state: NetworkState,
 }
 
-/// Roles arrive with the role manager; the field exists so scripts can rely on it now.
+/// A role at a glance: `halo role list`, and `roles[]` of `halo status`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct RoleView {
     pub name: String,
+    /// `online`, `offline`, `pending` or `failed`.
     pub state: String,
     pub owner: Option<String>,
+    #[serde(default)]
+    pub generation: u64,
+    /// Why the role is in its state, in plain words.
+    #[serde(default)]
+    pub detail: String,
+    #[serde(default)]
+    pub desired: Option<Desired>,
+    #[serde(default)]
+    pub priority: Option<Priority>,
+}
+
+/// One role in full: `halo role show` and `halo role why`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RoleDetailView {
+    #[serde(flatten)]
+    pub role: RoleView,
+    /// A previous owner that has not confirmed it stopped the role yet.
+    pub releasing: Option<String>,
+    /// The role as configured (the same shape `halo apply` takes).
+    #[schema(value_type = Object)]
+    pub spec: RoleSpec,
+    /// Recent decisions, oldest first, each with its reasons.
+    pub decisions: Vec<Decision>,
+}
+
+impl RoleView {
+    pub fn of(state: &ClusterState, record: &RoleRecord) -> Self {
+        Self {
+            name: record.spec.name.clone(),
+            state: record.state.as_str().to_string(),
+            owner: record.owner.map(|id| node_name(state, id)),
+            generation: record.generation,
+            detail: record.detail.clone(),
+            desired: Some(record.spec.desired),
+            priority: Some(record.spec.priority),
+        }
+    }
+}
+
+impl RoleDetailView {
+    pub fn of(state: &ClusterState, record: &RoleRecord) -> Self {
+        Self {
+            role: RoleView::of(state, record),
+            releasing: record.releasing.map(|id| node_name(state, id)),
+            spec: record.spec.clone(),
+            decisions: record.decisions.clone(),
+        }
+    }
+}
+
+fn node_name(state: &ClusterState, id: crate::NodeId) -> String {
+    state.nodes.get(&id).map_or_else(|| format!("node {id}"), |n| n.name.clone())
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -7,6 +7,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Agent(ref args) => run_agent(args),
+        Command::FenceGuard { ref data_dir } => halo_agent::guard::run(data_dir),
         _ => run_cli(cli),
     };
     if let Err(e) = result {

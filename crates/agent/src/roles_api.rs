@@ -1,0 +1,80 @@
+//! The role routes of the REST API: create, list, show (with the decisions behind it), start,
+//! stop, delete. Writes go to the leader as commands; reads prefer the leader's view.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use halo_core::command::Command;
+use halo_core::role::{Desired, RoleSpec};
+use halo_core::view::{RoleDetailView, RoleView};
+
+use crate::clock;
+use crate::error::ApiError;
+use crate::runtime::{Agent, LeaderReply, LeaderRequest};
+
+type AppState = Arc<Agent>;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/roles", get(list_roles).post(create_role))
+        .route("/api/v1/roles/{name}", get(show_role).delete(delete_role))
+        .route("/api/v1/roles/{name}/start", post(start_role))
+        .route("/api/v1/roles/{name}/stop", post(stop_role))
+}
+
+#[utoipa::path(get, path = "/api/v1/roles", security(("bearer" = [])),
+    responses((status = 200, body = Vec<RoleView>)))]
+pub async fn list_roles(State(agent): State<AppState>) -> Result<Json<Vec<RoleView>>, ApiError> {
+    Ok(Json(crate::api::current_status(&agent).await?.roles))
+}
+
+#[utoipa::path(post, path = "/api/v1/roles", security(("bearer" = [])), request_body(content = Object, description = "a role spec"),
+    responses((status = 201), (status = 400, body = halo_core::view::ErrorView), (status = 409, body = halo_core::view::ErrorView)))]
+pub async fn create_role(State(agent): State<AppState>, Json(spec): Json<RoleSpec>) -> Result<StatusCode, ApiError> {
+    agent.on_leader(LeaderRequest::Write(Command::CreateRole { spec, now_ms: clock::wall_ms() })).await?;
+    Ok(StatusCode::CREATED)
+}
+
+#[utoipa::path(get, path = "/api/v1/roles/{name}", security(("bearer" = [])),
+    responses((status = 200, body = RoleDetailView), (status = 404, body = halo_core::view::ErrorView)))]
+pub async fn show_role(
+    State(agent): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<RoleDetailView>, ApiError> {
+    let request = LeaderRequest::ShowRole { name: name.clone() };
+    match tokio::time::timeout(Duration::from_secs(2), agent.on_leader(request)).await {
+        Ok(Ok(LeaderReply::Role(role))) => Ok(Json(*role)),
+        Ok(Err(e)) if e.status == StatusCode::NOT_FOUND => Err(e),
+        // No leader to ask: answer from this node's copy, which may lag.
+        _ => Ok(Json(agent.local_role(&name)?)),
+    }
+}
+
+#[utoipa::path(delete, path = "/api/v1/roles/{name}", security(("bearer" = [])),
+    responses((status = 200), (status = 404, body = halo_core::view::ErrorView), (status = 409, body = halo_core::view::ErrorView)))]
+pub async fn delete_role(State(agent): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    agent.on_leader(LeaderRequest::Write(Command::DeleteRole { role: name })).await?;
+    Ok(StatusCode::OK)
+}
+
+#[utoipa::path(post, path = "/api/v1/roles/{name}/start", security(("bearer" = [])),
+    responses((status = 200), (status = 404, body = halo_core::view::ErrorView)))]
+pub async fn start_role(State(agent): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    set_desired(&agent, name, Desired::Started).await
+}
+
+#[utoipa::path(post, path = "/api/v1/roles/{name}/stop", security(("bearer" = [])),
+    responses((status = 200), (status = 404, body = halo_core::view::ErrorView)))]
+pub async fn stop_role(State(agent): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    set_desired(&agent, name, Desired::Stopped).await
+}
+
+async fn set_desired(agent: &Agent, role: String, desired: Desired) -> Result<StatusCode, ApiError> {
+    let command = Command::SetRoleDesired { role, desired, now_ms: clock::wall_ms() };
+    agent.on_leader(LeaderRequest::Write(command)).await?;
+    Ok(StatusCode::OK)
+}

@@ -1,0 +1,201 @@
+//! `halo role ...`: create, list, show, start, stop, delete, why.
+
+use clap::{Args, Subcommand};
+use halo_core::role::{
+    Desired, Failback, FailoverPolicy, Priority, ResourceSpec, RestartPolicy, RoleSpec, validate_resource_kind,
+};
+use halo_core::view::{RoleDetailView, RoleView};
+
+use crate::client::Api;
+use crate::output;
+
+#[derive(Debug, Subcommand)]
+pub enum RoleCommand {
+    /// Create a role of one resource (use `halo apply` for roles of several).
+    Create(CreateArgs),
+    List,
+    Show {
+        name: String,
+    },
+    /// Ask for the role to run; the cluster places it.
+    Start {
+        name: String,
+    },
+    /// Ask for the role to stop wherever it runs.
+    Stop {
+        name: String,
+    },
+    /// Delete a stopped role.
+    Delete {
+        name: String,
+    },
+    /// Why the role is where it is (or why it is not running), in plain words.
+    Why {
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    pub name: String,
+    /// Resource type: `process`, or `ocf:PROVIDER:AGENT`.
+    #[arg(long = "type")]
+    pub kind: String,
+    /// Resource parameter KEY=VALUE (repeatable). For `process`: command, cwd, env.NAME.
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
+    /// Preferred owners, most preferred first.
+    #[arg(long, value_delimiter = ',')]
+    pub preferred: Vec<String>,
+    /// The only nodes allowed to run it (default: every node that runs roles).
+    #[arg(long, value_delimiter = ',')]
+    pub possible: Vec<String>,
+    #[arg(long = "anti-affinity", value_delimiter = ',')]
+    pub anti_affinity: Vec<String>,
+    /// Make anti-affinity a preference instead of a rule.
+    #[arg(long)]
+    pub soft_anti_affinity: bool,
+    #[arg(long, value_enum, default_value = "medium")]
+    pub priority: PriorityArg,
+    /// Restarts in place allowed within --restart-period before the role fails over.
+    #[arg(long, default_value_t = RestartPolicy::default().max_restarts)]
+    pub max_restarts: u32,
+    #[arg(long, default_value_t = RestartPolicy::default().period_s, value_name = "SECONDS")]
+    pub restart_period: u64,
+    /// Failovers allowed within --failover-period before the role is left failed.
+    #[arg(long, default_value_t = FailoverPolicy::default().max_failovers)]
+    pub max_failovers: u32,
+    #[arg(long, default_value_t = FailoverPolicy::default().period_s, value_name = "SECONDS")]
+    pub failover_period: u64,
+    /// never, immediate, or a UTC hour window like 22-06.
+    #[arg(long, default_value = "never")]
+    pub failback: String,
+    /// Create it stopped.
+    #[arg(long)]
+    pub stopped: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum PriorityArg {
+    High,
+    Medium,
+    Low,
+    Manual,
+}
+
+impl From<PriorityArg> for Priority {
+    fn from(p: PriorityArg) -> Self {
+        match p {
+            PriorityArg::High => Priority::High,
+            PriorityArg::Medium => Priority::Medium,
+            PriorityArg::Low => Priority::Low,
+            PriorityArg::Manual => Priority::Manual,
+        }
+    }
+}
+
+pub fn parse_failback(text: &str) -> anyhow::Result<Failback> {
+    match text {
+        "never" => Ok(Failback::Never),
+        "immediate" => Ok(Failback::Immediate),
+        window => {
+            let parsed = window.split_once('-').and_then(|(a, b)| Some((a.parse::<u8>().ok()?, b.parse::<u8>().ok()?)));
+            match parsed {
+                Some((start_hour, end_hour)) => Ok(Failback::Window { start_hour, end_hour }),
+                None => {
+                    anyhow::bail!("invalid --failback '{text}': use never, immediate or a UTC hour window like 22-06")
+                }
+            }
+        }
+    }
+}
+
+pub fn parse_params(params: &[String]) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    params
+        .iter()
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => anyhow::bail!("invalid --param '{p}': expected KEY=VALUE"),
+        })
+        .collect()
+}
+
+impl CreateArgs {
+    fn spec(&self) -> anyhow::Result<RoleSpec> {
+        // Checked here too, so a typo is reported before anything is sent.
+        validate_resource_kind(&self.kind).map_err(anyhow::Error::msg)?;
+        let resource_name = self.kind.rsplit(':').next().unwrap_or("main").to_lowercase();
+        Ok(RoleSpec {
+            name: self.name.clone(),
+            resources: vec![ResourceSpec {
+                name: resource_name,
+                kind: self.kind.clone(),
+                params: parse_params(&self.params)?,
+                restart: RestartPolicy { max_restarts: self.max_restarts, period_s: self.restart_period },
+            }],
+            preferred: self.preferred.clone(),
+            possible: self.possible.clone(),
+            anti_affinity: self.anti_affinity.clone(),
+            anti_affinity_soft: self.soft_anti_affinity,
+            priority: self.priority.into(),
+            failover: FailoverPolicy { max_failovers: self.max_failovers, period_s: self.failover_period },
+            failback: parse_failback(&self.failback)?,
+            desired: if self.stopped { Desired::Stopped } else { Desired::Started },
+        })
+    }
+}
+
+pub async fn run(api: &Api, command: RoleCommand, json: bool) -> anyhow::Result<()> {
+    let done = |what: &str, name: &str| -> anyhow::Result<()> {
+        if json {
+            output::print_json(&serde_json::json!({ "role": name, "result": what }))
+        } else {
+            println!("role '{name}' {what}");
+            Ok(())
+        }
+    };
+    match command {
+        RoleCommand::Create(args) => {
+            let spec = args.spec()?;
+            api.post_no_reply("/api/v1/roles", &spec).await?;
+            done("created", &spec.name)
+        }
+        RoleCommand::List => {
+            let roles: Vec<RoleView> = api.get("/api/v1/roles").await?;
+            if json {
+                output::print_json(&roles)
+            } else {
+                println!("{}", output::roles_table(&roles));
+                Ok(())
+            }
+        }
+        RoleCommand::Show { name } => {
+            let role: RoleDetailView = api.get(&format!("/api/v1/roles/{name}")).await?;
+            if json {
+                return output::print_json(&role);
+            }
+            print!("{}", output::role_text(&role));
+            Ok(())
+        }
+        RoleCommand::Why { name } => {
+            let role: RoleDetailView = api.get(&format!("/api/v1/roles/{name}")).await?;
+            if json {
+                return output::print_json(&role);
+            }
+            print!("{}", output::role_why(&role));
+            Ok(())
+        }
+        RoleCommand::Start { name } => {
+            api.post_no_reply(&format!("/api/v1/roles/{name}/start"), &serde_json::json!({})).await?;
+            done("start requested", &name)
+        }
+        RoleCommand::Stop { name } => {
+            api.post_no_reply(&format!("/api/v1/roles/{name}/stop"), &serde_json::json!({})).await?;
+            done("stop requested", &name)
+        }
+        RoleCommand::Delete { name } => {
+            api.delete(&format!("/api/v1/roles/{name}")).await?;
+            done("deleted", &name)
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! Lease arithmetic: when a node may run roles, and when the leader may assume it no longer
+//! does. Pure; all times are milliseconds on each host's own monotonic clock, passed in.
+//!
+//! The holder dates its lease from when it *sent* the heartbeat the leader answered; the leader
+//! dates a node's loss from when it last *received* anything from it, plus a margin. The send
+//! precedes the receipt, so the holder's lease always ends before the leader acts.
+
+use serde::{Deserialize, Serialize};
+
+/// Lease durations; part of the cluster settings.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LeaseTiming {
+    /// How long one grant lets a node run roles.
+    pub lease_ms: u64,
+    /// Added on the leader's side for clock rate differences and a late fence guard.
+    pub margin_ms: u64,
+    /// A leader grants only while Raft confirmed its leadership (a quorum acked) this recently.
+    pub grant_window_ms: u64,
+}
+
+impl LeaseTiming {
+    /// The leader may grant a lease now if a quorum acknowledged it `quorum_acked_ago_ms` ago.
+    pub fn may_grant(&self, quorum_acked_ago_ms: Option<u64>) -> bool {
+        quorum_acked_ago_ms.is_some_and(|ago| ago <= self.grant_window_ms)
+    }
+
+    /// When the leader may treat a silent node as no longer running anything: a lease after the
+    /// last time it heard the node, and, for a new leader, a grant window plus a lease after it
+    /// took over (a grant from the previous leader can be that late).
+    pub fn lost_at(&self, last_heard_ms: u64, leader_since_ms: u64) -> u64 {
+        let after_heard = last_heard_ms + self.lease_ms + self.margin_ms;
+        let after_takeover = leader_since_ms + self.grant_window_ms + self.lease_ms + self.margin_ms;
+        after_heard.max(after_takeover)
+    }
+}
+
+/// The holder's side: the latest deadline any grant gave it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Lease {
+    deadline_ms: Option<u64>,
+}
+
+impl Lease {
+    /// A grant for a heartbeat sent at `sent_at_ms`. Grants that claim a future send time are
+    /// forged or confused and ignored.
+    pub fn granted(&mut self, sent_at_ms: u64, lease_ms: u64, now_ms: u64) -> bool {
+        if sent_at_ms > now_ms {
+            return false;
+        }
+        let deadline = sent_at_ms + lease_ms;
+        if self.deadline_ms.is_none_or(|d| deadline > d) {
+            self.deadline_ms = Some(deadline);
+        }
+        true
+    }
+
+    pub fn deadline_ms(&self) -> Option<u64> {
+        self.deadline_ms
+    }
+
+    pub fn remaining_ms(&self, now_ms: u64) -> u64 {
+        self.deadline_ms.map_or(0, |d| d.saturating_sub(now_ms))
+    }
+
+    pub fn valid(&self, now_ms: u64) -> bool {
+        self.remaining_ms(now_ms) > 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: LeaseTiming = LeaseTiming { lease_ms: 2000, margin_ms: 200, grant_window_ms: 450 };
+
+    #[test]
+    fn holder_lease_runs_from_the_send_time() {
+        let mut lease = Lease::default();
+        assert!(!lease.valid(0));
+        assert!(lease.granted(1000, 2000, 1010));
+        assert!(lease.valid(2999));
+        assert!(!lease.valid(3000));
+        // An older grant arriving late never shortens it.
+        assert!(lease.granted(900, 2000, 1020));
+        assert_eq!(lease.deadline_ms(), Some(3000));
+        assert!(!lease.granted(5000, 2000, 1030));
+    }
+
+    #[test]
+    fn the_leader_acts_only_after_any_possible_lease_ended() {
+        // Heard at 1000: the holder sent before 1000, so its lease ends before 3000 < 3200.
+        assert_eq!(T.lost_at(1000, 0), 3200);
+        // A leader that took over at 5000 waits for grants the old leader may still have made.
+        assert_eq!(T.lost_at(1000, 5000), 5000 + 450 + 2000 + 200);
+        assert!(T.may_grant(Some(300)));
+        assert!(!T.may_grant(Some(451)));
+        assert!(!T.may_grant(None));
+    }
+}

@@ -1,0 +1,234 @@
+//! Placement: which node should run a role. A pure function of the cluster state.
+//!
+//! Filter (runs roles, up, possible owner, not excluded, hard anti-affinity), then score
+//! (preferred-owner order, soft anti-affinity, load) with the node id as the final tie-break,
+//! so every leader computes the same answer. Every node gets a sentence saying why it was
+//! chosen or not; those sentences are what `halo role why` prints.
+
+use crate::NodeId;
+use crate::role::RoleRecord;
+use crate::state::{ClusterState, NodeRecord, NodeState};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Placement {
+    pub node: Option<NodeId>,
+    pub reasons: Vec<String>,
+}
+
+/// Roles that count against `node` for anti-affinity and load: those it owns, or is still
+/// releasing, other than `role` itself.
+fn roles_on<'a>(state: &'a ClusterState, node: NodeId, role: &'a str) -> impl Iterator<Item = &'a RoleRecord> + 'a {
+    state.roles.values().filter(move |r| r.spec.name != role && (r.owner == Some(node) || r.releasing == Some(node)))
+}
+
+/// Why `node` cannot run `role`, if it cannot. `exclude` carries nodes ruled out by the caller
+/// (a lost owner, a node being drained) with the reason to show.
+pub fn unfit(
+    state: &ClusterState,
+    role: &RoleRecord,
+    node: &NodeRecord,
+    exclude: &[(NodeId, String)],
+) -> Option<String> {
+    let spec = &role.spec;
+    if node.witness {
+        return Some("is a witness".into());
+    }
+    if let Some((_, why)) = exclude.iter().find(|(id, _)| *id == node.id) {
+        return Some(why.clone());
+    }
+    match node.state {
+        NodeState::Up => {}
+        other => return Some(format!("is {}", other.as_str())),
+    }
+    if !spec.possible.is_empty() && !spec.possible.contains(&node.name) {
+        return Some("is not a possible owner".into());
+    }
+    if role.failed_on.contains(&node.id) {
+        return Some("the role failed there beyond its restart policy".into());
+    }
+    if !spec.anti_affinity_soft
+        && let Some((other, class)) = anti_affine_neighbour(state, role, node.id)
+    {
+        return Some(format!("runs {other}, which shares anti-affinity class '{class}'"));
+    }
+    None
+}
+
+fn anti_affine_neighbour<'a>(
+    state: &'a ClusterState,
+    role: &'a RoleRecord,
+    node: NodeId,
+) -> Option<(&'a str, &'a str)> {
+    roles_on(state, node, &role.spec.name).find_map(|other| {
+        role.spec
+            .anti_affinity
+            .iter()
+            .find(|c| other.spec.anti_affinity.contains(c))
+            .map(|c| (other.spec.name.as_str(), c.as_str()))
+    })
+}
+
+/// Choose a node for `role`.
+pub fn place(state: &ClusterState, role: &RoleRecord, exclude: &[(NodeId, String)]) -> Placement {
+    let spec = &role.spec;
+    let mut reasons = Vec::new();
+    // (preferred rank, soft anti-affinity conflicts, load, id): lower is better.
+    let mut best: Option<((usize, usize, usize, NodeId), NodeId)> = None;
+    let mut scored = Vec::new();
+    for node in state.nodes.values() {
+        if let Some(why) = unfit(state, role, node, exclude) {
+            reasons.push(format!("{}: {why}", node.name));
+            continue;
+        }
+        let rank = spec.preferred.iter().position(|p| p == &node.name).unwrap_or(usize::MAX);
+        let soft =
+            if spec.anti_affinity_soft { anti_affine_neighbour(state, role, node.id).map_or(0, |_| 1) } else { 0 };
+        let load = roles_on(state, node.id, &spec.name).count();
+        let key = (rank, soft, load, node.id);
+        scored.push((node, rank, soft, load));
+        if best.is_none_or(|(k, _)| key < k) {
+            best = Some((key, node.id));
+        }
+    }
+    let chosen = best.map(|(_, id)| id);
+    for (node, rank, soft, load) in scored {
+        let mut words = Vec::new();
+        if rank != usize::MAX {
+            words.push(format!("preferred owner #{}", rank + 1));
+        }
+        if soft > 0 {
+            words.push("shares a soft anti-affinity class".to_string());
+        }
+        words.push(format!("runs {load} other role(s)"));
+        let verdict = if Some(node.id) == chosen { "chosen" } else { "eligible" };
+        reasons.push(format!("{}: {verdict}; {}", node.name, words.join(", ")));
+    }
+    Placement { node: chosen, reasons }
+}
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+    use crate::role::{ResourceSpec, RoleSpec};
+    use crate::state::{NetworkRecord, NetworkState};
+
+    pub fn node(id: NodeId, name: &str, state: NodeState) -> NodeRecord {
+        NodeRecord {
+            id,
+            name: name.into(),
+            api: format!("127.0.0.{id}:7400"),
+            networks: vec![NetworkRecord { address: format!("127.0.0.{id}:7401"), state: NetworkState::Up }],
+            state,
+            witness: false,
+            voter: true,
+            joined_at_ms: 0,
+            state_since_ms: 0,
+        }
+    }
+
+    pub fn role(name: &str) -> RoleRecord {
+        let spec = RoleSpec {
+            name: name.into(),
+            resources: vec![ResourceSpec {
+                name: "main".into(),
+                kind: "process".into(),
+                params: [("command".to_string(), "sleep 1000".to_string())].into(),
+                restart: Default::default(),
+            }],
+            preferred: vec![],
+            possible: vec![],
+            anti_affinity: vec![],
+            anti_affinity_soft: false,
+            priority: Default::default(),
+            failover: Default::default(),
+            failback: Default::default(),
+            desired: Default::default(),
+        };
+        RoleRecord::new(spec, 0)
+    }
+
+    pub fn cluster() -> ClusterState {
+        let mut s = ClusterState::default();
+        for (id, name) in [(1, "a"), (2, "b"), (3, "c")] {
+            s.nodes.insert(id, node(id, name, NodeState::Up));
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::*;
+    use super::*;
+
+    fn own(s: &mut ClusterState, mut r: RoleRecord, owner: NodeId) {
+        r.owner = Some(owner);
+        s.roles.insert(r.spec.name.clone(), r);
+    }
+
+    #[test]
+    fn preferred_order_then_load_then_id() {
+        let mut s = cluster();
+        let mut r = role("web");
+        r.spec.preferred = vec!["c".into(), "b".into()];
+        assert_eq!(place(&s, &r, &[]).node, Some(3));
+        s.nodes.get_mut(&3).unwrap().state = NodeState::Down;
+        let p = place(&s, &r, &[]);
+        assert_eq!(p.node, Some(2));
+        assert!(p.reasons.contains(&"c: is down".to_string()), "{:?}", p.reasons);
+
+        // No preference: least loaded, then lowest id.
+        let plain = role("db");
+        own(&mut s, role("x"), 1);
+        assert_eq!(place(&s, &plain, &[]).node, Some(2));
+    }
+
+    #[test]
+    fn possible_owners_paused_witness_and_exclusions_filter() {
+        let mut s = cluster();
+        let mut r = role("web");
+        r.spec.possible = vec!["a".into(), "b".into()];
+        s.nodes.get_mut(&1).unwrap().state = NodeState::Paused;
+        let p = place(&s, &r, &[(2, "lost its lease".into())]);
+        assert_eq!(p.node, None);
+        assert!(p.reasons.contains(&"a: is paused".to_string()));
+        assert!(p.reasons.contains(&"b: lost its lease".to_string()));
+        assert!(p.reasons.contains(&"c: is not a possible owner".to_string()));
+        s.nodes.get_mut(&3).unwrap().witness = true;
+        assert_eq!(unfit(&s, &role("x"), &s.nodes[&3], &[]), Some("is a witness".into()));
+    }
+
+    #[test]
+    fn hard_anti_affinity_is_a_rule_soft_a_preference() {
+        let mut s = cluster();
+        let mut first = role("db1");
+        first.spec.anti_affinity = vec!["db".into()];
+        own(&mut s, first, 1);
+        let mut second = role("db2");
+        second.spec.anti_affinity = vec!["db".into()];
+        second.spec.preferred = vec!["a".into()];
+        let p = place(&s, &second, &[]);
+        assert_eq!(p.node, Some(2));
+        assert!(p.reasons.iter().any(|r| r.starts_with("a: runs db1")), "{:?}", p.reasons);
+
+        second.spec.anti_affinity_soft = true;
+        second.spec.preferred = vec![];
+        // Soft: a free node wins over a shared one even with less load there.
+        own(&mut s, role("other1"), 2);
+        own(&mut s, role("other2"), 3);
+        assert_ne!(place(&s, &second, &[]).node, Some(1));
+
+        // With no room left, hard anti-affinity leaves the role unplaced.
+        let mut third = role("db3");
+        third.spec.anti_affinity = vec!["db".into()];
+        let mut s2 = cluster();
+        s2.nodes.remove(&3);
+        let mut a = role("db1");
+        a.spec.anti_affinity = vec!["db".into()];
+        own(&mut s2, a, 1);
+        let mut b = role("db2");
+        b.spec.anti_affinity = vec!["db".into()];
+        own(&mut s2, b, 2);
+        assert_eq!(place(&s2, &third, &[]).node, None);
+    }
+}

@@ -1,0 +1,275 @@
+//! The failover policy: what the leader's manager decides about each role, given the cluster
+//! state and what it knows of each node's liveness. Pure; the manager commits what this returns
+//! and nodes act only on committed decisions.
+
+use std::collections::BTreeMap;
+
+use crate::NodeId;
+use crate::command::{Command, RoleDecision};
+use crate::placement::{Placement, place};
+use crate::role::{Decision, Desired, RoleRecord, RoleState};
+use crate::state::ClusterState;
+
+/// What the leader knows of a node that owns or releases roles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Liveness {
+    Alive,
+    /// Silent, but its lease may still be running: it may still run its roles.
+    Suspect,
+    /// Provably runs nothing any more (its lease ran out, or a fence agent confirmed power-off).
+    Lost(String),
+}
+
+pub struct Inputs<'a> {
+    pub state: &'a ClusterState,
+    pub liveness: &'a BTreeMap<NodeId, Liveness>,
+    pub now_ms: u64,
+}
+
+impl Inputs<'_> {
+    fn lost(&self, node: NodeId) -> Option<String> {
+        if !self.state.nodes.contains_key(&node) {
+            return Some("was removed from the cluster".into());
+        }
+        match self.liveness.get(&node) {
+            Some(Liveness::Lost(why)) => Some(why.clone()),
+            _ => None,
+        }
+    }
+
+    fn name(&self, node: NodeId) -> String {
+        self.state.nodes.get(&node).map_or_else(|| format!("node {node}"), |n| n.name.clone())
+    }
+}
+
+/// One decision per role that needs one, highest priority first (they place first).
+pub fn decide(inputs: &Inputs) -> Vec<Command> {
+    let mut roles: Vec<&RoleRecord> = inputs.state.roles.values().collect();
+    roles.sort_by_key(|r| (r.spec.priority, r.spec.name.clone()));
+    let mut state = inputs.state.clone();
+    let mut out = Vec::new();
+    for role in roles {
+        let current = Inputs { state: &state, liveness: inputs.liveness, now_ms: inputs.now_ms };
+        if let Some(decision) = decide_role(&current, role) {
+            let command = Command::DecideRole(decision);
+            // Later roles see this one where it is going (anti-affinity, load).
+            state.apply(&command);
+            out.push(command);
+        }
+    }
+    out
+}
+
+fn decide_role(inputs: &Inputs, role: &RoleRecord) -> Option<RoleDecision> {
+    let mut next = RoleDecision::from_record(role, inputs.now_ms);
+    let name = |n| inputs.name(n);
+
+    // A releasing node that provably runs nothing any more has nothing left to confirm.
+    if let Some(old) = role.releasing
+        && let Some(why) = inputs.lost(old)
+    {
+        next.releasing = None;
+        next.note = Some(format!("{} {why}; it can no longer run {}", name(old), role.spec.name));
+    }
+
+    match role.spec.desired {
+        Desired::Stopped => {
+            if let Some(owner) = role.owner {
+                next.generation += 1;
+                next.owner = None;
+                next.releasing = if inputs.lost(owner).is_some() { None } else { Some(owner) };
+                next.set(RoleState::Pending, format!("stopping on {}", name(owner)));
+            } else if next.releasing.is_none() && role.state != RoleState::Offline {
+                next.set(RoleState::Offline, "stopped as asked");
+            }
+        }
+        Desired::Started => match role.owner {
+            None => place_role(inputs, role, &mut next, &[], None),
+            Some(owner) => {
+                if let Some(why) = inputs.lost(owner) {
+                    fail_over(inputs, role, &mut next, owner, format!("{} {why}", name(owner)));
+                } else if role.failed_on.contains(&owner) {
+                    // The owner stopped it after exhausting its restart policy.
+                    let why = format!("{} could not keep it running", name(owner));
+                    fail_over(inputs, role, &mut next, owner, why);
+                } else if inputs.liveness.get(&owner) == Some(&Liveness::Suspect) {
+                    next.set(
+                        RoleState::Pending,
+                        format!("{} is not responding; waiting for its lease to run out before recovery", name(owner)),
+                    );
+                }
+            }
+        },
+    }
+    next.changes(role).then_some(next)
+}
+
+/// Move `role` off `from`, which runs nothing of it any more.
+fn fail_over(inputs: &Inputs, role: &RoleRecord, next: &mut RoleDecision, from: NodeId, why: String) {
+    let window_start = inputs.now_ms.saturating_sub(role.spec.failover.period_s * 1000);
+    next.failovers_ms.retain(|&t| t >= window_start);
+    next.owner = None;
+    next.releasing = None;
+    if next.failovers_ms.len() >= role.spec.failover.max_failovers as usize {
+        next.generation += 1;
+        let detail = format!(
+            "{why}; it already failed over {} time(s) within {} s, the most its failover policy allows",
+            next.failovers_ms.len(),
+            role.spec.failover.period_s
+        );
+        next.decision = Some(Decision {
+            at_ms: inputs.now_ms,
+            generation: next.generation,
+            summary: "not failed over again".into(),
+            reasons: vec![detail.clone()],
+        });
+        next.set(RoleState::Failed, detail);
+        return;
+    }
+    next.failovers_ms.push(inputs.now_ms);
+    let exclude = [(from, "is the node it is failing over from".to_string())];
+    place_role(inputs, role, next, &exclude, Some(why));
+}
+
+fn place_role(
+    inputs: &Inputs,
+    role: &RoleRecord,
+    next: &mut RoleDecision,
+    exclude: &[(NodeId, String)],
+    because: Option<String>,
+) {
+    let mut candidate = role.clone();
+    candidate.failed_on = next.failed_on.clone();
+    let Placement { node, reasons } = place(inputs.state, &candidate, exclude);
+    match node {
+        Some(node) => {
+            next.generation += 1;
+            next.owner = Some(node);
+            let summary = match &because {
+                Some(why) => format!("failed over to {}: {why}", inputs.name(node)),
+                None => format!("placed on {}", inputs.name(node)),
+            };
+            next.decision = Some(Decision { at_ms: inputs.now_ms, generation: next.generation, summary, reasons });
+            let waiting =
+                next.releasing.map(|r| format!(" once {} has stopped it", inputs.name(r))).unwrap_or_default();
+            next.set(RoleState::Pending, format!("starting on {}{waiting}", inputs.name(node)));
+        }
+        None => {
+            let detail = match &because {
+                Some(why) => format!("{why}, and no node can run it"),
+                None => "no node can run it".to_string(),
+            };
+            if role.state != RoleState::Failed || role.detail != detail || role.owner.is_some() {
+                next.generation += 1;
+                next.decision = Some(Decision {
+                    at_ms: inputs.now_ms,
+                    generation: next.generation,
+                    summary: detail.clone(),
+                    reasons,
+                });
+                next.set(RoleState::Failed, detail);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::{RoleReport, RoleReportOutcome};
+    use crate::placement::tests_support::{cluster, role};
+
+    fn run(state: &mut ClusterState, liveness: &BTreeMap<NodeId, Liveness>, now_ms: u64) -> Vec<Command> {
+        let commands = decide(&Inputs { state, liveness, now_ms });
+        for c in &commands {
+            state.apply(c);
+        }
+        commands
+    }
+
+    fn report(state: &mut ClusterState, role: &str, node: NodeId, outcome: RoleReportOutcome) {
+        let generation = state.roles[role].generation;
+        state.apply(&Command::ReportRole(RoleReport {
+            role: role.into(),
+            node,
+            generation,
+            outcome,
+            detail: String::new(),
+            now_ms: 0,
+        }));
+    }
+
+    #[test]
+    fn a_lost_owner_fails_over_only_once_its_lease_ran_out() {
+        let mut s = cluster();
+        s.roles.insert("web".into(), role("web"));
+        let mut live = BTreeMap::new();
+        run(&mut s, &live, 1);
+        assert_eq!(s.roles["web"].owner, Some(1));
+        assert_eq!(s.roles["web"].generation, 1);
+        report(&mut s, "web", 1, RoleReportOutcome::Online);
+        assert_eq!(s.roles["web"].state, RoleState::Online);
+
+        live.insert(1, Liveness::Suspect);
+        run(&mut s, &live, 2);
+        assert_eq!(s.roles["web"].owner, Some(1), "never moved while the old owner may still run it");
+        assert_eq!(s.roles["web"].state, RoleState::Pending);
+        assert!(run(&mut s, &live, 3).is_empty(), "no repeated commits while waiting");
+
+        live.insert(1, Liveness::Lost("lease ran out".into()));
+        s.nodes.get_mut(&1).unwrap().state = crate::state::NodeState::Down;
+        run(&mut s, &live, 4);
+        let r = &s.roles["web"];
+        assert_eq!((r.owner, r.releasing, r.generation), (Some(2), None, 2));
+        assert!(r.decisions.last().unwrap().summary.contains("failed over to b"));
+    }
+
+    #[test]
+    fn the_failover_threshold_ends_in_failed() {
+        let mut s = cluster();
+        let mut r = role("web");
+        r.spec.failover.max_failovers = 1;
+        s.roles.insert("web".into(), r);
+        let mut live = BTreeMap::new();
+        run(&mut s, &live, 1);
+        live.insert(1, Liveness::Lost("lease ran out".into()));
+        run(&mut s, &live, 2);
+        assert_eq!(s.roles["web"].owner, Some(2));
+        live.insert(2, Liveness::Lost("lease ran out".into()));
+        run(&mut s, &live, 3);
+        let r = &s.roles["web"];
+        assert_eq!((r.owner, r.state), (None, RoleState::Failed));
+        assert!(r.detail.contains("failed over 1 time(s)"), "{}", r.detail);
+    }
+
+    #[test]
+    fn stopping_waits_for_the_owner_to_confirm() {
+        let mut s = cluster();
+        s.roles.insert("web".into(), role("web"));
+        let live = BTreeMap::new();
+        run(&mut s, &live, 1);
+        s.roles.get_mut("web").unwrap().spec.desired = Desired::Stopped;
+        run(&mut s, &live, 2);
+        assert_eq!((s.roles["web"].owner, s.roles["web"].releasing), (None, Some(1)));
+        report(&mut s, "web", 1, RoleReportOutcome::Stopped);
+        run(&mut s, &live, 3);
+        assert_eq!((s.roles["web"].releasing, s.roles["web"].state), (None, RoleState::Offline));
+    }
+
+    #[test]
+    fn a_role_that_keeps_failing_moves_and_then_fails() {
+        let mut s = cluster();
+        s.nodes.remove(&3);
+        s.roles.insert("web".into(), role("web"));
+        let live = BTreeMap::new();
+        run(&mut s, &live, 1);
+        report(&mut s, "web", 1, RoleReportOutcome::Failed);
+        run(&mut s, &live, 2);
+        assert_eq!(s.roles["web"].owner, Some(2));
+        report(&mut s, "web", 2, RoleReportOutcome::Failed);
+        run(&mut s, &live, 3);
+        let r = &s.roles["web"];
+        assert_eq!((r.owner, r.state), (None, RoleState::Failed));
+        assert!(r.decisions.last().unwrap().reasons.iter().any(|x| x.contains("failed there")), "{:?}", r.decisions);
+    }
+}

@@ -1,0 +1,298 @@
+//! Roles: what the admin asks to keep running ([`RoleSpec`]) and what the cluster decided about
+//! it ([`RoleRecord`]: owner, generation, state and the reasons behind them).
+//!
+//! A role is a group of resources that run together on one node, started in order and stopped
+//! in reverse. The spec is validated here, against the cluster's nodes, before it is committed.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::NodeId;
+use crate::command::Rejection;
+use crate::state::ClusterState;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RoleSpec {
+    pub name: String,
+    pub resources: Vec<ResourceSpec>,
+    /// Node names in order of preference.
+    #[serde(default)]
+    pub preferred: Vec<String>,
+    /// Node names allowed to run the role; empty means every node that runs roles.
+    #[serde(default)]
+    pub possible: Vec<String>,
+    #[serde(default)]
+    pub anti_affinity: Vec<String>,
+    /// Soft anti-affinity is a preference; hard (the default) is a rule.
+    #[serde(default)]
+    pub anti_affinity_soft: bool,
+    #[serde(default)]
+    pub priority: Priority,
+    #[serde(default)]
+    pub failover: FailoverPolicy,
+    #[serde(default)]
+    pub failback: Failback,
+    #[serde(default)]
+    pub desired: Desired,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ResourceSpec {
+    pub name: String,
+    /// `process`, or `ocf:PROVIDER:AGENT`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    #[serde(default)]
+    pub restart: RestartPolicy,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Default, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    High,
+    #[default]
+    Medium,
+    Low,
+    /// Never started or failed over automatically; only by an admin.
+    Manual,
+}
+
+/// Fail over at most `max_failovers` times within `period_s`; past that the role is `failed`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FailoverPolicy {
+    pub max_failovers: u32,
+    pub period_s: u64,
+}
+
+impl Default for FailoverPolicy {
+    fn default() -> Self {
+        Self { max_failovers: 3, period_s: 3600 }
+    }
+}
+
+/// Restart in place up to `max_restarts` times within `period_s`, then fail the role over.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RestartPolicy {
+    pub max_restarts: u32,
+    pub period_s: u64,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        Self { max_restarts: 3, period_s: 300 }
+    }
+}
+
+/// Whether a role returns to a more preferred owner when that node comes back.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case", tag = "mode")]
+pub enum Failback {
+    #[default]
+    Never,
+    Immediate,
+    /// Only between these hours (UTC, `start_hour <= h < end_hour`, wrapping past midnight).
+    Window {
+        start_hour: u8,
+        end_hour: u8,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Desired {
+    #[default]
+    Started,
+    Stopped,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RoleState {
+    /// Running on its owner, as the owner reported.
+    Online,
+    /// Stopped, as asked.
+    Offline,
+    /// On its way: being placed, started, stopped, or waiting for a lost owner's lease.
+    Pending,
+    /// Cannot run; `detail` says why.
+    Failed,
+}
+
+impl RoleState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoleState::Online => "online",
+            RoleState::Offline => "offline",
+            RoleState::Pending => "pending",
+            RoleState::Failed => "failed",
+        }
+    }
+}
+
+/// One recorded decision about a role, in words an admin can read.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct Decision {
+    pub at_ms: u64,
+    pub generation: u64,
+    pub summary: String,
+    /// Per node: why it was chosen, or why it was not.
+    pub reasons: Vec<String>,
+}
+
+/// How many decisions a role keeps for `halo role why`.
+pub const DECISIONS_KEPT: usize = 10;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RoleRecord {
+    pub spec: RoleSpec,
+    /// Bumped by every placement; a node runs a role only under the current generation.
+    pub generation: u64,
+    pub owner: Option<NodeId>,
+    /// A previous owner that has not yet confirmed it stopped the role. The owner starts only
+    /// once this is clear (the old owner reported, or its lease provably ran out).
+    pub releasing: Option<NodeId>,
+    pub state: RoleState,
+    /// Why the role is in its state, in plain words.
+    pub detail: String,
+    pub since_ms: u64,
+    /// Wall times of recent failovers, for the failover threshold.
+    pub failovers_ms: Vec<u64>,
+    /// Nodes where the role failed beyond its restart policy; not tried again until it runs.
+    pub failed_on: Vec<NodeId>,
+    pub decisions: Vec<Decision>,
+}
+
+impl RoleRecord {
+    pub fn new(spec: RoleSpec, now_ms: u64) -> Self {
+        let (state, detail) = match spec.desired {
+            Desired::Started => (RoleState::Pending, "waiting for placement".to_string()),
+            Desired::Stopped => (RoleState::Offline, "created stopped".to_string()),
+        };
+        Self {
+            spec,
+            generation: 0,
+            owner: None,
+            releasing: None,
+            state,
+            detail,
+            since_ms: now_ms,
+            failovers_ms: Vec::new(),
+            failed_on: Vec::new(),
+            decisions: Vec::new(),
+        }
+    }
+
+    pub fn record_decision(&mut self, decision: Decision) {
+        self.decisions.push(decision);
+        if self.decisions.len() > DECISIONS_KEPT {
+            self.decisions.remove(0);
+        }
+    }
+
+    pub fn set_state(&mut self, state: RoleState, detail: impl Into<String>, now_ms: u64) {
+        if self.state != state {
+            self.since_ms = now_ms;
+        }
+        self.state = state;
+        self.detail = detail.into();
+    }
+}
+
+/// Resource types this halo can run. OCF agents are checked on the node that runs them.
+pub fn validate_resource_kind(kind: &str) -> Result<(), String> {
+    if kind == "process" {
+        return Ok(());
+    }
+    if let Some(rest) = kind.strip_prefix("ocf:") {
+        let parts: Vec<&str> = rest.split(':').collect();
+        if parts.len() == 2 && parts.iter().all(|p| is_simple_name(p)) {
+            return Ok(());
+        }
+        return Err(format!("'{kind}' is not of the form ocf:PROVIDER:AGENT"));
+    }
+    Err(format!("unknown resource type '{kind}' (known: process, ocf:PROVIDER:AGENT)"))
+}
+
+fn is_simple_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+}
+
+impl RoleSpec {
+    /// Checks the spec on its own and against the cluster's nodes.
+    pub fn validate(&self, state: &ClusterState) -> Result<(), Rejection> {
+        let invalid = |reason: String| Rejection::InvalidRole { role: self.name.clone(), reason };
+        if !is_simple_name(&self.name) {
+            return Err(invalid("use 1-63 letters, digits, '-', '_' or '.', starting with a letter or digit".into()));
+        }
+        if self.resources.is_empty() {
+            return Err(invalid("a role needs at least one resource".into()));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for resource in &self.resources {
+            if !is_simple_name(&resource.name) {
+                return Err(invalid(format!("invalid resource name '{}'", resource.name)));
+            }
+            if !seen.insert(resource.name.as_str()) {
+                return Err(invalid(format!("resource '{}' appears twice", resource.name)));
+            }
+            validate_resource_kind(&resource.kind)
+                .map_err(|e| invalid(format!("resource '{}': {e}", resource.name)))?;
+            if resource.kind == "process" && resource.params.get("command").is_none_or(|c| c.trim().is_empty()) {
+                return Err(invalid(format!("resource '{}': a process needs a 'command' parameter", resource.name)));
+            }
+            if resource.restart.period_s == 0 {
+                return Err(invalid(format!("resource '{}': restart period must be at least 1 s", resource.name)));
+            }
+        }
+        for name in self.preferred.iter().chain(&self.possible) {
+            match state.node_by_name(name) {
+                None => return Err(invalid(format!("no node named '{name}'"))),
+                Some(n) if n.witness => return Err(invalid(format!("node '{name}' is a witness and runs no roles"))),
+                Some(_) => {}
+            }
+        }
+        if !self.possible.is_empty()
+            && let Some(p) = self.preferred.iter().find(|p| !self.possible.contains(p))
+        {
+            return Err(invalid(format!("preferred owner '{p}' is not among the possible owners")));
+        }
+        for class in &self.anti_affinity {
+            if !is_simple_name(class) {
+                return Err(invalid(format!("invalid anti-affinity class '{class}'")));
+            }
+        }
+        if let Failback::Window { start_hour, end_hour } = self.failback
+            && (start_hour > 23 || end_hour > 24 || start_hour == end_hour)
+        {
+            return Err(invalid("failback window hours must be 0-23 and 1-24, and differ".into()));
+        }
+        if self.failover.period_s == 0 {
+            return Err(invalid("failover period must be at least 1 s".into()));
+        }
+        Ok(())
+    }
+}
+
+impl Failback {
+    /// Whether failback may happen at this wall time.
+    pub fn allows(self, wall_ms: u64) -> bool {
+        match self {
+            Failback::Never => false,
+            Failback::Immediate => true,
+            Failback::Window { start_hour, end_hour } => {
+                let hour = ((wall_ms / 3_600_000) % 24) as u8;
+                if start_hour < end_hour {
+                    (start_hour..end_hour).contains(&hour)
+                } else {
+                    hour >= start_hour || hour < end_hour
+                }
+            }
+        }
+    }
+}
