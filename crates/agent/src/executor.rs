@@ -123,9 +123,11 @@ impl Executor {
     }
 
     fn converge(&mut self) {
+        // The applied index first: the state read after it is at least that new.
+        let applied = self.member.reader.applied_index();
         let state = self.member.reader.state();
         let now = clock::monotonic_ms();
-        let lease_ok = self.agent.lease_remaining_ms(now) > 0;
+        let lease_ok = self.agent.may_start_roles(applied, now);
 
         // Stop what should not run here (any more, or not under this generation).
         let names: Vec<String> = self.roles.keys().cloned().collect();

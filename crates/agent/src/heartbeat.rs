@@ -53,10 +53,10 @@ async fn send(agent: Arc<Agent>, sockets: Vec<Arc<UdpSocket>>) {
         let now = clock::monotonic_ms();
         watch_members(&agent.detector, &state, member.id, now);
         // The leader's own lease runs from the last time a quorum confirmed its leadership.
-        if let Some(ago) = member.quorum_acked_ago_ms()
+        if let Some((ago, committed)) = member.leadership()
             && agent.lease_timing(&state).may_grant(Some(ago))
         {
-            agent.lease_granted(now.saturating_sub(ago), state.settings.lease_ms, now);
+            agent.lease_granted(now.saturating_sub(ago), state.settings.lease_ms, committed, now);
         }
         for (network, socket) in sockets.iter().enumerate() {
             let heartbeat = Heartbeat { from: member.id, network: network as u8, sequence, sent_at_ms: now };
@@ -96,7 +96,7 @@ async fn receive(agent: Arc<Agent>, socket: Arc<UdpSocket>, network: usize) {
                 if let Ok(mut d) = agent.detector.lock() {
                     d.heard(grant.from, network, now);
                 }
-                agent.lease_granted(grant.sent_at_ms, grant.lease_ms, now);
+                agent.lease_granted(grant.sent_at_ms, grant.lease_ms, grant.committed_index, now);
             }
             _ => {}
         }
@@ -112,7 +112,7 @@ fn grant_for(
     hb: &Heartbeat,
 ) -> Option<(LeaseGrant, std::net::SocketAddr)> {
     let node = state.nodes.get(&hb.from).filter(|n| !n.witness)?;
-    let ago = member.quorum_acked_ago_ms()?;
+    let (ago, committed_index) = member.leadership()?;
     if !agent.lease_timing(state).may_grant(Some(ago)) {
         return None;
     }
@@ -124,6 +124,7 @@ fn grant_for(
         sequence: hb.sequence,
         sent_at_ms: hb.sent_at_ms,
         lease_ms: state.settings.lease_ms,
+        committed_index,
     };
     Some((grant, address))
 }

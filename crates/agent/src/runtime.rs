@@ -46,6 +46,8 @@ pub struct Agent {
     pub bootstrap: tokio::sync::Mutex<()>,
     /// This node's right to run roles, from the leader's grants.
     lease: Mutex<Lease>,
+    /// The highest commit index any grant carried: roles start only once it is applied.
+    lease_index: std::sync::atomic::AtomicU64,
     /// The fence guard that enforces the lease; none on a witness, which runs nothing.
     pub guard: Option<Arc<GuardLink>>,
 }
@@ -101,6 +103,7 @@ impl Agent {
             member: OnceCell::new(),
             bootstrap: tokio::sync::Mutex::new(()),
             lease: Mutex::new(Lease::default()),
+            lease_index: std::sync::atomic::AtomicU64::new(0),
             guard,
             config,
         };
@@ -114,15 +117,23 @@ impl Agent {
 
     /// A lease grant arrived (or, on the leader, a quorum confirmed it). The fence guard hears
     /// of every extension worth waking it for.
-    pub fn lease_granted(&self, sent_at_ms: u64, lease_ms: u64, now_ms: u64) {
+    pub fn lease_granted(&self, sent_at_ms: u64, lease_ms: u64, committed_index: u64, now_ms: u64) {
         let Ok(mut lease) = self.lease.lock() else { return };
         if !lease.granted(sent_at_ms, lease_ms, now_ms) {
             return;
         }
+        self.lease_index.fetch_max(committed_index, std::sync::atomic::Ordering::SeqCst);
         let (Some(guard), Some(deadline_ms)) = (&self.guard, lease.deadline_ms()) else { return };
         if guard.deadline_ms().is_none_or(|d| deadline_ms >= d + GUARD_LEASE_STEP_MS) {
             guard.send(ToGuard::Lease { deadline_ms });
         }
+    }
+
+    /// Whether this node may start roles now: it holds a lease, and its copy of the database
+    /// has caught up with what the leader had committed when it granted.
+    pub fn may_start_roles(&self, applied_index: u64, now_ms: u64) -> bool {
+        self.lease_remaining_ms(now_ms) > 0
+            && applied_index >= self.lease_index.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// How much longer this node may run roles: what the fence guard enforces.
@@ -543,8 +554,9 @@ impl Member {
         self.raft.metrics().borrow_watched().clone()
     }
 
-    /// If this node leads: how long ago a quorum last acknowledged its leadership.
-    pub fn quorum_acked_ago_ms(&self) -> Option<u64> {
+    /// If this node leads: how long ago a quorum last acknowledged its leadership, and the
+    /// commit index now.
+    pub fn leadership(&self) -> Option<(u64, u64)> {
         use halo_store::openraft::Instant as _;
         use halo_store::openraft::type_config::async_runtime::WatchReceiver;
         let metrics = self.raft.metrics();
@@ -552,7 +564,8 @@ impl Member {
         if m.state != ServerState::Leader || m.current_leader != Some(self.id) {
             return None;
         }
-        m.last_quorum_acked.as_ref().map(|at| at.elapsed().as_millis() as u64)
+        let committed = m.cluster_committed.map_or(0, |l| l.index);
+        m.last_quorum_acked.as_ref().map(|at| (at.elapsed().as_millis() as u64, committed))
     }
 
     pub fn is_leader(&self) -> bool {

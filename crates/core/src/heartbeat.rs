@@ -2,10 +2,12 @@
 //!
 //! Two kinds share one fixed layout (big endian): magic `HALO` | version u8 | kind u8 |
 //! cluster id hash 8 bytes | sender node id u64 | network index u8 | sequence u64 |
-//! sent at ms u64 | lease holder u64 | lease ms u64 | HMAC-SHA256 32 bytes.
-//! A heartbeat leaves the last two fields zero. A lease grant is the leader's answer to one
+//! sent at ms u64 | lease holder u64 | lease ms u64 | committed index u64 | HMAC-SHA256 32 bytes.
+//! A heartbeat leaves the last three fields zero. A lease grant is the leader's answer to one
 //! heartbeat: it echoes that heartbeat's sequence and send time, so the holder can date its
-//! lease from when *it sent* the heartbeat (see the safety model). Fixed size, no variable
+//! lease from when *it sent* the heartbeat (see the safety model), and carries the leader's
+//! commit index: the holder acts on its lease only once it has applied that much of the log,
+//! so a node waking from a freeze never acts on decisions that were already replaced. Fixed size, no variable
 //! fields: a malformed or forged packet is simply dropped.
 
 use hmac::{Hmac, Mac};
@@ -17,7 +19,7 @@ const MAGIC: &[u8; 4] = b"HALO";
 const WIRE_VERSION: u8 = 2;
 const KIND_HEARTBEAT: u8 = 1;
 const KIND_LEASE_GRANT: u8 = 2;
-const BODY_LEN: usize = 4 + 1 + 1 + 8 + 8 + 1 + 8 + 8 + 8 + 8;
+const BODY_LEN: usize = 4 + 1 + 1 + 8 + 8 + 1 + 8 + 8 + 8 + 8 + 8;
 pub const DATAGRAM_LEN: usize = BODY_LEN + 32;
 
 /// "I am alive", sent by every node to every peer on every network.
@@ -39,6 +41,8 @@ pub struct LeaseGrant {
     pub sequence: u64,
     pub sent_at_ms: u64,
     pub lease_ms: u64,
+    /// The leader's commit index when it granted.
+    pub committed_index: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,10 +84,10 @@ impl HeartbeatCodec {
     }
 
     pub fn encode(&self, datagram: &Datagram) -> [u8; DATAGRAM_LEN] {
-        let (kind, from, network, sequence, sent_at_ms, to, lease_ms) = match *datagram {
-            Datagram::Heartbeat(h) => (KIND_HEARTBEAT, h.from, h.network, h.sequence, h.sent_at_ms, 0, 0),
+        let (kind, from, network, sequence, sent_at_ms, to, lease_ms, committed) = match *datagram {
+            Datagram::Heartbeat(h) => (KIND_HEARTBEAT, h.from, h.network, h.sequence, h.sent_at_ms, 0, 0, 0),
             Datagram::LeaseGrant(g) => {
-                (KIND_LEASE_GRANT, g.from, g.network, g.sequence, g.sent_at_ms, g.to, g.lease_ms)
+                (KIND_LEASE_GRANT, g.from, g.network, g.sequence, g.sent_at_ms, g.to, g.lease_ms, g.committed_index)
             }
         };
         let mut out = [0u8; DATAGRAM_LEN];
@@ -97,6 +101,7 @@ impl HeartbeatCodec {
         out[31..39].copy_from_slice(&sent_at_ms.to_be_bytes());
         out[39..47].copy_from_slice(&to.to_be_bytes());
         out[47..55].copy_from_slice(&lease_ms.to_be_bytes());
+        out[55..63].copy_from_slice(&committed.to_be_bytes());
         let mut mac = self.mac();
         mac.update(&out[..BODY_LEN]);
         out[BODY_LEN..].copy_from_slice(&mac.finalize().into_bytes());
@@ -131,6 +136,7 @@ impl HeartbeatCodec {
                 sequence,
                 sent_at_ms,
                 lease_ms: u64_at(47),
+                committed_index: u64_at(55),
             })),
             _ => Err(HeartbeatError::Foreign),
         }

@@ -91,6 +91,47 @@ impl Cluster {
         }
     }
 
+    /// A host crash: the agent, its fence guard and every workload die at once.
+    pub fn crash(&mut self, i: usize) {
+        let marker = self.nodes[i].data_dir.display().to_string();
+        let mut victims = processes_with_env("HALO_GUARD", &marker);
+        victims.extend(processes_with_cmdline(&["fence-guard", &marker]));
+        for pid in &victims {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), nix::sys::signal::Signal::SIGKILL);
+        }
+        self.kill9(i);
+        for pid in victims {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+
+    /// Freeze (SIGSTOP) or thaw (SIGCONT) the agent process only: a hung host whose workloads
+    /// and fence guard keep running.
+    pub fn freeze(&self, i: usize, frozen: bool) {
+        let pid = self.nodes[i].child.as_ref().expect("agent running").id() as i32;
+        let signal = if frozen { nix::sys::signal::Signal::SIGSTOP } else { nix::sys::signal::Signal::SIGCONT };
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).expect("signal agent");
+    }
+
+    /// `halo role show NAME --json`, if it answers.
+    pub fn role(&self, name: &str) -> Option<Value> {
+        let out = self.halo(&["role", "show", name, "--json"]);
+        out.status.success().then(|| serde_json::from_slice(&out.stdout).ok()).flatten()
+    }
+
+    /// Wait until the role is online, and return its owner.
+    pub fn wait_online(&self, name: &str, timeout: Duration, check: impl Fn(&str) -> bool) -> Option<String> {
+        let mut owner = None;
+        wait_until(timeout, || match self.role(name) {
+            Some(r) if r["state"] == "online" && r["owner"].as_str().is_some_and(&check) => {
+                owner = r["owner"].as_str().map(str::to_string);
+                true
+            }
+            _ => false,
+        });
+        owner
+    }
+
     pub fn restart(&mut self, i: usize) {
         self.kill9(i);
         self.start(i);
@@ -194,9 +235,84 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         self.unblock_all();
         for i in 0..self.nodes.len() {
-            self.kill9(i);
+            if let Some(child) = &self.nodes[i].child {
+                // A frozen agent cannot die of SIGKILL until it is thawed.
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(child.id() as i32),
+                    nix::sys::signal::Signal::SIGCONT,
+                );
+            }
+            self.crash(i);
         }
     }
+}
+
+/// Pids of processes whose environment has `key=value`.
+pub fn processes_with_env(key: &str, value: &str) -> Vec<i32> {
+    let needle = format!("{key}={value}");
+    scan_proc("environ", |vars| vars.iter().any(|v| v == &needle))
+}
+
+/// Pids of processes whose command line contains all of `words`.
+pub fn processes_with_cmdline(words: &[&str]) -> Vec<i32> {
+    scan_proc("cmdline", |args| words.iter().all(|w| args.iter().any(|a| a == w)))
+}
+
+fn scan_proc(file: &str, matches: impl Fn(&[String]) -> bool) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_str()?.parse::<i32>().ok()?;
+            let bytes = std::fs::read(e.path().join(file)).ok()?;
+            let parts: Vec<String> =
+                bytes.split(|&b| b == 0).map(|p| String::from_utf8_lossy(p).into_owned()).collect();
+            matches(&parts).then_some(pid)
+        })
+        .collect()
+}
+
+/// A workload that proves exclusivity: it takes an exclusive `flock` on `dir/lock` without
+/// waiting, records its start (node, generation, time in ms) in `dir/starts`, and records any
+/// failure to get the lock in `dir/failures`. Two instances at once leave a line in failures.
+pub fn lock_workload(dir: &std::path::Path) -> String {
+    std::fs::create_dir_all(dir).expect("workload dir");
+    let script = dir.join("workload.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n\
+             exec 9>>'{d}/lock'\n\
+             if ! flock -n 9; then echo \"$HALO_NODE $HALO_GENERATION $(date +%s%3N)\" >> '{d}/failures'; exit 1; fi\n\
+             echo \"$HALO_NODE $HALO_GENERATION $(date +%s%3N)\" >> '{d}/starts'\n\
+             exec sleep 100000\n",
+            d = dir.display()
+        ),
+    )
+    .expect("write workload");
+    format!("sh {}", script.display())
+}
+
+/// Lines of `dir/name`, or none.
+pub fn lines(dir: &std::path::Path, name: &str) -> Vec<String> {
+    std::fs::read_to_string(dir.join(name)).map(|s| s.lines().map(str::to_string).collect()).unwrap_or_default()
+}
+
+pub fn wall_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Running instances of `role`: the distinct process groups of its workloads (each resource
+/// runs in a process group of its own).
+pub fn role_processes(role: &str) -> Vec<i32> {
+    let mut groups: Vec<i32> = processes_with_env("HALO_ROLE", role)
+        .into_iter()
+        .filter_map(|pid| nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(pid))).ok())
+        .map(|g| g.as_raw())
+        .collect();
+    groups.sort_unstable();
+    groups.dedup();
+    groups
 }
 
 fn iptables(op: &str, rule: &[String]) {
