@@ -160,6 +160,7 @@ mod tests {
             sequence: 42,
             sent_at_ms: 123,
             lease_ms: 2000,
+            committed_index: 99,
         });
         assert_eq!(codec.decode(&codec.encode(&grant)), Ok(grant));
 
