@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::NodeId;
 use crate::command::{Command, CommandResult, NodeStateUpdate, Rejection, RoleReport, RoleReportOutcome};
 use crate::lease::LeaseTiming;
-use crate::role::{Decision, RoleRecord, RoleState};
+use crate::role::{Decision, Desired, RoleRecord, RoleState};
 
 /// Upper bound on voters a cluster may be configured with (Raft gets slower, not safer, past it).
 pub const MAX_VOTERS_LIMIT: usize = 7;
@@ -310,13 +310,13 @@ impl ClusterState {
             }
             Command::SetRoleDesired { role, desired, now_ms } => {
                 let record = self.roles.get_mut(role).ok_or_else(|| Rejection::UnknownRole(role.clone()))?;
-                if record.spec.desired != *desired {
-                    record.spec.desired = *desired;
-                    // A failed role gets a fresh start when the admin asks again.
+                record.spec.desired = *desired;
+                if *desired == Desired::Started {
+                    // Asking to start is asking to try again: the failure history goes.
                     record.failovers_ms.clear();
                     record.failed_on.clear();
                     if record.state == RoleState::Failed {
-                        record.set_state(RoleState::Pending, "restart asked by the admin", *now_ms);
+                        record.set_state(RoleState::Pending, "start asked by the admin", *now_ms);
                     }
                 }
                 Ok(CommandResult::Done)
@@ -382,8 +382,9 @@ impl ClusterState {
                 }
             }
             RoleReportOutcome::Online if current => {
+                // `failed_on` stays: a node where it failed is not tried again until the admin
+                // restarts the role (`halo role start` clears the history).
                 record.set_state(RoleState::Online, format!("running on {node_name}"), report.now_ms);
-                record.failed_on.clear();
             }
             RoleReportOutcome::Failed if current => {
                 if !record.failed_on.contains(&report.node) {
