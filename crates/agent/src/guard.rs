@@ -191,9 +191,14 @@ impl Guard {
         self.running.insert(request.id.clone(), pid as i32);
         let tx = self.tx.clone();
         let id = request.id;
-        // One waiting thread per workload: the exit is noticed the moment it happens.
+        let pgid = pid as i32;
+        // One waiting thread per workload: the exit is noticed the moment it happens. Whatever
+        // the workload left in its group (a child holding a lock, say) is killed, and the exit
+        // is reported only once the group is gone, so a restart never overlaps the old instance.
         std::thread::spawn(move || {
             if let Ok(status) = child.wait() {
+                let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+                wait_group_gone(pgid, Duration::from_secs(5));
                 let _ = tx.send(Input::Exited { id, status });
             }
         });
@@ -201,10 +206,7 @@ impl Guard {
     }
 
     fn exited(&mut self, id: String, status: std::process::ExitStatus) {
-        if let Some(pgid) = self.running.remove(&id) {
-            // Whatever the workload left in its group goes with it (a lock holder, say).
-            let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
-        }
+        self.running.remove(&id);
         emit(&FromGuard::Exited { id, code: status.code(), signal: status.signal() });
     }
 
@@ -225,6 +227,26 @@ fn emit(event: &FromGuard) {
         // The agent may be gone; the guard goes on enforcing the lease regardless.
         let _ = writeln!(out, "{line}").and_then(|()| out.flush());
     }
+}
+
+/// Wait (bounded) until no live process is left in group `pgid`. Zombies do not count: they
+/// hold no files or locks any more.
+fn wait_group_gone(pgid: i32, limit: Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    while group_alive(pgid) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn group_alive(pgid: i32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return false };
+    entries.flatten().any(|entry| {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { return false };
+        // The fields after the command name, which is in parentheses and may contain spaces.
+        let Some((_, rest)) = stat.rsplit_once(')') else { return false };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        fields.len() > 2 && fields[0] != "Z" && fields[2].parse::<i32>() == Ok(pgid)
+    })
 }
 
 /// Kill the process groups of workloads an earlier guard of this data dir started.

@@ -28,6 +28,8 @@ fn create_lock_role(c: &Cluster, name: &str, dir: &std::path::Path) {
     let out = c.halo(&["role", "create", name, "--type", "process", "--param", &format!("command={command}")]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(c.wait_online(name, Duration::from_secs(15), |_| true).is_some(), "{name} never came online");
+    // Online means started; give the script a moment to record itself.
+    assert!(wait_until(Duration::from_secs(5), || !lines(dir, "starts").is_empty()));
 }
 
 #[test]
@@ -43,6 +45,7 @@ fn host_crash_moves_the_role_to_another_node() {
     c.crash(victim);
     let owner = c.wait_online("crash113", Duration::from_secs(20), |o| o != victim_name);
     assert!(owner.is_some(), "role did not come back: {:?}", c.role("crash113"));
+    assert!(wait_until(Duration::from_secs(5), || last_start(&dir).1 >= 2));
     let (node, generation, started_at) = last_start(&dir);
     assert_ne!(node, victim_name);
     assert!(generation >= 2);
@@ -71,8 +74,7 @@ fn a_hung_agent_is_fenced_before_the_role_starts_elsewhere() {
         c.freeze(victim, true);
         let owner = c.wait_online("hung114", Duration::from_secs(20), |o| o != victim_name);
         assert!(owner.is_some(), "round {round}: role did not move: {:?}", c.role("hung114"));
-        let (_, after, _) = last_start(&dir);
-        assert!(after > before, "round {round}: no new start");
+        assert!(wait_until(Duration::from_secs(5), || last_start(&dir).1 > before), "round {round}: no new start");
         c.freeze(victim, false);
         assert!(c.wait_status(Duration::from_secs(20), |s| up_count(s) == 3), "round {round}: node did not rejoin");
         assert!(lines(&dir, "failures").is_empty(), "round {round}: ran twice: {:?}", lines(&dir, "failures"));
@@ -96,7 +98,7 @@ fn an_isolated_node_stops_its_roles_and_the_majority_restarts_them() {
     }
     let owner = c.wait_online("part115", Duration::from_secs(20), |o| o != victim_name);
     assert!(owner.is_some(), "majority did not restart it: {:?}", c.role("part115"));
-    assert!(last_start(&dir).1 > before);
+    assert!(wait_until(Duration::from_secs(5), || last_start(&dir).1 > before));
     // The isolated node's instance is gone: exactly one runs, on the majority side.
     assert!(wait_until(Duration::from_secs(5), || role_processes("part115").len() == 1));
     assert!(lines(&dir, "failures").is_empty(), "ran twice: {:?}", lines(&dir, "failures"));
