@@ -24,6 +24,73 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/roles/{name}", get(show_role).delete(delete_role))
         .route("/api/v1/roles/{name}/start", post(start_role))
         .route("/api/v1/roles/{name}/stop", post(stop_role))
+        .route("/api/v1/roles/{name}/move", post(move_role))
+        .route("/api/v1/nodes/{name}/pause", post(pause_node))
+        .route("/api/v1/nodes/{name}/resume", post(resume_node))
+}
+
+#[derive(Debug, Default, serde::Deserialize, serde::Serialize, utoipa::ToSchema)]
+pub struct MoveRequestBody {
+    /// Target node; without it, placement picks the best other node.
+    #[serde(default)]
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Default, serde::Deserialize, serde::Serialize, utoipa::ToSchema)]
+pub struct PauseBody {
+    /// Move every role off the node.
+    #[serde(default)]
+    pub drain: bool,
+}
+
+#[derive(Debug, Default, serde::Deserialize, serde::Serialize, utoipa::ToSchema)]
+pub struct ResumeBody {
+    /// Bring back the roles that prefer this node.
+    #[serde(default)]
+    pub failback: bool,
+}
+
+fn node_id(agent: &Agent, name: &str) -> Result<u64, ApiError> {
+    let state = agent.require_member()?.reader.state();
+    state.node_by_name(name).map(|n| n.id).ok_or_else(|| ApiError::not_found(format!("no node named '{name}'")))
+}
+
+#[utoipa::path(post, path = "/api/v1/roles/{name}/move", security(("bearer" = [])), request_body = MoveRequestBody,
+    responses((status = 200), (status = 404, body = halo_core::view::ErrorView), (status = 409, body = halo_core::view::ErrorView)))]
+pub async fn move_role(
+    State(agent): State<AppState>,
+    Path(name): Path<String>,
+    Json(body): Json<MoveRequestBody>,
+) -> Result<StatusCode, ApiError> {
+    let to = body.to.as_deref().map(|n| node_id(&agent, n)).transpose()?;
+    agent.on_leader(LeaderRequest::Write(Command::MoveRole { role: name, to })).await?;
+    Ok(StatusCode::OK)
+}
+
+#[utoipa::path(post, path = "/api/v1/nodes/{name}/pause", security(("bearer" = [])), request_body = PauseBody,
+    responses((status = 200), (status = 404, body = halo_core::view::ErrorView)))]
+pub async fn pause_node(
+    State(agent): State<AppState>,
+    Path(name): Path<String>,
+    Json(body): Json<PauseBody>,
+) -> Result<StatusCode, ApiError> {
+    let node = node_id(&agent, &name)?;
+    let command = Command::PauseNode { node, drain: body.drain, now_ms: clock::wall_ms() };
+    agent.on_leader(LeaderRequest::Write(command)).await?;
+    Ok(StatusCode::OK)
+}
+
+#[utoipa::path(post, path = "/api/v1/nodes/{name}/resume", security(("bearer" = [])), request_body = ResumeBody,
+    responses((status = 200), (status = 404, body = halo_core::view::ErrorView)))]
+pub async fn resume_node(
+    State(agent): State<AppState>,
+    Path(name): Path<String>,
+    Json(body): Json<ResumeBody>,
+) -> Result<StatusCode, ApiError> {
+    let node = node_id(&agent, &name)?;
+    let command = Command::ResumeNode { node, failback: body.failback, now_ms: clock::wall_ms() };
+    agent.on_leader(LeaderRequest::Write(command)).await?;
+    Ok(StatusCode::OK)
 }
 
 #[utoipa::path(get, path = "/api/v1/roles", security(("bearer" = [])),

@@ -247,6 +247,7 @@ impl Agent {
             voter: true,
             joined_at_ms: now,
             state_since_ms: now,
+            drain: false,
         };
         let command = Command::CreateCluster { cluster, first_node, settings: ClusterSettings::default() };
         // The single-node cluster elects itself at once; wait for that, then commit.
@@ -451,6 +452,7 @@ impl Agent {
             voter: false,
             joined_at_ms: now,
             state_since_ms: now,
+            drain: false,
         };
         let command = Command::AdmitNode {
             token_id: request.token_id.clone(),
@@ -614,6 +616,7 @@ fn rejection_error(r: &halo_core::command::Rejection) -> ApiError {
             ApiError::new(axum::http::StatusCode::FORBIDDEN, r.to_string())
         }
         R::UnknownNodeId(_) | R::UnknownRole(_) => ApiError::not_found(r.to_string()),
+        R::CannotMove { .. } | R::RoleNotRunning(_) | R::WitnessRunsNoRoles(_) => ApiError::conflict(r.to_string()),
         R::InvalidProperty { .. } | R::InvalidNodeName(_) | R::InvalidRole { .. } => {
             ApiError::bad_request(r.to_string())
         }

@@ -95,6 +95,18 @@ pub enum NodeCommand {
     Remove {
         name: String,
     },
+    /// Place no new roles on the node; with --drain, move its roles off first.
+    Pause {
+        name: String,
+        #[arg(long)]
+        drain: bool,
+    },
+    /// Make a paused node available again; with --failback, bring back the roles that prefer it.
+    Resume {
+        name: String,
+        #[arg(long)]
+        failback: bool,
+    },
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -134,6 +146,39 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
         }
+        Command::Node(NodeCommand::Pause { name, drain }) => {
+            let api = connect()?.0;
+            api.post_no_reply(&format!("/api/v1/nodes/{name}/pause"), &serde_json::json!({ "drain": drain })).await?;
+            // Done when nothing is left on the node and what moved is running again.
+            let on_node =
+                |r: &halo_core::view::RoleView| r.owner.as_deref() == Some(name.as_str()) || r.state == "pending";
+            let left = if drain { settle(&api, on_node).await? } else { Vec::new() };
+            if json {
+                return output::print_json(&serde_json::json!({ "paused": name, "drained": drain, "stayed": left }));
+            }
+            if !drain {
+                println!("node '{name}' paused: its roles keep running; no new roles are placed on it");
+            } else if left.is_empty() {
+                println!("node '{name}' drained and paused");
+            } else {
+                bail!("node '{name}' is paused, but these roles could not leave it: {}", left.join("; "));
+            }
+            Ok(())
+        }
+        Command::Node(NodeCommand::Resume { name, failback }) => {
+            let api = connect()?.0;
+            let body = serde_json::json!({ "failback": failback });
+            api.post_no_reply(&format!("/api/v1/nodes/{name}/resume"), &body).await?;
+            let unsettled = settle(&api, |r| r.state == "pending").await?;
+            if json {
+                return output::print_json(&serde_json::json!({ "resumed": name, "failback": failback }));
+            }
+            println!("node '{name}' resumed{}", if failback { " with failback" } else { "" });
+            if !unsettled.is_empty() {
+                println!("still settling: {}", unsettled.join("; "));
+            }
+            Ok(())
+        }
         Command::Node(NodeCommand::Remove { name }) => {
             connect()?.0.delete(&format!("/api/v1/nodes/{name}")).await?;
             if json {
@@ -144,6 +189,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// Wait (up to a minute) until no role matches `unsettled`; returns those that still do.
+async fn settle(api: &Api, unsettled: impl Fn(&halo_core::view::RoleView) -> bool) -> anyhow::Result<Vec<String>> {
+    let mut left = Vec::new();
+    wait_for(Duration::from_secs(60), async || {
+        let Ok(roles) = api.get::<Vec<halo_core::view::RoleView>>("/api/v1/roles").await else { return false };
+        left = roles.iter().filter(|r| unsettled(r)).map(|r| format!("{} ({})", r.name, r.detail)).collect();
+        left.is_empty()
+    })
+    .await;
+    Ok(left)
 }
 
 fn connect() -> anyhow::Result<(Api, ClientConfig)> {

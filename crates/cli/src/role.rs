@@ -33,6 +33,16 @@ pub enum RoleCommand {
     Why {
         name: String,
     },
+    /// Planned move: stop here, start there; the two never overlap.
+    Move {
+        name: String,
+        /// Target node (default: the best other node).
+        #[arg(long)]
+        to: Option<String>,
+        /// live, quick or cold. Process and OCF roles always move cold (stop, then start).
+        #[arg(long, default_value = "live")]
+        mode: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -192,6 +202,42 @@ pub async fn run(api: &Api, command: RoleCommand, json: bool) -> anyhow::Result<
         RoleCommand::Stop { name } => {
             api.post_no_reply(&format!("/api/v1/roles/{name}/stop"), &serde_json::json!({})).await?;
             done("stop requested", &name)
+        }
+        RoleCommand::Move { name, to, mode } => {
+            if !["live", "quick", "cold"].contains(&mode.as_str()) {
+                anyhow::bail!("invalid --mode '{mode}': use live, quick or cold");
+            }
+            let before: RoleDetailView = api.get(&format!("/api/v1/roles/{name}")).await?;
+            let started = std::time::Instant::now();
+            api.post_no_reply(&format!("/api/v1/roles/{name}/move"), &serde_json::json!({ "to": to })).await?;
+            let from = before.role.owner.clone();
+            let mut last = before;
+            let moved = crate::commands::wait_for(std::time::Duration::from_secs(60), async || {
+                match api.get::<RoleDetailView>(&format!("/api/v1/roles/{name}")).await {
+                    Ok(role) => {
+                        let done = role.role.state == "online"
+                            && role.role.owner != from
+                            && role.releasing.is_none()
+                            && to.as_ref().is_none_or(|t| role.role.owner.as_ref() == Some(t));
+                        last = role;
+                        done
+                    }
+                    Err(_) => false,
+                }
+            })
+            .await;
+            if !moved {
+                anyhow::bail!("role '{name}' has not finished moving: {} ({})", last.role.state, last.role.detail);
+            }
+            let took = started.elapsed().as_millis();
+            let owner = last.role.owner.clone().unwrap_or_default();
+            if json {
+                return output::print_json(&serde_json::json!({
+                    "role": name, "from": from, "to": owner, "elapsed_ms": took
+                }));
+            }
+            println!("role '{name}' moved from {} to {owner} in {took} ms", from.as_deref().unwrap_or("-"));
+            Ok(())
         }
         RoleCommand::Delete { name } => {
             api.delete(&format!("/api/v1/roles/{name}")).await?;

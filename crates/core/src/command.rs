@@ -54,6 +54,23 @@ pub enum Command {
         desired: Desired,
         now_ms: u64,
     },
+    /// `halo role move`: a planned move, carried out by the manager.
+    MoveRole {
+        role: String,
+        to: Option<NodeId>,
+    },
+    /// `halo node pause` (with `--drain`: move its roles off).
+    PauseNode {
+        node: NodeId,
+        drain: bool,
+        now_ms: u64,
+    },
+    /// `halo node resume` (with `--failback`: bring back the roles that prefer it).
+    ResumeNode {
+        node: NodeId,
+        failback: bool,
+        now_ms: u64,
+    },
     /// A decision of the leader's manager about one role.
     DecideRole(RoleDecision),
     /// What a node's executor did with a role it was told to run or stop.
@@ -77,6 +94,9 @@ pub struct RoleDecision {
     pub decision: Option<Decision>,
     /// A smaller event worth keeping in the role's history (e.g. a releasing node was lost).
     pub note: Option<String>,
+    /// The pending move request was dealt with (carried out or found impossible).
+    #[serde(default)]
+    pub clear_move: bool,
     pub now_ms: u64,
 }
 
@@ -94,6 +114,7 @@ impl RoleDecision {
             failed_on: role.failed_on.clone(),
             decision: None,
             note: None,
+            clear_move: false,
             now_ms,
         }
     }
@@ -114,6 +135,7 @@ impl RoleDecision {
             || self.failed_on != role.failed_on
             || self.decision.is_some()
             || self.note.is_some()
+            || self.clear_move
     }
 }
 
@@ -196,6 +218,12 @@ pub enum Rejection {
     StaleReport(String),
     #[error("node '{0}' still owns roles; move or stop them first")]
     NodeOwnsRoles(String),
+    #[error("role '{0}' is not running anywhere; start it instead")]
+    RoleNotRunning(String),
+    #[error("role '{role}' cannot move to {node}: {reason}")]
+    CannotMove { role: String, node: String, reason: String },
+    #[error("node '{0}' is a witness and runs no roles")]
+    WitnessRunsNoRoles(String),
 }
 
 impl std::fmt::Display for Command {
@@ -210,6 +238,9 @@ impl std::fmt::Display for Command {
             Command::CreateRole { spec, .. } => write!(f, "create role {}", spec.name),
             Command::DeleteRole { role } => write!(f, "delete role {role}"),
             Command::SetRoleDesired { role, desired, .. } => write!(f, "set role {role} desired {desired:?}"),
+            Command::MoveRole { role, to } => write!(f, "move role {role} to {to:?}"),
+            Command::PauseNode { node, drain, .. } => write!(f, "pause node {node} (drain {drain})"),
+            Command::ResumeNode { node, failback, .. } => write!(f, "resume node {node} (failback {failback})"),
             Command::DecideRole(d) => write!(f, "decide role {} generation {}", d.role, d.generation),
             Command::ReportRole(r) => write!(f, "report role {} {:?} from node {}", r.role, r.outcome, r.node),
         }

@@ -149,6 +149,7 @@ mod tests {
             voter: true,
             joined_at_ms: 0,
             state_since_ms: 0,
+            drain: false,
         }
     }
 

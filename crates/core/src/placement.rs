@@ -123,6 +123,7 @@ pub(crate) mod tests_support {
             voter: true,
             joined_at_ms: 0,
             state_since_ms: 0,
+            drain: false,
         }
     }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::NodeId;
 use crate::command::{Command, RoleDecision};
-use crate::placement::{Placement, place};
+use crate::placement::{self, Placement, place};
 use crate::role::{Decision, Desired, RoleRecord, RoleState};
 use crate::state::ClusterState;
 
@@ -97,11 +97,84 @@ fn decide_role(inputs: &Inputs, role: &RoleRecord) -> Option<RoleDecision> {
                         RoleState::Pending,
                         format!("{} is not responding; waiting for its lease to run out before recovery", name(owner)),
                     );
+                } else if let Some((to, why)) = move_wanted(inputs, role, owner) {
+                    planned_move(inputs, role, &mut next, owner, to, why);
                 }
             }
         },
     }
     next.changes(role).then_some(next)
+}
+
+/// Whether a role running on a healthy `owner` should move, where to, and why.
+fn move_wanted(inputs: &Inputs, role: &RoleRecord, owner: NodeId) -> Option<(Option<NodeId>, String)> {
+    if let Some(request) = &role.move_request {
+        return Some((request.to, request.reason.clone()));
+    }
+    let node = inputs.state.nodes.get(&owner)?;
+    if node.drain {
+        return Some((None, format!("{} is being drained", node.name)));
+    }
+    if !role.spec.possible.is_empty() && !role.spec.possible.contains(&node.name) {
+        return Some((None, format!("{} is no longer a possible owner", node.name)));
+    }
+    if role.state == RoleState::Online && role.spec.failback.allows(inputs.now_ms) {
+        let owner_rank = role.spec.preferred.iter().position(|p| p == &node.name).unwrap_or(usize::MAX);
+        let better = role.spec.preferred.iter().take(owner_rank).find_map(|p| {
+            let candidate = inputs.state.node_by_name(p)?;
+            placement::unfit(inputs.state, role, candidate, &[]).is_none().then_some(candidate.id)
+        });
+        if let Some(target) = better {
+            return Some((Some(target), format!("failback to preferred owner {}", inputs.name(target))));
+        }
+    }
+    None
+}
+
+/// A planned move off a healthy `owner`: the new owner starts only once the old one confirmed
+/// it stopped (`releasing`), so the two never overlap.
+fn planned_move(
+    inputs: &Inputs,
+    role: &RoleRecord,
+    next: &mut RoleDecision,
+    owner: NodeId,
+    to: Option<NodeId>,
+    why: String,
+) {
+    next.clear_move = role.move_request.is_some();
+    let exclude = [(owner, "is the node it is moving off".to_string())];
+    let Placement { node, reasons } = match to {
+        Some(target) => {
+            let fit = inputs.state.nodes.get(&target).and_then(|n| placement::unfit(inputs.state, role, n, &exclude));
+            match fit {
+                None => Placement { node: Some(target), reasons: vec![format!("{}: asked for", inputs.name(target))] },
+                Some(reason) => Placement { node: None, reasons: vec![format!("{}: {reason}", inputs.name(target))] },
+            }
+        }
+        None => place(inputs.state, role, &exclude),
+    };
+    match node {
+        Some(target) => {
+            next.generation += 1;
+            next.owner = Some(target);
+            next.releasing = Some(owner);
+            let summary = format!("moving from {} to {}: {why}", inputs.name(owner), inputs.name(target));
+            next.decision = Some(Decision { at_ms: inputs.now_ms, generation: next.generation, summary, reasons });
+            next.set(RoleState::Pending, format!("moving from {} to {}", inputs.name(owner), inputs.name(target)));
+        }
+        None => {
+            let detail = format!("running on {}; cannot move ({why}): no other node can run it", inputs.name(owner));
+            if role.detail != detail {
+                next.decision = Some(Decision {
+                    at_ms: inputs.now_ms,
+                    generation: next.generation,
+                    summary: format!("stays on {}: no other node can run it", inputs.name(owner)),
+                    reasons,
+                });
+            }
+            next.detail = detail;
+        }
+    }
 }
 
 /// Move `role` off `from`, which runs nothing of it any more.
@@ -254,6 +327,44 @@ mod tests {
         report(&mut s, "web", 1, RoleReportOutcome::Stopped);
         run(&mut s, &live, 3);
         assert_eq!((s.roles["web"].releasing, s.roles["web"].state), (None, RoleState::Offline));
+    }
+
+    #[test]
+    fn drain_moves_with_release_and_failback_returns_to_the_preferred_owner() {
+        let mut s = cluster();
+        let mut r = role("web");
+        r.spec.preferred = vec!["a".into()];
+        s.roles.insert("web".into(), r);
+        let live = BTreeMap::new();
+        run(&mut s, &live, 1);
+        report(&mut s, "web", 1, RoleReportOutcome::Online);
+
+        s.apply(&Command::PauseNode { node: 1, drain: true, now_ms: 2 });
+        run(&mut s, &live, 3);
+        let r = &s.roles["web"];
+        assert_eq!((r.owner, r.releasing), (Some(2), Some(1)), "the old owner must release first");
+        report(&mut s, "web", 1, RoleReportOutcome::Stopped);
+        report(&mut s, "web", 2, RoleReportOutcome::Online);
+        assert!(run(&mut s, &live, 4).is_empty(), "paused node is not a target: nothing more to do");
+
+        s.apply(&Command::ResumeNode { node: 1, failback: true, now_ms: 5 });
+        run(&mut s, &live, 6);
+        let r = &s.roles["web"];
+        assert_eq!((r.owner, r.releasing, r.move_request.clone()), (Some(1), Some(2), None));
+        assert!(r.decisions.last().unwrap().summary.contains("failback to preferred owner a"));
+    }
+
+    #[test]
+    fn a_move_to_an_unfit_node_is_refused_and_nothing_changes() {
+        let mut s = cluster();
+        let mut r = role("web");
+        r.spec.possible = vec!["a".into(), "b".into()];
+        s.roles.insert("web".into(), r);
+        run(&mut s, &BTreeMap::new(), 1);
+        let before = s.clone();
+        let result = s.apply(&Command::MoveRole { role: "web".into(), to: Some(3) });
+        assert!(matches!(result, crate::command::CommandResult::Rejected(_)), "{result:?}");
+        assert_eq!(s, before);
     }
 
     #[test]

@@ -163,6 +163,17 @@ pub struct RoleRecord {
     /// Nodes where the role failed beyond its restart policy; not tried again until it runs.
     pub failed_on: Vec<NodeId>,
     pub decisions: Vec<Decision>,
+    /// A planned move asked for (`halo role move`, or failback on `halo node resume`).
+    #[serde(default)]
+    pub move_request: Option<MoveRequest>,
+}
+
+/// A planned move: to a given node, or to wherever placement says other than the owner.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MoveRequest {
+    pub to: Option<NodeId>,
+    /// Why, in words, for the decision record.
+    pub reason: String,
 }
 
 impl RoleRecord {
@@ -182,6 +193,7 @@ impl RoleRecord {
             failovers_ms: Vec::new(),
             failed_on: Vec::new(),
             decisions: Vec::new(),
+            move_request: None,
         }
     }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::NodeId;
 use crate::command::{Command, CommandResult, NodeStateUpdate, Rejection, RoleReport, RoleReportOutcome};
 use crate::lease::LeaseTiming;
-use crate::role::{Decision, Desired, RoleRecord, RoleState};
+use crate::role::{Decision, Desired, MoveRequest, RoleRecord, RoleState};
 
 /// Upper bound on voters a cluster may be configured with (Raft gets slower, not safer, past it).
 pub const MAX_VOTERS_LIMIT: usize = 7;
@@ -119,6 +119,9 @@ pub struct NodeRecord {
     pub voter: bool,
     pub joined_at_ms: u64,
     pub state_since_ms: u64,
+    /// Paused with `--drain`: its roles move elsewhere.
+    #[serde(default)]
+    pub drain: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -257,6 +260,7 @@ impl ClusterState {
                     state: NodeState::Joining,
                     joined_at_ms: *now_ms,
                     state_since_ms: *now_ms,
+                    drain: false,
                     ..node.clone()
                 };
                 self.nodes.insert(id, record);
@@ -321,6 +325,66 @@ impl ClusterState {
                 }
                 Ok(CommandResult::Done)
             }
+            Command::MoveRole { role, to } => {
+                let record = self.roles.get(role).ok_or_else(|| Rejection::UnknownRole(role.clone()))?;
+                let owner = record.owner.ok_or_else(|| Rejection::RoleNotRunning(role.clone()))?;
+                if let Some(target) = to {
+                    let node = self.nodes.get(target).ok_or(Rejection::UnknownNodeId(*target))?;
+                    let why = if *target == owner {
+                        Some("it already runs there".to_string())
+                    } else {
+                        crate::placement::unfit(self, record, node, &[])
+                    };
+                    if let Some(reason) = why {
+                        return Err(Rejection::CannotMove { role: role.clone(), node: node.name.clone(), reason });
+                    }
+                }
+                let reason = match to.and_then(|t| self.nodes.get(&t)) {
+                    Some(node) => format!("moved to {} by the admin", node.name),
+                    None => "moved by the admin".to_string(),
+                };
+                if let Some(record) = self.roles.get_mut(role) {
+                    record.move_request = Some(MoveRequest { to: *to, reason });
+                }
+                Ok(CommandResult::Done)
+            }
+            Command::PauseNode { node, drain, now_ms } => {
+                let record = self.nodes.get_mut(node).ok_or(Rejection::UnknownNodeId(*node))?;
+                if record.witness {
+                    return Err(Rejection::WitnessRunsNoRoles(record.name.clone()));
+                }
+                if record.state != NodeState::Paused {
+                    record.state = NodeState::Paused;
+                    record.state_since_ms = *now_ms;
+                }
+                record.drain = *drain;
+                Ok(CommandResult::Done)
+            }
+            Command::ResumeNode { node, failback, now_ms } => {
+                let record = self.nodes.get_mut(node).ok_or(Rejection::UnknownNodeId(*node))?;
+                if record.state == NodeState::Paused {
+                    record.state = NodeState::Up;
+                    record.state_since_ms = *now_ms;
+                }
+                record.drain = false;
+                let name = record.name.clone();
+                if *failback {
+                    for role in self.roles.values_mut() {
+                        let rank = |n: &str| role.spec.preferred.iter().position(|p| p == n);
+                        let owner_name = role.owner.and_then(|o| self.nodes.get(&o)).map(|n| n.name.clone());
+                        let better = match (rank(&name), owner_name.as_deref().map(rank)) {
+                            (Some(_), None) => role.owner.is_some(),
+                            (Some(mine), Some(theirs)) => theirs.is_none_or(|t| mine < t),
+                            _ => false,
+                        };
+                        if better && role.owner != Some(*node) {
+                            let reason = format!("failback to preferred owner {name} after resume");
+                            role.move_request = Some(MoveRequest { to: Some(*node), reason });
+                        }
+                    }
+                }
+                Ok(CommandResult::Done)
+            }
             Command::DecideRole(d) => {
                 let record = self.roles.get_mut(&d.role).ok_or_else(|| Rejection::UnknownRole(d.role.clone()))?;
                 if record.generation != d.expected_generation {
@@ -332,6 +396,9 @@ impl ClusterState {
                 record.set_state(d.state, d.detail.clone(), d.now_ms);
                 record.failovers_ms = d.failovers_ms.clone();
                 record.failed_on = d.failed_on.clone();
+                if d.clear_move {
+                    record.move_request = None;
+                }
                 if let Some(decision) = &d.decision {
                     record.record_decision(decision.clone());
                 } else if let Some(note) = &d.note {
@@ -504,6 +571,7 @@ mod tests {
             voter: false,
             joined_at_ms: 0,
             state_since_ms: 0,
+            drain: false,
         }
     }
 

@@ -44,8 +44,16 @@ fn lagging_and_new_nodes_catch_up_from_a_snapshot() {
         }
     });
     let leader = c.leader().expect("leader");
-    let leader_view = local_view(&c, c.index_of(&leader), &["status", "--local", "--json"]).expect("leader status");
-    let purged = leader_view["database"]["purged_index"].as_u64().expect("the leader purged its log");
+    // Snapshotting and purging run in the background after the writes.
+    let mut leader_view = serde_json::Value::Null;
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            leader_view = local_view(&c, c.index_of(&leader), &["status", "--local", "--json"]).unwrap_or_default();
+            leader_view["database"]["purged_index"].as_u64().is_some()
+        }),
+        "the leader never purged its log: {leader_view}"
+    );
+    let purged = leader_view["database"]["purged_index"].as_u64().unwrap_or_default();
     assert!(leader_view["database"]["snapshot_index"].as_u64().is_some_and(|s| s >= purged), "{leader_view}");
 
     // A node that joins now can only get the purged prefix from a snapshot.

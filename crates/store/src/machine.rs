@@ -78,7 +78,13 @@ impl StateMachine {
     }
 
     fn persist(&self, applied: &Applied) -> Result<(), io::Error> {
-        self.db.put_meta(APPLIED, applied)?;
+        Ok(self.db.put_meta(APPLIED, applied)?)
+    }
+
+    /// Make `applied` what readers see, then wake them (in that order: a reader woken early
+    /// would read the old state and sleep through the change).
+    fn publish(&self, applied: Applied) -> Result<(), io::Error> {
+        *self.applied.write().map_err(|_| lock_poisoned())? = applied;
         self.changed.send_modify(|v| *v += 1);
         Ok(())
     }
@@ -146,7 +152,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // the log was compacted in between.
         let this = self.clone();
         let work = off_runtime(move || this.persist(&work).map(|()| work)).await?;
-        *self.applied.write().map_err(|_| lock_poisoned())? = work;
+        self.publish(work)?;
         for (responder, result) in responders {
             responder.send(result);
         }
@@ -171,7 +177,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         };
         self.db.put_meta(SNAPSHOT, &StoredSnapshot { meta: meta.clone(), data })?;
         self.persist(&applied)?;
-        *self.applied.write().map_err(|_| lock_poisoned())? = applied;
+        self.publish(applied)?;
         Ok(())
     }
 

@@ -1,0 +1,85 @@
+//! Planned operations with real processes: drain, resume with failback, and role move. The
+//! workloads hold an exclusive flock, so any overlap between the old and new instance shows.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+fn owner(c: &Cluster, role: &str) -> Option<String> {
+    c.role(role).and_then(|r| r["owner"].as_str().map(str::to_string))
+}
+
+#[test]
+fn drain_resume_with_failback_and_move() {
+    let mut c = Cluster::new(118, 3, 0);
+    c.form();
+    let roles = [("r1-118", "n1"), ("r2-118", "n1"), ("r3-118", "n2")];
+    for (name, preferred) in roles {
+        let command = lock_workload(&c.dir.path().join(name));
+        let out = c.halo(&[
+            "role",
+            "create",
+            name,
+            "--type",
+            "process",
+            "--param",
+            &format!("command={command}"),
+            "--preferred",
+            preferred,
+        ]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    for (name, preferred) in roles {
+        assert_eq!(c.wait_online(name, Duration::from_secs(15), |_| true).as_deref(), Some(preferred));
+    }
+
+    // Drain: every role leaves n1, then n1 shows paused.
+    let out = c.halo(&["node", "pause", "n1", "--drain"]);
+    assert!(out.status.success(), "{}", text(&out));
+    for (name, _) in roles {
+        let o = owner(&c, name);
+        assert!(o.is_some() && o.as_deref() != Some("n1"), "{name} still on n1: {:?}", c.role(name));
+        assert_eq!(
+            c.role(name).map(|r| r["state"].clone()),
+            Some("online".into()),
+            "{}: {:?}",
+            text(&out),
+            c.role(name)
+        );
+    }
+    assert_eq!(node(&c.status().expect("status"), "n1")["state"], "paused");
+    // Paused: nothing new lands there either.
+    let out = c.halo(&["role", "move", "r3-118", "--to", "n1"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is paused"), "{}", text(&out));
+
+    // Resume with failback: the roles that prefer n1 come back.
+    let out = c.halo(&["node", "resume", "n1", "--failback"]);
+    assert!(out.status.success(), "{}", text(&out));
+    for name in ["r1-118", "r2-118"] {
+        assert_eq!(c.wait_online(name, Duration::from_secs(15), |o| o == "n1").as_deref(), Some("n1"), "{name}");
+    }
+    assert_eq!(node(&c.status().expect("status"), "n1")["state"], "up");
+
+    // A planned move, timed by the CLI from request to online on the target.
+    let out = c.halo(&["role", "move", "r3-118", "--to", "n3", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let moved: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(moved["to"], "n3");
+    println!("planned move r3 n2 -> n3: {} ms (request to online, CLI polling included)", moved["elapsed_ms"]);
+    assert_eq!(owner(&c, "r3-118").as_deref(), Some("n3"));
+
+    let out = c.halo(&["role", "move", "nosuch", "--to", "n3"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no role named 'nosuch'"), "{}", text(&out));
+    let out = c.halo(&["role", "move", "r3-118", "--to", "n3"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already runs there"), "{}", text(&out));
+
+    for (name, _) in roles {
+        let dir = c.dir.path().join(name);
+        assert!(lines(&dir, "failures").is_empty(), "{name} overlapped: {:?}", lines(&dir, "failures"));
+        assert_eq!(role_processes(name).len(), 1, "{name} runs exactly once");
+    }
+}
