@@ -1,5 +1,5 @@
 //! `halo demo`: three real agent processes on loopback addresses, two networks each, formed into
-//! a cluster, kept running until Ctrl-C, then stopped cleanly.
+//! a cluster with a few sample roles, kept running until Ctrl-C, then stopped cleanly.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -98,16 +98,31 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             .is_ok_and(|s| s.quorum && s.nodes.len() == 3 && s.nodes.iter().all(|n| n.state == NodeState::Up))
     })
     .await;
-    let status: StatusView = api.get("/api/v1/status").await?;
-    print!("{}", output::status_text(&status));
     if !all_up {
         bail!("the demo cluster did not come up; agent logs are in {}", dir.display());
     }
+    for spec in sample_roles(dir) {
+        api.post_no_reply("/api/v1/roles", &spec)
+            .await
+            .with_context(|| format!("creating sample role {}", spec.name))?;
+    }
+    let roles_online = wait_for(Duration::from_secs(30), async || {
+        api.get::<StatusView>("/api/v1/status").await.is_ok_and(|s| s.roles.iter().all(|r| r.state == "online"))
+    })
+    .await;
+    let status: StatusView = api.get("/api/v1/status").await?;
+    print!("{}", output::status_text(&status));
+    if !roles_online {
+        bail!("the sample roles did not come online; agent logs are in {}", dir.display());
+    }
     println!();
-    println!("Sample roles arrive with the role manager; this demo shows the cluster core.");
     println!("Point the CLI at the demo cluster from another terminal:");
     println!("  export HALO_CONFIG={}", config_path.display());
     println!("  halo status");
+    println!("  halo role why web            # where it runs and why");
+    println!("  halo role move web --to node3");
+    println!("  halo node pause node1 --drain; halo node resume node1 --failback");
+    println!("  tail -f {}/web.out          # the web role writes here from whichever node runs it", dir.display());
     println!("Agent logs: {}/node{{1,2,3}}.log. Press Ctrl-C to stop.", dir.display());
     println!("demo ready");
 
@@ -124,6 +139,37 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A small web-like service preferring node1, and two databases that must not share a node.
+fn sample_roles(dir: &Path) -> Vec<halo_core::role::RoleSpec> {
+    use halo_core::role::{ResourceSpec, RoleSpec};
+    let role = |name: &str, command: String, preferred: &[&str], anti_affinity: &[&str]| RoleSpec {
+        name: name.into(),
+        resources: vec![ResourceSpec {
+            name: "main".into(),
+            kind: "process".into(),
+            params: [("command".to_string(), command)].into(),
+            restart: Default::default(),
+        }],
+        preferred: preferred.iter().map(|s| s.to_string()).collect(),
+        possible: Vec::new(),
+        anti_affinity: anti_affinity.iter().map(|s| s.to_string()).collect(),
+        anti_affinity_soft: false,
+        priority: Default::default(),
+        failover: Default::default(),
+        failback: Default::default(),
+        desired: Default::default(),
+    };
+    let web = format!(
+        "while true; do echo \"$(date +%T) served by $HALO_NODE (generation $HALO_GENERATION)\" >> '{}'; sleep 1; done",
+        dir.join("web.out").display()
+    );
+    vec![
+        role("web", web, &["node1", "node2"], &[]),
+        role("db-primary", "exec sleep infinity".into(), &[], &["db"]),
+        role("db-replica", "exec sleep infinity".into(), &[], &["db"]),
+    ]
 }
 
 /// 127.0.10 -> 127.0.11: the second network of each node.
