@@ -2,10 +2,14 @@
 //!
 //! It is level-triggered: whenever the committed state changes, the fence guard reports
 //! something, or a short tick passes, it compares "what this node should run" (roles it owns
-//! under their current generation, while it holds a lease) with "what runs", stops and starts
-//! to close the gap, and reports to the leader until the committed state reflects the truth.
-//! A resource that exits is restarted in place up to its restart policy; past that the role is
-//! stopped here and reported failed, and the manager moves it.
+//! under their current generation, while it holds a lease and has caught up with the leader)
+//! with "what runs", stops and starts to close the gap, and reports to the leader until the
+//! committed state reflects the truth. Resources start in order and stop in reverse. A resource
+//! that exits (or whose OCF monitor fails) is restarted in place up to its restart policy; past
+//! that the role is stopped here and reported failed, and the manager moves it. Every operation
+//! has a time limit; one that runs past it has its process group killed and counts as failed.
+//! A resource whose stop fails keeps its role here, unreported: it may still run, so it must
+//! not start anywhere else.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -16,15 +20,15 @@ use halo_core::role::{Desired, RoleRecord, RoleSpec, RoleState};
 use tokio::sync::mpsc;
 
 use crate::clock;
-use crate::guard::{FromGuard, SpawnRequest, ToGuard};
+use crate::guard::{FromGuard, ToGuard};
 use crate::guard_link::GuardEvent;
+use crate::ocf;
+use crate::resource::{Driver, InFlight, LocalResource, Op};
 use crate::runtime::{Agent, LeaderRequest, Member};
 
 const TICK: Duration = Duration::from_millis(200);
 /// A report not yet reflected in the committed state is sent again after this long.
 const REPORT_RETRY_MS: u64 = 500;
-/// How long a resource gets to exit after SIGTERM before SIGKILL.
-const DEFAULT_STOP_TIMEOUT_MS: u64 = 10_000;
 
 pub async fn run(agent: Arc<Agent>, mut events: mpsc::UnboundedReceiver<GuardEvent>) {
     let member = loop {
@@ -38,7 +42,7 @@ pub async fn run(agent: Arc<Agent>, mut events: mpsc::UnboundedReceiver<GuardEve
         agent: agent.clone(),
         member: member.clone(),
         roles: BTreeMap::new(),
-        workloads: BTreeMap::new(),
+        operations: BTreeMap::new(),
         failed: BTreeMap::new(),
         reports_sent: BTreeMap::new(),
         reports_in_flight: BTreeSet::new(),
@@ -67,8 +71,8 @@ struct Executor {
     member: Arc<Member>,
     /// Roles this node runs, starts or is stopping.
     roles: BTreeMap<String, LocalRole>,
-    /// Workload id -> (role, resource index).
-    workloads: BTreeMap<String, (String, usize)>,
+    /// Guard operation id -> (role, resource index).
+    operations: BTreeMap<String, (String, usize)>,
     /// Roles that failed here beyond their restart policy: generation and why.
     failed: BTreeMap<String, (u64, String)>,
     reports_sent: BTreeMap<String, u64>,
@@ -84,26 +88,14 @@ struct LocalRole {
     stopping: bool,
 }
 
-#[derive(Default)]
-struct LocalResource {
-    /// The running workload, if any.
-    workload: Option<String>,
-    /// A spawn was requested and not yet answered.
-    spawning: bool,
-    restarts_ms: Vec<u64>,
-    term_sent_ms: Option<u64>,
-    kill_sent: bool,
-}
-
-impl LocalResource {
-    fn active(&self) -> bool {
-        self.workload.is_some() || self.spawning
-    }
-}
-
 impl LocalRole {
     fn running(&self) -> bool {
-        !self.stopping && self.resources.iter().all(|r| r.workload.is_some())
+        !self.stopping
+            && self.resources.iter().all(|r| r.up.is_some() && r.in_flight.as_ref().is_none_or(|f| f.op == Op::Monitor))
+    }
+
+    fn busy(&self) -> bool {
+        self.resources.iter().any(|r| r.in_flight.is_some())
     }
 }
 
@@ -151,57 +143,61 @@ impl Executor {
     }
 
     fn begin_start(&mut self, role: &RoleRecord) {
-        tracing::info!(role = %role.spec.name, generation = role.generation, "starting role");
-        let local = LocalRole {
-            generation: role.generation,
-            spec: role.spec.clone(),
-            resources: role.spec.resources.iter().map(|_| LocalResource::default()).collect(),
-            stopping: false,
+        let name = role.spec.name.clone();
+        let resources: Result<Vec<LocalResource>, String> =
+            role.spec.resources.iter().map(LocalResource::new).collect();
+        let resources = match resources {
+            Ok(r) => r,
+            Err(detail) => {
+                tracing::warn!(role = %name, "cannot start: {detail}");
+                self.failed.insert(name, (role.generation, detail));
+                return;
+            }
         };
-        self.roles.insert(role.spec.name.clone(), local);
-        self.spawn_next(&role.spec.name);
+        tracing::info!(role = %name, generation = role.generation, "starting role");
+        self.roles.insert(
+            name.clone(),
+            LocalRole { generation: role.generation, spec: role.spec.clone(), resources, stopping: false },
+        );
+        self.start_next(&name);
     }
 
-    /// Start the first resource that is not running yet, once those before it run.
-    fn spawn_next(&mut self, name: &str) {
+    /// Start the first resource that is not up, once those before it are up.
+    fn start_next(&mut self, name: &str) {
         let Some(local) = self.roles.get(name) else { return };
-        if local.stopping || local.resources.iter().any(|r| r.spawning) {
+        if local.stopping || local.busy() {
             return;
         }
-        let Some(index) = local.resources.iter().position(|r| r.workload.is_none()) else { return };
+        let Some(index) = local.resources.iter().position(|r| r.up.is_none()) else { return };
+        let op = match local.resources[index].driver {
+            Driver::Process => Op::Spawn,
+            Driver::Ocf(_) => Op::Start,
+        };
+        self.launch(name, index, op);
+    }
+
+    /// Hand one operation of one resource to the fence guard.
+    fn launch(&mut self, name: &str, index: usize, op: Op) {
+        let Some(local) = self.roles.get(name) else { return };
         self.sequence += 1;
-        let resource = &local.spec.resources[index];
-        let id = format!("{}.{}.g{}.{}", name, resource.name, local.generation, self.sequence);
-        let request = self.spawn_request(&local.spec, index, local.generation, &id);
-        self.workloads.insert(id, (name.to_string(), index));
+        let resource = &local.resources[index];
+        let id = format!("{}.{}.g{}.{}.{}", name, resource.spec.name, local.generation, op.as_str(), self.sequence);
+        let logs = self.agent.data.path("logs");
+        let _ = std::fs::create_dir_all(&logs);
+        let request = resource.request(op, &local.spec, local.generation, &self.agent.config.name, &id, &logs);
+        self.operations.insert(id.clone(), (name.to_string(), index));
         if let Some(local) = self.roles.get_mut(name) {
-            local.resources[index].spawning = true;
+            local.resources[index].in_flight =
+                Some(InFlight { id, op, since_ms: clock::monotonic_ms(), killed: false });
         }
         if let Some(guard) = &self.agent.guard {
             guard.send(ToGuard::Spawn(request));
         }
     }
 
-    fn spawn_request(&self, spec: &RoleSpec, index: usize, generation: u64, id: &str) -> SpawnRequest {
-        let resource = &spec.resources[index];
-        let mut env: Vec<(String, String)> = resource
-            .params
-            .iter()
-            .filter_map(|(k, v)| k.strip_prefix("env.").map(|name| (name.to_string(), v.clone())))
-            .collect();
-        env.push(("HALO_NODE".into(), self.agent.config.name.clone()));
-        env.push(("HALO_ROLE".into(), spec.name.clone()));
-        env.push(("HALO_RESOURCE".into(), resource.name.clone()));
-        env.push(("HALO_GENERATION".into(), generation.to_string()));
-        let logs = self.agent.data.path("logs");
-        let _ = std::fs::create_dir_all(&logs);
-        SpawnRequest {
-            id: id.to_string(),
-            program: "/bin/sh".into(),
-            args: vec!["-c".into(), resource.params.get("command").cloned().unwrap_or_default()],
-            cwd: resource.params.get("cwd").cloned(),
-            env,
-            log: Some(logs.join(format!("{}.{}.log", spec.name, resource.name)).display().to_string()),
+    fn signal(&self, id: &str, signal: i32) {
+        if let Some(guard) = &self.agent.guard {
+            guard.send(ToGuard::Signal { id: id.to_string(), signal });
         }
     }
 
@@ -214,40 +210,73 @@ impl Executor {
         }
     }
 
-    /// Drive stops: SIGTERM the last active resource, SIGKILL it after its stop timeout, and
-    /// forget the role once nothing of it is left.
+    /// Time limits, monitors, and stops in reverse order; forget a role once nothing is left.
     fn progress(&mut self, now: u64) {
+        let mut signals = Vec::new();
+        let mut launches = Vec::new();
         let mut done = Vec::new();
         for (name, local) in &mut self.roles {
+            for resource in &mut local.resources {
+                let limit =
+                    resource.in_flight.as_ref().and_then(|f| resource.timeout_ms(f.op).map(|t| (f.since_ms, t)));
+                if let (Some(flight), Some((since, limit))) = (resource.in_flight.as_mut(), limit)
+                    && !flight.killed
+                    && now >= since + limit
+                {
+                    tracing::warn!(role = %name, resource = %resource.spec.name, "{} ran past its {limit} ms timeout; killing it", flight.op.as_str());
+                    flight.killed = true;
+                    signals.push((flight.id.clone(), signal::KILL));
+                }
+            }
             if !local.stopping {
+                if local.running() && !local.busy() {
+                    for (index, resource) in local.resources.iter_mut().enumerate() {
+                        if matches!(resource.driver, Driver::Ocf(_)) && now >= resource.next_monitor_ms {
+                            launches.push((name.clone(), index, Op::Monitor));
+                        }
+                    }
+                }
                 continue;
             }
             let Some(index) = local.resources.iter().rposition(LocalResource::active) else {
                 done.push(name.clone());
                 continue;
             };
-            let timeout = local.spec.resources[index]
-                .params
-                .get("stop_timeout_ms")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(DEFAULT_STOP_TIMEOUT_MS);
             let resource = &mut local.resources[index];
-            let Some(workload) = resource.workload.clone() else { continue };
-            let signal = match resource.term_sent_ms {
-                None => {
-                    resource.term_sent_ms = Some(now);
-                    Some(libc_signal::TERM)
-                }
-                Some(at) if now >= at + timeout && !resource.kill_sent => {
-                    resource.kill_sent = true;
-                    tracing::warn!(role = %name, "resource did not stop within {timeout} ms; killing it");
-                    Some(libc_signal::KILL)
-                }
-                _ => None,
-            };
-            if let (Some(signal), Some(guard)) = (signal, &self.agent.guard) {
-                guard.send(ToGuard::Signal { id: workload, signal });
+            if resource.in_flight.is_some() {
+                continue;
             }
+            match resource.driver {
+                Driver::Process => {
+                    let Some(workload) = resource.up.clone() else { continue };
+                    let stop_limit = resource.spec.timeouts.stop();
+                    match resource.term_sent_ms {
+                        None => {
+                            resource.term_sent_ms = Some(now);
+                            signals.push((workload, signal::TERM));
+                        }
+                        Some(at) if now >= at + stop_limit && !resource.kill_sent => {
+                            resource.kill_sent = true;
+                            tracing::warn!(role = %name, "resource did not stop within {stop_limit} ms; killing it");
+                            signals.push((workload, signal::KILL));
+                        }
+                        _ => {}
+                    }
+                }
+                Driver::Ocf(_) if !resource.stop_failed => launches.push((name.clone(), index, Op::Stop)),
+                Driver::Ocf(_) => {}
+            }
+        }
+        for (id, sig) in signals {
+            self.signal(&id, sig);
+        }
+        for (name, index, op) in launches {
+            if op == Op::Monitor
+                && let Some(r) = self.roles.get_mut(&name).map(|l| &mut l.resources[index])
+            {
+                r.next_monitor_ms = now + r.spec.timeouts.monitor_interval();
+            }
+            self.launch(&name, index, op);
         }
         for name in done {
             tracing::info!(role = %name, "role stopped");
@@ -261,80 +290,132 @@ impl Executor {
             GuardEvent::Restarted => {
                 // The new guard killed everything the old one ran.
                 self.roles.clear();
-                self.workloads.clear();
+                self.operations.clear();
             }
             GuardEvent::Message(FromGuard::Fenced { ids }) => {
                 tracing::error!("lease ran out: the fence guard killed {}", ids.join(", "));
-                for id in ids {
-                    self.workload_gone(&id, None, now);
-                }
+                // Nothing of any role survives a fence, OCF daemons included.
+                self.roles.clear();
+                self.operations.clear();
             }
             GuardEvent::Message(FromGuard::Spawned { id, pid }) => {
-                let Some((name, index)) = self.workloads.get(&id).cloned() else { return };
-                if let Some(local) = self.roles.get_mut(&name) {
-                    let resource = &mut local.resources[index];
-                    resource.spawning = false;
-                    resource.workload = Some(id.clone());
+                let Some((name, index)) = self.operations.get(&id).cloned() else { return };
+                let Some(resource) = self.roles.get_mut(&name).map(|l| &mut l.resources[index]) else { return };
+                if resource.in_flight.as_ref().is_some_and(|f| f.id == id && f.op == Op::Spawn) {
+                    resource.in_flight = None;
+                    resource.up = Some(id.clone());
                     resource.term_sent_ms = None;
                     resource.kill_sent = false;
                     tracing::info!(role = %name, workload = %id, pid, "resource started");
+                    self.start_next(&name);
                 }
-                self.spawn_next(&name);
             }
             GuardEvent::Message(FromGuard::SpawnFailed { id, error }) => {
-                let Some((name, index)) = self.workloads.remove(&id) else { return };
-                if let Some(local) = self.roles.get_mut(&name) {
-                    local.resources[index].spawning = false;
-                    let detail = format!("resource '{}' could not start: {error}", local.spec.resources[index].name);
-                    tracing::warn!(role = %name, "{detail}");
-                    self.failed.insert(name.clone(), (local.generation, detail));
-                    self.begin_stop(&name);
-                }
+                let Some((name, index)) = self.operations.remove(&id) else { return };
+                let Some(local) = self.roles.get_mut(&name) else { return };
+                let resource = &mut local.resources[index];
+                resource.in_flight = None;
+                let detail = format!("resource '{}' could not start: {error}", resource.spec.name);
+                tracing::warn!(role = %name, "{detail}");
+                self.failed.insert(name.clone(), (local.generation, detail));
+                self.begin_stop(&name);
             }
             GuardEvent::Message(FromGuard::Exited { id, code, signal }) => {
-                let how = match (code, signal) {
-                    (Some(c), _) => format!("exit code {c}"),
-                    (_, Some(s)) => format!("signal {s}"),
-                    _ => "unknown status".into(),
-                };
-                self.workload_gone(&id, Some(how), now);
+                let Some((name, index)) = self.operations.remove(&id) else { return };
+                self.exited(&name, index, &id, code, signal, now);
             }
         }
     }
 
-    /// A workload is gone. If its role should still run, restart it in place or give up on
-    /// this node per the resource's restart policy.
-    fn workload_gone(&mut self, id: &str, how: Option<String>, now: u64) {
-        let Some((name, index)) = self.workloads.remove(id) else { return };
-        let Some(local) = self.roles.get_mut(&name) else { return };
+    fn exited(&mut self, name: &str, index: usize, id: &str, code: Option<i32>, sig: Option<i32>, now: u64) {
+        let Some(local) = self.roles.get_mut(name) else { return };
+        let stopping = local.stopping;
         let resource = &mut local.resources[index];
-        if resource.workload.as_deref() != Some(id) {
+        let rname = resource.spec.name.clone();
+        // A process workload ended.
+        if resource.up.as_deref() == Some(id) {
+            resource.up = None;
+            if !stopping {
+                let how = code.map_or_else(|| format!("signal {}", sig.unwrap_or(0)), |c| format!("exit code {c}"));
+                self.resource_failed(name, index, format!("resource '{rname}' exited ({how})"), now);
+            }
             return;
         }
-        resource.workload = None;
-        let Some(how) = how else {
-            // Fenced: nothing of the role survives; no restart without a lease.
-            self.roles.remove(&name);
-            return;
+        // An OCF action finished.
+        let Some(flight) = resource.in_flight.take().filter(|f| f.id == id) else { return };
+        let outcome = match (code, flight.killed) {
+            (_, true) => {
+                Err(format!("{} of '{rname}' did not finish within its timeout and was killed", flight.op.as_str()))
+            }
+            (Some(c), _) => Ok(c),
+            (None, _) => Err(format!("{} of '{rname}' died of signal {}", flight.op.as_str(), sig.unwrap_or(0))),
         };
-        if local.stopping {
-            return;
+        let described = |c: i32| format!("{} of '{rname}' returned {c} ({})", flight.op.as_str(), ocf::describe(c));
+        match (flight.op, outcome) {
+            (Op::Start, Ok(ocf::OCF_SUCCESS)) => {
+                resource.up = Some(format!("{name}.{rname}"));
+                resource.next_monitor_ms = now + resource.spec.timeouts.monitor_interval();
+                tracing::info!(role = %name, resource = %rname, "resource started");
+                self.start_next(name);
+            }
+            (Op::Start, result) => {
+                // A failed start may have left something half-started: stop cleans up.
+                resource.up = Some(format!("{name}.{rname}"));
+                let detail = result.err().unwrap_or_else(|| described(code.unwrap_or(-1)));
+                tracing::warn!(role = %name, "{detail}");
+                self.failed.insert(name.to_string(), (local.generation, detail));
+                self.begin_stop(name);
+            }
+            (Op::Monitor, Ok(ocf::OCF_SUCCESS)) => {}
+            (Op::Monitor, Ok(ocf::OCF_NOT_RUNNING)) => {
+                resource.up = None;
+                if !stopping {
+                    self.resource_failed(name, index, format!("monitor found '{rname}' not running"), now);
+                }
+            }
+            (Op::Monitor, result) => {
+                let detail = result.err().unwrap_or_else(|| described(code.unwrap_or(-1)));
+                // Still (partly) up: stop it, then start it again if the policy allows.
+                if !stopping {
+                    self.resource_failed(name, index, detail, now);
+                }
+            }
+            (Op::Stop, Ok(ocf::OCF_SUCCESS)) => {
+                resource.up = None;
+                if !stopping {
+                    self.start_next(name);
+                }
+            }
+            (Op::Stop, result) => {
+                resource.stop_failed = true;
+                let detail = result.err().unwrap_or_else(|| described(code.unwrap_or(-1)));
+                tracing::error!(role = %name, "{detail}; the role stays here until the stop succeeds or the node is fenced");
+            }
+            (Op::Spawn, _) => {}
         }
-        let policy = local.spec.resources[index].restart;
-        let resource_name = local.spec.resources[index].name.clone();
+    }
+
+    /// A resource stopped working. Restart it in place if its policy allows, else give the role
+    /// up on this node.
+    fn resource_failed(&mut self, name: &str, index: usize, detail: String, now: u64) {
+        let Some(local) = self.roles.get_mut(name) else { return };
+        let resource = &mut local.resources[index];
+        let policy = resource.spec.restart;
         resource.restarts_ms.retain(|&t| now.saturating_sub(t) < policy.period_s * 1000);
         if resource.restarts_ms.len() < policy.max_restarts as usize {
             resource.restarts_ms.push(now);
-            tracing::warn!(role = %name, resource = %resource_name, "resource exited ({how}); restarting it in place");
-            self.spawn_next(&name);
+            tracing::warn!(role = %name, "{detail}; restarting it in place");
+            if resource.up.is_some() {
+                // OCF resource still up after a failed monitor: stop first; the stop's success starts it again.
+                self.launch(name, index, Op::Stop);
+            } else {
+                self.start_next(name);
+            }
         } else {
-            let detail = format!(
-                "resource '{resource_name}' exited ({how}) after {} restart(s) within {} s",
-                policy.max_restarts, policy.period_s
-            );
+            let detail = format!("{detail}, after {} restart(s) within {} s", policy.max_restarts, policy.period_s);
             tracing::warn!(role = %name, "{detail}; giving it up on this node");
-            self.failed.insert(name.clone(), (local.generation, detail));
-            self.begin_stop(&name);
+            self.failed.insert(name.to_string(), (local.generation, detail));
+            self.begin_stop(name);
         }
     }
 
@@ -393,7 +474,7 @@ impl Executor {
 }
 
 /// Signal numbers as the guard protocol carries them.
-mod libc_signal {
+mod signal {
     pub const TERM: i32 = 15;
     pub const KILL: i32 = 9;
 }

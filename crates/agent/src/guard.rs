@@ -52,6 +52,9 @@ pub struct SpawnRequest {
     pub env: Vec<(String, String)>,
     /// Where the workload's stdout and stderr go (appended).
     pub log: Option<String>,
+    /// A workload's group dies with it; an OCF action's does not (its daemon lives on).
+    #[serde(default)]
+    pub keep_group: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -103,18 +106,21 @@ pub fn run(data_dir: &Path) -> anyhow::Result<()> {
         let _ = reader_tx.send(Input::AgentGone);
     });
 
-    let mut guard = Guard { marker, deadline_ms: None, running: BTreeMap::new(), agent_gone: false, tx };
+    let mut guard =
+        Guard { marker, deadline_ms: None, running: BTreeMap::new(), untracked: false, agent_gone: false, tx };
     loop {
         let now = clock::monotonic_ms();
-        if guard.deadline_ms.is_none_or(|d| now >= d) && !guard.running.is_empty() {
+        if guard.deadline_ms.is_none_or(|d| now >= d) && (!guard.running.is_empty() || guard.untracked) {
             guard.fence();
         }
-        if guard.agent_gone && guard.running.is_empty() {
+        if guard.agent_gone && guard.running.is_empty() && !guard.untracked {
             return Ok(());
         }
         // Sleep until the next message or the deadline, whichever comes first.
         let wait = match guard.deadline_ms {
-            Some(d) if !guard.running.is_empty() => Duration::from_millis(d.saturating_sub(now).max(1)),
+            Some(d) if !guard.running.is_empty() || guard.untracked => {
+                Duration::from_millis(d.saturating_sub(now).max(1))
+            }
             _ => Duration::from_secs(3600),
         };
         match rx.recv_timeout(wait) {
@@ -132,6 +138,8 @@ struct Guard {
     deadline_ms: Option<u64>,
     /// Workload id -> process group id.
     running: BTreeMap<String, i32>,
+    /// An OCF action ran since the last fence: it may have left daemons outside our groups.
+    untracked: bool,
     agent_gone: bool,
     tx: mpsc::Sender<Input>,
 }
@@ -187,18 +195,22 @@ impl Guard {
             command.stdout(Stdio::null()).stderr(Stdio::null());
         }
         let mut child = command.spawn().map_err(|e| format!("cannot start {}: {e}", request.program))?;
+        self.untracked |= request.keep_group;
         let pid = child.id();
         self.running.insert(request.id.clone(), pid as i32);
         let tx = self.tx.clone();
         let id = request.id;
         let pgid = pid as i32;
+        let keep_group = request.keep_group;
         // One waiting thread per workload: the exit is noticed the moment it happens. Whatever
         // the workload left in its group (a child holding a lock, say) is killed, and the exit
         // is reported only once the group is gone, so a restart never overlaps the old instance.
         std::thread::spawn(move || {
             if let Ok(status) = child.wait() {
-                let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
-                wait_group_gone(pgid, Duration::from_secs(5));
+                if !keep_group {
+                    let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+                    wait_group_gone(pgid, Duration::from_secs(5));
+                }
                 let _ = tx.send(Input::Exited { id, status });
             }
         });
@@ -214,9 +226,12 @@ impl Guard {
         for &pgid in self.running.values() {
             let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
         }
+        // What an OCF agent started lives in groups of its own; it carries our marker.
+        sweep_leftovers(&self.marker);
         let ids: Vec<String> = self.running.keys().cloned().collect();
         eprintln!("fence guard: lease ran out; killed {}", ids.join(", "));
         self.running.clear();
+        self.untracked = false;
         emit(&FromGuard::Fenced { ids });
     }
 }

@@ -101,9 +101,27 @@ pub async fn list_roles(State(agent): State<AppState>) -> Result<Json<Vec<RoleVi
 
 #[utoipa::path(post, path = "/api/v1/roles", security(("bearer" = [])), request_body(content = Object, description = "a role spec"),
     responses((status = 201), (status = 400, body = halo_core::view::ErrorView), (status = 409, body = halo_core::view::ErrorView)))]
-pub async fn create_role(State(agent): State<AppState>, Json(spec): Json<RoleSpec>) -> Result<StatusCode, ApiError> {
+pub async fn create_role(
+    State(agent): State<AppState>,
+    Json(mut spec): Json<RoleSpec>,
+) -> Result<StatusCode, ApiError> {
+    resolve_ocf(&mut spec).await?;
     agent.on_leader(LeaderRequest::Write(Command::CreateRole { spec, now_ms: clock::wall_ms() })).await?;
     Ok(StatusCode::CREATED)
+}
+
+/// OCF resources: the agent must exist here, its parameters must be ones it knows (and include
+/// the required ones), and unset timeouts come from its meta-data.
+pub async fn resolve_ocf(spec: &mut RoleSpec) -> Result<(), ApiError> {
+    let role = spec.name.clone();
+    let invalid = |reason: String| ApiError::bad_request(format!("invalid role '{role}': {reason}"));
+    for resource in spec.resources.iter_mut().filter(|r| r.kind.starts_with("ocf:")) {
+        halo_core::role::validate_resource_kind(&resource.kind).map_err(invalid)?;
+        let agent = crate::ocf::locate(&resource.kind).map_err(invalid)?;
+        let meta = crate::ocf::meta_data(&agent).await.map_err(invalid)?;
+        crate::ocf::apply_meta_data(resource, &meta).map_err(invalid)?;
+    }
+    Ok(())
 }
 
 #[utoipa::path(get, path = "/api/v1/roles/{name}", security(("bearer" = [])),

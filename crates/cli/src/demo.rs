@@ -151,6 +151,7 @@ fn sample_roles(dir: &Path) -> Vec<halo_core::role::RoleSpec> {
             kind: "process".into(),
             params: [("command".to_string(), command)].into(),
             restart: Default::default(),
+            timeouts: Default::default(),
         }],
         preferred: preferred.iter().map(|s| s.to_string()).collect(),
         possible: Vec::new(),

@@ -2,7 +2,8 @@
 
 use clap::{Args, Subcommand};
 use halo_core::role::{
-    Desired, Failback, FailoverPolicy, Priority, ResourceSpec, RestartPolicy, RoleSpec, validate_resource_kind,
+    Desired, Failback, FailoverPolicy, Priority, ResourceSpec, RestartPolicy, RoleSpec, Timeouts,
+    validate_resource_kind,
 };
 use halo_core::view::{RoleDetailView, RoleView};
 
@@ -83,6 +84,16 @@ pub struct CreateArgs {
     /// Create it stopped.
     #[arg(long)]
     pub stopped: bool,
+    /// Milliseconds between health checks (OCF monitor); default from the agent's meta-data.
+    #[arg(long, value_name = "MS")]
+    pub monitor_interval: Option<u64>,
+    /// Action timeouts in milliseconds; defaults from the agent's meta-data, else 20 s.
+    #[arg(long, value_name = "MS")]
+    pub start_timeout: Option<u64>,
+    #[arg(long, value_name = "MS")]
+    pub stop_timeout: Option<u64>,
+    #[arg(long, value_name = "MS")]
+    pub monitor_timeout: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -142,6 +153,12 @@ impl CreateArgs {
                 kind: self.kind.clone(),
                 params: parse_params(&self.params)?,
                 restart: RestartPolicy { max_restarts: self.max_restarts, period_s: self.restart_period },
+                timeouts: Timeouts {
+                    start_ms: self.start_timeout,
+                    stop_ms: self.stop_timeout,
+                    monitor_ms: self.monitor_timeout,
+                    monitor_interval_ms: self.monitor_interval,
+                },
             }],
             preferred: self.preferred.clone(),
             possible: self.possible.clone(),

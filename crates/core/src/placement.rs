@@ -135,6 +135,7 @@ pub(crate) mod tests_support {
                 kind: "process".into(),
                 params: [("command".to_string(), "sleep 1000".to_string())].into(),
                 restart: Default::default(),
+                timeouts: Default::default(),
             }],
             preferred: vec![],
             possible: vec![],

@@ -47,6 +47,52 @@ pub struct ResourceSpec {
     pub params: BTreeMap<String, String>,
     #[serde(default)]
     pub restart: RestartPolicy,
+    /// Action timeouts and the monitor interval; unset ones come from an OCF agent's
+    /// meta-data, or halo's defaults.
+    #[serde(default)]
+    pub timeouts: Timeouts,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct Timeouts {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitor_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitor_interval_ms: Option<u64>,
+}
+
+impl Timeouts {
+    pub const DEFAULT_START_MS: u64 = 20_000;
+    pub const DEFAULT_STOP_MS: u64 = 20_000;
+    pub const DEFAULT_MONITOR_MS: u64 = 20_000;
+    pub const DEFAULT_MONITOR_INTERVAL_MS: u64 = 10_000;
+
+    pub fn start(&self) -> u64 {
+        self.start_ms.unwrap_or(Self::DEFAULT_START_MS)
+    }
+    pub fn stop(&self) -> u64 {
+        self.stop_ms.unwrap_or(Self::DEFAULT_STOP_MS)
+    }
+    pub fn monitor(&self) -> u64 {
+        self.monitor_ms.unwrap_or(Self::DEFAULT_MONITOR_MS)
+    }
+    pub fn monitor_interval(&self) -> u64 {
+        self.monitor_interval_ms.unwrap_or(Self::DEFAULT_MONITOR_INTERVAL_MS)
+    }
+
+    /// Fill what is unset from `other` (an agent's meta-data).
+    pub fn or(self, other: Timeouts) -> Self {
+        Self {
+            start_ms: self.start_ms.or(other.start_ms),
+            stop_ms: self.stop_ms.or(other.stop_ms),
+            monitor_ms: self.monitor_ms.or(other.monitor_ms),
+            monitor_interval_ms: self.monitor_interval_ms.or(other.monitor_interval_ms),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Default, utoipa::ToSchema)]
@@ -257,6 +303,13 @@ impl RoleSpec {
                 .map_err(|e| invalid(format!("resource '{}': {e}", resource.name)))?;
             if resource.kind == "process" && resource.params.get("command").is_none_or(|c| c.trim().is_empty()) {
                 return Err(invalid(format!("resource '{}': a process needs a 'command' parameter", resource.name)));
+            }
+            let t = &resource.timeouts;
+            if [t.start_ms, t.stop_ms, t.monitor_ms].iter().flatten().any(|&ms| !(100..=3_600_000).contains(&ms)) {
+                return Err(invalid(format!("resource '{}': timeouts must be 100 ms to 1 h", resource.name)));
+            }
+            if t.monitor_interval_ms.is_some_and(|ms| !(200..=86_400_000).contains(&ms)) {
+                return Err(invalid(format!("resource '{}': monitor interval must be 200 ms to 1 day", resource.name)));
             }
             if resource.restart.period_s == 0 {
                 return Err(invalid(format!("resource '{}': restart period must be at least 1 s", resource.name)));

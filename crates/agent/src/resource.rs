@@ -1,0 +1,126 @@
+//! One resource of a role running on this node, as the executor tracks it: which driver runs
+//! it (a `process`, or an OCF agent), whether it is up, and the one operation in flight.
+//! Operations are carried out by the fence guard; this module only builds its requests.
+
+use std::path::Path;
+
+use halo_core::role::{ResourceSpec, RoleSpec};
+
+use crate::guard::SpawnRequest;
+use crate::ocf::{self, OcfAgent};
+
+#[derive(Debug, Clone)]
+pub enum Driver {
+    Process,
+    Ocf(OcfAgent),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// A process workload being spawned.
+    Spawn,
+    Start,
+    Stop,
+    Monitor,
+}
+
+impl Op {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Spawn => "spawn",
+            Op::Start => "start",
+            Op::Stop => "stop",
+            Op::Monitor => "monitor",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct InFlight {
+    pub id: String,
+    pub op: Op,
+    pub since_ms: u64,
+    /// Killed for running past its timeout.
+    pub killed: bool,
+}
+
+#[derive(Debug)]
+pub struct LocalResource {
+    pub spec: ResourceSpec,
+    pub driver: Driver,
+    /// Up since its start succeeded: a process's workload id, or the OCF instance name.
+    pub up: Option<String>,
+    pub in_flight: Option<InFlight>,
+    pub restarts_ms: Vec<u64>,
+    /// An OCF stop failed: the resource may still run, so the role can go nowhere else.
+    pub stop_failed: bool,
+    pub next_monitor_ms: u64,
+    /// Process stop: when SIGTERM went out, and whether SIGKILL followed.
+    pub term_sent_ms: Option<u64>,
+    pub kill_sent: bool,
+}
+
+impl LocalResource {
+    pub fn new(spec: &ResourceSpec) -> Result<Self, String> {
+        let driver = if spec.kind == "process" { Driver::Process } else { Driver::Ocf(ocf::locate(&spec.kind)?) };
+        Ok(Self {
+            spec: spec.clone(),
+            driver,
+            up: None,
+            in_flight: None,
+            restarts_ms: Vec::new(),
+            stop_failed: false,
+            next_monitor_ms: 0,
+            term_sent_ms: None,
+            kill_sent: false,
+        })
+    }
+
+    /// Something of it may run here.
+    pub fn active(&self) -> bool {
+        self.up.is_some() || self.in_flight.is_some()
+    }
+
+    /// The time limit of an operation, if it has one.
+    pub fn timeout_ms(&self, op: Op) -> Option<u64> {
+        match op {
+            Op::Spawn => None,
+            Op::Start => Some(self.spec.timeouts.start()),
+            Op::Stop => Some(self.spec.timeouts.stop()),
+            Op::Monitor => Some(self.spec.timeouts.monitor()),
+        }
+    }
+
+    /// The guard request for `op` (Spawn for a process, an OCF action otherwise).
+    pub fn request(&self, op: Op, role: &RoleSpec, generation: u64, node: &str, id: &str, logs: &Path) -> SpawnRequest {
+        let log = Some(logs.join(format!("{}.{}.log", role.name, self.spec.name)).display().to_string());
+        let mut request = match &self.driver {
+            Driver::Process => {
+                let mut env: Vec<(String, String)> = self
+                    .spec
+                    .params
+                    .iter()
+                    .filter_map(|(k, v)| k.strip_prefix("env.").map(|name| (name.to_string(), v.clone())))
+                    .collect();
+                env.push(("HALO_RESOURCE".into(), self.spec.name.clone()));
+                SpawnRequest {
+                    id: id.to_string(),
+                    program: "/bin/sh".into(),
+                    args: vec!["-c".into(), self.spec.params.get("command").cloned().unwrap_or_default()],
+                    cwd: self.spec.params.get("cwd").cloned(),
+                    env,
+                    log,
+                    keep_group: false,
+                }
+            }
+            Driver::Ocf(agent) => {
+                let instance = format!("{}.{}", role.name, self.spec.name);
+                ocf::action(agent, op.as_str(), &instance, &self.spec.params, id, log)
+            }
+        };
+        request.env.push(("HALO_NODE".into(), node.to_string()));
+        request.env.push(("HALO_ROLE".into(), role.name.clone()));
+        request.env.push(("HALO_GENERATION".into(), generation.to_string()));
+        request
+    }
+}
