@@ -67,7 +67,10 @@ pub async fn meta_data(agent: &OcfAgent) -> Result<MetaData, String> {
 }
 
 pub fn parse_meta_data(xml: &str) -> Result<MetaData, String> {
-    let doc = roxmltree::Document::parse(xml).map_err(|e| format!("unreadable meta-data: {e}"))?;
+    // Agents' meta-data carries a DOCTYPE line; entities are not expanded either way.
+    let options = roxmltree::ParsingOptions { allow_dtd: true, ..Default::default() };
+    let doc =
+        roxmltree::Document::parse_with_options(xml, options).map_err(|e| format!("unreadable meta-data: {e}"))?;
     let mut meta = MetaData::default();
     for node in doc.descendants() {
         match node.tag_name().name() {
@@ -182,6 +185,7 @@ mod tests {
     use super::*;
 
     const DUMMY: &str = r#"<?xml version="1.0"?>
+<!DOCTYPE resource-agent SYSTEM "ra-api-1.dtd">
 <resource-agent name="Dummy" version="1.0">
 <parameters>
 <parameter name="state" unique="1"><content type="string"/></parameter>

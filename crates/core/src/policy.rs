@@ -232,7 +232,8 @@ fn place_role(
                 Some(why) => format!("{why}, and no node can run it"),
                 None => "no node can run it".to_string(),
             };
-            if role.state != RoleState::Failed || role.detail != detail || role.owner.is_some() {
+            // Already failed and still unplaceable: keep the first explanation, commit nothing.
+            if role.state != RoleState::Failed || role.owner.is_some() {
                 next.generation += 1;
                 next.decision = Some(Decision {
                     at_ms: inputs.now_ms,

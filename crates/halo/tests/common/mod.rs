@@ -25,6 +25,8 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub nodes: Vec<Node>,
     pub config: PathBuf,
+    /// Extra environment for every agent started.
+    pub env: Vec<(String, String)>,
     iptables_rules: Vec<Vec<String>>,
 }
 
@@ -47,7 +49,7 @@ impl Cluster {
             })
             .collect();
         let config = dir.path().join("client.toml");
-        Self { dir, nodes, config, iptables_rules: Vec::new() }
+        Self { dir, nodes, config, env: Vec::new(), iptables_rules: Vec::new() }
     }
 
     pub fn start(&mut self, i: usize) {
@@ -68,6 +70,7 @@ impl Cluster {
         if node.witness {
             cmd.arg("--witness");
         }
+        cmd.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         node.child = Some(cmd.spawn().expect("spawn agent"));
         let api = node.api.clone();
         assert!(

@@ -1,0 +1,122 @@
+//! OCF resource agents with real agents: Debian's `ocf:heartbeat:Dummy` starts, is monitored,
+//! is restarted when its monitor fails, moves and fails over; an agent that hangs is killed at
+//! its timeout; a missing agent or an unknown parameter is a clear error.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+
+/// An OCF root with Debian's heartbeat agents plus `halotest:Hang`, whose start never returns.
+fn ocf_root(dir: &Path) -> String {
+    let root = dir.join("ocf");
+    std::fs::create_dir_all(root.join("resource.d/halotest")).expect("ocf dirs");
+    std::os::unix::fs::symlink("/usr/lib/ocf/lib", root.join("lib")).expect("lib link");
+    std::os::unix::fs::symlink("/usr/lib/ocf/resource.d/heartbeat", root.join("resource.d/heartbeat"))
+        .expect("heartbeat link");
+    let hang = root.join("resource.d/halotest/Hang");
+    std::fs::write(
+        &hang,
+        r#"#!/bin/sh
+case "$1" in
+meta-data) cat <<'XML'
+<?xml version="1.0"?>
+<resource-agent name="Hang" version="1.0"><parameters/>
+<actions><action name="start" timeout="20s"/><action name="stop" timeout="20s"/>
+<action name="monitor" timeout="20s" interval="10s"/><action name="meta-data" timeout="5s"/></actions>
+</resource-agent>
+XML
+  exit 0 ;;
+start) exec sleep 100000 ;;
+stop) exit 0 ;;
+monitor) exit 7 ;;
+*) exit 3 ;;
+esac
+"#,
+    )
+    .expect("write Hang");
+    std::fs::set_permissions(&hang, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    root.display().to_string()
+}
+
+fn owner(c: &Cluster, role: &str) -> Option<String> {
+    c.role(role).and_then(|r| r["owner"].as_str().map(str::to_string))
+}
+
+#[test]
+fn dummy_runs_is_monitored_moves_and_fails_over() {
+    let mut c = Cluster::new(119, 3, 0);
+    let root = ocf_root(c.dir.path());
+    c.env.push(("HALO_OCF_ROOT".into(), root));
+    c.form();
+    let state = c.dir.path().join("dummy.state");
+    let out = c.halo(&[
+        "role",
+        "create",
+        "dummy119",
+        "--type",
+        "ocf:heartbeat:Dummy",
+        "--param",
+        &format!("state={}", state.display()),
+        "--monitor-interval",
+        "300",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let first = c.wait_online("dummy119", Duration::from_secs(15), |_| true).expect("online");
+    assert!(state.exists(), "Dummy's start creates its state file");
+    // Timeouts came from the agent's meta-data where not given.
+    let shown = c.role("dummy119").expect("role");
+    assert_eq!(shown["spec"]["resources"][0]["timeouts"]["start_ms"], 20_000);
+    assert_eq!(shown["spec"]["resources"][0]["timeouts"]["monitor_interval_ms"], 300);
+
+    // The monitor notices the resource is gone and it is started again in place.
+    std::fs::remove_file(&state).expect("remove state");
+    assert!(wait_until(Duration::from_secs(10), || state.exists()), "monitor did not restart it");
+    assert_eq!(owner(&c, "dummy119").as_deref(), Some(first.as_str()));
+
+    // A planned move: stopped (state file removed) on one node, started on the other.
+    let target = if first == "n3" { "n2" } else { "n3" };
+    let out = c.halo(&["role", "move", "dummy119", "--to", target]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(owner(&c, "dummy119").as_deref(), Some(target));
+    let logs: String = (0..3).map(|i| c.log(i)).collect::<Vec<_>>().join("\n----\n");
+    assert!(state.exists(), "{logs}");
+
+    // Failover after a host crash.
+    let victim = c.index_of(target);
+    c.crash(victim);
+    let next = c.wait_online("dummy119", Duration::from_secs(20), |o| o != target);
+    assert!(next.is_some(), "{:?}", c.role("dummy119"));
+}
+
+#[test]
+fn a_hanging_agent_is_killed_at_its_timeout_and_bad_agents_are_refused() {
+    let mut c = Cluster::new(120, 2, 0);
+    let root = ocf_root(c.dir.path());
+    c.env.push(("HALO_OCF_ROOT".into(), root));
+    c.form();
+
+    let out = c.halo(&["role", "create", "hang120", "--type", "ocf:halotest:Hang", "--start-timeout", "800"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        wait_until(Duration::from_secs(20), || c.role("hang120").is_some_and(|r| r["state"] == "failed")),
+        "{:?}",
+        c.role("hang120")
+    );
+    let why = String::from_utf8_lossy(&c.halo(&["role", "why", "hang120"]).stdout).to_string();
+    assert!(why.contains("start of 'hang' did not finish within its timeout and was killed"), "{why}");
+    assert!(wait_until(Duration::from_secs(5), || role_processes("hang120").is_empty()), "the hung start survived");
+
+    let before = c.json(&["role", "list"]);
+    let out = c.halo(&["role", "create", "missing120", "--type", "ocf:heartbeat:NoSuchAgent"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(err.contains("OCF agent ocf:heartbeat:NoSuchAgent is not installed"), "{}", text(&out));
+    let out = c.halo(&["role", "create", "bogus120", "--type", "ocf:heartbeat:Dummy", "--param", "bogus=1"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has no parameter 'bogus'"), "{}", text(&out));
+    assert_eq!(c.json(&["role", "list"]), before, "refused input changed nothing");
+}
