@@ -27,6 +27,27 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/roles/{name}/move", post(move_role))
         .route("/api/v1/nodes/{name}/pause", post(pause_node))
         .route("/api/v1/nodes/{name}/resume", post(resume_node))
+        .route("/api/v1/events", get(events))
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+pub struct EventsQuery {
+    /// Only events after this sequence number (for following); without it, the newest ones.
+    pub after: Option<u64>,
+    /// At most this many (default 100, at most 1000).
+    pub limit: Option<usize>,
+}
+
+/// The cluster's event history as this node recorded it (every node records the same).
+#[utoipa::path(get, path = "/api/v1/events", security(("bearer" = [])), params(EventsQuery),
+    responses((status = 200, body = Vec<halo_core::events::Event>)))]
+pub async fn events(
+    State(agent): State<AppState>,
+    axum::extract::Query(query): axum::extract::Query<EventsQuery>,
+) -> Result<Json<Vec<halo_core::events::Event>>, ApiError> {
+    let member = agent.require_member()?;
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    member.reader.events(query.after, limit).map(Json).map_err(|e| ApiError::internal(e.to_string()))
 }
 
 #[derive(Debug, Default, serde::Deserialize, serde::Serialize, utoipa::ToSchema)]

@@ -38,6 +38,15 @@ pub enum Command {
     /// Create, inspect and operate roles.
     #[command(subcommand)]
     Role(crate::role::RoleCommand),
+    /// The cluster's event history: node, network and role changes, in words.
+    Events {
+        /// Keep printing new events as they happen (Ctrl-C to stop).
+        #[arg(long)]
+        follow: bool,
+        /// How many of the newest events to show first.
+        #[arg(long, default_value_t = 50)]
+        last: usize,
+    },
     /// Start a local 3-node cluster on this machine and keep it running until Ctrl-C.
     Demo(crate::demo::DemoArgs),
     /// The fence guard, started by the agent itself (not for people to run).
@@ -128,6 +137,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Role(command) => crate::role::run(&connect()?.0, command, json).await,
+        Command::Events { follow, last } => events(&connect()?.0, follow, last, json).await,
         Command::Node(NodeCommand::List) => {
             let nodes: Vec<NodeView> = connect()?.0.get("/api/v1/nodes").await?;
             if json {
@@ -187,6 +197,41 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("node '{name}' removed");
                 Ok(())
             }
+        }
+    }
+}
+
+async fn events(api: &Api, follow: bool, last: usize, json: bool) -> anyhow::Result<()> {
+    use halo_core::events::Event;
+    let print = |events: &[Event]| -> anyhow::Result<()> {
+        for e in events {
+            if json {
+                println!("{}", serde_json::to_string(e)?);
+            } else {
+                println!("{}  {:<8} {}", output::time_of_day(e.at_ms), e.kind, e.message);
+            }
+        }
+        Ok(())
+    };
+    let mut seen: Vec<Event> = api.get(&format!("/api/v1/events?limit={}", last.clamp(1, 1000))).await?;
+    if !follow && json {
+        // Without --follow, --json prints one array, like every other command.
+        return output::print_json(&seen);
+    }
+    print(&seen)?;
+    if !follow {
+        return Ok(());
+    }
+    let mut after = seen.pop().map_or(0, |e| e.seq);
+    loop {
+        tokio::select! {
+            _ = crate::demo::shutdown_signal() => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+        // Another node may answer after a failover; its history is the same.
+        if let Ok(new) = api.get::<Vec<Event>>(&format!("/api/v1/events?after={after}&limit=1000")).await {
+            print(&new)?;
+            after = new.last().map_or(after, |e| e.seq);
         }
     }
 }

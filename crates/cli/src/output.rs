@@ -162,3 +162,10 @@ pub fn cluster_text(c: &ClusterView) -> String {
     }
     out
 }
+
+/// `HH:MM:SS.mmm` (UTC) of a wall-clock timestamp, for event lines.
+pub fn time_of_day(at_ms: u64) -> String {
+    let ms = at_ms % 1000;
+    let s = at_ms / 1000;
+    format!("{:02}:{:02}:{:02}.{ms:03}", (s / 3600) % 24, (s / 60) % 60, s % 60)
+}

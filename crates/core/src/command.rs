@@ -226,6 +226,24 @@ pub enum Rejection {
     WitnessRunsNoRoles(String),
 }
 
+impl Command {
+    /// The wall-clock time the proposer stamped on the command, if it carries one.
+    pub fn timestamp_ms(&self) -> Option<u64> {
+        match self {
+            Command::AdmitNode { now_ms, .. }
+            | Command::SetNodeStates { now_ms, .. }
+            | Command::CreateRole { now_ms, .. }
+            | Command::SetRoleDesired { now_ms, .. }
+            | Command::PauseNode { now_ms, .. }
+            | Command::ResumeNode { now_ms, .. } => Some(*now_ms),
+            Command::DecideRole(d) => Some(d.now_ms),
+            Command::ReportRole(r) => Some(r.now_ms),
+            Command::CreateCluster { cluster, .. } => Some(cluster.created_at_ms),
+            _ => None,
+        }
+    }
+}
+
 impl std::fmt::Display for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

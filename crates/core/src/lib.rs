@@ -8,11 +8,13 @@
 //! - [`placement`]: which node should run a role, with reasons.
 //! - [`lease`]: when a node may run roles, and when the leader may assume it no longer does.
 //! - [`policy`]: the manager's decisions (place, fail over, stop) as commands.
+//! - [`events`]: every visible state change in words, derived from before/after states.
 //! - [`view`]: the stable JSON shapes the API and the CLI exchange.
 //!
 //! Time is always passed in as milliseconds, so the daemon and a simulator drive the same code.
 
 pub mod command;
+pub mod events;
 pub mod heartbeat;
 pub mod lease;
 pub mod membership;

@@ -35,6 +35,22 @@ fn drain_resume_with_failback_and_move() {
         assert_eq!(c.wait_online(name, Duration::from_secs(15), |_| true).as_deref(), Some(preferred));
     }
 
+    // Follow the event stream while operating.
+    let mut follower = std::process::Command::new(exe())
+        .args(["events", "--follow", "--json", "--last", "1"])
+        .env("HALO_CONFIG", &c.config)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("events --follow");
+    let stream = follower.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stream).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+
     // Drain: every role leaves n1, then n1 shows paused.
     let out = c.halo(&["node", "pause", "n1", "--drain"]);
     assert!(out.status.success(), "{}", text(&out));
@@ -76,6 +92,28 @@ fn drain_resume_with_failback_and_move() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no role named 'nosuch'"), "{}", text(&out));
     let out = c.halo(&["role", "move", "r3-118", "--to", "n3"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("already runs there"), "{}", text(&out));
+
+    // Every change is an event, in words, in the history and on the followed stream.
+    let history = c.json(&["events", "--last", "200"]);
+    let messages: Vec<&str> =
+        history.as_array().expect("events").iter().filter_map(|e| e["message"].as_str()).collect();
+    for expected in
+        ["n1: up -> paused", "role r1-118: moving from n1 to", "n1: paused -> up", "failback to preferred owner n1"]
+    {
+        assert!(messages.iter().any(|m| m.contains(expected)), "no event '{expected}' in {messages:#?}");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut followed = Vec::new();
+    while !followed.iter().any(|l: &String| l.contains("moving from n2 to n3")) && std::time::Instant::now() < deadline
+    {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            followed.push(line);
+        }
+    }
+    let _ = follower.kill();
+    let _ = follower.wait();
+    assert!(followed.iter().any(|l| l.contains("n1: up -> paused")), "{followed:#?}");
+    assert!(followed.iter().any(|l| l.contains("moving from n2 to n3")), "{followed:#?}");
 
     for (name, _) in roles {
         let dir = c.dir.path().join(name);

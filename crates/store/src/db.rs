@@ -3,12 +3,16 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use redb::{ReadableDatabase, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
 /// Raft log entries by index, JSON encoded.
 pub(crate) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
 /// Small named values: vote, committed, purged, applied state, snapshot, format version.
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// Events by sequence number, JSON encoded; the newest `EVENTS_KEPT` are kept.
+pub(crate) const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+const EVENTS_KEPT: u64 = 10_000;
 
 pub(crate) const FORMAT_KEY: &str = "format_version";
 const FORMAT: u32 = 1;
@@ -67,6 +71,59 @@ impl Database {
             table.insert(key, bytes.as_slice()).map_err(io)?;
         }
         tx.commit().map_err(io)
+    }
+}
+
+impl Database {
+    /// Store a meta value and new events in one transaction (one fsync).
+    pub(crate) fn put_meta_with_events<T: serde::Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+        events: &[halo_core::events::Event],
+    ) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(value).map_err(io)?;
+        let tx = self.db.begin_write().map_err(io)?;
+        {
+            let mut table = tx.open_table(META).map_err(io)?;
+            table.insert(key, bytes.as_slice()).map_err(io)?;
+            if let Some(last) = events.last() {
+                let mut log = tx.open_table(EVENTS).map_err(io)?;
+                for event in events {
+                    log.insert(event.seq, serde_json::to_vec(event).map_err(io)?.as_slice()).map_err(io)?;
+                }
+                // Sequence numbers grow by at most EVENTS_PER_ENTRY per log entry.
+                let horizon = last.seq.saturating_sub(EVENTS_KEPT * crate::machine::EVENTS_PER_ENTRY);
+                if horizon > 0 {
+                    log.retain_in::<u64, _>(..horizon, |_, _| false).map_err(io)?;
+                }
+            }
+        }
+        tx.commit().map_err(io)
+    }
+
+    /// Events with a sequence number above `after` (oldest first, at most `limit`), or without
+    /// `after` the newest `limit` events.
+    pub fn events(&self, after: Option<u64>, limit: usize) -> Result<Vec<halo_core::events::Event>, StoreError> {
+        let tx = self.db.begin_read().map_err(io)?;
+        let table = match tx.open_table(EVENTS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(io(e)),
+        };
+        let decode = |item: Result<(redb::AccessGuard<u64>, redb::AccessGuard<&[u8]>), redb::StorageError>| {
+            let (_, value) = item.map_err(io)?;
+            serde_json::from_slice(value.value()).map_err(io)
+        };
+        match after {
+            Some(after) => table.range(after.saturating_add(1)..).map_err(io)?.take(limit).map(decode).collect(),
+            None => {
+                let mut newest: Vec<_> =
+                    table.iter().map_err(io)?.rev().take(limit).map(decode).collect::<Result<_, _>>()?;
+                newest.reverse();
+                Ok(newest)
+            }
+        }
     }
 }
 

@@ -9,6 +9,7 @@ use std::sync::{Arc, RwLock};
 
 use futures_util::TryStreamExt;
 use halo_core::command::CommandResult;
+use halo_core::events::Event;
 use halo_core::state::ClusterState;
 use openraft::alias::{LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
 use openraft::storage::{EntryResponder, RaftStateMachine};
@@ -20,6 +21,8 @@ use crate::TypeConfig;
 use crate::db::{Database, io as store_io, off_runtime};
 
 const APPLIED: &str = "applied";
+/// Event numbers are `log index * EVENTS_PER_ENTRY + i`: the same on every node.
+pub(crate) const EVENTS_PER_ENTRY: u64 = 64;
 const SNAPSHOT: &str = "snapshot";
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -46,6 +49,7 @@ pub struct StateMachine {
 /// Read access to the applied cluster state, for the API and the manager.
 #[derive(Clone)]
 pub struct StateReader {
+    db: Database,
     applied: Arc<RwLock<Applied>>,
     changed: watch::Receiver<u64>,
 }
@@ -58,6 +62,11 @@ impl StateReader {
     /// Index of the last applied log entry (0 if none).
     pub fn applied_index(&self) -> u64 {
         self.applied.read().ok().and_then(|a| a.last_applied.as_ref().map(|l| l.index)).unwrap_or(0)
+    }
+
+    /// Events recorded on this node: after `after`, or the newest `limit`; oldest first.
+    pub fn events(&self, after: Option<u64>, limit: usize) -> Result<Vec<Event>, crate::StoreError> {
+        self.db.events(after, limit)
     }
 
     /// Resolves when the applied state changes.
@@ -74,11 +83,15 @@ impl StateMachine {
     }
 
     pub fn reader(&self) -> StateReader {
-        StateReader { applied: self.applied.clone(), changed: self.changed.subscribe() }
+        StateReader { db: self.db.clone(), applied: self.applied.clone(), changed: self.changed.subscribe() }
     }
 
     fn persist(&self, applied: &Applied) -> Result<(), io::Error> {
         Ok(self.db.put_meta(APPLIED, applied)?)
+    }
+
+    fn persist_with_events(&self, applied: &Applied, events: &[Event]) -> Result<(), io::Error> {
+        Ok(self.db.put_meta_with_events(APPLIED, applied, events)?)
     }
 
     /// Make `applied` what readers see, then wake them (in that order: a reader woken early
@@ -134,11 +147,21 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let mut work = self.applied.read().map_err(|_| lock_poisoned())?.clone();
         let mut responders = Vec::new();
+        let mut events = Vec::new();
         while let Some((entry, responder)) = entries.try_next().await? {
             work.last_applied = Some(entry.log_id);
             let result = match &entry.payload {
                 EntryPayload::Blank => CommandResult::Done,
-                EntryPayload::Normal(command) => Arc::make_mut(&mut work.state).apply(command),
+                EntryPayload::Normal(command) => {
+                    let before = work.state.clone();
+                    let result = Arc::make_mut(&mut work.state).apply(command);
+                    let at = command.timestamp_ms().unwrap_or(0);
+                    let mut new =
+                        halo_core::events::diff(&before, &work.state, at, entry.log_id.index * EVENTS_PER_ENTRY);
+                    new.truncate(EVENTS_PER_ENTRY as usize);
+                    events.extend(new);
+                    result
+                }
                 EntryPayload::Membership(membership) => {
                     work.membership = StoredMembershipOf::<TypeConfig>::new(Some(entry.log_id), membership.clone());
                     CommandResult::Done
@@ -151,7 +174,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // Persist before answering: a client told "done" must find it after a restart even if
         // the log was compacted in between.
         let this = self.clone();
-        let work = off_runtime(move || this.persist(&work).map(|()| work)).await?;
+        let work = off_runtime(move || this.persist_with_events(&work, &events).map(|()| work)).await?;
         self.publish(work)?;
         for (responder, result) in responders {
             responder.send(result);

@@ -1,0 +1,103 @@
+//! Events: every visible state change, in words, derived from the state before and after a
+//! committed command. Pure and deterministic, so every node records the same events.
+
+use serde::{Deserialize, Serialize};
+
+use crate::state::ClusterState;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct Event {
+    /// Position in the cluster's event history (increasing; from the Raft log index).
+    pub seq: u64,
+    pub at_ms: u64,
+    /// `node`, `network` or `role`.
+    pub kind: String,
+    /// The node or role it is about.
+    pub subject: String,
+    pub message: String,
+}
+
+/// The events between `before` and `after`, stamped `at_ms`, numbered from `first_seq`.
+pub fn diff(before: &ClusterState, after: &ClusterState, at_ms: u64, first_seq: u64) -> Vec<Event> {
+    let mut out: Vec<(String, String, String)> = Vec::new();
+    for node in after.nodes.values() {
+        match before.nodes.get(&node.id) {
+            None => out.push(("node".into(), node.name.clone(), format!("{} joined the cluster", node.name))),
+            Some(old) => {
+                if old.state != node.state {
+                    let message = format!("{}: {} -> {}", node.name, old.state.as_str(), node.state.as_str());
+                    out.push(("node".into(), node.name.clone(), message));
+                }
+                for (i, (a, b)) in old.networks.iter().zip(&node.networks).enumerate() {
+                    if a.state != b.state {
+                        let message = format!(
+                            "{} network {i} ({}): {} -> {}",
+                            node.name,
+                            b.address,
+                            a.state.as_str(),
+                            b.state.as_str()
+                        );
+                        out.push(("network".into(), node.name.clone(), message));
+                    }
+                }
+            }
+        }
+    }
+    for old in before.nodes.values().filter(|n| !after.nodes.contains_key(&n.id)) {
+        out.push(("node".into(), old.name.clone(), format!("{} was removed from the cluster", old.name)));
+    }
+    for role in after.roles.values() {
+        let name = &role.spec.name;
+        let Some(old) = before.roles.get(name) else {
+            out.push(("role".into(), name.clone(), format!("role {name} created")));
+            continue;
+        };
+        if old.spec.desired != role.spec.desired {
+            out.push(("role".into(), name.clone(), format!("role {name}: asked to be {:?}", role.spec.desired)));
+        }
+        if old.decisions.len() != role.decisions.len() || old.decisions.last() != role.decisions.last() {
+            if let Some(decision) = role.decisions.last() {
+                let message = format!("role {name}: {} (generation {})", decision.summary, decision.generation);
+                out.push(("role".into(), name.clone(), message));
+            }
+        }
+        if old.state != role.state {
+            let message = format!("role {name}: {} -> {} ({})", old.state.as_str(), role.state.as_str(), role.detail);
+            out.push(("role".into(), name.clone(), message));
+        }
+    }
+    for old in before.roles.values().filter(|r| !after.roles.contains_key(&r.spec.name)) {
+        out.push(("role".into(), old.spec.name.clone(), format!("role {} deleted", old.spec.name)));
+    }
+    out.into_iter()
+        .enumerate()
+        .map(|(i, (kind, subject, message))| Event { seq: first_seq + i as u64, at_ms, kind, subject, message })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::placement::tests_support::{cluster, role};
+    use crate::state::{NetworkState, NodeState};
+
+    #[test]
+    fn node_network_and_role_changes_become_events() {
+        let before = cluster();
+        let mut after = before.clone();
+        if let Some(b) = after.nodes.get_mut(&2) {
+            b.state = NodeState::Down;
+            b.networks[0].state = NetworkState::Down;
+        }
+        after.roles.insert("web".into(), role("web"));
+        let events = diff(&before, &after, 5, 100);
+        let messages: Vec<&str> = events.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            ["b: up -> down", "b network 0 (127.0.0.2:7401): up -> down", "role web created"],
+            "{events:?}"
+        );
+        assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [100, 101, 102]);
+        assert!(diff(&after, &after, 6, 0).is_empty());
+    }
+}
