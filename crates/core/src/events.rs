@@ -55,11 +55,11 @@ pub fn diff(before: &ClusterState, after: &ClusterState, at_ms: u64, first_seq: 
         if old.spec.desired != role.spec.desired {
             out.push(("role".into(), name.clone(), format!("role {name}: asked to be {:?}", role.spec.desired)));
         }
-        if old.decisions.len() != role.decisions.len() || old.decisions.last() != role.decisions.last() {
-            if let Some(decision) = role.decisions.last() {
-                let message = format!("role {name}: {} (generation {})", decision.summary, decision.generation);
-                out.push(("role".into(), name.clone(), message));
-            }
+        if (old.decisions.len() != role.decisions.len() || old.decisions.last() != role.decisions.last())
+            && let Some(decision) = role.decisions.last()
+        {
+            let message = format!("role {name}: {} (generation {})", decision.summary, decision.generation);
+            out.push(("role".into(), name.clone(), message));
         }
         if old.state != role.state {
             let message = format!("role {name}: {} -> {} ({})", old.state.as_str(), role.state.as_str(), role.detail);
