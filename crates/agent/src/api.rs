@@ -34,8 +34,10 @@ const MAX_TOKEN_TTL_SECONDS: u64 = 7 * 24 * 3600;
     paths(status, list_nodes, show_node, remove_node, issue_token, show_cluster, set_properties, ca, admit, bootstrap_create, bootstrap_join,
         crate::roles_api::list_roles, crate::roles_api::create_role, crate::roles_api::show_role, crate::roles_api::delete_role,
         crate::roles_api::start_role, crate::roles_api::stop_role, crate::roles_api::move_role,
-        crate::roles_api::pause_node, crate::roles_api::resume_node, crate::roles_api::events),
-    components(schemas(halo_core::events::Event, crate::roles_api::MoveRequestBody, crate::roles_api::PauseBody, crate::roles_api::ResumeBody, StatusView, DatabaseView, NodeView, NetworkView, RoleView, RoleDetailView, ErrorView, TokenRequest, TokenResponse, ClusterView,
+        crate::roles_api::pause_node, crate::roles_api::resume_node, crate::roles_api::events,
+        crate::roles_api::apply_roles),
+    components(schemas(halo_core::events::Event, halo_core::apply::Change, crate::roles_api::ApplyRequest,
+        crate::roles_api::ApplyResponse, crate::roles_api::MoveRequestBody, crate::roles_api::PauseBody, crate::roles_api::ResumeBody, StatusView, DatabaseView, NodeView, NetworkView, RoleView, RoleDetailView, ErrorView, TokenRequest, TokenResponse, ClusterView,
         PropertiesRequest, AdmissionRequest, AdmissionResponse, CreateClusterRequest, CreateClusterResponse,
         JoinClusterRequest, JoinClusterResponse)),
     modifiers(&BearerAuth)

@@ -126,7 +126,7 @@ pub fn apply_meta_data(resource: &mut ResourceSpec, meta: &MetaData) -> Result<(
     if let Some(missing) = meta.parameters.iter().find(|p| p.required && !resource.params.contains_key(&p.name)) {
         return Err(format!("{} needs the parameter '{}'", resource.kind, missing.name));
     }
-    resource.timeouts = resource.timeouts.or(meta.timeouts);
+    resource.agent_timeouts = meta.timeouts;
     Ok(())
 }
 
@@ -211,9 +211,11 @@ mod tests {
             params: [("fake".to_string(), "x".to_string())].into(),
             restart: Default::default(),
             timeouts: Timeouts { start_ms: Some(1000), ..Default::default() },
+            agent_timeouts: Timeouts::default(),
         };
         apply_meta_data(&mut r, &meta).expect("valid");
-        assert_eq!((r.timeouts.start_ms, r.timeouts.stop_ms), (Some(1000), Some(30_000)), "explicit wins");
+        let t = r.effective_timeouts();
+        assert_eq!((t.start_ms, t.stop_ms), (Some(1000), Some(30_000)), "explicit wins");
         r.params.insert("nosuch".into(), "1".into());
         assert!(apply_meta_data(&mut r, &meta).unwrap_err().contains("no parameter 'nosuch'"));
         r.params.clear();

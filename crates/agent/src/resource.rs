@@ -63,8 +63,11 @@ pub struct LocalResource {
 impl LocalResource {
     pub fn new(spec: &ResourceSpec) -> Result<Self, String> {
         let driver = if spec.kind == "process" { Driver::Process } else { Driver::Ocf(ocf::locate(&spec.kind)?) };
+        // The local copy carries the timeouts in force, whatever their source.
+        let mut spec = spec.clone();
+        spec.timeouts = spec.effective_timeouts();
         Ok(Self {
-            spec: spec.clone(),
+            spec,
             driver,
             up: None,
             in_flight: None,

@@ -28,6 +28,47 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/nodes/{name}/pause", post(pause_node))
         .route("/api/v1/nodes/{name}/resume", post(resume_node))
         .route("/api/v1/events", get(events))
+        .route("/api/v1/apply", post(apply_roles))
+}
+
+#[derive(Debug, serde::Deserialize, serde::Serialize, utoipa::ToSchema)]
+pub struct ApplyRequest {
+    #[schema(value_type = Vec<Object>)]
+    pub roles: Vec<RoleSpec>,
+    /// Only say what would change.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, serde::Deserialize, serde::Serialize, utoipa::ToSchema)]
+pub struct ApplyResponse {
+    pub changes: Vec<halo_core::apply::Change>,
+    pub dry_run: bool,
+}
+
+/// Declarative roles: create the missing, update the changed, all together or not at all.
+#[utoipa::path(post, path = "/api/v1/apply", security(("bearer" = [])), request_body = ApplyRequest,
+    responses((status = 200, body = ApplyResponse), (status = 400, body = halo_core::view::ErrorView)))]
+pub async fn apply_roles(
+    State(agent): State<AppState>,
+    Json(mut request): Json<ApplyRequest>,
+) -> Result<Json<ApplyResponse>, ApiError> {
+    for spec in &mut request.roles {
+        resolve_ocf(spec).await?;
+    }
+    if request.dry_run {
+        let state = agent.require_member()?.reader.state();
+        let changes =
+            halo_core::apply::plan(&state, &request.roles).map_err(|r| ApiError::bad_request(r.to_string()))?;
+        return Ok(Json(ApplyResponse { changes, dry_run: true }));
+    }
+    let command = Command::ApplyRoles { specs: request.roles, now_ms: clock::wall_ms() };
+    match agent.on_leader(LeaderRequest::Write(command)).await? {
+        LeaderReply::Written(halo_core::command::CommandResult::Applied(changes)) => {
+            Ok(Json(ApplyResponse { changes, dry_run: false }))
+        }
+        other => Err(ApiError::internal(format!("unexpected leader reply {other:?}"))),
+    }
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]

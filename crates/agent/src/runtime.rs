@@ -463,7 +463,7 @@ impl Agent {
         let (id, voter) = match self.write_as_leader(member, command).await? {
             CommandResult::NodeAdmitted { id, voter } => (id, voter),
             CommandResult::Rejected(r) => return Err(rejection_error(&r)),
-            CommandResult::Done => return Err(ApiError::internal("admission returned no node id")),
+            _ => return Err(ApiError::internal("admission returned no node id")),
         };
         let peer =
             PeerNode { name: request.name.clone(), api: request.api.clone(), networks: request.networks.clone() };

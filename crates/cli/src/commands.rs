@@ -38,6 +38,14 @@ pub enum Command {
     /// Create, inspect and operate roles.
     #[command(subcommand)]
     Role(crate::role::RoleCommand),
+    /// Declarative roles from a TOML file: create the missing, update the changed (idempotent).
+    Apply {
+        #[arg(short = 'f', long = "file")]
+        file: std::path::PathBuf,
+        /// Show what would change, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// The cluster's event history: node, network and role changes, in words.
     Events {
         /// Keep printing new events as they happen (Ctrl-C to stop).
@@ -137,6 +145,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Role(command) => crate::role::run(&connect()?.0, command, json).await,
+        Command::Apply { file, dry_run } => crate::role::apply(&connect()?.0, &file, dry_run, json).await,
         Command::Events { follow, last } => events(&connect()?.0, follow, last, json).await,
         Command::Node(NodeCommand::List) => {
             let nodes: Vec<NodeView> = connect()?.0.get("/api/v1/nodes").await?;

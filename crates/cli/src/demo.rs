@@ -152,6 +152,7 @@ fn sample_roles(dir: &Path) -> Vec<halo_core::role::RoleSpec> {
             params: [("command".to_string(), command)].into(),
             restart: Default::default(),
             timeouts: Default::default(),
+            agent_timeouts: Default::default(),
         }],
         preferred: preferred.iter().map(|s| s.to_string()).collect(),
         possible: Vec::new(),

@@ -159,6 +159,7 @@ impl CreateArgs {
                     monitor_ms: self.monitor_timeout,
                     monitor_interval_ms: self.monitor_interval,
                 },
+                agent_timeouts: Timeouts::default(),
             }],
             preferred: self.preferred.clone(),
             possible: self.possible.clone(),
@@ -261,4 +262,51 @@ pub async fn run(api: &Api, command: RoleCommand, json: bool) -> anyhow::Result<
             done("deleted", &name)
         }
     }
+}
+
+/// The `halo apply` file: `[[role]]` tables in the shape of `halo role show R --json`'s `spec`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApplyFile {
+    #[serde(default)]
+    role: Vec<RoleSpec>,
+}
+
+pub async fn apply(api: &Api, file: &std::path::Path, dry_run: bool, json: bool) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let parsed: ApplyFile =
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{} is not a valid roles file: {e}", file.display()))?;
+    if parsed.role.is_empty() {
+        anyhow::bail!("{} defines no roles (expected [[role]] tables)", file.display());
+    }
+    let body = serde_json::json!({ "roles": parsed.role, "dry_run": dry_run });
+    let answer: serde_json::Value = api.post("/api/v1/apply", &body).await?;
+    if json {
+        return output::print_json(&answer);
+    }
+    let changes: Vec<halo_core::apply::Change> = serde_json::from_value(answer["changes"].clone())?;
+    let (mut created, mut updated, mut unchanged) = (0, 0, 0);
+    for change in &changes {
+        match change {
+            halo_core::apply::Change::Create { role } => {
+                created += 1;
+                println!("+ create {role}");
+            }
+            halo_core::apply::Change::Update { role, fields } => {
+                updated += 1;
+                println!("~ update {role} ({})", fields.join(", "));
+            }
+            halo_core::apply::Change::Unchanged { role } => {
+                unchanged += 1;
+                println!("= unchanged {role}");
+            }
+        }
+    }
+    let verb = if dry_run { "would be" } else { "were" };
+    println!(
+        "{created} {verb} created, {updated} {verb} updated, {unchanged} unchanged{}",
+        if dry_run { " (dry run: nothing changed)" } else { "" }
+    );
+    Ok(())
 }

@@ -48,6 +48,11 @@ pub enum Command {
     DeleteRole {
         role: String,
     },
+    /// `halo apply`: create and update roles, all together or not at all.
+    ApplyRoles {
+        specs: Vec<RoleSpec>,
+        now_ms: u64,
+    },
     /// `halo role start|stop`: what the admin wants; the manager makes it so.
     SetRoleDesired {
         role: String,
@@ -177,6 +182,7 @@ pub enum CommandResult {
         id: NodeId,
         voter: bool,
     },
+    Applied(Vec<crate::apply::Change>),
     Rejected(Rejection),
 }
 
@@ -233,6 +239,7 @@ impl Command {
             Command::AdmitNode { now_ms, .. }
             | Command::SetNodeStates { now_ms, .. }
             | Command::CreateRole { now_ms, .. }
+            | Command::ApplyRoles { now_ms, .. }
             | Command::SetRoleDesired { now_ms, .. }
             | Command::PauseNode { now_ms, .. }
             | Command::ResumeNode { now_ms, .. } => Some(*now_ms),
@@ -255,6 +262,7 @@ impl std::fmt::Display for Command {
             Command::SetProperties { properties } => write!(f, "set {} propert(ies)", properties.len()),
             Command::CreateRole { spec, .. } => write!(f, "create role {}", spec.name),
             Command::DeleteRole { role } => write!(f, "delete role {role}"),
+            Command::ApplyRoles { specs, .. } => write!(f, "apply {} role(s)", specs.len()),
             Command::SetRoleDesired { role, desired, .. } => write!(f, "set role {role} desired {desired:?}"),
             Command::MoveRole { role, to } => write!(f, "move role {role} to {to:?}"),
             Command::PauseNode { node, drain, .. } => write!(f, "pause node {node} (drain {drain})"),

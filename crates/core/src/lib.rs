@@ -4,7 +4,7 @@
 //! - [`membership`]: the heartbeat failure detector and how node states are derived from it.
 //! - [`heartbeat`]: the authenticated heartbeat datagram (encode/decode only).
 //! - [`quorum`]: majority arithmetic.
-//! - [`role`]: role specs and the decisions recorded about them.
+//! - [`role`]: role specs and the decisions recorded about them; [`apply`]: declarative roles.
 //! - [`placement`]: which node should run a role, with reasons.
 //! - [`lease`]: when a node may run roles, and when the leader may assume it no longer does.
 //! - [`policy`]: the manager's decisions (place, fail over, stop) as commands.
@@ -13,6 +13,7 @@
 //!
 //! Time is always passed in as milliseconds, so the daemon and a simulator drive the same code.
 
+pub mod apply;
 pub mod command;
 pub mod events;
 pub mod heartbeat;

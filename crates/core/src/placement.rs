@@ -136,6 +136,7 @@ pub(crate) mod tests_support {
                 params: [("command".to_string(), "sleep 1000".to_string())].into(),
                 restart: Default::default(),
                 timeouts: Default::default(),
+                agent_timeouts: Default::default(),
             }],
             preferred: vec![],
             possible: vec![],

@@ -13,6 +13,7 @@ use crate::command::Rejection;
 use crate::state::ClusterState;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct RoleSpec {
     pub name: String,
     pub resources: Vec<ResourceSpec>,
@@ -38,6 +39,7 @@ pub struct RoleSpec {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct ResourceSpec {
     pub name: String,
     /// `process`, or `ocf:PROVIDER:AGENT`.
@@ -47,13 +49,24 @@ pub struct ResourceSpec {
     pub params: BTreeMap<String, String>,
     #[serde(default)]
     pub restart: RestartPolicy,
-    /// Action timeouts and the monitor interval; unset ones come from an OCF agent's
-    /// meta-data, or halo's defaults.
+    /// Action timeouts and the monitor interval as configured; unset ones come from
+    /// `agent_timeouts`, then halo's defaults.
     #[serde(default)]
     pub timeouts: Timeouts,
+    /// What the OCF agent's meta-data says, filled in by the cluster when the role is saved.
+    #[serde(default, skip_serializing_if = "Timeouts::is_unset")]
+    pub agent_timeouts: Timeouts,
+}
+
+impl ResourceSpec {
+    /// The timeouts in force: configured, else the agent's, else halo's defaults.
+    pub fn effective_timeouts(&self) -> Timeouts {
+        self.timeouts.or(self.agent_timeouts)
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields)]
 pub struct Timeouts {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_ms: Option<u64>,
@@ -84,6 +97,10 @@ impl Timeouts {
         self.monitor_interval_ms.unwrap_or(Self::DEFAULT_MONITOR_INTERVAL_MS)
     }
 
+    pub fn is_unset(&self) -> bool {
+        *self == Self::default()
+    }
+
     /// Fill what is unset from `other` (an agent's meta-data).
     pub fn or(self, other: Timeouts) -> Self {
         Self {
@@ -108,6 +125,7 @@ pub enum Priority {
 
 /// Fail over at most `max_failovers` times within `period_s`; past that the role is `failed`.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
 pub struct FailoverPolicy {
     pub max_failovers: u32,
     pub period_s: u64,
@@ -121,6 +139,7 @@ impl Default for FailoverPolicy {
 
 /// Restart in place up to `max_restarts` times within `period_s`, then fail the role over.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
 pub struct RestartPolicy {
     pub max_restarts: u32,
     pub period_s: u64,

@@ -303,6 +303,24 @@ impl ClusterState {
                 self.roles.insert(spec.name.clone(), RoleRecord::new(spec.clone(), *now_ms));
                 Ok(CommandResult::Done)
             }
+            Command::ApplyRoles { specs, now_ms } => {
+                self.require_cluster()?;
+                let changes = crate::apply::plan(self, specs)?;
+                for (spec, change) in specs.iter().zip(&changes) {
+                    match change {
+                        crate::apply::Change::Create { .. } => {
+                            self.roles.insert(spec.name.clone(), RoleRecord::new(spec.clone(), *now_ms));
+                        }
+                        crate::apply::Change::Update { .. } => {
+                            if let Some(record) = self.roles.get_mut(&spec.name) {
+                                crate::apply::update(record, spec, *now_ms);
+                            }
+                        }
+                        crate::apply::Change::Unchanged { .. } => {}
+                    }
+                }
+                Ok(CommandResult::Applied(changes))
+            }
             Command::DeleteRole { role } => {
                 let record = self.roles.get(role).ok_or_else(|| Rejection::UnknownRole(role.clone()))?;
                 if let Some(node) = record.owner.or(record.releasing) {

@@ -69,7 +69,7 @@ fn dummy_runs_is_monitored_moves_and_fails_over() {
     assert!(state.exists(), "Dummy's start creates its state file");
     // Timeouts came from the agent's meta-data where not given.
     let shown = c.role("dummy119").expect("role");
-    assert_eq!(shown["spec"]["resources"][0]["timeouts"]["start_ms"], 20_000);
+    assert_eq!(shown["spec"]["resources"][0]["agent_timeouts"]["start_ms"], 20_000);
     assert_eq!(shown["spec"]["resources"][0]["timeouts"]["monitor_interval_ms"], 300);
 
     // The monitor notices the resource is gone and it is started again in place.
