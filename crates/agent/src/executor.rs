@@ -75,6 +75,7 @@ struct Executor {
     operations: BTreeMap<String, (String, usize)>,
     /// Roles that failed here beyond their restart policy: generation and why.
     failed: BTreeMap<String, (u64, String)>,
+    /// When each (role, outcome, generation) report last went out.
     reports_sent: BTreeMap<String, u64>,
     reports_in_flight: BTreeSet<String>,
     report_done: mpsc::UnboundedSender<String>,
@@ -446,12 +447,15 @@ impl Executor {
         let now = clock::monotonic_ms();
         for (role, outcome, detail) in due {
             let name = role.spec.name.clone();
+            // Throttle repeats of the same report only: a new fact goes out at once.
+            let key = format!("{name}/{outcome:?}/{}", role.generation);
             if self.reports_in_flight.contains(&name)
-                || self.reports_sent.get(&name).is_some_and(|&at| now < at + REPORT_RETRY_MS)
+                || self.reports_sent.get(&key).is_some_and(|&at| now < at + REPORT_RETRY_MS)
             {
                 continue;
             }
-            self.reports_sent.insert(name.clone(), now);
+            self.reports_sent.retain(|_, at| now < *at + REPORT_RETRY_MS);
+            self.reports_sent.insert(key, now);
             self.reports_in_flight.insert(name.clone());
             let report = RoleReport {
                 role: name.clone(),

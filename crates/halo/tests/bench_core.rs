@@ -7,18 +7,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn summary(label: &str, mut samples: Vec<f64>) {
-    samples.sort_by(f64::total_cmp);
-    let median = samples[samples.len() / 2];
-    println!(
-        "BENCH {label}: n={} min={:.3} median={:.3} max={:.3}",
-        samples.len(),
-        samples[0],
-        median,
-        samples[samples.len() - 1]
-    );
-}
-
 #[test]
 #[ignore = "benchmark: run with scripts/bench"]
 fn bench_leader_loss_to_new_leader() {

@@ -293,7 +293,7 @@ pub fn lock_workload(dir: &std::path::Path) -> String {
         ),
     )
     .expect("write workload");
-    format!("sh {}", script.display())
+    format!("exec sh {}", script.display())
 }
 
 /// Lines of `dir/name`, or none.
@@ -352,4 +352,21 @@ pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Print `BENCH label: n= min= median= max=` for a benchmark.
+pub fn summary(label: &str, mut samples: Vec<f64>) {
+    if samples.is_empty() {
+        println!("BENCH {label}: no samples");
+        return;
+    }
+    samples.sort_by(f64::total_cmp);
+    let median = samples[samples.len() / 2];
+    println!(
+        "BENCH {label}: n={} min={:.3} median={:.3} max={:.3}",
+        samples.len(),
+        samples[0],
+        median,
+        samples[samples.len() - 1]
+    );
 }

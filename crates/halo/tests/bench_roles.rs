@@ -1,0 +1,210 @@
+//! Benchmarks of roles and failover. Ignored by the normal suite; run with `scripts/bench`.
+//! They print numbers (for docs/benchmarks.md) and assert only that nothing ran twice.
+//! `HALO_BENCH_RUNS` sets the number of crash runs per profile (default 20).
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+fn runs() -> usize {
+    std::env::var("HALO_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(20)
+}
+
+/// A workload that records its start, and its stop on SIGTERM, with millisecond times.
+fn timed_workload(dir: &std::path::Path) -> String {
+    std::fs::create_dir_all(dir).expect("dir");
+    let script = dir.join("timed.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nexec 9>>'{d}/lock'\n\
+             if ! flock -n 9; then echo \"$HALO_NODE $(date +%s%3N)\" >> '{d}/failures'; exit 1; fi\n\
+             echo \"start $HALO_NODE $(date +%s%3N)\" >> '{d}/times'\n\
+             trap 'echo \"stop $HALO_NODE $(date +%s%3N)\" >> {d}/times; exit 0' TERM\n\
+             sleep 100000 & wait\n",
+            d = dir.display()
+        ),
+    )
+    .expect("script");
+    format!("exec sh {}", script.display())
+}
+
+fn times(dir: &std::path::Path, kind: &str) -> Vec<(String, u64)> {
+    lines(dir, "times")
+        .iter()
+        .filter_map(|l| {
+            let mut p = l.split_whitespace();
+            (p.next()? == kind).then_some(())?;
+            Some((p.next()?.to_string(), p.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+fn owner(c: &Cluster, role: &str) -> String {
+    c.role(role).and_then(|r| r["owner"].as_str().map(str::to_string)).expect("owner")
+}
+
+fn crash_runs(c: &mut Cluster, label: &str, dir: &std::path::Path, role: &str) {
+    let mut follower_crash = Vec::new();
+    let mut leader_crash = Vec::new();
+    for run in 0..runs() {
+        // Alternate: most runs crash a follower owner, every fourth the leader itself.
+        let leader = c.leader().expect("leader");
+        let want_leader = run % 4 == 3;
+        let current = owner(c, role);
+        let target = if want_leader {
+            leader.clone()
+        } else {
+            c.nodes.iter().map(|n| n.name.clone()).find(|n| *n != leader && *n != current).unwrap_or(current.clone())
+        };
+        if target != current {
+            let out = c.halo(&["role", "move", role, "--to", &target]);
+            assert!(out.status.success(), "{}", text(&out));
+        }
+        let starts_before = times(dir, "start").len();
+        let victim = c.index_of(&target);
+        let crashed_at = wall_ms();
+        c.crash(victim);
+        assert!(wait_until(Duration::from_secs(30), || times(dir, "start").len() > starts_before), "no restart");
+        let started = times(dir, "start").last().map(|(_, t)| *t).unwrap_or(0);
+        let seconds = started.saturating_sub(crashed_at) as f64 / 1000.0;
+        if target == leader {
+            leader_crash.push(seconds)
+        } else {
+            follower_crash.push(seconds)
+        }
+        c.start(victim);
+        assert!(c.wait_status(Duration::from_secs(30), |s| s["quorum"] == true && up_count(s) == 3));
+        assert!(c.wait_online(role, Duration::from_secs(30), |_| true).is_some());
+    }
+    summary(&format!("{label}: node crash -> role started elsewhere (s), owner a follower"), follower_crash);
+    summary(&format!("{label}: node crash -> role started elsewhere (s), owner the leader"), leader_crash);
+    assert!(lines(dir, "failures").is_empty(), "ran twice: {:?}", lines(dir, "failures"));
+}
+
+#[test]
+#[ignore = "benchmark: run with scripts/bench"]
+fn bench_node_crash_to_role_online_default_profile() {
+    let mut c = Cluster::new(130, 3, 0);
+    c.form();
+    let dir = c.dir.path().join("work");
+    let command = timed_workload(&dir);
+    assert!(
+        c.halo(&["role", "create", "crash130", "--type", "process", "--param", &format!("command={command}")])
+            .status
+            .success()
+    );
+    assert!(c.wait_online("crash130", Duration::from_secs(15), |_| true).is_some());
+    crash_runs(&mut c, "default profile", &dir, "crash130");
+}
+
+#[test]
+#[ignore = "benchmark: run with scripts/bench"]
+fn bench_node_crash_to_role_online_fast_profile() {
+    let mut c = Cluster::new(131, 3, 0);
+    c.form();
+    assert!(c.halo(&["cluster", "set", "profile=fast"]).status.success());
+    let dir = c.dir.path().join("work");
+    let command = timed_workload(&dir);
+    assert!(
+        c.halo(&["role", "create", "crash131", "--type", "process", "--param", &format!("command={command}")])
+            .status
+            .success()
+    );
+    assert!(c.wait_online("crash131", Duration::from_secs(15), |_| true).is_some());
+    crash_runs(&mut c, "fast profile", &dir, "crash131");
+}
+
+#[test]
+#[ignore = "benchmark: run with scripts/bench"]
+fn bench_restart_in_place_and_planned_move() {
+    let mut c = Cluster::new(132, 3, 0);
+    c.form();
+    let dir = c.dir.path().join("work");
+    let command = timed_workload(&dir);
+    let out = c.halo(&[
+        "role",
+        "create",
+        "svc132",
+        "--type",
+        "process",
+        "--param",
+        &format!("command={command}"),
+        "--max-restarts",
+        "1000",
+        "--restart-period",
+        "1",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(c.wait_online("svc132", Duration::from_secs(15), |_| true).is_some());
+
+    let mut restart = Vec::new();
+    for _ in 0..runs() {
+        std::thread::sleep(Duration::from_millis(300));
+        let before = times(&dir, "start").len();
+        let killed_at = wall_ms();
+        for group in role_processes("svc132") {
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(group), nix::sys::signal::Signal::SIGKILL);
+        }
+        assert!(wait_until(Duration::from_secs(10), || times(&dir, "start").len() > before));
+        let started = times(&dir, "start").last().map(|(_, t)| *t).unwrap_or(0);
+        restart.push(started.saturating_sub(killed_at) as f64 / 1000.0);
+    }
+    summary("service process killed -> restarted in place (s)", restart);
+
+    let mut outage = Vec::new();
+    for _ in 0..runs() {
+        let current = owner(&c, "svc132");
+        let target = c.nodes.iter().map(|n| n.name.clone()).find(|n| *n != current).expect("target");
+        let stops_before = times(&dir, "stop").len();
+        let starts_before = times(&dir, "start").len();
+        let out = c.halo(&["role", "move", "svc132", "--to", &target]);
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(wait_until(Duration::from_secs(10), || times(&dir, "start").len() > starts_before));
+        let stopped = times(&dir, "stop").get(stops_before).map(|(_, t)| *t).expect("stop recorded");
+        let started = times(&dir, "start").last().map(|(_, t)| *t).unwrap_or(0);
+        outage.push(started.saturating_sub(stopped) as f64 / 1000.0);
+    }
+    summary("planned move: old instance stopped -> new one started (s)", outage);
+    assert!(lines(&dir, "failures").is_empty());
+}
+
+#[test]
+#[ignore = "benchmark: run with scripts/bench"]
+fn bench_drain_of_50_roles() {
+    let mut c = Cluster::new(133, 3, 0);
+    c.form();
+    for i in 0..50 {
+        let name = format!("d{i:02}");
+        let out = c.halo(&[
+            "role",
+            "create",
+            &name,
+            "--type",
+            "process",
+            "--param",
+            "command=exec sleep 100000",
+            "--preferred",
+            "n1",
+        ]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    assert!(wait_until(Duration::from_secs(60), || c
+        .json(&["role", "list"])
+        .as_array()
+        .is_some_and(|a| a.iter().all(|r| r["state"] == "online"))));
+    let t = std::time::Instant::now();
+    let out = c.halo(&["node", "pause", "n1", "--drain"]);
+    assert!(out.status.success(), "{}", text(&out));
+    println!("BENCH drain of a node with 50 process roles: {:.3} s", t.elapsed().as_secs_f64());
+    let t = std::time::Instant::now();
+    let out = c.halo(&["node", "resume", "n1", "--failback"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(wait_until(Duration::from_secs(60), || c
+        .json(&["role", "list"])
+        .as_array()
+        .is_some_and(|a| a.iter().all(|r| r["state"] == "online" && r["owner"] == "n1"))));
+    println!("BENCH resume with failback of 50 process roles: {:.3} s", t.elapsed().as_secs_f64());
+}
