@@ -29,6 +29,42 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/nodes/{name}/resume", post(resume_node))
         .route("/api/v1/events", get(events))
         .route("/api/v1/apply", post(apply_roles))
+        .route("/api/v1/plan", get(plan))
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+pub struct PlanQuery {
+    /// The node to imagine lost.
+    pub fail: String,
+}
+
+#[derive(Debug, serde::Deserialize, serde::Serialize, utoipa::ToSchema)]
+pub struct PlanView {
+    pub node: String,
+    /// Whether the node is the current leader (its loss costs an election first).
+    pub leader: bool,
+    pub recoveries: Vec<halo_core::plan::PlannedRecovery>,
+}
+
+/// What would happen to each role of a node if it died now, with the worst-case time.
+#[utoipa::path(get, path = "/api/v1/plan", security(("bearer" = [])), params(PlanQuery),
+    responses((status = 200, body = PlanView), (status = 404, body = halo_core::view::ErrorView)))]
+pub async fn plan(
+    State(agent): State<AppState>,
+    axum::extract::Query(query): axum::extract::Query<PlanQuery>,
+) -> Result<Json<PlanView>, ApiError> {
+    let member = agent.require_member()?;
+    let state = member.reader.state();
+    let node = node_id(&agent, &query.fail)?;
+    let leader = member.metrics().current_leader;
+    let t = &agent.config.timing;
+    // Pre-vote and Raft's leader lease make an election take up to two election timeouts.
+    let timing = halo_core::plan::PlanTiming {
+        election_ms: 2 * t.election_timeout_max_ms,
+        grant_window_ms: agent.lease_timing(&state).grant_window_ms,
+    };
+    let recoveries = halo_core::plan::fail(&state, node, leader, timing);
+    Ok(Json(PlanView { node: query.fail, leader: leader == Some(node), recoveries }))
 }
 
 #[derive(Debug, serde::Deserialize, serde::Serialize, utoipa::ToSchema)]

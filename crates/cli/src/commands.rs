@@ -46,6 +46,12 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// What would happen if a node died now: where each of its roles would go, and how long
+    /// it could take at worst. Changes nothing.
+    Plan {
+        #[arg(long, value_name = "NODE")]
+        fail: String,
+    },
     /// The cluster's event history: node, network and role changes, in words.
     Events {
         /// Keep printing new events as they happen (Ctrl-C to stop).
@@ -146,6 +152,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Role(command) => crate::role::run(&connect()?.0, command, json).await,
         Command::Apply { file, dry_run } => crate::role::apply(&connect()?.0, &file, dry_run, json).await,
+        Command::Plan { fail } => {
+            let plan: serde_json::Value = connect()?.0.get(&format!("/api/v1/plan?fail={fail}")).await?;
+            if json {
+                return output::print_json(&plan);
+            }
+            print!("{}", output::plan_text(&plan));
+            Ok(())
+        }
         Command::Events { follow, last } => events(&connect()?.0, follow, last, json).await,
         Command::Node(NodeCommand::List) => {
             let nodes: Vec<NodeView> = connect()?.0.get("/api/v1/nodes").await?;

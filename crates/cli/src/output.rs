@@ -169,3 +169,33 @@ pub fn time_of_day(at_ms: u64) -> String {
     let s = at_ms / 1000;
     format!("{:02}:{:02}:{:02}.{ms:03}", (s / 3600) % 24, (s / 60) % 60, s % 60)
 }
+
+/// `halo plan --fail N` for people.
+pub fn plan_text(plan: &serde_json::Value) -> String {
+    let node = plan["node"].as_str().unwrap_or("?");
+    let recoveries = plan["recoveries"].as_array().cloned().unwrap_or_default();
+    let mut out = format!(
+        "if {node} failed now{}:\n",
+        if plan["leader"] == true { " (it is the leader: an election comes first)" } else { "" }
+    );
+    if recoveries.is_empty() {
+        out.push_str("  it runs no roles; nothing would move\n");
+        return out;
+    }
+    let mut t = table(&["ROLE", "TO", "WORST CASE", "WHY"]);
+    for r in &recoveries {
+        let to = r["to"].as_str().unwrap_or("nowhere");
+        let worst = r["worst_case_ms"].as_u64().map_or("-".to_string(), |ms| format!("{:.1} s", ms as f64 / 1000.0));
+        let reasons: Vec<&str> =
+            r["reasons"].as_array().map(|a| a.iter().filter_map(|x| x.as_str()).collect()).unwrap_or_default();
+        let why = if r["to"].is_null() {
+            reasons.join("; ")
+        } else {
+            reasons.iter().find(|x| x.contains("chosen")).copied().unwrap_or("").to_string()
+        };
+        t.add_row(vec![r["role"].as_str().unwrap_or("?").to_string(), to.to_string(), worst, why]);
+    }
+    out.push_str(&t.to_string());
+    out.push('\n');
+    out
+}

@@ -7,7 +7,8 @@
 //! - [`role`]: role specs and the decisions recorded about them; [`apply`]: declarative roles.
 //! - [`placement`]: which node should run a role, with reasons.
 //! - [`lease`]: when a node may run roles, and when the leader may assume it no longer does.
-//! - [`policy`]: the manager's decisions (place, fail over, stop) as commands.
+//! - [`policy`]: the manager's decisions (place, fail over, stop) as commands; [`plan`]: the
+//!   same policy run on a copy, for `halo plan --fail N`.
 //! - [`events`]: every visible state change in words, derived from before/after states.
 //! - [`view`]: the stable JSON shapes the API and the CLI exchange.
 //!
@@ -20,6 +21,7 @@ pub mod heartbeat;
 pub mod lease;
 pub mod membership;
 pub mod placement;
+pub mod plan;
 pub mod policy;
 pub mod quorum;
 pub mod role;

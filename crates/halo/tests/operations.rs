@@ -35,6 +35,21 @@ fn drain_resume_with_failback_and_move() {
         assert_eq!(c.wait_online(name, Duration::from_secs(15), |_| true).as_deref(), Some(preferred));
     }
 
+    // The plan for losing n1 names where its two roles would go and the worst case; it changes nothing.
+    let before = c.json(&["role", "list"]);
+    let plan = c.json(&["plan", "--fail", "n1"]);
+    let recoveries = plan["recoveries"].as_array().expect("recoveries");
+    assert_eq!(recoveries.len(), 2, "{plan}");
+    for r in recoveries {
+        assert!(r["to"].as_str().is_some_and(|to| to != "n1"), "{plan}");
+        assert!(r["worst_case_ms"].as_u64().is_some_and(|ms| ms >= 2000), "{plan}");
+    }
+    let text_plan = String::from_utf8_lossy(&c.halo(&["plan", "--fail", "n1"]).stdout).to_string();
+    assert!(text_plan.contains("if n1 failed now") && text_plan.contains("r1-118"), "{text_plan}");
+    assert_eq!(c.json(&["role", "list"]), before, "planning changed something");
+    let out = c.halo(&["plan", "--fail", "ghost"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no node named 'ghost'"), "{}", text(&out));
+
     // Follow the event stream while operating.
     let mut follower = std::process::Command::new(exe())
         .args(["events", "--follow", "--json", "--last", "1"])
