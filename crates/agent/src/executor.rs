@@ -27,6 +27,9 @@ use crate::resource::{Driver, InFlight, LocalResource, Op};
 use crate::runtime::{Agent, LeaderRequest, Member};
 
 const TICK: Duration = Duration::from_millis(200);
+/// With nothing running and nothing to report, a change of the state or a guard event wakes
+/// the executor anyway; the tick only catches a lease that came back.
+const IDLE_TICK: Duration = Duration::from_secs(1);
 /// A report not yet reflected in the committed state is sent again after this long.
 const REPORT_RETRY_MS: u64 = 500;
 
@@ -50,9 +53,9 @@ pub async fn run(agent: Arc<Agent>, mut events: mpsc::UnboundedReceiver<GuardEve
         sequence: 0,
     };
     let mut reader = member.reader.clone();
-    let mut ticker = tokio::time::interval(TICK);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        // Timeouts, monitors and report retries need the short tick; an idle node does not.
+        let tick = if executor.roles.is_empty() && executor.reports_sent.is_empty() { IDLE_TICK } else { TICK };
         tokio::select! {
             _ = reader.changed() => {}
             event = events.recv() => match event {
@@ -60,7 +63,7 @@ pub async fn run(agent: Arc<Agent>, mut events: mpsc::UnboundedReceiver<GuardEve
                 None => return,
             },
             done = reports.recv() => if let Some(role) = done { executor.reports_in_flight.remove(&role); },
-            _ = ticker.tick() => {}
+            _ = tokio::time::sleep(tick) => {}
         }
         executor.converge();
     }
@@ -445,6 +448,7 @@ impl Executor {
             }
         }
         let now = clock::monotonic_ms();
+        self.reports_sent.retain(|_, at| now < *at + REPORT_RETRY_MS);
         for (role, outcome, detail) in due {
             let name = role.spec.name.clone();
             // Throttle repeats of the same report only: a new fact goes out at once.
@@ -454,7 +458,6 @@ impl Executor {
             {
                 continue;
             }
-            self.reports_sent.retain(|_, at| now < *at + REPORT_RETRY_MS);
             self.reports_sent.insert(key, now);
             self.reports_in_flight.insert(name.clone());
             let report = RoleReport {

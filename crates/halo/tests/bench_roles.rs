@@ -63,6 +63,9 @@ fn crash_runs(c: &mut Cluster, label: &str, dir: &std::path::Path, role: &str) {
             let out = c.halo(&["role", "move", role, "--to", &target]);
             assert!(out.status.success(), "{}", text(&out));
         }
+        // Online means started; wait for the workload to record itself before the crash.
+        let recorded = || times(dir, "start").last().is_some_and(|(node, _)| *node == target);
+        assert!(wait_until(Duration::from_secs(5), recorded), "no start on {target}");
         let starts_before = times(dir, "start").len();
         let victim = c.index_of(&target);
         let crashed_at = wall_ms();
