@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod executor;
+pub mod fence;
 pub mod guard;
 pub mod guard_link;
 pub mod heartbeat;

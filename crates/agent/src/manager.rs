@@ -63,7 +63,16 @@ fn liveness(
         }
         let assessment = detector.assess(node.id, now);
         let verdict = if assessment.alive && assessment.ever_heard {
+            agent.fencing.heard(node.id);
             Liveness::Alive
+        } else if let Some(why) = state
+            .fence_devices
+            .get(&node.id)
+            .filter(|_| assessment.ever_heard || now >= leader_since + timing.lease_ms)
+            .and_then(|device| agent.fencing.confirmed_off(node.id, &node.name, device, now))
+        {
+            // The fast path: a fence agent confirmed the power-off.
+            Liveness::Lost(why)
         } else {
             let lost_at = timing.lost_at(assessment.last_heard_ms.unwrap_or(leader_since), leader_since);
             if now >= lost_at {

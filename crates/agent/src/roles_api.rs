@@ -30,6 +30,26 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/events", get(events))
         .route("/api/v1/apply", post(apply_roles))
         .route("/api/v1/plan", get(plan))
+        .route("/api/v1/nodes/{name}/fence", post(set_fence))
+}
+
+#[derive(Debug, serde::Deserialize, serde::Serialize, utoipa::ToSchema)]
+pub struct FenceBody {
+    /// The device; none clears it.
+    pub device: Option<halo_core::state::FenceDevice>,
+}
+
+/// Configure the fence device that powers a node off (or clear it).
+#[utoipa::path(post, path = "/api/v1/nodes/{name}/fence", security(("bearer" = [])), request_body = FenceBody,
+    responses((status = 200), (status = 400, body = halo_core::view::ErrorView), (status = 404, body = halo_core::view::ErrorView)))]
+pub async fn set_fence(
+    State(agent): State<AppState>,
+    Path(name): Path<String>,
+    Json(body): Json<FenceBody>,
+) -> Result<StatusCode, ApiError> {
+    let node = node_id(&agent, &name)?;
+    agent.on_leader(LeaderRequest::Write(Command::SetFenceDevice { node, device: body.device })).await?;
+    Ok(StatusCode::OK)
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]

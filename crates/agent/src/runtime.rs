@@ -50,6 +50,8 @@ pub struct Agent {
     lease_index: std::sync::atomic::AtomicU64,
     /// The fence guard that enforces the lease; none on a witness, which runs nothing.
     pub guard: Option<Arc<GuardLink>>,
+    /// Fence-agent attempts against silent nodes (used while this node leads).
+    pub fencing: Arc<crate::fence::Fencing>,
 }
 
 /// A lease extension smaller than this is not worth waking the fence guard for.
@@ -104,6 +106,7 @@ impl Agent {
             bootstrap: tokio::sync::Mutex::new(()),
             lease: Mutex::new(Lease::default()),
             lease_index: std::sync::atomic::AtomicU64::new(0),
+            fencing: Arc::default(),
             guard,
             config,
         };

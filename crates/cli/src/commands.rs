@@ -130,6 +130,21 @@ pub enum NodeCommand {
         #[arg(long)]
         failback: bool,
     },
+    /// The fence device that powers the node off: a standard fence_* agent and its parameters.
+    /// When the node goes silent the leader runs it (action=off); a confirmed power-off lets
+    /// its roles restart at once instead of after its lease.
+    Fence {
+        name: String,
+        /// e.g. fence_ipmilan, fence_redfish, fence_virsh
+        #[arg(long, required_unless_present = "clear")]
+        agent: Option<String>,
+        /// KEY=VALUE given to the agent on stdin (repeatable), e.g. ip=10.0.0.9 username=admin
+        #[arg(long = "param", value_name = "KEY=VALUE")]
+        params: Vec<String>,
+        /// Remove the node's fence device.
+        #[arg(long, conflicts_with = "agent")]
+        clear: bool,
+    },
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -209,6 +224,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("node '{name}' resumed{}", if failback { " with failback" } else { "" });
             if !unsettled.is_empty() {
                 println!("still settling: {}", unsettled.join("; "));
+            }
+            Ok(())
+        }
+        Command::Node(NodeCommand::Fence { name, agent, params, clear }) => {
+            let device = match (agent, clear) {
+                (Some(agent), false) => {
+                    Some(halo_core::state::FenceDevice { agent, params: crate::role::parse_params(&params)? })
+                }
+                _ => None,
+            };
+            let api = connect()?.0;
+            api.post_no_reply(&format!("/api/v1/nodes/{name}/fence"), &serde_json::json!({ "device": device })).await?;
+            if json {
+                return output::print_json(&serde_json::json!({ "node": name, "fence_device": device }));
+            }
+            match device {
+                Some(d) => println!("node '{name}' is fenced by {} when it goes silent", d.agent),
+                None => println!("node '{name}' has no fence device; its roles wait for its lease"),
             }
             Ok(())
         }

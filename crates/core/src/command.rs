@@ -76,6 +76,11 @@ pub enum Command {
         failback: bool,
         now_ms: u64,
     },
+    /// `halo node fence N`: the device that powers N off, or none.
+    SetFenceDevice {
+        node: NodeId,
+        device: Option<crate::state::FenceDevice>,
+    },
     /// A decision of the leader's manager about one role.
     DecideRole(RoleDecision),
     /// What a node's executor did with a role it was told to run or stop.
@@ -230,6 +235,8 @@ pub enum Rejection {
     CannotMove { role: String, node: String, reason: String },
     #[error("node '{0}' is a witness and runs no roles")]
     WitnessRunsNoRoles(String),
+    #[error("invalid fence device for node '{node}': {reason}")]
+    InvalidFenceDevice { node: String, reason: String },
 }
 
 impl Command {
@@ -267,6 +274,7 @@ impl std::fmt::Display for Command {
             Command::MoveRole { role, to } => write!(f, "move role {role} to {to:?}"),
             Command::PauseNode { node, drain, .. } => write!(f, "pause node {node} (drain {drain})"),
             Command::ResumeNode { node, failback, .. } => write!(f, "resume node {node} (failback {failback})"),
+            Command::SetFenceDevice { node, .. } => write!(f, "set fence device of node {node}"),
             Command::DecideRole(d) => write!(f, "decide role {} generation {}", d.role, d.generation),
             Command::ReportRole(r) => write!(f, "report role {} {:?} from node {}", r.role, r.outcome, r.node),
         }

@@ -29,6 +29,16 @@ pub struct ClusterState {
     pub properties: BTreeMap<String, String>,
     #[serde(default)]
     pub roles: BTreeMap<String, RoleRecord>,
+    /// Per node: the fence device that can power it off (the fast path of recovery).
+    #[serde(default)]
+    pub fence_devices: BTreeMap<NodeId, FenceDevice>,
+}
+
+/// A standard `fence_*` agent and its parameters (given to it on stdin as `key=value` lines).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct FenceDevice {
+    pub agent: String,
+    pub params: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -292,6 +302,39 @@ impl ClusterState {
                     return Err(Rejection::NodeOwnsRoles(record.name.clone()));
                 }
                 self.nodes.remove(node);
+                Ok(CommandResult::Done)
+            }
+            Command::SetFenceDevice { node, device } => {
+                let record = self.nodes.get(node).ok_or(Rejection::UnknownNodeId(*node))?;
+                match device {
+                    Some(device) => {
+                        let ok = device.agent.starts_with("fence_")
+                            && device.agent.len() <= 64
+                            && device.agent.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                        if !ok {
+                            return Err(Rejection::InvalidFenceDevice {
+                                node: record.name.clone(),
+                                reason: format!("'{}' is not a fence agent name (fence_...)", device.agent),
+                            });
+                        }
+                        if let Some(k) = device.params.keys().find(|k| k.is_empty() || k.contains(['=', '\n'])) {
+                            return Err(Rejection::InvalidFenceDevice {
+                                node: record.name.clone(),
+                                reason: format!("invalid parameter name '{k}'"),
+                            });
+                        }
+                        if device.params.values().any(|v| v.contains('\n')) {
+                            return Err(Rejection::InvalidFenceDevice {
+                                node: record.name.clone(),
+                                reason: "parameter values cannot contain newlines".into(),
+                            });
+                        }
+                        self.fence_devices.insert(*node, device.clone());
+                    }
+                    None => {
+                        self.fence_devices.remove(node);
+                    }
+                }
                 Ok(CommandResult::Done)
             }
             Command::CreateRole { spec, now_ms } => {
