@@ -41,7 +41,9 @@ pub async fn run(agent: Arc<Agent>, mut events: mpsc::UnboundedReceiver<GuardEve
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let (report_done, mut reports) = mpsc::unbounded_channel();
+    let (probe_done, mut probes) = mpsc::unbounded_channel();
     let mut executor = Executor {
+        probe_done,
         agent: agent.clone(),
         member: member.clone(),
         roles: BTreeMap::new(),
@@ -63,13 +65,18 @@ pub async fn run(agent: Arc<Agent>, mut events: mpsc::UnboundedReceiver<GuardEve
                 None => return,
             },
             done = reports.recv() => if let Some(role) = done { executor.reports_in_flight.remove(&role); },
+            result = probes.recv() => if let Some(result) = result { executor.on_probe(result); },
             _ = tokio::time::sleep(tick) => {}
         }
         executor.converge();
     }
 }
 
+/// A finished probe run: role, resource index, the workload it probed, and the outcome.
+type ProbeResult = (String, usize, String, Result<(), String>);
+
 struct Executor {
+    probe_done: mpsc::UnboundedSender<ProbeResult>,
     agent: Arc<Agent>,
     member: Arc<Member>,
     /// Roles this node runs, starts or is stopping.
@@ -240,6 +247,20 @@ impl Executor {
                         }
                     }
                 }
+                for (index, resource) in local.resources.iter_mut().enumerate() {
+                    let (Some(probe), Some(workload)) = (&resource.probe, &resource.up) else { continue };
+                    if resource.probing || resource.expect_exit || now < resource.next_monitor_ms {
+                        continue;
+                    }
+                    resource.probing = true;
+                    resource.next_monitor_ms = now + resource.spec.timeouts.monitor_interval();
+                    let (probe, timeout) = (probe.clone(), Duration::from_millis(resource.spec.timeouts.monitor()));
+                    let (done, role, workload) = (self.probe_done.clone(), name.clone(), workload.clone());
+                    tokio::spawn(async move {
+                        let result = probe.run(timeout).await;
+                        let _ = done.send((role, index, workload, result));
+                    });
+                }
                 continue;
             }
             let Some(index) = local.resources.iter().rposition(LocalResource::active) else {
@@ -310,6 +331,8 @@ impl Executor {
                     resource.up = Some(id.clone());
                     resource.term_sent_ms = None;
                     resource.kill_sent = false;
+                    // The first probe waits one interval: the service needs time to listen.
+                    resource.next_monitor_ms = now + resource.spec.timeouts.monitor_interval();
                     tracing::info!(role = %name, workload = %id, pid, "resource started");
                     self.start_next(&name);
                 }
@@ -339,6 +362,13 @@ impl Executor {
         // A process workload ended.
         if resource.up.as_deref() == Some(id) {
             resource.up = None;
+            if std::mem::take(&mut resource.expect_exit) {
+                // Killed for a failed probe, already counted: start it again.
+                if !stopping {
+                    self.start_next(name);
+                }
+                return;
+            }
             if !stopping {
                 let how = code.map_or_else(|| format!("signal {}", sig.unwrap_or(0)), |c| format!("exit code {c}"));
                 self.resource_failed(name, index, format!("resource '{rname}' exited ({how})"), now);
@@ -396,6 +426,32 @@ impl Executor {
                 tracing::error!(role = %name, "{detail}; the role stays here until the stop succeeds or the node is fenced");
             }
             (Op::Spawn, _) => {}
+        }
+    }
+
+    fn on_probe(&mut self, (name, index, workload, result): ProbeResult) {
+        let Some(local) = self.roles.get_mut(&name) else { return };
+        let stopping = local.stopping;
+        let resource = &mut local.resources[index];
+        resource.probing = false;
+        // A stale answer (about an instance that is gone) or a role on its way out: ignore.
+        let Err(detail) = result else { return };
+        if stopping || resource.up.as_deref() != Some(workload.as_str()) {
+            return;
+        }
+        let policy = resource.spec.restart;
+        let now = clock::monotonic_ms();
+        resource.restarts_ms.retain(|&t| now.saturating_sub(t) < policy.period_s * 1000);
+        if resource.restarts_ms.len() < policy.max_restarts as usize {
+            resource.restarts_ms.push(now);
+            resource.expect_exit = true;
+            tracing::warn!(role = %name, "{detail}; restarting it in place");
+            self.signal(&workload, signal::KILL);
+        } else {
+            let detail = format!("{detail}, after {} restart(s) within {} s", policy.max_restarts, policy.period_s);
+            tracing::warn!(role = %name, "{detail}; giving it up on this node");
+            self.failed.insert(name.clone(), (local.generation, detail));
+            self.begin_stop(&name);
         }
     }
 

@@ -20,6 +20,7 @@ pub mod join;
 pub mod manager;
 pub mod ocf;
 pub mod peer;
+pub mod probe;
 pub mod resource;
 pub mod roles_api;
 pub mod runtime;

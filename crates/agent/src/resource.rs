@@ -8,6 +8,7 @@ use halo_core::role::{ResourceSpec, RoleSpec};
 
 use crate::guard::SpawnRequest;
 use crate::ocf::{self, OcfAgent};
+use crate::probe::Probe;
 
 #[derive(Debug, Clone)]
 pub enum Driver {
@@ -58,11 +59,20 @@ pub struct LocalResource {
     /// Process stop: when SIGTERM went out, and whether SIGKILL followed.
     pub term_sent_ms: Option<u64>,
     pub kill_sent: bool,
+    /// A process's health probe (parameter `probe`), and whether a run is under way.
+    pub probe: Option<Probe>,
+    pub probing: bool,
+    /// The process was killed because its probe failed: its exit is expected, not a new failure.
+    pub expect_exit: bool,
 }
 
 impl LocalResource {
     pub fn new(spec: &ResourceSpec) -> Result<Self, String> {
         let driver = if spec.kind == "process" { Driver::Process } else { Driver::Ocf(ocf::locate(&spec.kind)?) };
+        let probe = match (&driver, spec.params.get("probe")) {
+            (Driver::Process, Some(text)) => Some(Probe::parse(text)?),
+            _ => None,
+        };
         // The local copy carries the timeouts in force, whatever their source.
         let mut spec = spec.clone();
         spec.timeouts = spec.effective_timeouts();
@@ -76,6 +86,9 @@ impl LocalResource {
             next_monitor_ms: 0,
             term_sent_ms: None,
             kill_sent: false,
+            probe,
+            probing: false,
+            expect_exit: false,
         })
     }
 

@@ -323,6 +323,15 @@ impl RoleSpec {
             if resource.kind == "process" && resource.params.get("command").is_none_or(|c| c.trim().is_empty()) {
                 return Err(invalid(format!("resource '{}': a process needs a 'command' parameter", resource.name)));
             }
+            if resource.kind == "process"
+                && let Some(probe) = resource.params.get("probe")
+                && !["tcp:", "http://", "cmd:"].iter().any(|p| probe.starts_with(p) && probe.len() > p.len())
+            {
+                return Err(invalid(format!(
+                    "resource '{}': invalid probe '{probe}': use tcp:HOST:PORT, http://HOST:PORT/PATH or cmd:COMMAND",
+                    resource.name
+                )));
+            }
             let t = &resource.timeouts;
             if [t.start_ms, t.stop_ms, t.monitor_ms].iter().flatten().any(|&ms| !(100..=3_600_000).contains(&ms)) {
                 return Err(invalid(format!("resource '{}': timeouts must be 100 ms to 1 h", resource.name)));
