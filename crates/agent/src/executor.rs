@@ -436,46 +436,35 @@ impl Executor {
         resource.probing = false;
         // A stale answer (about an instance that is gone) or a role on its way out: ignore.
         let Err(detail) = result else { return };
-        if stopping || resource.up.as_deref() != Some(workload.as_str()) {
-            return;
-        }
-        let policy = resource.spec.restart;
-        let now = clock::monotonic_ms();
-        resource.restarts_ms.retain(|&t| now.saturating_sub(t) < policy.period_s * 1000);
-        if resource.restarts_ms.len() < policy.max_restarts as usize {
-            resource.restarts_ms.push(now);
-            resource.expect_exit = true;
-            tracing::warn!(role = %name, "{detail}; restarting it in place");
-            self.signal(&workload, signal::KILL);
-        } else {
-            let detail = format!("{detail}, after {} restart(s) within {} s", policy.max_restarts, policy.period_s);
-            tracing::warn!(role = %name, "{detail}; giving it up on this node");
-            self.failed.insert(name.clone(), (local.generation, detail));
-            self.begin_stop(&name);
+        if !stopping && resource.up.as_deref() == Some(workload.as_str()) {
+            self.resource_failed(&name, index, detail, clock::monotonic_ms());
         }
     }
 
     /// A resource stopped working. Restart it in place if its policy allows, else give the role
-    /// up on this node.
+    /// up on this node. One that is still (partly) up goes down first: an OCF resource through
+    /// its stop, whose success starts it again; a process by SIGKILL, whose expected exit does.
     fn resource_failed(&mut self, name: &str, index: usize, detail: String, now: u64) {
         let Some(local) = self.roles.get_mut(name) else { return };
         let resource = &mut local.resources[index];
         let policy = resource.spec.restart;
         resource.restarts_ms.retain(|&t| now.saturating_sub(t) < policy.period_s * 1000);
-        if resource.restarts_ms.len() < policy.max_restarts as usize {
-            resource.restarts_ms.push(now);
-            tracing::warn!(role = %name, "{detail}; restarting it in place");
-            if resource.up.is_some() {
-                // OCF resource still up after a failed monitor: stop first; the stop's success starts it again.
-                self.launch(name, index, Op::Stop);
-            } else {
-                self.start_next(name);
-            }
-        } else {
+        if resource.restarts_ms.len() >= policy.max_restarts as usize {
             let detail = format!("{detail}, after {} restart(s) within {} s", policy.max_restarts, policy.period_s);
             tracing::warn!(role = %name, "{detail}; giving it up on this node");
             self.failed.insert(name.to_string(), (local.generation, detail));
             self.begin_stop(name);
+            return;
+        }
+        resource.restarts_ms.push(now);
+        tracing::warn!(role = %name, "{detail}; restarting it in place");
+        match (&resource.driver, resource.up.clone()) {
+            (_, None) => self.start_next(name),
+            (Driver::Ocf(_), Some(_)) => self.launch(name, index, Op::Stop),
+            (Driver::Process, Some(workload)) => {
+                resource.expect_exit = true;
+                self.signal(&workload, signal::KILL);
+            }
         }
     }
 

@@ -48,8 +48,7 @@ pub async fn set_fence(
     Json(body): Json<FenceBody>,
 ) -> Result<StatusCode, ApiError> {
     let node = node_id(&agent, &name)?;
-    agent.on_leader(LeaderRequest::Write(Command::SetFenceDevice { node, device: body.device })).await?;
-    Ok(StatusCode::OK)
+    commit(&agent, Command::SetFenceDevice { node, device: body.device }).await
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
@@ -181,8 +180,7 @@ pub async fn move_role(
     Json(body): Json<MoveRequestBody>,
 ) -> Result<StatusCode, ApiError> {
     let to = body.to.as_deref().map(|n| node_id(&agent, n)).transpose()?;
-    agent.on_leader(LeaderRequest::Write(Command::MoveRole { role: name, to })).await?;
-    Ok(StatusCode::OK)
+    commit(&agent, Command::MoveRole { role: name, to }).await
 }
 
 #[utoipa::path(post, path = "/api/v1/nodes/{name}/pause", security(("bearer" = [])), request_body = PauseBody,
@@ -194,8 +192,7 @@ pub async fn pause_node(
 ) -> Result<StatusCode, ApiError> {
     let node = node_id(&agent, &name)?;
     let command = Command::PauseNode { node, drain: body.drain, now_ms: clock::wall_ms() };
-    agent.on_leader(LeaderRequest::Write(command)).await?;
-    Ok(StatusCode::OK)
+    commit(&agent, command).await
 }
 
 #[utoipa::path(post, path = "/api/v1/nodes/{name}/resume", security(("bearer" = [])), request_body = ResumeBody,
@@ -207,8 +204,7 @@ pub async fn resume_node(
 ) -> Result<StatusCode, ApiError> {
     let node = node_id(&agent, &name)?;
     let command = Command::ResumeNode { node, failback: body.failback, now_ms: clock::wall_ms() };
-    agent.on_leader(LeaderRequest::Write(command)).await?;
-    Ok(StatusCode::OK)
+    commit(&agent, command).await
 }
 
 #[utoipa::path(get, path = "/api/v1/roles", security(("bearer" = [])),
@@ -224,7 +220,7 @@ pub async fn create_role(
     Json(mut spec): Json<RoleSpec>,
 ) -> Result<StatusCode, ApiError> {
     resolve_ocf(&mut spec).await?;
-    agent.on_leader(LeaderRequest::Write(Command::CreateRole { spec, now_ms: clock::wall_ms() })).await?;
+    commit(&agent, Command::CreateRole { spec, now_ms: clock::wall_ms() }).await?;
     Ok(StatusCode::CREATED)
 }
 
@@ -260,8 +256,7 @@ pub async fn show_role(
 #[utoipa::path(delete, path = "/api/v1/roles/{name}", security(("bearer" = [])),
     responses((status = 200), (status = 404, body = halo_core::view::ErrorView), (status = 409, body = halo_core::view::ErrorView)))]
 pub async fn delete_role(State(agent): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
-    agent.on_leader(LeaderRequest::Write(Command::DeleteRole { role: name })).await?;
-    Ok(StatusCode::OK)
+    commit(&agent, Command::DeleteRole { role: name }).await
 }
 
 #[utoipa::path(post, path = "/api/v1/roles/{name}/start", security(("bearer" = [])),
@@ -276,8 +271,12 @@ pub async fn stop_role(State(agent): State<AppState>, Path(name): Path<String>) 
     set_desired(&agent, name, Desired::Stopped).await
 }
 
-async fn set_desired(agent: &Agent, role: String, desired: Desired) -> Result<StatusCode, ApiError> {
-    let command = Command::SetRoleDesired { role, desired, now_ms: clock::wall_ms() };
+/// Commit a plain write through the leader.
+async fn commit(agent: &Agent, command: Command) -> Result<StatusCode, ApiError> {
     agent.on_leader(LeaderRequest::Write(command)).await?;
     Ok(StatusCode::OK)
+}
+
+async fn set_desired(agent: &Agent, role: String, desired: Desired) -> Result<StatusCode, ApiError> {
+    commit(agent, Command::SetRoleDesired { role, desired, now_ms: clock::wall_ms() }).await
 }

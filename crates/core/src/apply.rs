@@ -76,11 +76,7 @@ pub fn update(record: &mut RoleRecord, spec: &RoleSpec, now_ms: u64) {
     let started = spec.desired == Desired::Started && record.spec.desired != Desired::Started;
     record.spec = spec.clone();
     if started {
-        record.failovers_ms.clear();
-        record.failed_on.clear();
-        if record.state == RoleState::Failed {
-            record.set_state(RoleState::Pending, "start asked by the admin", now_ms);
-        }
+        record.start_asked(now_ms);
     }
     if restart && record.owner.is_some() {
         record.generation += 1;

@@ -46,14 +46,16 @@ impl Inputs<'_> {
 pub fn decide(inputs: &Inputs) -> Vec<Command> {
     let mut roles: Vec<&RoleRecord> = inputs.state.roles.values().collect();
     roles.sort_by_key(|r| (r.spec.priority, r.spec.name.clone()));
-    let mut state = inputs.state.clone();
+    // Later roles must see earlier decisions (anti-affinity, load); the state is copied only
+    // once there is a decision, so an idle tick copies nothing.
+    let mut decided: Option<ClusterState> = None;
     let mut out = Vec::new();
     for role in roles {
-        let current = Inputs { state: &state, liveness: inputs.liveness, now_ms: inputs.now_ms };
+        let state = decided.as_ref().unwrap_or(inputs.state);
+        let current = Inputs { state, liveness: inputs.liveness, now_ms: inputs.now_ms };
         if let Some(decision) = decide_role(&current, role) {
             let command = Command::DecideRole(decision);
-            // Later roles see this one where it is going (anti-affinity, load).
-            state.apply(&command);
+            decided.get_or_insert_with(|| inputs.state.clone()).apply(&command);
             out.push(command);
         }
     }

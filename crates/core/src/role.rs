@@ -269,6 +269,16 @@ impl RoleRecord {
         }
     }
 
+    /// The admin asked for the role to run (again): its failure history goes, and a failed
+    /// role gets another chance.
+    pub fn start_asked(&mut self, now_ms: u64) {
+        self.failovers_ms.clear();
+        self.failed_on.clear();
+        if self.state == RoleState::Failed {
+            self.set_state(RoleState::Pending, "start asked by the admin", now_ms);
+        }
+    }
+
     pub fn set_state(&mut self, state: RoleState, detail: impl Into<String>, now_ms: u64) {
         if self.state != state {
             self.since_ms = now_ms;

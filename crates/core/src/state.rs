@@ -377,12 +377,7 @@ impl ClusterState {
                 let record = self.roles.get_mut(role).ok_or_else(|| Rejection::UnknownRole(role.clone()))?;
                 record.spec.desired = *desired;
                 if *desired == Desired::Started {
-                    // Asking to start is asking to try again: the failure history goes.
-                    record.failovers_ms.clear();
-                    record.failed_on.clear();
-                    if record.state == RoleState::Failed {
-                        record.set_state(RoleState::Pending, "start asked by the admin", *now_ms);
-                    }
+                    record.start_asked(*now_ms);
                 }
                 Ok(CommandResult::Done)
             }
