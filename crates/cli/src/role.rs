@@ -310,3 +310,19 @@ pub async fn apply(api: &Api, file: &std::path::Path, dry_run: bool, json: bool)
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failback_and_params_parse_or_say_what_is_wrong() {
+        assert_eq!(parse_failback("never").ok(), Some(Failback::Never));
+        assert_eq!(parse_failback("immediate").ok(), Some(Failback::Immediate));
+        assert_eq!(parse_failback("22-06").ok(), Some(Failback::Window { start_hour: 22, end_hour: 6 }));
+        assert!(parse_failback("soon").unwrap_err().to_string().contains("invalid --failback 'soon'"));
+        let params = parse_params(&["a=1".into(), "b=x=y".into()]).expect("params");
+        assert_eq!(params.get("b").map(String::as_str), Some("x=y"));
+        assert!(parse_params(&["=1".into()]).is_err());
+    }
+}

@@ -87,37 +87,33 @@ fn crash_runs(c: &mut Cluster, label: &str, dir: &std::path::Path, role: &str) {
     assert!(lines(dir, "failures").is_empty(), "ran twice: {:?}", lines(dir, "failures"));
 }
 
-#[test]
-#[ignore = "benchmark: run with scripts/bench"]
-fn bench_node_crash_to_role_online_default_profile() {
-    let mut c = Cluster::new(130, 3, 0);
+/// A 3-node cluster on `profile` with one timed process role, crashed `runs()` times.
+fn crash_bench(test_id: u8, profile: &str) {
+    let mut c = Cluster::new(test_id, 3, 0);
     c.form();
+    assert!(c.halo(&["cluster", "set", &format!("profile={profile}")]).status.success());
     let dir = c.dir.path().join("work");
+    let role = format!("crash{test_id}");
     let command = timed_workload(&dir);
     assert!(
-        c.halo(&["role", "create", "crash130", "--type", "process", "--param", &format!("command={command}")])
+        c.halo(&["role", "create", &role, "--type", "process", "--param", &format!("command={command}")])
             .status
             .success()
     );
-    assert!(c.wait_online("crash130", Duration::from_secs(15), |_| true).is_some());
-    crash_runs(&mut c, "default profile", &dir, "crash130");
+    assert!(c.wait_online(&role, Duration::from_secs(15), |_| true).is_some());
+    crash_runs(&mut c, &format!("{profile} profile"), &dir, &role);
+}
+
+#[test]
+#[ignore = "benchmark: run with scripts/bench"]
+fn bench_node_crash_to_role_online_default_profile() {
+    crash_bench(130, "default");
 }
 
 #[test]
 #[ignore = "benchmark: run with scripts/bench"]
 fn bench_node_crash_to_role_online_fast_profile() {
-    let mut c = Cluster::new(131, 3, 0);
-    c.form();
-    assert!(c.halo(&["cluster", "set", "profile=fast"]).status.success());
-    let dir = c.dir.path().join("work");
-    let command = timed_workload(&dir);
-    assert!(
-        c.halo(&["role", "create", "crash131", "--type", "process", "--param", &format!("command={command}")])
-            .status
-            .success()
-    );
-    assert!(c.wait_online("crash131", Duration::from_secs(15), |_| true).is_some());
-    crash_runs(&mut c, "fast profile", &dir, "crash131");
+    crash_bench(131, "fast");
 }
 
 #[test]
@@ -148,9 +144,7 @@ fn bench_restart_in_place_and_planned_move() {
         std::thread::sleep(Duration::from_millis(300));
         let before = times(&dir, "start").len();
         let killed_at = wall_ms();
-        for group in role_processes("svc132") {
-            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(group), nix::sys::signal::Signal::SIGKILL);
-        }
+        kill_instance("svc132");
         assert!(wait_until(Duration::from_secs(10), || times(&dir, "start").len() > before));
         let started = times(&dir, "start").last().map(|(_, t)| *t).unwrap_or(0);
         restart.push(started.saturating_sub(killed_at) as f64 / 1000.0);

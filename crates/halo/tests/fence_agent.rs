@@ -98,4 +98,7 @@ fn a_hung_node_is_powered_off_and_its_role_restarts_at_once() {
     let out = c.halo(&["node", "fence", "n1", "--agent", "rm"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a fence agent name"), "{}", text(&out));
+    let out = c.halo(&["node", "fence", "n1", "--clear", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"fence_device\": null"), "{}", text(&out));
 }

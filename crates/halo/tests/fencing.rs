@@ -110,3 +110,28 @@ fn an_isolated_node_stops_its_roles_and_the_majority_restarts_them() {
     assert_eq!(c.role("part115").map(|r| r["state"].clone()), Some("online".into()));
     assert!(lines(&dir, "failures").is_empty());
 }
+
+#[test]
+fn a_restarted_agent_first_sweeps_up_what_its_previous_run_left() {
+    let mut c = Cluster::new(126, 3, 0);
+    c.form();
+    let dir = c.dir.path().join("work");
+    create_lock_role(&c, "sweep126", &dir);
+    let owner = owner_index(&c, "sweep126");
+    let old = role_processes("sweep126");
+    // The agent dies alone; its fence guard and the workload live on (their lease still runs).
+    c.kill9(owner);
+    assert_eq!(role_processes("sweep126"), old, "the workload outlives its agent for now");
+    let starts = lines(&dir, "starts").len();
+    c.start(owner);
+    // The new agent's guard kills the leftover before anything starts, so the new instance
+    // gets the lock: without the sweep it would find it held and record a failure.
+    assert!(
+        wait_until(Duration::from_secs(15), || lines(&dir, "starts").len() > starts),
+        "the role did not start again: {:?}",
+        c.role("sweep126")
+    );
+    assert!(wait_until(Duration::from_secs(5), || role_processes("sweep126").len() == 1));
+    assert!(role_processes("sweep126").iter().all(|g| !old.contains(g)), "the old instance survived");
+    assert!(lines(&dir, "failures").is_empty(), "ran twice: {:?}", lines(&dir, "failures"));
+}

@@ -7,12 +7,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn kill_instance(role: &str) {
-    for group in role_processes(role) {
-        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(group), nix::sys::signal::Signal::SIGKILL);
-    }
-}
-
 fn starts_on(dir: &std::path::Path) -> Vec<String> {
     lines(dir, "starts").iter().filter_map(|l| l.split_whitespace().next().map(str::to_string)).collect()
 }

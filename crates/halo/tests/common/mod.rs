@@ -370,3 +370,10 @@ pub fn summary(label: &str, mut samples: Vec<f64>) {
         samples[samples.len() - 1]
     );
 }
+
+/// SIGKILL every running instance of `role` (its workloads' process groups).
+pub fn kill_instance(role: &str) {
+    for group in role_processes(role) {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(group), nix::sys::signal::Signal::SIGKILL);
+    }
+}
