@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use halo_core::capacity::{self, Capacity};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -26,6 +27,13 @@ pub struct AgentArgs {
     /// A voter that stores the log but never runs roles (the tie-breaker of a 2-node cluster).
     #[arg(long)]
     pub witness: bool,
+    /// CPU this node offers to roles: cores (4, 2.5) or thousandths (2500m). Default: all of
+    /// this machine's.
+    #[arg(long)]
+    pub cpu: Option<String>,
+    /// Memory this node offers to roles: 8G, 512M... Default: all of this machine's.
+    #[arg(long)]
+    pub memory: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -39,6 +47,14 @@ pub struct AgentConfig {
     pub witness: bool,
     #[serde(default)]
     pub timing: Timing,
+    /// CPU and memory offered to roles, as written (see the flags); default: the machine's.
+    #[serde(default)]
+    pub cpu: Option<String>,
+    #[serde(default)]
+    pub memory: Option<String>,
+    /// The two above, parsed (or detected).
+    #[serde(skip)]
+    pub capacity: Capacity,
 }
 
 /// Raft timing. Node liveness timing (heartbeats on the networks) is a cluster property.
@@ -58,10 +74,12 @@ impl Default for Timing {
 
 impl AgentConfig {
     pub fn from_args(args: &AgentArgs) -> anyhow::Result<Self> {
-        let config = match &args.config {
+        let mut config = match &args.config {
             Some(path) => {
                 let mut config = Self::from_file(path)?;
                 config.witness |= args.witness;
+                config.cpu = args.cpu.clone().or(config.cpu);
+                config.memory = args.memory.clone().or(config.memory);
                 config
             }
             None => {
@@ -73,10 +91,14 @@ impl AgentConfig {
                     networks: args.net.clone(),
                     witness: args.witness,
                     timing: Timing::default(),
+                    cpu: args.cpu.clone(),
+                    memory: args.memory.clone(),
+                    capacity: Capacity::default(),
                 }
             }
         };
         config.validate()?;
+        config.capacity = config.offered_capacity()?;
         Ok(config)
     }
 
@@ -84,6 +106,19 @@ impl AgentConfig {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    /// What the node offers to roles: as configured, else what this machine has.
+    pub fn offered_capacity(&self) -> anyhow::Result<Capacity> {
+        let cpu_milli = match &self.cpu {
+            Some(text) => capacity::parse_cpu(text).map_err(|e| anyhow::anyhow!("--cpu: {e}"))?,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()) as u64 * 1000,
+        };
+        let memory_mb = match &self.memory {
+            Some(text) => capacity::parse_memory(text).map_err(|e| anyhow::anyhow!("--memory: {e}"))?,
+            None => machine_memory_mb().context("cannot read this machine's memory; give --memory")?,
+        };
+        Ok(Capacity { cpu_milli, memory_mb })
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
@@ -116,6 +151,17 @@ impl AgentConfig {
     }
 }
 
+/// `MemTotal` of /proc/meminfo, in MiB.
+fn machine_memory_mb() -> anyhow::Result<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo")?;
+    let kb = text
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .ok_or_else(|| anyhow::anyhow!("no MemTotal in /proc/meminfo"))?;
+    Ok(kb / 1024)
+}
+
 fn parse_addr(what: &str, text: &str) -> anyhow::Result<SocketAddr> {
     text.parse().with_context(|| format!("invalid --{what} address '{text}': expected IP:PORT, e.g. 127.0.0.1:7400"))
 }
@@ -138,5 +184,10 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("invalid --net address 'nohost'"));
         c.networks = vec![];
         assert!(c.validate().unwrap_err().to_string().contains("no network"));
+        c.memory = Some("lots".into());
+        assert!(c.offered_capacity().unwrap_err().to_string().contains("--memory: invalid memory amount 'lots'"));
+        c.memory = None;
+        let detected = c.offered_capacity().expect("this machine's capacity");
+        assert!(detected.cpu_milli >= 1000 && detected.memory_mb > 0, "{detected:?}");
     }
 }

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use halo_core::command::{Command, RoleReport, RoleReportOutcome};
 use halo_core::role::{Desired, RoleRecord, RoleSpec, RoleState};
+use halo_core::state::ClusterState;
 use tokio::sync::mpsc;
 
 use crate::clock;
@@ -144,8 +145,9 @@ impl Executor {
             }
         }
         // Start what should run and does not.
+        let me = self.me();
         for role in state.roles.values() {
-            if self.wanted(role, lease_ok) && !self.roles.contains_key(&role.spec.name) {
+            if self.wanted(role, lease_ok) && !self.roles.contains_key(&role.spec.name) && room_made(&state, role, me) {
                 self.begin_start(role);
             }
         }
@@ -523,6 +525,11 @@ impl Executor {
             });
         }
     }
+}
+
+/// The roles `role` displaces have left node `me` (owned and released elsewhere, or gone).
+fn room_made(state: &ClusterState, role: &RoleRecord, me: u64) -> bool {
+    role.waits_for.iter().all(|w| state.roles.get(w).is_none_or(|r| r.owner != Some(me) && r.releasing != Some(me)))
 }
 
 /// Signal numbers as the guard protocol carries them.

@@ -72,6 +72,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     }
     tasks.spawn(heartbeat::run(agent.clone(), sockets));
     tasks.spawn(manager::run(agent.clone()));
+    tasks.spawn(runtime::declare_capacity(agent.clone()));
     if let Some(events) = guard_events {
         tasks.spawn(executor::run(agent.clone(), events));
     }

@@ -251,6 +251,8 @@ impl Agent {
             joined_at_ms: now,
             state_since_ms: now,
             drain: false,
+            capacity: Some(self.config.capacity),
+            fence_request: None,
         };
         let command = Command::CreateCluster { cluster, first_node, settings: ClusterSettings::default() };
         // The single-node cluster elects itself at once; wait for that, then commit.
@@ -286,6 +288,7 @@ impl Agent {
             api: self.config.api.clone(),
             networks: self.config.networks.clone(),
             witness: self.config.witness,
+            capacity: Some(self.config.capacity),
             csr_pem: ca::certificate_request(&key, &self.config.name).map_err(|e| ApiError::internal(e.to_string()))?,
         };
         let mut failures = Vec::new();
@@ -456,6 +459,8 @@ impl Agent {
             joined_at_ms: now,
             state_since_ms: now,
             drain: false,
+            capacity: request.capacity,
+            fence_request: None,
         };
         let command = Command::AdmitNode {
             token_id: request.token_id.clone(),
@@ -540,7 +545,7 @@ impl Agent {
             quorum,
             term: metrics.current_term,
             voters,
-            nodes: state.nodes.values().map(|n| node_view(n, leader_id)).collect(),
+            nodes: state.nodes.values().map(|n| node_view(&state, n, leader_id)).collect(),
             roles: state.roles.values().map(|r| RoleView::of(&state, r)).collect(),
             answered_by: self.config.name.clone(),
             database: DatabaseView {
@@ -587,7 +592,26 @@ impl Member {
     }
 }
 
-pub fn node_view(n: &NodeRecord, leader: Option<u64>) -> NodeView {
+/// Keep this node's record in the cluster database saying what it offers to roles (the
+/// configuration may have changed since it joined). Ends once the record agrees.
+pub async fn declare_capacity(agent: Arc<Agent>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let Some(member) = agent.member().cloned() else { continue };
+        let state = member.reader.state();
+        let Some(record) = state.nodes.get(&member.id) else { continue };
+        let wanted = Some(agent.config.capacity);
+        if record.capacity == wanted {
+            return;
+        }
+        let command = Command::SetNodeCapacity { node: member.id, capacity: wanted };
+        if let Err(e) = agent.on_leader(LeaderRequest::Write(command)).await {
+            tracing::debug!("declaring capacity: {}", e.message);
+        }
+    }
+}
+
+pub fn node_view(state: &ClusterState, n: &NodeRecord, leader: Option<u64>) -> NodeView {
     NodeView {
         name: n.name.clone(),
         id: n.id,
@@ -603,6 +627,9 @@ pub fn node_view(n: &NodeRecord, leader: Option<u64>) -> NodeView {
             .map(|(index, net)| NetworkView { index, address: net.address.clone(), state: net.state })
             .collect(),
         state_since_ms: n.state_since_ms,
+        capacity: n.capacity,
+        used: halo_core::capacity::used_on(state, n.id, ""),
+        fence_request: n.fence_request.clone(),
     }
 }
 

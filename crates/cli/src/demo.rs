@@ -162,6 +162,8 @@ fn sample_roles(dir: &Path) -> Vec<halo_core::role::RoleSpec> {
         failover: Default::default(),
         failback: Default::default(),
         desired: Default::default(),
+        cpu_milli: 100,
+        memory_mb: 64,
     };
     let web = format!(
         "while true; do echo \"$(date +%T) served by $HALO_NODE (generation $HALO_GENERATION)\" >> '{}'; sleep 1; done",

@@ -100,6 +100,9 @@ pub fn role_text(r: &RoleDetailView) -> String {
         spec.failover.period_s,
         spec.failback,
     );
+    if !spec.needs().is_zero() {
+        out.push_str(&format!("needs       {}\n", spec.needs()));
+    }
     if let Some(node) = &r.releasing {
         out.push_str(&format!("releasing   {node} (must confirm it stopped the role)\n"));
     }
@@ -148,6 +151,13 @@ pub fn node_text(n: &NodeView) -> String {
     );
     for net in &n.networks {
         out.push_str(&format!("network  {}  {}  {}\n", net.index, net.address, net.state.as_str()));
+    }
+    match &n.capacity {
+        Some(total) => out.push_str(&format!("capacity {total}; roles use {}\n", n.used)),
+        None => out.push_str(&format!("capacity not limited; roles use {}\n", n.used)),
+    }
+    if let Some(why) = &n.fence_request {
+        out.push_str(&format!("fencing  {why}\n"));
     }
     out
 }

@@ -1,6 +1,7 @@
 //! `halo role ...`: create, list, show, start, stop, delete, why.
 
 use clap::{Args, Subcommand};
+use halo_core::capacity;
 use halo_core::role::{
     Desired, Failback, FailoverPolicy, Priority, ResourceSpec, RestartPolicy, RoleSpec, Timeouts,
     validate_resource_kind,
@@ -13,7 +14,7 @@ use crate::output;
 #[derive(Debug, Subcommand)]
 pub enum RoleCommand {
     /// Create a role of one resource (use `halo apply` for roles of several).
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     List,
     Show {
         name: String,
@@ -94,6 +95,12 @@ pub struct CreateArgs {
     pub stop_timeout: Option<u64>,
     #[arg(long, value_name = "MS")]
     pub monitor_timeout: Option<u64>,
+    /// CPU the role needs of a node: cores (2, 0.5) or thousandths (500m).
+    #[arg(long)]
+    pub cpu: Option<String>,
+    /// Memory the role needs of a node: 512M, 2G...
+    #[arg(long)]
+    pub memory: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -169,6 +176,14 @@ impl CreateArgs {
             failover: FailoverPolicy { max_failovers: self.max_failovers, period_s: self.failover_period },
             failback: parse_failback(&self.failback)?,
             desired: if self.stopped { Desired::Stopped } else { Desired::Started },
+            cpu_milli: match &self.cpu {
+                Some(text) => capacity::parse_cpu(text).map_err(|e| anyhow::anyhow!("--cpu: {e}"))?,
+                None => 0,
+            },
+            memory_mb: match &self.memory {
+                Some(text) => capacity::parse_memory(text).map_err(|e| anyhow::anyhow!("--memory: {e}"))?,
+                None => 0,
+            },
         })
     }
 }

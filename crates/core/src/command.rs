@@ -81,6 +81,11 @@ pub enum Command {
         node: NodeId,
         device: Option<crate::state::FenceDevice>,
     },
+    /// What a node offers to roles, as its agent declares it at start.
+    SetNodeCapacity {
+        node: NodeId,
+        capacity: Option<crate::capacity::Capacity>,
+    },
     /// A decision of the leader's manager about one role.
     DecideRole(RoleDecision),
     /// What a node's executor did with a role it was told to run or stop.
@@ -107,6 +112,10 @@ pub struct RoleDecision {
     /// The pending move request was dealt with (carried out or found impossible).
     #[serde(default)]
     pub clear_move: bool,
+    #[serde(default)]
+    pub held: bool,
+    #[serde(default)]
+    pub waits_for: Vec<String>,
     pub now_ms: u64,
 }
 
@@ -125,8 +134,16 @@ impl RoleDecision {
             decision: None,
             note: None,
             clear_move: false,
+            held: role.held,
+            waits_for: role.waits_for.clone(),
             now_ms,
         }
+    }
+
+    /// A new placement: a new generation, and nothing left to wait for from the last one.
+    pub fn bump(&mut self) {
+        self.generation += 1;
+        self.waits_for.clear();
     }
 
     pub fn set(&mut self, state: RoleState, detail: impl Into<String>) {
@@ -146,6 +163,8 @@ impl RoleDecision {
             || self.decision.is_some()
             || self.note.is_some()
             || self.clear_move
+            || self.held != role.held
+            || self.waits_for != role.waits_for
     }
 }
 
@@ -275,6 +294,7 @@ impl std::fmt::Display for Command {
             Command::PauseNode { node, drain, .. } => write!(f, "pause node {node} (drain {drain})"),
             Command::ResumeNode { node, failback, .. } => write!(f, "resume node {node} (failback {failback})"),
             Command::SetFenceDevice { node, .. } => write!(f, "set fence device of node {node}"),
+            Command::SetNodeCapacity { node, .. } => write!(f, "set capacity of node {node}"),
             Command::DecideRole(d) => write!(f, "decide role {} generation {}", d.role, d.generation),
             Command::ReportRole(r) => write!(f, "report role {} {:?} from node {}", r.role, r.outcome, r.node),
         }

@@ -5,7 +5,7 @@
 //! - [`heartbeat`]: the authenticated heartbeat datagram (encode/decode only).
 //! - [`quorum`]: majority arithmetic.
 //! - [`role`]: role specs and the decisions recorded about them; [`apply`]: declarative roles.
-//! - [`placement`]: which node should run a role, with reasons.
+//! - [`placement`]: which node should run a role, with reasons; [`capacity`]: CPU and memory.
 //! - [`lease`]: when a node may run roles, and when the leader may assume it no longer does.
 //! - [`policy`]: the manager's decisions (place, fail over, stop) as commands; [`plan`]: the
 //!   same policy run on a copy, for `halo plan --fail N`.
@@ -15,6 +15,7 @@
 //! Time is always passed in as milliseconds, so the daemon and a simulator drive the same code.
 
 pub mod apply;
+pub mod capacity;
 pub mod command;
 pub mod events;
 pub mod heartbeat;

@@ -150,6 +150,8 @@ mod tests {
             joined_at_ms: 0,
             state_since_ms: 0,
             drain: false,
+            capacity: None,
+            fence_request: None,
         }
     }
 

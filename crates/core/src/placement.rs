@@ -1,12 +1,14 @@
 //! Placement: which node should run a role. A pure function of the cluster state.
 //!
-//! Filter (runs roles, up, possible owner, not excluded, hard anti-affinity), then score
+//! Filter (runs roles, up, possible owner, not excluded, hard anti-affinity, CPU and memory
+//! left), then score
 //! (preferred-owner order, soft anti-affinity, load) with the node id as the final tie-break,
 //! so every leader computes the same answer. Every node gets a sentence saying why it was
 //! chosen or not; those sentences are what `halo role why` prints.
 
 use crate::NodeId;
-use crate::role::RoleRecord;
+use crate::capacity;
+use crate::role::{Priority, RoleRecord};
 use crate::state::{ClusterState, NodeRecord, NodeState};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +52,11 @@ pub fn unfit(
         && let Some((other, class)) = anti_affine_neighbour(state, role, node.id)
     {
         return Some(format!("runs {other}, which shares anti-affinity class '{class}'"));
+    }
+    if let Some(total) = node.capacity
+        && let Some(short) = capacity::shortfall(total, capacity::used_on(state, node.id, &spec.name), spec.needs())
+    {
+        return Some(short);
     }
     None
 }
@@ -106,6 +113,73 @@ pub fn place(state: &ClusterState, role: &RoleRecord, exclude: &[(NodeId, String
     Placement { node: chosen, reasons }
 }
 
+/// Room made on a node for a high-priority role by displacing lower-priority ones.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Displacement {
+    pub node: NodeId,
+    /// The roles to stop there, least important first.
+    pub displaced: Vec<String>,
+    pub reasons: Vec<String>,
+}
+
+/// Whether a role of `priority` may push `victim` off a node: high-priority roles may displace
+/// low and manual ones, nothing else displaces anything.
+pub fn may_displace(priority: Priority, victim: &RoleRecord) -> bool {
+    priority == Priority::High && victim.spec.priority >= Priority::Low
+}
+
+/// Where `role` could run if lower-priority roles made room, and which: the node with the best
+/// preferred rank, then the fewest roles displaced, then the lowest id. Only roles that stand
+/// in its way go, the least important first.
+pub fn displace(state: &ClusterState, role: &RoleRecord, exclude: &[(NodeId, String)]) -> Option<Displacement> {
+    let spec = &role.spec;
+    let mut best: Option<((usize, usize, NodeId), Vec<String>)> = None;
+    for node in state.nodes.values() {
+        let mut victims: Vec<&RoleRecord> = state
+            .roles
+            .values()
+            .filter(|r| r.spec.name != spec.name && r.owner == Some(node.id) && may_displace(spec.priority, r))
+            .collect();
+        if victims.is_empty() {
+            continue;
+        }
+        let mut trial = state.clone();
+        for victim in &victims {
+            if let Some(r) = trial.roles.get_mut(&victim.spec.name) {
+                r.owner = None;
+            }
+        }
+        if unfit(&trial, role, node, exclude).is_some() {
+            continue;
+        }
+        // Keep every role that can stay, the most important first.
+        victims.sort_by_key(|r| (r.spec.priority, r.spec.name.clone()));
+        let mut displaced = Vec::new();
+        for victim in victims {
+            if let Some(r) = trial.roles.get_mut(&victim.spec.name) {
+                r.owner = Some(node.id);
+            }
+            if unfit(&trial, role, node, exclude).is_some() {
+                if let Some(r) = trial.roles.get_mut(&victim.spec.name) {
+                    r.owner = None;
+                }
+                displaced.push(victim.spec.name.clone());
+            }
+        }
+        let rank = spec.preferred.iter().position(|p| p == &node.name).unwrap_or(usize::MAX);
+        let key = (rank, displaced.len(), node.id);
+        if best.as_ref().is_none_or(|(k, _)| key < *k) {
+            best = Some((key, displaced));
+        }
+    }
+    let ((_, _, node), mut displaced) = best?;
+    displaced.reverse();
+    let name = &state.nodes[&node].name;
+    let mut reasons = place(state, role, exclude).reasons;
+    reasons.push(format!("{name}: chosen; room made by displacing {} (lower priority)", displaced.join(", ")));
+    Some(Displacement { node, displaced, reasons })
+}
+
 #[cfg(test)]
 pub(crate) mod tests_support {
     use super::*;
@@ -124,6 +198,8 @@ pub(crate) mod tests_support {
             joined_at_ms: 0,
             state_since_ms: 0,
             drain: false,
+            capacity: None,
+            fence_request: None,
         }
     }
 
@@ -146,6 +222,8 @@ pub(crate) mod tests_support {
             failover: Default::default(),
             failback: Default::default(),
             desired: Default::default(),
+            cpu_milli: 0,
+            memory_mb: 0,
         };
         RoleRecord::new(spec, 0)
     }
@@ -233,5 +311,23 @@ mod tests {
         b.spec.anti_affinity = vec!["db".into()];
         own(&mut s2, b, 2);
         assert_eq!(place(&s2, &third, &[]).node, None);
+    }
+
+    #[test]
+    fn capacity_filters_and_says_what_is_short() {
+        let mut s = cluster();
+        let node = s.nodes.get_mut(&1).unwrap();
+        node.capacity = Some(crate::capacity::Capacity { cpu_milli: 2000, memory_mb: 1024 });
+        let mut big = role("big");
+        big.spec.cpu_milli = 1500;
+        own(&mut s, big, 1);
+        let mut r = role("web");
+        r.spec.preferred = vec!["a".into()];
+        r.spec.cpu_milli = 1000;
+        let p = place(&s, &r, &[]);
+        assert_eq!(p.node, Some(2), "nodes without a declared capacity are not limited");
+        assert!(p.reasons.contains(&"a: needs 1 CPU, only 0.5 of 2 free".to_string()), "{:?}", p.reasons);
+        r.spec.cpu_milli = 500;
+        assert_eq!(place(&s, &r, &[]).node, Some(1));
     }
 }

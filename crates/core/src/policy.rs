@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use crate::NodeId;
 use crate::command::{Command, RoleDecision};
 use crate::placement::{self, Placement, place};
-use crate::role::{Decision, Desired, RoleRecord, RoleState};
+use crate::role::{Decision, Desired, Priority, RoleRecord, RoleState};
 use crate::state::ClusterState;
 
 /// What the leader knows of a node that owns or releases roles.
@@ -42,18 +42,23 @@ impl Inputs<'_> {
     }
 }
 
-/// One decision per role that needs one, highest priority first (they place first).
+/// One decision per role that needs one, highest priority first (they place first). A role
+/// that displaces others brings their decisions too.
 pub fn decide(inputs: &Inputs) -> Vec<Command> {
-    let mut roles: Vec<&RoleRecord> = inputs.state.roles.values().collect();
-    roles.sort_by_key(|r| (r.spec.priority, r.spec.name.clone()));
-    // Later roles must see earlier decisions (anti-affinity, load); the state is copied only
-    // once there is a decision, so an idle tick copies nothing.
+    let mut names: Vec<(Priority, &String)> =
+        inputs.state.roles.values().map(|r| (r.spec.priority, &r.spec.name)).collect();
+    names.sort();
+    // Later roles must see earlier decisions (anti-affinity, load, displacement); the state is
+    // copied only once there is a decision, so an idle tick copies nothing.
     let mut decided: Option<ClusterState> = None;
     let mut out = Vec::new();
-    for role in roles {
+    for (_, name) in names {
         let state = decided.as_ref().unwrap_or(inputs.state);
         let current = Inputs { state, liveness: inputs.liveness, now_ms: inputs.now_ms };
-        if let Some(decision) = decide_role(&current, role) {
+        let Some(role) = state.roles.get(name) else { continue };
+        let mut decisions = Vec::new();
+        decide_role(&current, role, &mut decisions);
+        for decision in decisions {
             let command = Command::DecideRole(decision);
             decided.get_or_insert_with(|| inputs.state.clone()).apply(&command);
             out.push(command);
@@ -62,7 +67,7 @@ pub fn decide(inputs: &Inputs) -> Vec<Command> {
     out
 }
 
-fn decide_role(inputs: &Inputs, role: &RoleRecord) -> Option<RoleDecision> {
+fn decide_role(inputs: &Inputs, role: &RoleRecord, out: &mut Vec<RoleDecision>) {
     let mut next = RoleDecision::from_record(role, inputs.now_ms);
     let name = |n| inputs.name(n);
 
@@ -77,7 +82,7 @@ fn decide_role(inputs: &Inputs, role: &RoleRecord) -> Option<RoleDecision> {
     match role.spec.desired {
         Desired::Stopped => {
             if let Some(owner) = role.owner {
-                next.generation += 1;
+                next.bump();
                 next.owner = None;
                 next.releasing = if inputs.lost(owner).is_some() { None } else { Some(owner) };
                 next.set(RoleState::Pending, format!("stopping on {}", name(owner)));
@@ -86,14 +91,19 @@ fn decide_role(inputs: &Inputs, role: &RoleRecord) -> Option<RoleDecision> {
             }
         }
         Desired::Started => match role.owner {
-            None => place_role(inputs, role, &mut next, &[], None),
+            None if role.held => {
+                if next.releasing.is_none() && role.state != RoleState::Offline {
+                    next.set(RoleState::Offline, held_detail(role));
+                }
+            }
+            None => place_role(inputs, role, &mut next, &[], None, out),
             Some(owner) => {
                 if let Some(why) = inputs.lost(owner) {
-                    fail_over(inputs, role, &mut next, owner, format!("{} {why}", name(owner)));
+                    fail_over(inputs, role, &mut next, owner, format!("{} {why}", name(owner)), out);
                 } else if role.failed_on.contains(&owner) {
                     // The owner stopped it after exhausting its restart policy.
                     let why = format!("{} could not keep it running", name(owner));
-                    fail_over(inputs, role, &mut next, owner, why);
+                    fail_over(inputs, role, &mut next, owner, why, out);
                 } else if inputs.liveness.get(&owner) == Some(&Liveness::Suspect) {
                     next.set(
                         RoleState::Pending,
@@ -105,7 +115,13 @@ fn decide_role(inputs: &Inputs, role: &RoleRecord) -> Option<RoleDecision> {
             }
         },
     }
-    next.changes(role).then_some(next)
+    if next.changes(role) {
+        out.push(next);
+    }
+}
+
+fn held_detail(role: &RoleRecord) -> String {
+    format!("manual priority: waits for the admin to start it (`halo role start {}`)", role.spec.name)
 }
 
 /// Whether a role running on a healthy `owner` should move, where to, and why.
@@ -157,7 +173,7 @@ fn planned_move(
     };
     match node {
         Some(target) => {
-            next.generation += 1;
+            next.bump();
             next.owner = Some(target);
             next.releasing = Some(owner);
             let summary = format!("moving from {} to {}: {why}", inputs.name(owner), inputs.name(target));
@@ -179,14 +195,37 @@ fn planned_move(
     }
 }
 
-/// Move `role` off `from`, which runs nothing of it any more.
-fn fail_over(inputs: &Inputs, role: &RoleRecord, next: &mut RoleDecision, from: NodeId, why: String) {
+/// Move `role` off `from`, which runs nothing of it any more; a manual-priority role is only
+/// let go, and waits for the admin.
+fn fail_over(
+    inputs: &Inputs,
+    role: &RoleRecord,
+    next: &mut RoleDecision,
+    from: NodeId,
+    why: String,
+    out: &mut Vec<RoleDecision>,
+) {
+    if role.spec.priority == Priority::Manual {
+        next.bump();
+        next.owner = None;
+        next.releasing = None;
+        next.held = true;
+        let detail = format!("{why}; {}", held_detail(role));
+        next.decision = Some(Decision {
+            at_ms: inputs.now_ms,
+            generation: next.generation,
+            summary: "not restarted elsewhere: manual priority".into(),
+            reasons: vec![detail.clone()],
+        });
+        next.set(RoleState::Offline, detail);
+        return;
+    }
     let window_start = inputs.now_ms.saturating_sub(role.spec.failover.period_s * 1000);
     next.failovers_ms.retain(|&t| t >= window_start);
     next.owner = None;
     next.releasing = None;
     if next.failovers_ms.len() >= role.spec.failover.max_failovers as usize {
-        next.generation += 1;
+        next.bump();
         let detail = format!(
             "{why}; it already failed over {} time(s) within {} s, the most its failover policy allows",
             next.failovers_ms.len(),
@@ -203,7 +242,7 @@ fn fail_over(inputs: &Inputs, role: &RoleRecord, next: &mut RoleDecision, from: 
     }
     next.failovers_ms.push(inputs.now_ms);
     let exclude = [(from, "is the node it is failing over from".to_string())];
-    place_role(inputs, role, next, &exclude, Some(why));
+    place_role(inputs, role, next, &exclude, Some(why), out);
 }
 
 fn place_role(
@@ -212,13 +251,14 @@ fn place_role(
     next: &mut RoleDecision,
     exclude: &[(NodeId, String)],
     because: Option<String>,
+    out: &mut Vec<RoleDecision>,
 ) {
     let mut candidate = role.clone();
     candidate.failed_on = next.failed_on.clone();
     let Placement { node, reasons } = place(inputs.state, &candidate, exclude);
     match node {
         Some(node) => {
-            next.generation += 1;
+            next.bump();
             next.owner = Some(node);
             let summary = match &because {
                 Some(why) => format!("failed over to {}: {why}", inputs.name(node)),
@@ -229,6 +269,27 @@ fn place_role(
                 next.releasing.map(|r| format!(" once {} has stopped it", inputs.name(r))).unwrap_or_default();
             next.set(RoleState::Pending, format!("starting on {}{waiting}", inputs.name(node)));
         }
+        None if role.spec.priority == Priority::High
+            && let Some(room) = placement::displace(inputs.state, &candidate, exclude) =>
+        {
+            for victim in &room.displaced {
+                if let Some(record) = inputs.state.roles.get(victim) {
+                    out.push(displaced(inputs, record, &role.spec.name, room.node));
+                }
+            }
+            next.bump();
+            next.owner = Some(room.node);
+            next.waits_for = room.displaced.clone();
+            let node = inputs.name(room.node);
+            let summary = match &because {
+                Some(why) => format!("failed over to {node}, displacing lower-priority roles: {why}"),
+                None => format!("placed on {node}, displacing lower-priority roles"),
+            };
+            next.decision =
+                Some(Decision { at_ms: inputs.now_ms, generation: next.generation, summary, reasons: room.reasons });
+            let waiting = room.displaced.join(", ");
+            next.set(RoleState::Pending, format!("starting on {node} once {waiting} stopped there to make room"));
+        }
         None => {
             let detail = match &because {
                 Some(why) => format!("{why}, and no node can run it"),
@@ -236,7 +297,7 @@ fn place_role(
             };
             // Already failed and still unplaceable: keep the first explanation, commit nothing.
             if role.state != RoleState::Failed || role.owner.is_some() {
-                next.generation += 1;
+                next.bump();
                 next.decision = Some(Decision {
                     at_ms: inputs.now_ms,
                     generation: next.generation,
@@ -247,6 +308,21 @@ fn place_role(
             }
         }
     }
+}
+
+/// `victim` stops on `node` to make room for the high-priority role `by`; then it is placed
+/// elsewhere if it can be, or held if it is a manual-priority role.
+fn displaced(inputs: &Inputs, victim: &RoleRecord, by: &str, node: NodeId) -> RoleDecision {
+    let mut d = RoleDecision::from_record(victim, inputs.now_ms);
+    d.bump();
+    d.owner = None;
+    d.releasing = Some(node);
+    d.held = victim.spec.priority == Priority::Manual;
+    let why = format!("displaced from {} to make room for high-priority role {by}", inputs.name(node));
+    d.decision =
+        Some(Decision { at_ms: inputs.now_ms, generation: d.generation, summary: why.clone(), reasons: vec![] });
+    d.set(RoleState::Pending, format!("stopping on {}: {why}", inputs.name(node)));
+    d
 }
 
 #[cfg(test)]
@@ -385,5 +461,94 @@ mod tests {
         let r = &s.roles["web"];
         assert_eq!((r.owner, r.state), (None, RoleState::Failed));
         assert!(r.decisions.last().unwrap().reasons.iter().any(|x| x.contains("failed there")), "{:?}", r.decisions);
+    }
+
+    fn sized(name: &str, priority: Priority, memory_mb: u64) -> RoleRecord {
+        let mut r = role(name);
+        r.spec.priority = priority;
+        r.spec.memory_mb = memory_mb;
+        r
+    }
+
+    fn two_nodes_of(memory_mb: u64) -> ClusterState {
+        let mut s = cluster();
+        s.nodes.remove(&3);
+        for n in s.nodes.values_mut() {
+            n.capacity = Some(crate::capacity::Capacity { cpu_milli: 4000, memory_mb });
+        }
+        s
+    }
+
+    #[test]
+    fn a_high_priority_role_displaces_low_ones_and_starts_once_they_stopped() {
+        let mut s = two_nodes_of(4096);
+        s.roles.insert("low-a".into(), sized("low-a", Priority::Low, 3072));
+        s.roles.insert("low-b".into(), sized("low-b", Priority::Low, 3072));
+        s.roles.insert("mid".into(), sized("mid", Priority::Medium, 1024));
+        let live = BTreeMap::new();
+        run(&mut s, &live, 1);
+        for name in ["low-a", "low-b", "mid"] {
+            let owner = s.roles[name].owner.expect("placed");
+            report(&mut s, name, owner, RoleReportOutcome::Online);
+        }
+        // No room anywhere for 2 GiB: only a low role can make room, never the medium one.
+        s.roles.insert("vip".into(), sized("vip", Priority::High, 2048));
+        run(&mut s, &live, 2);
+        let vip = &s.roles["vip"];
+        let node = vip.owner.expect("placed by displacement");
+        assert_eq!(vip.waits_for.len(), 1, "{vip:?}");
+        let victim = vip.waits_for[0].clone();
+        assert!(victim.starts_with("low-"), "{victim}");
+        let v = &s.roles[&victim];
+        assert_eq!(v.releasing, Some(node), "the displaced role stops there first");
+        assert_ne!(v.owner, Some(node));
+        assert!(v.decisions.iter().any(|d| d.summary.contains("to make room for high-priority role vip")), "{v:?}");
+        assert_eq!(s.roles["mid"].state, RoleState::Online, "medium roles are never displaced");
+        // It does not fit anywhere else either: failed, with the reason.
+        assert_eq!(v.state, RoleState::Failed, "{v:?}");
+        assert!(v.decisions.last().unwrap().reasons.iter().any(|r| r.contains("memory")), "{:?}", v.decisions);
+
+        // A medium role is never placed by displacing anything.
+        s.roles.insert("mid2".into(), sized("mid2", Priority::Medium, 4096));
+        run(&mut s, &live, 3);
+        assert_eq!(s.roles["mid2"].owner, None);
+        assert!(s.roles["mid2"].detail.contains("no node can run it"));
+    }
+
+    #[test]
+    fn capacity_keeps_roles_within_what_nodes_declare() {
+        let mut s = two_nodes_of(4096);
+        for name in ["r1", "r2", "r3"] {
+            s.roles.insert(name.into(), sized(name, Priority::Medium, 2048));
+        }
+        run(&mut s, &BTreeMap::new(), 1);
+        let on = |s: &ClusterState, n| s.roles.values().filter(|r| r.owner == Some(n)).count();
+        assert_eq!((on(&s, 1), on(&s, 2)), (2, 1), "least loaded first, within capacity");
+        s.roles.insert("big".into(), sized("big", Priority::Medium, 4096));
+        run(&mut s, &BTreeMap::new(), 2);
+        let big = &s.roles["big"];
+        assert_eq!((big.owner, big.state), (None, RoleState::Failed));
+        let why = &big.decisions.last().unwrap().reasons;
+        assert!(why.contains(&"a: needs 4 GiB memory, only 0 MiB of 4 GiB free".to_string()), "{why:?}");
+    }
+
+    #[test]
+    fn a_manual_role_is_not_restarted_elsewhere_until_the_admin_starts_it() {
+        let mut s = cluster();
+        s.roles.insert("lab".into(), sized("lab", Priority::Manual, 0));
+        let mut live = BTreeMap::new();
+        run(&mut s, &live, 1);
+        assert_eq!(s.roles["lab"].owner, Some(1), "the admin created it started: it is placed");
+        report(&mut s, "lab", 1, RoleReportOutcome::Online);
+        live.insert(1, Liveness::Lost("lease ran out".into()));
+        s.nodes.get_mut(&1).unwrap().state = crate::state::NodeState::Down;
+        run(&mut s, &live, 2);
+        let r = &s.roles["lab"];
+        assert_eq!((r.owner, r.state, r.held), (None, RoleState::Offline, true));
+        assert!(r.detail.contains("halo role start lab"), "{}", r.detail);
+        assert!(run(&mut s, &live, 3).is_empty(), "held: nothing more happens on its own");
+        s.apply(&Command::SetRoleDesired { role: "lab".into(), desired: Desired::Started, now_ms: 4 });
+        run(&mut s, &live, 5);
+        assert_eq!((s.roles["lab"].owner, s.roles["lab"].held), (Some(2), false));
     }
 }

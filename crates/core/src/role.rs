@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::NodeId;
+use crate::capacity::Capacity;
 use crate::command::Rejection;
 use crate::state::ClusterState;
 
@@ -36,6 +37,17 @@ pub struct RoleSpec {
     pub failback: Failback,
     #[serde(default)]
     pub desired: Desired,
+    /// What the role needs of a node, in thousandths of a core; placement keeps it within
+    /// what nodes declare.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cpu_milli: u64,
+    /// What the role needs of a node's memory, in MiB.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub memory_mb: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -119,7 +131,8 @@ pub enum Priority {
     #[default]
     Medium,
     Low,
-    /// Never started or failed over automatically; only by an admin.
+    /// Placed when the admin starts it, but never restarted on its own: when its owner is
+    /// lost or it is displaced, it waits offline for `halo role start`.
     Manual,
 }
 
@@ -231,6 +244,14 @@ pub struct RoleRecord {
     /// A planned move asked for (`halo role move`, or failback on `halo node resume`).
     #[serde(default)]
     pub move_request: Option<MoveRequest>,
+    /// A manual-priority role whose owner was lost, or a displaced one: it waits for the admin
+    /// (`halo role start`) instead of being started elsewhere.
+    #[serde(default)]
+    pub held: bool,
+    /// Roles being displaced from the owner to make room for this one; it starts there only
+    /// once they have stopped.
+    #[serde(default)]
+    pub waits_for: Vec<String>,
 }
 
 /// A planned move: to a given node, or to wherever placement says other than the owner.
@@ -259,6 +280,8 @@ impl RoleRecord {
             failed_on: Vec::new(),
             decisions: Vec::new(),
             move_request: None,
+            held: false,
+            waits_for: Vec::new(),
         }
     }
 
@@ -274,7 +297,8 @@ impl RoleRecord {
     pub fn start_asked(&mut self, now_ms: u64) {
         self.failovers_ms.clear();
         self.failed_on.clear();
-        if self.state == RoleState::Failed {
+        self.held = false;
+        if matches!(self.state, RoleState::Failed | RoleState::Offline) {
             self.set_state(RoleState::Pending, "start asked by the admin", now_ms);
         }
     }
@@ -311,6 +335,10 @@ fn is_simple_name(s: &str) -> bool {
 }
 
 impl RoleSpec {
+    pub fn needs(&self) -> Capacity {
+        Capacity { cpu_milli: self.cpu_milli, memory_mb: self.memory_mb }
+    }
+
     /// Checks the spec on its own and against the cluster's nodes.
     pub fn validate(&self, state: &ClusterState) -> Result<(), Rejection> {
         let invalid = |reason: String| Rejection::InvalidRole { role: self.name.clone(), reason };

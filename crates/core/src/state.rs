@@ -132,6 +132,12 @@ pub struct NodeRecord {
     /// Paused with `--drain`: its roles move elsewhere.
     #[serde(default)]
     pub drain: bool,
+    /// What the node offers to roles, as its agent declares it; none means unlimited.
+    #[serde(default)]
+    pub capacity: Option<crate::capacity::Capacity>,
+    /// Why the node must be fenced (it could not stop a role), until its roles are recovered.
+    #[serde(default)]
+    pub fence_request: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -271,6 +277,7 @@ impl ClusterState {
                     joined_at_ms: *now_ms,
                     state_since_ms: *now_ms,
                     drain: false,
+                    fence_request: None,
                     ..node.clone()
                 };
                 self.nodes.insert(id, record);
@@ -441,6 +448,11 @@ impl ClusterState {
                 }
                 Ok(CommandResult::Done)
             }
+            Command::SetNodeCapacity { node, capacity } => {
+                let record = self.nodes.get_mut(node).ok_or(Rejection::UnknownNodeId(*node))?;
+                record.capacity = *capacity;
+                Ok(CommandResult::Done)
+            }
             Command::DecideRole(d) => {
                 let record = self.roles.get_mut(&d.role).ok_or_else(|| Rejection::UnknownRole(d.role.clone()))?;
                 if record.generation != d.expected_generation {
@@ -452,6 +464,8 @@ impl ClusterState {
                 record.set_state(d.state, d.detail.clone(), d.now_ms);
                 record.failovers_ms = d.failovers_ms.clone();
                 record.failed_on = d.failed_on.clone();
+                record.held = d.held;
+                record.waits_for = d.waits_for.clone();
                 if d.clear_move {
                     record.move_request = None;
                 }
@@ -508,6 +522,7 @@ impl ClusterState {
                 // `failed_on` stays: a node where it failed is not tried again until the admin
                 // restarts the role (`halo role start` clears the history).
                 record.set_state(RoleState::Online, format!("running on {node_name}"), report.now_ms);
+                record.waits_for.clear();
             }
             RoleReportOutcome::Failed if current => {
                 if !record.failed_on.contains(&report.node) {
@@ -628,6 +643,8 @@ mod tests {
             joined_at_ms: 0,
             state_since_ms: 0,
             drain: false,
+            capacity: None,
+            fence_request: None,
         }
     }
 

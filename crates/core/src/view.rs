@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::capacity::Capacity;
 use crate::role::{Decision, Desired, Priority, RoleRecord, RoleSpec};
 use crate::state::{ClusterState, NetworkState, NodeState};
 
@@ -46,6 +47,14 @@ pub struct NodeView {
     pub networks: Vec<NetworkView>,
     /// Wall-clock milliseconds since the UNIX epoch when the node entered its state.
     pub state_since_ms: u64,
+    /// What the node offers to roles (none: not limited), and what its roles take of it.
+    #[serde(default)]
+    pub capacity: Option<Capacity>,
+    #[serde(default)]
+    pub used: Capacity,
+    /// Set while the node is being fenced because it could not stop a role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fence_request: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -171,6 +180,9 @@ pub struct AdmissionRequest {
     pub api: String,
     pub networks: Vec<String>,
     pub witness: bool,
+    /// What the node offers to roles.
+    #[serde(default)]
+    pub capacity: Option<Capacity>,
     /// PEM certificate signing request for the node's key; the key never leaves the node.
     pub csr_pem: String,
 }

@@ -144,3 +144,77 @@ fn placement_rules_stop_delete_and_bad_input() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"), "{}", text(&out));
     assert_eq!(c.json(&["role", "list"]), before, "refused input changed nothing");
 }
+
+/// Nodes offer 1 GiB each. Roles only go where they fit; a high-priority role displaces a
+/// low one, which stops before it starts and moves where there is room; a manual-priority role
+/// whose node dies waits for the admin instead of starting elsewhere.
+#[test]
+fn capacity_priorities_and_manual_roles() {
+    let mut c = Cluster::new(128, 3, 0);
+    for node in &mut c.nodes {
+        node.extra_args = vec!["--memory".into(), "1G".into(), "--cpu".into(), "2".into()];
+    }
+    c.form();
+    let trace = c.dir.path().join("trace");
+    let command = format!(
+        "echo \"start $HALO_ROLE $HALO_NODE\" >> {t}; trap 'echo \"stop $HALO_ROLE $HALO_NODE\" >> {t}; exit 0' TERM; \
+         while :; do sleep 0.1; done",
+        t = trace.display()
+    );
+    let create = |name: &str, extra: &[&str]| {
+        let param = format!("command={command}");
+        let mut args = vec!["role", "create", name, "--type", "process", "--param", &param];
+        args.extend_from_slice(extra);
+        let out = c.halo(&args);
+        assert!(out.status.success(), "{}", text(&out));
+    };
+    create("low128", &["--priority", "low", "--memory", "768M", "--preferred", "n1"]);
+    create("spare128", &["--priority", "manual", "--memory", "256M", "--preferred", "n2"]);
+    create("mid128", &["--memory", "768M", "--preferred", "n3"]);
+    for (role, node) in [("low128", "n1"), ("spare128", "n2"), ("mid128", "n3")] {
+        assert_eq!(c.wait_online(role, Duration::from_secs(15), |_| true).as_deref(), Some(node));
+    }
+    let n2 = c.json(&["node", "show", "n2"]);
+    assert_eq!(n2["capacity"]["memory_mb"], 1024, "{n2}");
+    assert_eq!(n2["used"]["memory_mb"], 256, "{n2}");
+
+    // 1 GiB fits nowhere, and why says what is short where.
+    create("big128", &["--memory", "1G"]);
+    assert!(wait_until(Duration::from_secs(10), || c.role("big128").is_some_and(|r| r["state"] == "failed")));
+    let why = String::from_utf8_lossy(&c.halo(&["role", "why", "big128"]).stdout).to_string();
+    assert!(why.contains("n2: needs 1 GiB memory, only 768 MiB of 1 GiB free"), "{why}");
+    assert!(c.halo(&["role", "stop", "big128"]).status.success());
+
+    // High priority, only on n1 or n3, where nothing is free: the low role on n1 makes room
+    // and goes to n2, which has room; the medium role on n3 stays.
+    create("vip128", &["--priority", "high", "--memory", "512M", "--possible", "n1,n3", "--preferred", "n1"]);
+    assert_eq!(c.wait_online("vip128", Duration::from_secs(15), |_| true).as_deref(), Some("n1"));
+    assert_eq!(c.wait_online("low128", Duration::from_secs(15), |o| o == "n2").as_deref(), Some("n2"));
+    assert_eq!(c.role("mid128").map(|r| r["owner"].clone()), Some("n3".into()));
+    let events = lines(c.dir.path(), "trace");
+    let stopped = events.iter().position(|l| l == "stop low128 n1").expect("low128 stopped on n1");
+    let started = events.iter().position(|l| l == "start vip128 n1").expect("vip128 started on n1");
+    assert!(stopped < started, "the displaced role stops before the high one starts: {events:?}");
+    let why = String::from_utf8_lossy(&c.halo(&["role", "why", "low128"]).stdout).to_string();
+    assert!(why.contains("displaced from n1 to make room for high-priority role vip128"), "{why}");
+
+    // n2 dies: the low role has no room left anywhere, and the manual one, which would fit,
+    // waits for the admin.
+    c.crash(1);
+    assert!(wait_until(Duration::from_secs(20), || c.role("spare128").is_some_and(|r| r["state"] == "offline")));
+    let spare = c.role("spare128").expect("spare128");
+    assert!(spare["detail"].as_str().is_some_and(|d| d.contains("halo role start spare128")), "{spare}");
+    assert!(wait_until(Duration::from_secs(10), || c.role("low128").is_some_and(|r| r["state"] == "failed")));
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(role_processes("spare128").is_empty(), "a manual role is not restarted on its own");
+    let out = c.halo(&["role", "start", "spare128"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let owner = c.wait_online("spare128", Duration::from_secs(15), |_| true).expect("started by the admin");
+    assert!(owner == "n1" || owner == "n3", "{owner}");
+
+    // Bad sizes are refused with the reason, and nothing is created.
+    let out = c.halo(&["role", "create", "bad128", "--type", "process", "--param", "command=true", "--memory", "lots"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("--memory: invalid memory amount 'lots'"), "{}", text(&out));
+    assert!(c.role("bad128").is_none());
+}

@@ -18,6 +18,8 @@ pub struct Node {
     pub nets: Vec<String>,
     pub data_dir: PathBuf,
     pub witness: bool,
+    /// More `halo agent` flags for this node (e.g. `--memory 1G`).
+    pub extra_args: Vec<String>,
     pub child: Option<Child>,
 }
 
@@ -45,6 +47,7 @@ impl Cluster {
                 nets: vec![format!("127.{test_id}.1.{i}:{NET_PORT}"), format!("127.{test_id}.2.{i}:{NET_PORT}")],
                 data_dir: dir.path().join(format!("n{i}")),
                 witness: i > count - witnesses,
+                extra_args: Vec::new(),
                 child: None,
             })
             .collect();
@@ -70,6 +73,7 @@ impl Cluster {
         if node.witness {
             cmd.arg("--witness");
         }
+        cmd.args(&node.extra_args);
         cmd.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         node.child = Some(cmd.spawn().expect("spawn agent"));
         let api = node.api.clone();
