@@ -8,8 +8,9 @@
 //! that exits (or whose OCF monitor fails) is restarted in place up to its restart policy; past
 //! that the role is stopped here and reported failed, and the manager moves it. Every operation
 //! has a time limit; one that runs past it has its process group killed and counts as failed.
-//! A resource whose stop fails keeps its role here, unreported: it may still run, so it must
-//! not start anywhere else.
+//! A stop that fails is escalated: kill what the resource left, ask its monitor; one that still
+//! runs (or a process that survives SIGKILL) keeps its role here and is reported `StopFailed`,
+//! and the leader fences this node before the role runs anywhere else.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -31,6 +32,8 @@ const TICK: Duration = Duration::from_millis(200);
 /// With nothing running and nothing to report, a change of the state or a guard event wakes
 /// the executor anyway; the tick only catches a lease that came back.
 const IDLE_TICK: Duration = Duration::from_secs(1);
+/// A process still there this long after SIGKILL is stuck in the kernel: only fencing helps.
+const KILL_GRACE_MS: u64 = 10_000;
 /// A report not yet reflected in the committed state is sent again after this long.
 const REPORT_RETRY_MS: u64 = 500;
 
@@ -131,7 +134,11 @@ impl Executor {
         let applied = self.member.reader.applied_index();
         let state = self.member.reader.state();
         let now = clock::monotonic_ms();
-        let lease_ok = self.agent.may_start_roles(applied, now);
+        // Starting needs a lease and a database as new as the leader's when it granted it;
+        // what runs may go on while the lease holds (the database catches up within a Raft
+        // heartbeat; the fence guard ends everything with the lease anyway).
+        let may_start = self.agent.may_start_roles(applied, now);
+        let lease_held = self.agent.lease_remaining_ms(now) > 0;
 
         // Stop what should not run here (any more, or not under this generation).
         let names: Vec<String> = self.roles.keys().cloned().collect();
@@ -139,7 +146,7 @@ impl Executor {
             let keep = state
                 .roles
                 .get(name)
-                .is_some_and(|r| self.wanted(r, lease_ok) && self.roles[name].generation == r.generation);
+                .is_some_and(|r| self.wanted(r, lease_held) && self.roles[name].generation == r.generation);
             if !keep {
                 self.begin_stop(name);
             }
@@ -147,7 +154,8 @@ impl Executor {
         // Start what should run and does not.
         let me = self.me();
         for role in state.roles.values() {
-            if self.wanted(role, lease_ok) && !self.roles.contains_key(&role.spec.name) && room_made(&state, role, me) {
+            if self.wanted(role, may_start) && !self.roles.contains_key(&role.spec.name) && room_made(&state, role, me)
+            {
                 self.begin_start(role);
             }
         }
@@ -287,10 +295,15 @@ impl Executor {
                             tracing::warn!(role = %name, "resource did not stop within {stop_limit} ms; killing it");
                             signals.push((workload, signal::KILL));
                         }
+                        Some(at) if now >= at + stop_limit + KILL_GRACE_MS && resource.stop_failed.is_none() => {
+                            tracing::error!(role = %name, "resource survived SIGKILL; the node must be fenced");
+                            let what = &resource.spec.name;
+                            resource.stop_failed = Some(format!("'{what}' did not exit after SIGKILL"));
+                        }
                         _ => {}
                     }
                 }
-                Driver::Ocf(_) if !resource.stop_failed => launches.push((name.clone(), index, Op::Stop)),
+                Driver::Ocf(_) if resource.stop_failed.is_none() => launches.push((name.clone(), index, Op::Stop)),
                 Driver::Ocf(_) => {}
             }
         }
@@ -349,8 +362,14 @@ impl Executor {
                 self.failed.insert(name.clone(), (local.generation, detail));
                 self.begin_stop(&name);
             }
-            GuardEvent::Message(FromGuard::Exited { id, code, signal }) => {
+            GuardEvent::Message(FromGuard::Exited { id, code, signal, lingering }) => {
                 let Some((name, index)) = self.operations.remove(&id) else { return };
+                if lingering && let Some(resource) = self.roles.get_mut(&name).map(|l| &mut l.resources[index]) {
+                    // SIGKILL did not end it: it cannot be stopped, only fenced.
+                    tracing::error!(role = %name, workload = %id, "processes survived SIGKILL; the node must be fenced");
+                    resource.stop_failed = Some(format!("processes of '{}' survived SIGKILL", resource.spec.name));
+                    return;
+                }
                 self.exited(&name, index, &id, code, signal, now);
             }
         }
@@ -402,6 +421,20 @@ impl Executor {
                 self.failed.insert(name.to_string(), (local.generation, detail));
                 self.begin_stop(name);
             }
+            (Op::Monitor, outcome) if resource.stop_escalated.is_some() => {
+                let failed_stop = resource.stop_escalated.take().unwrap_or_default();
+                if outcome == Ok(ocf::OCF_NOT_RUNNING) {
+                    tracing::warn!(role = %name, resource = %rname, "stopped by killing its processes");
+                    resource.up = None;
+                    if !stopping {
+                        self.start_next(name);
+                    }
+                } else {
+                    tracing::error!(role = %name, resource = %rname, "still runs after its stop failed; the node must be fenced");
+                    resource.stop_failed =
+                        Some(format!("{failed_stop}, and it still runs after its processes were killed"));
+                }
+            }
             (Op::Monitor, Ok(ocf::OCF_SUCCESS)) => {}
             (Op::Monitor, Ok(ocf::OCF_NOT_RUNNING)) => {
                 resource.up = None;
@@ -423,9 +456,16 @@ impl Executor {
                 }
             }
             (Op::Stop, result) => {
-                resource.stop_failed = true;
+                // Escalate: kill whatever the resource left running, then ask the agent whether
+                // it still runs. Only "not running" counts as stopped.
                 let detail = result.err().unwrap_or_else(|| described(code.unwrap_or(-1)));
-                tracing::error!(role = %name, "{detail}; the role stays here until the stop succeeds or the node is fenced");
+                tracing::error!(role = %name, "{detail}; killing what is left of it");
+                resource.stop_escalated = Some(detail);
+                let instance = format!("{name}.{rname}");
+                if let Some(guard) = &self.agent.guard {
+                    guard.send(ToGuard::Sweep { key: "OCF_RESOURCE_INSTANCE".into(), value: instance });
+                }
+                self.launch(name, index, Op::Monitor);
             }
             (Op::Spawn, _) => {}
         }
@@ -474,9 +514,18 @@ impl Executor {
     fn report(&mut self, state: &halo_core::state::ClusterState) {
         let me = self.me();
         let mut due = Vec::new();
+        let fencing = state.nodes.get(&me).is_some_and(|n| n.fence_request.is_some());
         for role in state.roles.values() {
             let name = &role.spec.name;
             let local = self.roles.get(name);
+            let stuck = local.and_then(|l| l.resources.iter().find_map(|r| r.stop_failed.clone()));
+            if let Some(detail) = stuck {
+                // Only a fence makes it safe to run the role anywhere else.
+                if !fencing && (role.owner == Some(me) || role.releasing == Some(me)) {
+                    due.push((role, RoleReportOutcome::StopFailed, detail));
+                }
+                continue;
+            }
             let current = role.owner == Some(me);
             if current
                 && role.state != RoleState::Online

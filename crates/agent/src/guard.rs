@@ -41,6 +41,12 @@ pub enum ToGuard {
         id: String,
         signal: i32,
     },
+    /// Kill the process group of every process of ours whose environment holds `key=value`
+    /// (e.g. what an OCF resource left behind when its stop failed).
+    Sweep {
+        key: String,
+        value: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -72,6 +78,10 @@ pub enum FromGuard {
         id: String,
         code: Option<i32>,
         signal: Option<i32>,
+        /// Something of the workload's group survived SIGKILL (a process stuck in the kernel):
+        /// it cannot be said to have stopped.
+        #[serde(default)]
+        lingering: bool,
     },
     /// The lease ran out and these workloads were killed.
     Fenced {
@@ -82,7 +92,7 @@ pub enum FromGuard {
 enum Input {
     Agent(ToGuard),
     AgentGone,
-    Exited { id: String, status: std::process::ExitStatus },
+    Exited { id: String, status: std::process::ExitStatus, lingering: bool },
 }
 
 /// Entry point of `halo fence-guard`.
@@ -126,7 +136,7 @@ pub fn run(data_dir: &Path) -> anyhow::Result<()> {
         match rx.recv_timeout(wait) {
             Ok(Input::Agent(message)) => guard.handle(message),
             Ok(Input::AgentGone) => guard.agent_gone = true,
-            Ok(Input::Exited { id, status }) => guard.exited(id, status),
+            Ok(Input::Exited { id, status, lingering }) => guard.exited(id, status, lingering),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
         }
@@ -164,6 +174,10 @@ impl Guard {
                 if let (Some(&pgid), Ok(signal)) = (self.running.get(&id), Signal::try_from(signal)) {
                     let _ = killpg(Pid::from_raw(pgid), signal);
                 }
+            }
+            ToGuard::Sweep { key, value } => {
+                let killed = sweep(&self.marker, Some(&format!("{key}={value}")));
+                eprintln!("fence guard: killed {killed} process group(s) with {key}={value}");
             }
         }
     }
@@ -207,19 +221,20 @@ impl Guard {
         // is reported only once the group is gone, so a restart never overlaps the old instance.
         std::thread::spawn(move || {
             if let Ok(status) = child.wait() {
+                let mut lingering = false;
                 if !keep_group {
                     let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
-                    wait_group_gone(pgid, Duration::from_secs(5));
+                    lingering = !wait_group_gone(pgid, Duration::from_secs(5));
                 }
-                let _ = tx.send(Input::Exited { id, status });
+                let _ = tx.send(Input::Exited { id, status, lingering });
             }
         });
         Ok(pid)
     }
 
-    fn exited(&mut self, id: String, status: std::process::ExitStatus) {
+    fn exited(&mut self, id: String, status: std::process::ExitStatus, lingering: bool) {
         self.running.remove(&id);
-        emit(&FromGuard::Exited { id, code: status.code(), signal: status.signal() });
+        emit(&FromGuard::Exited { id, code: status.code(), signal: status.signal(), lingering });
     }
 
     fn fence(&mut self) {
@@ -244,11 +259,17 @@ fn emit(event: &FromGuard) {
     }
 }
 
-/// Wait (bounded) until no live process is left in group `pgid`. Zombies do not count: they
-/// hold no files or locks any more.
-fn wait_group_gone(pgid: i32, limit: Duration) {
+/// Wait (bounded) until no live process is left in group `pgid`; whether it is gone. Zombies
+/// do not count: they hold no files or locks any more.
+fn wait_group_gone(pgid: i32, limit: Duration) -> bool {
     let deadline = std::time::Instant::now() + limit;
-    while group_alive(pgid) && std::time::Instant::now() < deadline {
+    loop {
+        if !group_alive(pgid) {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
         std::thread::sleep(Duration::from_millis(2));
     }
 }
@@ -266,8 +287,18 @@ fn group_alive(pgid: i32) -> bool {
 
 /// Kill the process groups of workloads an earlier guard of this data dir started.
 fn sweep_leftovers(marker: &str) {
+    let killed = sweep(marker, None);
+    if killed > 0 {
+        eprintln!("fence guard: killed {killed} leftover workload group(s)");
+    }
+}
+
+/// Kill the process group of every process carrying this guard's marker (and `also`, if
+/// given, in its environment); returns how many groups.
+fn sweep(marker: &str, also: Option<&str>) -> usize {
     let needle = format!("{MARKER}={marker}");
-    let Ok(entries) = std::fs::read_dir("/proc") else { return };
+    let mut groups = std::collections::BTreeSet::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
     let me = std::process::id();
     for entry in entries.flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
@@ -276,11 +307,14 @@ fn sweep_leftovers(marker: &str) {
         }
         let environ: PathBuf = entry.path().join("environ");
         let Ok(bytes) = std::fs::read(&environ) else { continue };
-        if bytes.split(|&b| b == 0).any(|var| var == needle.as_bytes())
+        let has = |wanted: &str| bytes.split(|&b| b == 0).any(|var| var == wanted.as_bytes());
+        if has(&needle)
+            && also.is_none_or(has)
             && let Ok(pgid) = nix::unistd::getpgid(Some(Pid::from_raw(pid)))
+            && groups.insert(pgid)
         {
-            eprintln!("fence guard: killing leftover workload group {pgid} from an earlier run");
             let _ = killpg(pgid, Signal::SIGKILL);
         }
     }
+    groups.len()
 }

@@ -52,11 +52,14 @@ async fn send(agent: Arc<Agent>, sockets: Vec<Arc<UdpSocket>>) {
         sequence += 1;
         let now = clock::monotonic_ms();
         watch_members(&agent.detector, &state, member.id, now);
-        // The leader's own lease runs from the last time a quorum confirmed its leadership.
+        // The leader's own lease runs from the last time a quorum confirmed its leadership;
+        // a leader that must be fenced stops renewing it.
         if let Some((ago, committed)) = member.leadership()
             && agent.lease_timing(&state).may_grant(Some(ago))
+            && state.nodes.get(&member.id).is_some_and(|n| n.fence_request.is_none())
         {
             agent.lease_granted(now.saturating_sub(ago), state.settings.lease_ms, committed, now);
+            agent.granted_to(member.id, now.saturating_sub(ago));
         }
         for (network, socket) in sockets.iter().enumerate() {
             let heartbeat = Heartbeat { from: member.id, network: network as u8, sequence, sent_at_ms: now };
@@ -89,6 +92,7 @@ async fn receive(agent: Arc<Agent>, socket: Arc<UdpSocket>, network: usize) {
                     d.heard(hb.from, network, now);
                 }
                 if let Some((grant, address)) = grant_for(&agent, member, &state, &hb) {
+                    agent.granted_to(hb.from, now);
                     let _ = socket.try_send_to(&current.encode(&Datagram::LeaseGrant(grant)), address);
                 }
             }
@@ -103,15 +107,16 @@ async fn receive(agent: Arc<Agent>, socket: Arc<UdpSocket>, network: usize) {
     }
 }
 
-/// The leader's answer to a heartbeat: a lease, while a quorum recently confirmed it leads.
-/// Sent to the node's registered address on that network, never to the packet's source.
+/// The leader's answer to a heartbeat: a lease, while a quorum recently confirmed it leads,
+/// unless the node is to be fenced. Sent to the node's registered address on that network,
+/// never to the packet's source.
 fn grant_for(
     agent: &Agent,
     member: &crate::runtime::Member,
     state: &ClusterState,
     hb: &Heartbeat,
 ) -> Option<(LeaseGrant, std::net::SocketAddr)> {
-    let node = state.nodes.get(&hb.from).filter(|n| !n.witness)?;
+    let node = state.nodes.get(&hb.from).filter(|n| !n.witness && n.fence_request.is_none())?;
     let (ago, committed_index) = member.leadership()?;
     if !agent.lease_timing(state).may_grant(Some(ago)) {
         return None;

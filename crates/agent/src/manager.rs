@@ -57,17 +57,26 @@ fn liveness(
     let Ok(detector) = agent.detector.lock() else { return BTreeMap::new() };
     let mut out = BTreeMap::new();
     for node in state.nodes.values() {
-        if node.id == member.id {
-            out.insert(node.id, Liveness::Alive);
-            continue;
-        }
         let assessment = detector.assess(node.id, now);
-        let verdict = if assessment.alive && assessment.ever_heard {
+        let device = state.fence_devices.get(&node.id);
+        let verdict = if node.fence_request.is_some() {
+            // It could not stop a role, so it gets no lease any more: it is safe once its device
+            // confirmed the power-off, or once the last lease it was granted has run out (its
+            // fence guard kills everything then), however well it answers.
+            let last = agent.last_granted(node.id).unwrap_or(leader_since);
+            if let Some(why) = device.and_then(|d| agent.fencing.confirmed_off(node.id, &node.name, d, now)) {
+                Liveness::Lost(why)
+            } else if now >= timing.lost_at(last, leader_since) {
+                Liveness::Lost("was fenced: it got no lease since it could not stop a role".into())
+            } else {
+                Liveness::Suspect
+            }
+        } else if node.id == member.id {
+            Liveness::Alive
+        } else if assessment.alive && assessment.ever_heard {
             agent.fencing.heard(node.id);
             Liveness::Alive
-        } else if let Some(why) = state
-            .fence_devices
-            .get(&node.id)
+        } else if let Some(why) = device
             .filter(|_| assessment.ever_heard || now >= leader_since + timing.lease_ms)
             .and_then(|device| agent.fencing.confirmed_off(node.id, &node.name, device, now))
         {
@@ -100,6 +109,15 @@ async fn decide_roles(agent: &Agent, member: &Member, leader_since: u64) -> Resu
             tracing::info!(role = %d.role, generation = d.generation, "{}", decision.summary);
         }
         agent.write_as_leader(member, command).await?;
+    }
+    // A fenced node whose roles have all been recovered may have leases again.
+    let state = member.reader.state();
+    for node in state.nodes.values().filter(|n| n.fence_request.is_some()) {
+        let holds_roles = state.roles.values().any(|r| r.owner == Some(node.id) || r.releasing == Some(node.id));
+        if !holds_roles && matches!(liveness.get(&node.id), Some(Liveness::Lost(_))) {
+            tracing::warn!(node = %node.name, "fenced; its roles were recovered, it may hold leases again");
+            agent.write_as_leader(member, Command::ClearFenceRequest { node: node.id }).await?;
+        }
     }
     Ok(())
 }

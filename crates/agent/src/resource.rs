@@ -53,8 +53,11 @@ pub struct LocalResource {
     pub up: Option<String>,
     pub in_flight: Option<InFlight>,
     pub restarts_ms: Vec<u64>,
-    /// An OCF stop failed: the resource may still run, so the role can go nowhere else.
-    pub stop_failed: bool,
+    /// Its stop failed and it still runs (why): the role can go nowhere else until this node
+    /// is fenced.
+    pub stop_failed: Option<String>,
+    /// An OCF stop failed (why); what it left was killed and a monitor checks whether it runs.
+    pub stop_escalated: Option<String>,
     pub next_monitor_ms: u64,
     /// Process stop: when SIGTERM went out, and whether SIGKILL followed.
     pub term_sent_ms: Option<u64>,
@@ -82,7 +85,8 @@ impl LocalResource {
             up: None,
             in_flight: None,
             restarts_ms: Vec::new(),
-            stop_failed: false,
+            stop_failed: None,
+            stop_escalated: None,
             next_monitor_ms: 0,
             term_sent_ms: None,
             kill_sent: false,

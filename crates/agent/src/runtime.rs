@@ -52,6 +52,9 @@ pub struct Agent {
     pub guard: Option<Arc<GuardLink>>,
     /// Fence-agent attempts against silent nodes (used while this node leads).
     pub fencing: Arc<crate::fence::Fencing>,
+    /// While this node leads: when it last granted each node a lease (monotonic ms; for another
+    /// node, when its heartbeat arrived, which is after the node dates the lease from).
+    pub last_grant: Mutex<BTreeMap<u64, u64>>,
 }
 
 /// A lease extension smaller than this is not worth waking the fence guard for.
@@ -107,6 +110,7 @@ impl Agent {
             lease: Mutex::new(Lease::default()),
             lease_index: std::sync::atomic::AtomicU64::new(0),
             fencing: Arc::default(),
+            last_grant: Mutex::default(),
             guard,
             config,
         };
@@ -130,6 +134,19 @@ impl Agent {
         if guard.deadline_ms().is_none_or(|d| deadline_ms >= d + GUARD_LEASE_STEP_MS) {
             guard.send(ToGuard::Lease { deadline_ms });
         }
+    }
+
+    /// As leader, this node granted `node` a lease dated no earlier than `at_ms`.
+    pub fn granted_to(&self, node: u64, at_ms: u64) {
+        if let Ok(mut grants) = self.last_grant.lock() {
+            let last = grants.entry(node).or_default();
+            *last = (*last).max(at_ms);
+        }
+    }
+
+    /// When this node, as leader, last granted `node` a lease.
+    pub fn last_granted(&self, node: u64) -> Option<u64> {
+        self.last_grant.lock().ok().and_then(|g| g.get(&node).copied())
     }
 
     /// Whether this node may start roles now: it holds a lease, and its copy of the database

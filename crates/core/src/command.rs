@@ -86,6 +86,10 @@ pub enum Command {
         node: NodeId,
         capacity: Option<crate::capacity::Capacity>,
     },
+    /// The node that could not stop a role was fenced and runs none of its roles any more.
+    ClearFenceRequest {
+        node: NodeId,
+    },
     /// A decision of the leader's manager about one role.
     DecideRole(RoleDecision),
     /// What a node's executor did with a role it was told to run or stop.
@@ -178,6 +182,9 @@ pub enum RoleReportOutcome {
     /// The role could not be kept running here (restart policy exhausted, start failed); the
     /// node stopped what it could.
     Failed,
+    /// A resource of the role could not be stopped here (its stop failed and it still runs):
+    /// only fencing the node makes it safe to run the role elsewhere.
+    StopFailed,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -295,6 +302,7 @@ impl std::fmt::Display for Command {
             Command::ResumeNode { node, failback, .. } => write!(f, "resume node {node} (failback {failback})"),
             Command::SetFenceDevice { node, .. } => write!(f, "set fence device of node {node}"),
             Command::SetNodeCapacity { node, .. } => write!(f, "set capacity of node {node}"),
+            Command::ClearFenceRequest { node } => write!(f, "clear fence request of node {node}"),
             Command::DecideRole(d) => write!(f, "decide role {} generation {}", d.role, d.generation),
             Command::ReportRole(r) => write!(f, "report role {} {:?} from node {}", r.role, r.outcome, r.node),
         }

@@ -28,6 +28,17 @@ pub fn diff(before: &ClusterState, after: &ClusterState, at_ms: u64, first_seq: 
                     let message = format!("{}: {} -> {}", node.name, old.state.as_str(), node.state.as_str());
                     out.push(("node".into(), node.name.clone(), message));
                 }
+                match (&old.fence_request, &node.fence_request) {
+                    (None, Some(why)) => {
+                        out.push(("node".into(), node.name.clone(), format!("{} is being fenced: {why}", node.name)))
+                    }
+                    (Some(_), None) => out.push((
+                        "node".into(),
+                        node.name.clone(),
+                        format!("{} was fenced; it runs nothing of its former roles", node.name),
+                    )),
+                    _ => {}
+                }
                 for (i, (a, b)) in old.networks.iter().zip(&node.networks).enumerate() {
                     if a.state != b.state {
                         let message = format!(

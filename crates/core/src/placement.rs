@@ -42,6 +42,9 @@ pub fn unfit(
         NodeState::Up => {}
         other => return Some(format!("is {}", other.as_str())),
     }
+    if node.fence_request.is_some() {
+        return Some("is being fenced".into());
+    }
     if !spec.possible.is_empty() && !spec.possible.contains(&node.name) {
         return Some("is not a possible owner".into());
     }

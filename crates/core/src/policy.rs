@@ -105,10 +105,17 @@ fn decide_role(inputs: &Inputs, role: &RoleRecord, out: &mut Vec<RoleDecision>) 
                     let why = format!("{} could not keep it running", name(owner));
                     fail_over(inputs, role, &mut next, owner, why, out);
                 } else if inputs.liveness.get(&owner) == Some(&Liveness::Suspect) {
-                    next.set(
-                        RoleState::Pending,
-                        format!("{} is not responding; waiting for its lease to run out before recovery", name(owner)),
-                    );
+                    let fencing = inputs.state.nodes.get(&owner).and_then(|n| n.fence_request.as_ref());
+                    let detail = match fencing {
+                        Some(why) => {
+                            format!("{} is being fenced ({why}); recovery follows once it runs nothing", name(owner))
+                        }
+                        None => format!(
+                            "{} is not responding; waiting for its lease to run out before recovery",
+                            name(owner)
+                        ),
+                    };
+                    next.set(RoleState::Pending, detail);
                 } else if let Some((to, why)) = move_wanted(inputs, role, owner) {
                     planned_move(inputs, role, &mut next, owner, to, why);
                 }

@@ -453,6 +453,11 @@ impl ClusterState {
                 record.capacity = *capacity;
                 Ok(CommandResult::Done)
             }
+            Command::ClearFenceRequest { node } => {
+                let record = self.nodes.get_mut(node).ok_or(Rejection::UnknownNodeId(*node))?;
+                record.fence_request = None;
+                Ok(CommandResult::Done)
+            }
             Command::DecideRole(d) => {
                 let record = self.roles.get_mut(&d.role).ok_or_else(|| Rejection::UnknownRole(d.role.clone()))?;
                 if record.generation != d.expected_generation {
@@ -539,6 +544,24 @@ impl ClusterState {
                     summary: format!("failed on {node_name}"),
                     reasons: vec![report.detail.clone()],
                 });
+            }
+            RoleReportOutcome::StopFailed
+                if record.owner == Some(report.node) || record.releasing == Some(report.node) =>
+            {
+                let why = format!("could not stop role {}: {}", report.role, report.detail);
+                let summary = format!("could not be stopped on {node_name}; {node_name} is being fenced");
+                record.set_state(RoleState::Pending, summary.clone(), report.now_ms);
+                record.record_decision(Decision {
+                    at_ms: report.now_ms,
+                    generation: record.generation,
+                    summary,
+                    reasons: vec![report.detail.clone()],
+                });
+                if let Some(node) = self.nodes.get_mut(&report.node)
+                    && node.fence_request.is_none()
+                {
+                    node.fence_request = Some(why);
+                }
             }
             _ => return Err(Rejection::StaleReport(report.role.clone())),
         }

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use common::*;
 
-/// An OCF root with Debian's heartbeat agents plus `halotest:Hang`, whose start never returns.
+/// An OCF root with Debian's heartbeat agents plus `halotest:Hang`, whose start never returns,
+/// and `halotest:Stuck`, which cannot be stopped.
 fn ocf_root(dir: &Path) -> String {
     let root = dir.join("ocf");
     std::fs::create_dir_all(root.join("resource.d/halotest")).expect("ocf dirs");
@@ -39,6 +40,36 @@ esac
     )
     .expect("write Hang");
     std::fs::set_permissions(&hang, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let stuck = root.join("resource.d/halotest/Stuck");
+    std::fs::write(
+        &stuck,
+        r#"#!/bin/sh
+# Starts a daemon holding an exclusive lock in $dir; its stop always fails, and its monitor
+# says "running" for as long as this node's state file exists.
+state="$OCF_RESKEY_dir/stuck-$HALO_NODE"
+case "$1" in
+meta-data) cat <<'XML'
+<?xml version="1.0"?>
+<resource-agent name="Stuck" version="1.0"><parameters>
+<parameter name="dir" required="1"><content type="string"/></parameter></parameters>
+<actions><action name="start" timeout="20s"/><action name="stop" timeout="20s"/>
+<action name="monitor" timeout="20s" interval="10s"/><action name="meta-data" timeout="5s"/></actions>
+</resource-agent>
+XML
+  exit 0 ;;
+start)
+  touch "$state"
+  (exec 9>>"$OCF_RESKEY_dir/lock"; flock -n 9 || echo "$HALO_NODE" >> "$OCF_RESKEY_dir/failures"; exec sleep 100000) >/dev/null 2>&1 &
+  echo "$HALO_NODE" >> "$OCF_RESKEY_dir/starts"
+  exit 0 ;;
+stop) exit 1 ;;
+monitor) [ -f "$state" ] && exit 0; exit 7 ;;
+*) exit 3 ;;
+esac
+"#,
+    )
+    .expect("write Stuck");
+    std::fs::set_permissions(&stuck, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     root.display().to_string()
 }
 
@@ -119,4 +150,95 @@ fn a_hanging_agent_is_killed_at_its_timeout_and_bad_agents_are_refused() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("has no parameter 'bogus'"), "{}", text(&out));
     assert_eq!(c.json(&["role", "list"]), before, "refused input changed nothing");
+}
+
+/// A resource that cannot be stopped: its stop fails, halo kills what it left and asks its
+/// monitor, which still says "running". Only fencing the node makes it safe to start the role
+/// elsewhere: the node gets no lease, its guard kills everything at the lease's end (the other
+/// roles there fail over too), and then the role starts on the target. Afterwards the node
+/// holds leases again and runs roles.
+#[test]
+fn a_resource_that_cannot_be_stopped_gets_its_node_fenced() {
+    cannot_stop(129, false);
+}
+
+/// The same on the leader: it stops renewing its own lease, and stays leader throughout.
+#[test]
+fn a_leader_that_cannot_stop_a_resource_fences_itself() {
+    cannot_stop(127, true);
+}
+
+fn cannot_stop(test_id: u8, on_leader: bool) {
+    let mut c = Cluster::new(test_id, 3, 0);
+    let root = ocf_root(c.dir.path());
+    c.env.push(("HALO_OCF_ROOT".into(), root));
+    c.form();
+    let leader = c.leader().expect("leader");
+    let nodes = ["n1", "n2", "n3"];
+    let victim = if on_leader { leader.as_str() } else { nodes.into_iter().find(|n| *n != leader).expect("follower") };
+    let target = nodes.into_iter().find(|n| *n != leader && *n != victim).expect("another node");
+    let dir = c.dir.path().join("stuck");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let out = c.halo(&[
+        "role",
+        "create",
+        "stuck129",
+        "--type",
+        "ocf:halotest:Stuck",
+        "--param",
+        &format!("dir={}", dir.display()),
+        "--preferred",
+        victim,
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let work = c.dir.path().join("work");
+    let command = lock_workload(&work);
+    let out = c.halo(&[
+        "role",
+        "create",
+        "by129",
+        "--type",
+        "process",
+        "--param",
+        &format!("command={command}"),
+        "--preferred",
+        victim,
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    for role in ["stuck129", "by129"] {
+        assert_eq!(c.wait_online(role, Duration::from_secs(15), |_| true).as_deref(), Some(victim), "{role}");
+    }
+
+    let out = c.halo(&["role", "move", "stuck129", "--to", target]);
+    let logs: String = (0..3).map(|i| c.log(i)).collect::<Vec<_>>().join("\n----\n");
+    assert!(out.status.success(), "{}\n{logs}", text(&out));
+    let moved = c.wait_online("stuck129", Duration::from_secs(20), |o| o == target);
+    let logs: String = (0..3).map(|i| c.log(i)).collect::<Vec<_>>().join("\n----\n");
+    assert_eq!(moved.as_deref(), Some(target), "{logs}");
+    // The other role on the fenced node was killed with it, and runs elsewhere.
+    let by = c.wait_online("by129", Duration::from_secs(20), |o| o != victim);
+    assert!(by.is_some(), "{:?}", c.role("by129"));
+
+    let why = String::from_utf8_lossy(&c.halo(&["role", "why", "stuck129"]).stdout).to_string();
+    assert!(why.contains(&format!("could not be stopped on {victim}; {victim} is being fenced")), "{why}");
+    assert!(why.contains("still runs after its processes were killed"), "{why}");
+    let events = String::from_utf8_lossy(&c.halo(&["events", "--last", "200"]).stdout).to_string();
+    assert!(events.contains(&format!("{victim} is being fenced: could not stop role stuck129")), "{events}");
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let node = c.json(&["node", "show", victim]);
+            node["fence_request"].is_null() && node["state"] == "up"
+        }),
+        "{}",
+        c.json(&["node", "show", victim])
+    );
+    assert!(lines(&dir, "failures").is_empty(), "two daemons held the lock: {:?}", lines(&dir, "failures"));
+    assert_eq!(c.leader().as_deref(), Some(leader.as_str()), "fencing changed nothing in Raft");
+    assert!(lines(&work, "failures").is_empty(), "{:?}", lines(&work, "failures"));
+
+    // Fenced and recovered, it holds leases again and runs what it is given.
+    let out = c.halo(&["role", "move", "by129", "--to", victim]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(c.wait_online("by129", Duration::from_secs(15), |o| o == victim).as_deref(), Some(victim));
+    assert!(lines(&work, "failures").is_empty(), "{:?}", lines(&work, "failures"));
 }
