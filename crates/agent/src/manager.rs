@@ -27,22 +27,48 @@ pub async fn run(agent: Arc<Agent>) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // When this node last became leader: the lease rule makes a new leader wait before it
     // recovers anything (grants of the previous leader may still be running).
-    let mut leader_since: Option<u64> = None;
+    let mut leader_since: Option<Takeover> = None;
+    // While following: the leader, its term, and since when this node has seen it lead.
+    let mut followed: Option<(u64, u64, u64)> = None;
     loop {
         ticker.tick().await;
         let Some(member) = agent.member().cloned() else { continue };
+        let metrics = member.metrics();
         if !member.is_leader() {
             leader_since = None;
+            if let Some(leader) = metrics.current_leader.filter(|&l| l != member.id)
+                && followed.is_none_or(|(l, term, _)| (l, term) != (leader, metrics.current_term))
+            {
+                followed = Some((leader, metrics.current_term, clock::monotonic_ms()));
+            }
             continue;
         }
-        let since = *leader_since.get_or_insert_with(clock::monotonic_ms);
+        let takeover = *leader_since.get_or_insert_with(|| {
+            let at_ms = clock::monotonic_ms();
+            let window = agent.lease_timing(&member.reader.state()).grant_window_ms;
+            // Only the leader of the term right before ours (no leader between that could
+            // have granted it a lease), seen leading for a grant window (no older grant left).
+            let former = followed
+                .take()
+                .filter(|&(_, term, seen)| term + 1 == metrics.current_term && seen + window <= at_ms)
+                .map(|(id, _, _)| id);
+            Takeover { at_ms, former }
+        });
         if let Err(e) = tick(&agent, &member).await {
             tracing::debug!("manager: {e}");
         }
-        if let Err(e) = decide_roles(&agent, &member, since).await {
+        if let Err(e) = decide_roles(&agent, &member, takeover).await {
             tracing::debug!("manager: {e}");
         }
     }
+}
+
+/// When this node became leader, and the leader it replaced, if the lease rule lets it
+/// recover that one's roles early (`LeaseTiming::lost_at_former_leader`).
+#[derive(Debug, Clone, Copy)]
+struct Takeover {
+    at_ms: u64,
+    former: Option<u64>,
 }
 
 /// Each role owner's liveness as the lease rule allows the leader to see it.
@@ -50,8 +76,9 @@ fn liveness(
     agent: &Agent,
     member: &Member,
     state: &halo_core::state::ClusterState,
-    leader_since: u64,
+    takeover: Takeover,
 ) -> BTreeMap<u64, Liveness> {
+    let leader_since = takeover.at_ms;
     let now = clock::monotonic_ms();
     let timing = agent.lease_timing(state);
     let Ok(detector) = agent.detector.lock() else { return BTreeMap::new() };
@@ -83,7 +110,12 @@ fn liveness(
             // The fast path: a fence agent confirmed the power-off.
             Liveness::Lost(why)
         } else {
-            let lost_at = timing.lost_at(assessment.last_heard_ms.unwrap_or(leader_since), leader_since);
+            let last_heard = assessment.last_heard_ms.unwrap_or(leader_since);
+            let lost_at = if takeover.former == Some(node.id) {
+                timing.lost_at_former_leader(last_heard, leader_since)
+            } else {
+                timing.lost_at(last_heard, leader_since)
+            };
             if now >= lost_at {
                 Liveness::Lost("stopped answering and its lease has run out".into())
             } else {
@@ -95,12 +127,12 @@ fn liveness(
     out
 }
 
-async fn decide_roles(agent: &Agent, member: &Member, leader_since: u64) -> Result<(), crate::error::ApiError> {
+async fn decide_roles(agent: &Agent, member: &Member, takeover: Takeover) -> Result<(), crate::error::ApiError> {
     let state = member.reader.state();
     if state.roles.is_empty() {
         return Ok(());
     }
-    let liveness = liveness(agent, member, &state, leader_since);
+    let liveness = liveness(agent, member, &state, takeover);
     let commands = policy::decide(&Inputs { state: &state, liveness: &liveness, now_ms: clock::wall_ms() });
     for command in commands {
         if let Command::DecideRole(d) = &command

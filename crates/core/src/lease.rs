@@ -32,6 +32,17 @@ impl LeaseTiming {
         let after_takeover = leader_since_ms + self.grant_window_ms + self.lease_ms + self.margin_ms;
         after_heard.max(after_takeover)
     }
+
+    /// The same for the leader this leader replaced: the leader of the term right before this
+    /// one (so no leader in between granted it anything), seen leading for at least a grant
+    /// window (so grants from before its term have ended by the takeover + a lease). Its
+    /// only other lease was its own, dated from an append a quorum acknowledged; some voter
+    /// of that quorum voted for this leader afterwards and took no append from it since, so
+    /// that lease ends before `took over + lease`. Saves the grant window on the most common
+    /// leader change: the leader crashed.
+    pub fn lost_at_former_leader(&self, last_heard_ms: u64, leader_since_ms: u64) -> u64 {
+        last_heard_ms.max(leader_since_ms) + self.lease_ms + self.margin_ms
+    }
 }
 
 /// The holder's side: the latest deadline any grant gave it.
@@ -92,6 +103,9 @@ mod tests {
         assert_eq!(T.lost_at(1000, 0), 3200);
         // A leader that took over at 5000 waits for grants the old leader may still have made.
         assert_eq!(T.lost_at(1000, 5000), 5000 + 450 + 2000 + 200);
+        // The leader it replaced held only its own lease, from before any vote for us.
+        assert_eq!(T.lost_at_former_leader(1000, 5000), 5000 + 2000 + 200);
+        assert_eq!(T.lost_at_former_leader(6000, 5000), 6000 + 2000 + 200);
         assert!(T.may_grant(Some(300)));
         assert!(!T.may_grant(Some(451)));
         assert!(!T.may_grant(None));

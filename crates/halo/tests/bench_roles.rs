@@ -205,3 +205,41 @@ fn bench_drain_of_50_roles() {
         .is_some_and(|a| a.iter().all(|r| r["state"] == "online" && r["owner"] == "n1"))));
     println!("BENCH resume with failback of 50 process roles: {:.3} s", t.elapsed().as_secs_f64());
 }
+
+/// As `crash_bench`, with every node's fence device configured: the leader powers a silent
+/// node off (the test agent kills what is left of it) and recovers at once, without waiting
+/// for the lease.
+fn crash_bench_with_fence_agent(test_id: u8, profile: &str) {
+    let mut c = Cluster::new(test_id, 3, 0);
+    let path = install_fence_agent(c.dir.path());
+    c.env.push(("PATH".into(), path));
+    c.form();
+    assert!(c.halo(&["cluster", "set", &format!("profile={profile}")]).status.success());
+    for node in &c.nodes {
+        let datadir = format!("datadir={}", node.data_dir.display());
+        let out = c.halo(&["node", "fence", &node.name, "--agent", "fence_halotest", "--param", &datadir]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let dir = c.dir.path().join("work");
+    let role = format!("fenced{test_id}");
+    let command = timed_workload(&dir);
+    assert!(
+        c.halo(&["role", "create", &role, "--type", "process", "--param", &format!("command={command}")])
+            .status
+            .success()
+    );
+    assert!(c.wait_online(&role, Duration::from_secs(15), |_| true).is_some());
+    crash_runs(&mut c, &format!("{profile} profile, fence agent"), &dir, &role);
+}
+
+#[test]
+#[ignore = "benchmark: run with scripts/bench"]
+fn bench_node_crash_with_fence_agent_default_profile() {
+    crash_bench_with_fence_agent(134, "default");
+}
+
+#[test]
+#[ignore = "benchmark: run with scripts/bench"]
+fn bench_node_crash_with_fence_agent_fast_profile() {
+    crash_bench_with_fence_agent(135, "fast");
+}

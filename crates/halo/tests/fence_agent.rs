@@ -5,37 +5,9 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use common::*;
-
-fn install_fence_agent(dir: &std::path::Path) -> String {
-    let bin = dir.join("bin");
-    std::fs::create_dir_all(&bin).expect("bin");
-    let agent = bin.join("fence_halotest");
-    std::fs::write(
-        &agent,
-        r#"#!/bin/sh
-action=; dir=
-while IFS='=' read -r k v; do
-  case "$k" in action) action=$v ;; datadir) dir=$v ;; esac
-done
-[ "$action" = off ] || exit 0
-[ -n "$dir" ] || { echo "no datadir given" >&2; exit 1; }
-for f in /proc/[0-9]*/environ; do
-  if tr '\0' '\n' < "$f" 2>/dev/null | grep -qx "HALO_GUARD=$dir"; then p=${f#/proc/}; kill -9 "${p%/environ}" 2>/dev/null; fi
-done
-pkill -9 -f -- "--data-dir $dir\$"
-pkill -9 -f -- "fence-guard --data-dir $dir\$"
-echo "off" >> "$dir.fenced"
-exit 0
-"#,
-    )
-    .expect("write agent");
-    std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default())
-}
 
 #[test]
 fn a_hung_node_is_powered_off_and_its_role_restarts_at_once() {

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -380,4 +381,34 @@ pub fn kill_instance(role: &str) {
     for group in role_processes(role) {
         let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(group), nix::sys::signal::Signal::SIGKILL);
     }
+}
+
+/// A fence agent (`fence_halotest`, standard stdin protocol) that is a real power switch for
+/// a node on loopback: `action=off` with `datadir=` kills that node's agent, fence guard and
+/// workloads. Returns a PATH that finds it.
+pub fn install_fence_agent(dir: &std::path::Path) -> String {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).expect("bin");
+    let agent = bin.join("fence_halotest");
+    std::fs::write(
+        &agent,
+        r#"#!/bin/sh
+action=; dir=
+while IFS='=' read -r k v; do
+  case "$k" in action) action=$v ;; datadir) dir=$v ;; esac
+done
+[ "$action" = off ] || exit 0
+[ -n "$dir" ] || { echo "no datadir given" >&2; exit 1; }
+for f in /proc/[0-9]*/environ; do
+  if tr '\0' '\n' < "$f" 2>/dev/null | grep -qx "HALO_GUARD=$dir"; then p=${f#/proc/}; kill -9 "${p%/environ}" 2>/dev/null; fi
+done
+pkill -9 -f -- "--data-dir $dir\$"
+pkill -9 -f -- "fence-guard --data-dir $dir\$"
+echo "off" >> "$dir.fenced"
+exit 0
+"#,
+    )
+    .expect("write agent");
+    std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default())
 }
