@@ -52,13 +52,14 @@ async fn send(agent: Arc<Agent>, sockets: Vec<Arc<UdpSocket>>) {
         sequence += 1;
         let now = clock::monotonic_ms();
         watch_members(&agent.detector, &state, member.id, now);
-        // The leader's own lease runs from the last time a quorum confirmed its leadership;
-        // a leader that must be fenced stops renewing it.
+        // The leader's own (shorter) lease runs from the last time a quorum confirmed its
+        // leadership; a leader that must be fenced stops renewing it.
+        let timing = agent.lease_timing(&state);
         if let Some((ago, committed)) = member.leadership()
-            && agent.lease_timing(&state).may_grant(Some(ago))
+            && timing.may_grant(Some(ago))
             && state.nodes.get(&member.id).is_some_and(|n| n.fence_request.is_none())
         {
-            agent.lease_granted(now.saturating_sub(ago), state.settings.lease_ms, committed, now);
+            agent.lease_granted(now.saturating_sub(ago), timing.leader_lease_ms(), committed, now);
             agent.granted_to(member.id, now.saturating_sub(ago));
         }
         for (network, socket) in sockets.iter().enumerate() {

@@ -45,12 +45,12 @@ pub async fn run(agent: Arc<Agent>) {
         }
         let takeover = *leader_since.get_or_insert_with(|| {
             let at_ms = clock::monotonic_ms();
-            let window = agent.lease_timing(&member.reader.state()).grant_window_ms;
+            let tenure = agent.lease_timing(&member.reader.state()).former_leader_min_tenure_ms();
             // Only the leader of the term right before ours (no leader between that could
-            // have granted it a lease), seen leading for a grant window (no older grant left).
+            // have granted it a lease), seen leading long enough (no older grant left).
             let former = followed
                 .take()
-                .filter(|&(_, term, seen)| term + 1 == metrics.current_term && seen + window <= at_ms)
+                .filter(|&(_, term, seen)| term + 1 == metrics.current_term && seen + tenure <= at_ms)
                 .map(|(id, _, _)| id);
             Takeover { at_ms, former }
         });

@@ -75,6 +75,7 @@ pub fn update(record: &mut RoleRecord, spec: &RoleSpec, now_ms: u64) {
     let restart = configured(&record.spec).resources != configured(spec).resources;
     let started = spec.desired == Desired::Started && record.spec.desired != Desired::Started;
     record.spec = spec.clone();
+    record.touched();
     if started {
         record.start_asked(now_ms);
     }

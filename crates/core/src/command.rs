@@ -97,12 +97,15 @@ pub enum Command {
 }
 
 /// Everything the manager decided about a role, as the complete new runtime fields. Applies
-/// only on top of the generation it was computed from, so a deposed leader's late decision
-/// changes nothing.
+/// only on top of the generation and admin revision it was computed from, so a deposed
+/// leader's late decision, or one that crossed an admin's request, changes nothing.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RoleDecision {
     pub role: String,
     pub expected_generation: u64,
+    /// The admin requests it was computed after (`RoleRecord::revision`).
+    #[serde(default)]
+    pub expected_revision: u64,
     pub generation: u64,
     pub owner: Option<NodeId>,
     pub releasing: Option<NodeId>,
@@ -128,6 +131,7 @@ impl RoleDecision {
         Self {
             role: role.spec.name.clone(),
             expected_generation: role.generation,
+            expected_revision: role.revision,
             generation: role.generation,
             owner: role.owner,
             releasing: role.releasing,

@@ -33,15 +33,31 @@ impl LeaseTiming {
         after_heard.max(after_takeover)
     }
 
-    /// The same for the leader this leader replaced: the leader of the term right before this
-    /// one (so no leader in between granted it anything), seen leading for at least a grant
-    /// window (so grants from before its term have ended by the takeover + a lease). Its
-    /// only other lease was its own, dated from an append a quorum acknowledged; some voter
-    /// of that quorum voted for this leader afterwards and took no append from it since, so
-    /// that lease ends before `took over + lease`. Saves the grant window on the most common
-    /// leader change: the leader crashed.
+    /// How long a leader's own lease lasts from the last append a quorum acknowledged. It is
+    /// renewed with every acknowledgement (not carried by datagrams that may be lost), so half
+    /// the lease leaves ample slack, and a crashed leader's roles come back sooner.
+    pub fn leader_lease_ms(&self) -> u64 {
+        self.lease_ms / 2
+    }
+
+    /// How long this node must have seen a leader lead before it may recover that leader's
+    /// roles by [`Self::lost_at_former_leader`]: long enough for every lease granted to it
+    /// before its term to have ended by then.
+    pub fn former_leader_min_tenure_ms(&self) -> u64 {
+        self.grant_window_ms + self.lease_ms - self.leader_lease_ms()
+    }
+
+    /// When a new leader may treat the leader it replaced as running nothing: that leader's
+    /// term came right before this one (no leader in between granted it anything), and it led
+    /// for at least [`Self::former_leader_min_tenure_ms`] (grants from before its term have
+    /// ended by the takeover plus its own lease). Its own lease was dated from an append a
+    /// quorum acknowledged; some voter of that quorum voted for this leader afterwards and
+    /// took no append from it since, so that lease ends before `took over + leader lease`.
+    /// Heard after the takeover, it may hold a full lease from this leader, as anyone would.
     pub fn lost_at_former_leader(&self, last_heard_ms: u64, leader_since_ms: u64) -> u64 {
-        last_heard_ms.max(leader_since_ms) + self.lease_ms + self.margin_ms
+        let own_lease = leader_since_ms + self.leader_lease_ms();
+        let our_grant = last_heard_ms + self.lease_ms;
+        own_lease.max(our_grant) + self.margin_ms
     }
 }
 
@@ -104,8 +120,11 @@ mod tests {
         // A leader that took over at 5000 waits for grants the old leader may still have made.
         assert_eq!(T.lost_at(1000, 5000), 5000 + 450 + 2000 + 200);
         // The leader it replaced held only its own lease, from before any vote for us.
-        assert_eq!(T.lost_at_former_leader(1000, 5000), 5000 + 2000 + 200);
+        assert_eq!(T.lost_at_former_leader(1000, 5000), 5000 + 1000 + 200);
+        // Still heard after we took over, it got a full lease from us like any node.
         assert_eq!(T.lost_at_former_leader(6000, 5000), 6000 + 2000 + 200);
+        assert_eq!(T.lost_at_former_leader(4500, 5000), 4500 + 2000 + 200);
+        assert_eq!(T.former_leader_min_tenure_ms(), 450 + 1000);
         assert!(T.may_grant(Some(300)));
         assert!(!T.may_grant(Some(451)));
         assert!(!T.may_grant(None));

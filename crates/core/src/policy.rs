@@ -558,4 +558,21 @@ mod tests {
         run(&mut s, &live, 5);
         assert_eq!((s.roles["lab"].owner, s.roles["lab"].held), (Some(2), false));
     }
+
+    #[test]
+    fn a_decision_that_crossed_an_admin_request_is_not_applied() {
+        let mut s = cluster();
+        s.roles.insert("web".into(), role("web"));
+        let live = BTreeMap::new();
+        run(&mut s, &live, 1);
+        s.apply(&Command::SetRoleDesired { role: "web".into(), desired: Desired::Stopped, now_ms: 2 });
+        // Computed now, committed after the admin changed their mind: stale.
+        let late = decide(&Inputs { state: &s, liveness: &live, now_ms: 3 });
+        assert_eq!(late.len(), 1);
+        s.apply(&Command::SetRoleDesired { role: "web".into(), desired: Desired::Started, now_ms: 4 });
+        let before = s.clone();
+        let result = s.apply(&late[0]);
+        assert!(matches!(result, crate::command::CommandResult::Rejected(_)), "{result:?}");
+        assert_eq!(s, before);
+    }
 }

@@ -252,6 +252,10 @@ pub struct RoleRecord {
     /// once they have stopped.
     #[serde(default)]
     pub waits_for: Vec<String>,
+    /// Bumped by every admin request about the role (start, stop, move, new spec): a manager
+    /// decision computed before one of them is stale and is not applied.
+    #[serde(default)]
+    pub revision: u64,
 }
 
 /// A planned move: to a given node, or to wherever placement says other than the owner.
@@ -282,6 +286,7 @@ impl RoleRecord {
             move_request: None,
             held: false,
             waits_for: Vec::new(),
+            revision: 0,
         }
     }
 
@@ -290,6 +295,11 @@ impl RoleRecord {
         if self.decisions.len() > DECISIONS_KEPT {
             self.decisions.remove(0);
         }
+    }
+
+    /// The admin asked for something about the role: decisions computed before are stale.
+    pub fn touched(&mut self) {
+        self.revision += 1;
     }
 
     /// The admin asked for the role to run (again): its failure history goes, and a failed

@@ -383,6 +383,7 @@ impl ClusterState {
             Command::SetRoleDesired { role, desired, now_ms } => {
                 let record = self.roles.get_mut(role).ok_or_else(|| Rejection::UnknownRole(role.clone()))?;
                 record.spec.desired = *desired;
+                record.touched();
                 if *desired == Desired::Started {
                     record.start_asked(*now_ms);
                 }
@@ -408,6 +409,7 @@ impl ClusterState {
                 };
                 if let Some(record) = self.roles.get_mut(role) {
                     record.move_request = Some(MoveRequest { to: *to, reason });
+                    record.touched();
                 }
                 Ok(CommandResult::Done)
             }
@@ -443,6 +445,7 @@ impl ClusterState {
                         if better && role.owner != Some(*node) {
                             let reason = format!("failback to preferred owner {name} after resume");
                             role.move_request = Some(MoveRequest { to: Some(*node), reason });
+                            role.touched();
                         }
                     }
                 }
@@ -460,7 +463,7 @@ impl ClusterState {
             }
             Command::DecideRole(d) => {
                 let record = self.roles.get_mut(&d.role).ok_or_else(|| Rejection::UnknownRole(d.role.clone()))?;
-                if record.generation != d.expected_generation {
+                if record.generation != d.expected_generation || record.revision != d.expected_revision {
                     return Err(Rejection::StaleDecision(d.role.clone()));
                 }
                 record.generation = d.generation;
