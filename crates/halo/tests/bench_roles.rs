@@ -87,11 +87,22 @@ fn crash_runs(c: &mut Cluster, label: &str, dir: &std::path::Path, role: &str) {
     assert!(lines(dir, "failures").is_empty(), "ran twice: {:?}", lines(dir, "failures"));
 }
 
-/// A 3-node cluster on `profile` with one timed process role, crashed `runs()` times.
-fn crash_bench(test_id: u8, profile: &str) {
+/// A 3-node cluster on `profile` with one timed process role, crashed `runs()` times. With
+/// `fence_agent`, every node has a fence device: the leader powers a silent node off (the test
+/// agent kills what is left of it) and recovers at once, without waiting for the lease.
+fn crash_bench(test_id: u8, profile: &str, fence_agent: bool) {
     let mut c = Cluster::new(test_id, 3, 0);
+    if fence_agent {
+        let path = install_fence_agent(c.dir.path());
+        c.env.push(("PATH".into(), path));
+    }
     c.form();
     assert!(c.halo(&["cluster", "set", &format!("profile={profile}")]).status.success());
+    for node in c.nodes.iter().filter(|_| fence_agent) {
+        let datadir = format!("datadir={}", node.data_dir.display());
+        let out = c.halo(&["node", "fence", &node.name, "--agent", "fence_halotest", "--param", &datadir]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
     let dir = c.dir.path().join("work");
     let role = format!("crash{test_id}");
     let command = timed_workload(&dir);
@@ -101,19 +112,20 @@ fn crash_bench(test_id: u8, profile: &str) {
             .success()
     );
     assert!(c.wait_online(&role, Duration::from_secs(15), |_| true).is_some());
-    crash_runs(&mut c, &format!("{profile} profile"), &dir, &role);
+    let label = if fence_agent { format!("{profile} profile, fence agent") } else { format!("{profile} profile") };
+    crash_runs(&mut c, &label, &dir, &role);
 }
 
 #[test]
 #[ignore = "benchmark: run with scripts/bench"]
 fn bench_node_crash_to_role_online_default_profile() {
-    crash_bench(130, "default");
+    crash_bench(130, "default", false);
 }
 
 #[test]
 #[ignore = "benchmark: run with scripts/bench"]
 fn bench_node_crash_to_role_online_fast_profile() {
-    crash_bench(131, "fast");
+    crash_bench(131, "fast", false);
 }
 
 #[test]
@@ -206,40 +218,14 @@ fn bench_drain_of_50_roles() {
     println!("BENCH resume with failback of 50 process roles: {:.3} s", t.elapsed().as_secs_f64());
 }
 
-/// As `crash_bench`, with every node's fence device configured: the leader powers a silent
-/// node off (the test agent kills what is left of it) and recovers at once, without waiting
-/// for the lease.
-fn crash_bench_with_fence_agent(test_id: u8, profile: &str) {
-    let mut c = Cluster::new(test_id, 3, 0);
-    let path = install_fence_agent(c.dir.path());
-    c.env.push(("PATH".into(), path));
-    c.form();
-    assert!(c.halo(&["cluster", "set", &format!("profile={profile}")]).status.success());
-    for node in &c.nodes {
-        let datadir = format!("datadir={}", node.data_dir.display());
-        let out = c.halo(&["node", "fence", &node.name, "--agent", "fence_halotest", "--param", &datadir]);
-        assert!(out.status.success(), "{}", text(&out));
-    }
-    let dir = c.dir.path().join("work");
-    let role = format!("fenced{test_id}");
-    let command = timed_workload(&dir);
-    assert!(
-        c.halo(&["role", "create", &role, "--type", "process", "--param", &format!("command={command}")])
-            .status
-            .success()
-    );
-    assert!(c.wait_online(&role, Duration::from_secs(15), |_| true).is_some());
-    crash_runs(&mut c, &format!("{profile} profile, fence agent"), &dir, &role);
-}
-
 #[test]
 #[ignore = "benchmark: run with scripts/bench"]
 fn bench_node_crash_with_fence_agent_default_profile() {
-    crash_bench_with_fence_agent(134, "default");
+    crash_bench(134, "default", true);
 }
 
 #[test]
 #[ignore = "benchmark: run with scripts/bench"]
 fn bench_node_crash_with_fence_agent_fast_profile() {
-    crash_bench_with_fence_agent(135, "fast");
+    crash_bench(135, "fast", true);
 }
