@@ -1,0 +1,47 @@
+//! Malformed input never panics the agent's parsers: its configuration file and an OCF
+//! agent's meta-data XML. Each parses or is refused with an error.
+
+use halo_agent::AgentConfig;
+use halo_agent::ocf::parse_meta_data;
+use proptest::prelude::*;
+
+const CONFIG: &str = "name = 'a'\ndata_dir = '/var/lib/halo'\napi = '127.0.0.1:7400'\n\
+                      networks = ['127.0.0.1:7401']\nmemory = '2G'\ncpu = '1.5'\n";
+
+const META: &str = r#"<?xml version="1.0"?>
+<resource-agent name="Dummy" version="1.0"><parameters>
+<parameter name="state" unique="1"><content type="string" default="/run/d"/></parameter>
+</parameters><actions><action name="start" timeout="20s"/><action name="stop" timeout="20s"/>
+<action name="monitor" timeout="20s" interval="10s"/></actions></resource-agent>"#;
+
+fn mutate(text: &str, cuts: &[(prop::sample::Index, char)]) -> String {
+    let mut chars: Vec<char> = text.chars().collect();
+    for (at, c) in cuts {
+        let i = at.index(chars.len());
+        chars[i] = *c;
+    }
+    chars.into_iter().collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn config_files_parse_or_fail_with_a_reason(cuts in proptest::collection::vec((any::<prop::sample::Index>(), any::<char>()), 0..4)) {
+        let text = mutate(CONFIG, &cuts);
+        if let Ok(config) = toml::from_str::<AgentConfig>(&text) {
+            let _ = config.validate();
+            let _ = config.offered_capacity();
+        }
+    }
+
+    #[test]
+    fn meta_data_parses_or_fails_with_a_reason(cuts in proptest::collection::vec((any::<prop::sample::Index>(), any::<char>()), 0..4)) {
+        let _ = parse_meta_data(&mutate(META, &cuts));
+    }
+
+    #[test]
+    fn any_text_as_meta_data_never_panics(text in "\\PC{0,300}") {
+        let _ = parse_meta_data(&text);
+    }
+}
