@@ -23,8 +23,13 @@ fn mutate(text: &str, cuts: &[(prop::sample::Index, char)]) -> String {
     chars.into_iter().collect()
 }
 
+/// `PROPTEST_CASES` for a longer run, else `default`.
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(1000), ..ProptestConfig::default() })]
 
     #[test]
     fn config_files_parse_or_fail_with_a_reason(cuts in proptest::collection::vec((any::<prop::sample::Index>(), any::<char>()), 0..4)) {
