@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use halo_core::command::{Command, RoleReport, RoleReportOutcome};
-use halo_core::role::{Desired, RoleRecord, RoleSpec, RoleState};
-use halo_core::state::ClusterState;
+use halo_core::execution;
+use halo_core::role::{RoleRecord, RoleSpec, RoleState};
 use tokio::sync::mpsc;
 
 use crate::clock;
@@ -119,12 +119,10 @@ impl Executor {
         self.member.id
     }
 
-    /// Should this node run `role` under its current generation?
+    /// Should this node run `role` under its current generation? The committed state's half
+    /// of the rule is `halo_core::execution`; the lease and local failures are this node's.
     fn wanted(&self, role: &RoleRecord, lease_ok: bool) -> bool {
-        role.owner == Some(self.me())
-            && role.spec.desired == Desired::Started
-            && role.releasing.is_none()
-            && role.state != RoleState::Failed
+        execution::assigned(role, self.me())
             && lease_ok
             && self.failed.get(&role.spec.name).is_none_or(|(g, _)| *g != role.generation)
     }
@@ -154,7 +152,9 @@ impl Executor {
         // Start what should run and does not.
         let me = self.me();
         for role in state.roles.values() {
-            if self.wanted(role, may_start) && !self.roles.contains_key(&role.spec.name) && room_made(&state, role, me)
+            if self.wanted(role, may_start)
+                && !self.roles.contains_key(&role.spec.name)
+                && execution::room_made(&state, role, me)
             {
                 self.begin_start(role);
             }
@@ -574,11 +574,6 @@ impl Executor {
             });
         }
     }
-}
-
-/// The roles `role` displaces have left node `me` (owned and released elsewhere, or gone).
-fn room_made(state: &ClusterState, role: &RoleRecord, me: u64) -> bool {
-    role.waits_for.iter().all(|w| state.roles.get(w).is_none_or(|r| r.owner != Some(me) && r.releasing != Some(me)))
 }
 
 /// Signal numbers as the guard protocol carries them.

@@ -9,6 +9,7 @@
 //! - [`lease`]: when a node may run roles, and when the leader may assume it no longer does.
 //! - [`policy`]: the manager's decisions (place, fail over, stop) as commands; [`plan`]: the
 //!   same policy run on a copy, for `halo plan --fail N`.
+//! - [`execution`]: what a node should run, from the committed state (the executor's rules).
 //! - [`events`]: every visible state change in words, derived from before/after states.
 //! - [`view`]: the stable JSON shapes the API and the CLI exchange.
 //!
@@ -18,6 +19,7 @@ pub mod apply;
 pub mod capacity;
 pub mod command;
 pub mod events;
+pub mod execution;
 pub mod heartbeat;
 pub mod lease;
 pub mod membership;
