@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use halo_core::command::{Command, NodeStateUpdate};
+use halo_core::liveness::{self, Observed, Takeover};
 use halo_core::membership::judge;
 use halo_core::policy::{self, Inputs, Liveness};
 use halo_core::state::NodeState;
@@ -63,14 +64,6 @@ pub async fn run(agent: Arc<Agent>) {
     }
 }
 
-/// When this node became leader, and the leader it replaced, if the lease rule lets it
-/// recover that one's roles early (`LeaseTiming::lost_at_former_leader`).
-#[derive(Debug, Clone, Copy)]
-struct Takeover {
-    at_ms: u64,
-    former: Option<u64>,
-}
-
 /// Each role owner's liveness as the lease rule allows the leader to see it.
 fn liveness(
     agent: &Agent,
@@ -78,50 +71,25 @@ fn liveness(
     state: &halo_core::state::ClusterState,
     takeover: Takeover,
 ) -> BTreeMap<u64, Liveness> {
-    let leader_since = takeover.at_ms;
     let now = clock::monotonic_ms();
     let timing = agent.lease_timing(state);
     let Ok(detector) = agent.detector.lock() else { return BTreeMap::new() };
     let mut out = BTreeMap::new();
     for node in state.nodes.values() {
         let assessment = detector.assess(node.id, now);
-        let device = state.fence_devices.get(&node.id);
-        let verdict = if node.fence_request.is_some() {
-            // It could not stop a role, so it gets no lease any more: it is safe once its device
-            // confirmed the power-off, or once the last lease it was granted has run out (its
-            // fence guard kills everything then), however well it answers.
-            let last = agent.last_granted(node.id).unwrap_or(leader_since);
-            if let Some(why) = device.and_then(|d| agent.fencing.confirmed_off(node.id, &node.name, d, now)) {
-                Liveness::Lost(why)
-            } else if now >= timing.lost_at(last, leader_since) {
-                Liveness::Lost("was fenced: it got no lease since it could not stop a role".into())
-            } else {
-                Liveness::Suspect
-            }
-        } else if node.id == member.id {
-            Liveness::Alive
-        } else if assessment.alive && assessment.ever_heard {
-            agent.fencing.heard(node.id);
-            Liveness::Alive
-        } else if let Some(why) = device
-            .filter(|_| assessment.ever_heard || now >= leader_since + timing.lease_ms)
-            .and_then(|device| agent.fencing.confirmed_off(node.id, &node.name, device, now))
-        {
-            // The fast path: a fence agent confirmed the power-off.
-            Liveness::Lost(why)
-        } else {
-            let last_heard = assessment.last_heard_ms.unwrap_or(leader_since);
-            let lost_at = if takeover.former == Some(node.id) {
-                timing.lost_at_former_leader(last_heard, leader_since)
-            } else {
-                timing.lost_at(last_heard, leader_since)
-            };
-            if now >= lost_at {
-                Liveness::Lost("stopped answering and its lease has run out".into())
-            } else {
-                Liveness::Suspect
-            }
+        let seen = Observed {
+            alive: assessment.alive,
+            ever_heard: assessment.ever_heard,
+            last_heard_ms: assessment.last_heard_ms,
+            last_granted_ms: agent.last_granted(node.id),
         };
+        let device = state.fence_devices.get(&node.id);
+        let fence = || device.and_then(|d| agent.fencing.confirmed_off(node.id, &node.name, d, now));
+        let verdict = liveness::verdict(node, member.id, &seen, &timing, takeover, now, fence);
+        if verdict == Liveness::Alive && node.id != member.id {
+            // Heard again: any fencing attempt about it is over.
+            agent.fencing.heard(node.id);
+        }
         out.insert(node.id, verdict);
     }
     out

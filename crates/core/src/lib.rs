@@ -6,7 +6,8 @@
 //! - [`quorum`]: majority arithmetic.
 //! - [`role`]: role specs and the decisions recorded about them; [`apply`]: declarative roles.
 //! - [`placement`]: which node should run a role, with reasons; [`capacity`]: CPU and memory.
-//! - [`lease`]: when a node may run roles, and when the leader may assume it no longer does.
+//! - [`lease`]: when a node may run roles, and when the leader may assume it no longer does;
+//!   [`liveness`]: the leader's verdict on each node by that rule.
 //! - [`policy`]: the manager's decisions (place, fail over, stop) as commands; [`plan`]: the
 //!   same policy run on a copy, for `halo plan --fail N`.
 //! - [`execution`]: what a node should run, from the committed state (the executor's rules).
@@ -22,6 +23,7 @@ pub mod events;
 pub mod execution;
 pub mod heartbeat;
 pub mod lease;
+pub mod liveness;
 pub mod membership;
 pub mod placement;
 pub mod plan;
