@@ -1,0 +1,720 @@
+//! The simulated world: N nodes running halo's decision code on virtual clocks, one thread,
+//! driven by a seeded RNG, so a seed replays exactly.
+//!
+//! What is halo's own code: the cluster state and its commands (`ClusterState::apply`), the
+//! failure detector and node-state judgement (`membership`), leases (`Lease`, `LeaseTiming`),
+//! the leader's liveness verdict (`liveness`), the failover policy and placement (`policy`),
+//! and what a node should run (`execution`). What is modelled: Raft (a committed log with
+//! leader changes; a leader commits while it reaches a majority, and renews its quorum
+//! acknowledgement every Raft heartbeat), the network (per-network UDP with loss, delay and
+//! partitions), the executor's I/O (a role starts or stops at once on its tick), and the fence
+//! guard (it kills a node's workloads the moment its lease runs out, even while the agent is
+//! paused). Each node's clock runs at its own rate, within the drift the lease margin allows.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use halo_core::NodeId;
+use halo_core::command::{Command, NodeStateUpdate, RoleReport, RoleReportOutcome};
+use halo_core::lease::{Lease, LeaseTiming};
+use halo_core::liveness::{self, Observed, Takeover};
+use halo_core::membership::{FailureDetector, judge};
+use halo_core::policy::{self, Inputs, Liveness};
+use halo_core::role::RoleState;
+use halo_core::state::{
+    ClusterInfo, ClusterSettings, ClusterState, NetworkRecord, NetworkState, NodeRecord, NodeState,
+};
+use halo_core::{execution, role::RoleSpec};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+pub const STEP_MS: u64 = 10;
+const RAFT_HEARTBEAT_MS: u64 = 150;
+const GRANT_WINDOW_MS: u64 = 3 * RAFT_HEARTBEAT_MS;
+const EXECUTOR_TICK_MS: u64 = 200;
+const MANAGER_TICK_MS: u64 = 100;
+const NETWORKS: usize = 2;
+/// Wall clock at the start (for the policy's failover windows).
+const EPOCH_MS: u64 = 1_790_000_000_000;
+
+/// A deliberately broken rule, to prove the invariant checkers catch what it breaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bug {
+    /// The leader recovers a silent node's roles at once, without waiting for its lease.
+    SkipLeaseWait,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub nodes: usize,
+    pub roles: usize,
+    pub profile: &'static str,
+    pub duration_ms: u64,
+    /// Faults are injected until then; after it the network heals and everyone is restarted.
+    pub faults_until_ms: u64,
+    pub bug: Option<Bug>,
+    pub verbose: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            nodes: 3,
+            roles: 4,
+            profile: "default",
+            duration_ms: 40_000,
+            faults_until_ms: 28_000,
+            bug: None,
+            verbose: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Msg {
+    Heartbeat { from: NodeId, sent_at: u64 },
+    Grant { from: NodeId, sent_at: u64, lease_ms: u64, committed: u64 },
+    Report(RoleReport),
+}
+
+#[derive(Debug, Clone)]
+struct Packet {
+    deliver_at: u64,
+    to: NodeId,
+    network: usize,
+    msg: Msg,
+}
+
+pub struct Node {
+    pub id: NodeId,
+    pub up: bool,
+    pub paused: bool,
+    drift_ppm: i64,
+    offset_ms: u64,
+    /// Its copy of the cluster database (durable across crashes) and how much of the log it
+    /// has applied.
+    pub state: ClusterState,
+    pub applied: usize,
+    lease: Lease,
+    lease_index: u64,
+    detector: FailureDetector,
+    /// Workloads alive on this node: role → generation it was started under.
+    pub running: BTreeMap<String, u64>,
+    /// While it leads (or believes it does): its term and the local time of the last Raft
+    /// heartbeat a majority acknowledged.
+    leading: Option<(u64, u64)>,
+    last_grant: BTreeMap<NodeId, u64>,
+    takeover: Option<Takeover>,
+    followed: Option<(NodeId, u64, u64)>,
+    next_heartbeat: u64,
+    next_executor: u64,
+    /// Reports sent, to avoid flooding: (role, outcome, generation) → global time.
+    reported: BTreeMap<String, u64>,
+}
+
+impl Node {
+    /// This node's monotonic clock at global time `t`.
+    pub fn now(&self, t: u64) -> u64 {
+        let drifted = t as i128 + (t as i128 * self.drift_ppm as i128) / 1_000_000;
+        self.offset_ms + drifted.max(0) as u64
+    }
+
+    pub fn lease_valid(&self, t: u64) -> bool {
+        self.lease.valid(self.now(t))
+    }
+}
+
+pub struct World {
+    pub cfg: Config,
+    rng: StdRng,
+    pub time: u64,
+    pub nodes: Vec<Node>,
+    pub log: Vec<Command>,
+    pub leader: Option<NodeId>,
+    term: u64,
+    leaderless_since: Option<u64>,
+    election_after_ms: u64,
+    /// Directed (from, to, network) pairs that cannot talk.
+    blocked: BTreeSet<(NodeId, NodeId, usize)>,
+    drop_rate: f64,
+    max_delay_ms: u64,
+    packets: Vec<Packet>,
+    /// Scheduled ends of faults: (global time, what to undo).
+    pending: Vec<(u64, Undo)>,
+    next_fault: u64,
+    next_raft: u64,
+    next_manager: u64,
+    pub faults: usize,
+    pub trace: Vec<String>,
+    pub violations: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+enum Undo {
+    Restart(NodeId),
+    Resume(NodeId),
+    Heal(Vec<(NodeId, NodeId, usize)>),
+}
+
+impl World {
+    pub fn new(seed: u64, cfg: Config) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let settings = ClusterSettings::profile(cfg.profile).unwrap_or_default();
+        let genesis = genesis(cfg.nodes, settings.clone());
+        let nodes = (1..=cfg.nodes as NodeId)
+            .map(|id| {
+                let mut detector = FailureDetector::new(settings.node_timeout_ms);
+                let offset_ms = rng.random_range(0..100_000);
+                for other in (1..=cfg.nodes as NodeId).filter(|&o| o != id) {
+                    detector.watch(other, NETWORKS, offset_ms);
+                }
+                Node {
+                    id,
+                    up: true,
+                    paused: false,
+                    // Well within the lease margin (10 % of the lease).
+                    drift_ppm: rng.random_range(-2_000..=2_000),
+                    offset_ms,
+                    state: genesis.clone(),
+                    applied: 0,
+                    lease: Lease::default(),
+                    lease_index: 0,
+                    detector,
+                    running: BTreeMap::new(),
+                    leading: None,
+                    last_grant: BTreeMap::new(),
+                    takeover: None,
+                    followed: None,
+                    next_heartbeat: 0,
+                    next_executor: rng.random_range(0..EXECUTOR_TICK_MS),
+                    reported: BTreeMap::new(),
+                }
+            })
+            .collect();
+        let log = (0..cfg.roles).map(|i| Command::CreateRole { spec: role_spec(i), now_ms: EPOCH_MS }).collect();
+        let drop_rate = rng.random_range(0.0..0.15);
+        let max_delay_ms = rng.random_range(1..40);
+        let mut world = Self {
+            rng,
+            time: 0,
+            nodes,
+            log,
+            leader: None,
+            term: 0,
+            leaderless_since: Some(0),
+            election_after_ms: 0,
+            blocked: BTreeSet::new(),
+            drop_rate,
+            max_delay_ms,
+            packets: Vec::new(),
+            pending: Vec::new(),
+            next_fault: 2_000,
+            next_raft: 0,
+            next_manager: 0,
+            faults: 0,
+            trace: Vec::new(),
+            violations: Vec::new(),
+            cfg,
+        };
+        world.note(format!("drop rate {:.3}, max delay {} ms", world.drop_rate, world.max_delay_ms));
+        world
+    }
+
+    fn note(&mut self, line: String) {
+        if self.cfg.verbose {
+            println!("{:>7} ms  {line}", self.time);
+        }
+        self.trace.push(format!("{} ms {line}", self.time));
+    }
+
+    fn timing(&self) -> LeaseTiming {
+        self.nodes[0].state.settings.lease_timing(GRANT_WINDOW_MS)
+    }
+
+    fn node(&mut self, id: NodeId) -> &mut Node {
+        &mut self.nodes[id as usize - 1]
+    }
+
+    fn active(&self, id: NodeId) -> bool {
+        let n = &self.nodes[id as usize - 1];
+        n.up && !n.paused
+    }
+
+    /// Raft's view: two nodes talk if some network connects them both ways.
+    fn connected(&self, a: NodeId, b: NodeId) -> bool {
+        a == b
+            || (self.active(a)
+                && self.active(b)
+                && (0..NETWORKS).any(|n| !self.blocked.contains(&(a, b, n)) && !self.blocked.contains(&(b, a, n))))
+    }
+
+    fn reaches_majority(&self, id: NodeId) -> bool {
+        let reached = (1..=self.cfg.nodes as NodeId).filter(|&o| self.connected(id, o)).count();
+        self.active(id) && reached * 2 > self.cfg.nodes
+    }
+
+    /// One step of the world; returns false once the run is over.
+    pub fn step(&mut self) -> bool {
+        self.time += STEP_MS;
+        self.faults_and_repairs();
+        self.deliver();
+        if self.time >= self.next_raft {
+            self.next_raft = self.time + RAFT_HEARTBEAT_MS;
+            self.raft();
+        }
+        for i in 0..self.nodes.len() {
+            let id = i as NodeId + 1;
+            self.heartbeat(id);
+            self.executor(id);
+            self.guard(id);
+        }
+        if self.time >= self.next_manager {
+            self.next_manager = self.time + MANAGER_TICK_MS;
+            self.manager();
+        }
+        crate::invariants::check_step(self);
+        self.time < self.cfg.duration_ms && self.violations.is_empty()
+    }
+
+    fn send(&mut self, from: NodeId, to: NodeId, network: usize, msg: Msg) {
+        if self.blocked.contains(&(from, to, network)) || self.rng.random_bool(self.drop_rate) {
+            return;
+        }
+        let delay = self.rng.random_range(0..=self.max_delay_ms);
+        self.packets.push(Packet { deliver_at: self.time + delay, to, network, msg });
+    }
+
+    fn deliver(&mut self) {
+        let now = self.time;
+        let (due, later): (Vec<Packet>, Vec<Packet>) = self.packets.drain(..).partition(|p| p.deliver_at <= now);
+        self.packets = later;
+        for packet in due {
+            if !self.active(packet.to) {
+                continue;
+            }
+            let t = self.time;
+            match packet.msg {
+                Msg::Heartbeat { from, sent_at } => {
+                    let to = packet.to;
+                    let node = self.node(to);
+                    let local = node.now(t);
+                    node.detector.heard(from, packet.network, local);
+                    let timing = node.state.settings.lease_timing(GRANT_WINDOW_MS);
+                    let granting = node.leading.filter(|&(_, acked)| timing.may_grant(Some(local - acked.min(local))));
+                    if granting.is_some() {
+                        let last = node.last_grant.entry(from).or_default();
+                        *last = (*last).max(local);
+                        let (lease_ms, committed) = (node.state.settings.lease_ms, node.applied as u64);
+                        let grant = Msg::Grant { from: to, sent_at, lease_ms, committed };
+                        self.send(to, from, packet.network, grant);
+                    }
+                }
+                Msg::Grant { from, sent_at, lease_ms, committed } => {
+                    let node = self.node(packet.to);
+                    let local = node.now(t);
+                    node.detector.heard(from, packet.network, local);
+                    if node.lease.granted(sent_at, lease_ms, local) {
+                        node.lease_index = node.lease_index.max(committed);
+                    }
+                }
+                Msg::Report(report) => {
+                    if self.leader == Some(packet.to) && self.reaches_majority(packet.to) {
+                        self.propose(Command::ReportRole(report));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Commit `command` through the current leader (it reaches a majority).
+    fn propose(&mut self, command: Command) {
+        self.log.push(command);
+        if let Some(l) = self.leader {
+            self.catch_up(l);
+        }
+    }
+
+    fn catch_up(&mut self, id: NodeId) {
+        let log_len = self.log.len();
+        let mut broken = Vec::new();
+        let node = &mut self.nodes[id as usize - 1];
+        while node.applied < log_len {
+            let before: BTreeMap<String, u64> =
+                node.state.roles.iter().map(|(k, r)| (k.clone(), r.generation)).collect();
+            node.state.apply(&self.log[node.applied]);
+            node.applied += 1;
+            for (name, r) in &node.state.roles {
+                if before.get(name).is_some_and(|&g| r.generation < g) {
+                    broken.push(format!("node {id}: role {name} generation went back to {}", r.generation));
+                }
+            }
+        }
+        self.violations.extend(broken);
+    }
+
+    /// Raft heartbeats and elections, as a model.
+    fn raft(&mut self) {
+        let valid = self.leader.filter(|&l| self.reaches_majority(l));
+        match valid {
+            Some(l) => {
+                self.leaderless_since = None;
+                let local = self.nodes[l as usize - 1].now(self.time);
+                let term = self.term;
+                self.node(l).leading = Some((term, local));
+                for id in 1..=self.cfg.nodes as NodeId {
+                    if id != l && self.connected(l, id) {
+                        self.catch_up(id);
+                        let t = self.time;
+                        let node = self.node(id);
+                        node.leading = None;
+                        let seen = node.now(t);
+                        if node.followed.is_none_or(|(f, ft, _)| (f, ft) != (l, term)) {
+                            node.followed = Some((l, term, seen));
+                        }
+                    }
+                }
+            }
+            None => {
+                let since = *self.leaderless_since.get_or_insert(self.time);
+                if self.election_after_ms == 0 {
+                    // An election timeout, pre-vote and the vote itself.
+                    self.election_after_ms = self.rng.random_range(700..1_300);
+                }
+                if self.time < since + self.election_after_ms {
+                    return;
+                }
+                let candidates: Vec<NodeId> =
+                    (1..=self.cfg.nodes as NodeId).filter(|&id| self.reaches_majority(id)).collect();
+                if candidates.is_empty() {
+                    return;
+                }
+                let winner = candidates[self.rng.random_range(0..candidates.len())];
+                self.election_after_ms = 0;
+                self.term += 1;
+                let term = self.term;
+                self.leader = Some(winner);
+                self.catch_up(winner);
+                let t = self.time;
+                let tenure = self.timing().former_leader_min_tenure_ms();
+                let node = self.node(winner);
+                let at_ms = node.now(t);
+                let former = node
+                    .followed
+                    .take()
+                    .filter(|&(_, ft, seen)| ft + 1 == term && seen + tenure <= at_ms)
+                    .map(|(id, _, _)| id);
+                node.takeover = Some(Takeover { at_ms, former });
+                node.leading = Some((term, at_ms));
+                node.last_grant.clear();
+                self.note(format!("node {winner} leads term {term} (former leader {former:?})"));
+            }
+        }
+    }
+
+    fn heartbeat(&mut self, id: NodeId) {
+        let t = self.time;
+        if !self.active(id) || t < self.nodes[id as usize - 1].next_heartbeat {
+            return;
+        }
+        let timing = self.timing();
+        let node = self.node(id);
+        node.next_heartbeat = t + node.state.settings.heartbeat_interval_ms;
+        let local = node.now(t);
+        // The leader's own lease, from its last quorum acknowledgement.
+        if let Some((_, acked)) = node.leading
+            && timing.may_grant(Some(local.saturating_sub(acked)))
+            && node.state.nodes.get(&id).is_some_and(|n| n.fence_request.is_none())
+        {
+            if node.lease.granted(acked, timing.leader_lease_ms(), local) {
+                node.lease_index = node.lease_index.max(node.applied as u64);
+            }
+            let last = node.last_grant.entry(id).or_default();
+            *last = (*last).max(acked);
+        }
+        for other in (1..=self.cfg.nodes as NodeId).filter(|&o| o != id) {
+            for network in 0..NETWORKS {
+                self.send(id, other, network, Msg::Heartbeat { from: id, sent_at: local });
+            }
+        }
+    }
+
+    /// The executor: converge what runs to the node's applied state, and report.
+    fn executor(&mut self, id: NodeId) {
+        let t = self.time;
+        if !self.active(id) || t < self.nodes[id as usize - 1].next_executor {
+            return;
+        }
+        let leader = self.leader;
+        let node = self.node(id);
+        node.next_executor = t + EXECUTOR_TICK_MS;
+        let local = node.now(t);
+        let lease_held = node.lease.valid(local);
+        let may_start = lease_held && node.applied as u64 >= node.lease_index;
+        let state = &node.state;
+        node.running.retain(|name, generation| {
+            state
+                .roles
+                .get(name)
+                .is_some_and(|r| execution::assigned(r, id) && r.generation == *generation && lease_held)
+        });
+        let mut started = Vec::new();
+        for role in state.roles.values() {
+            if may_start && !node.running.contains_key(&role.spec.name) && execution::may_start(state, role, id) {
+                started.push((role.spec.name.clone(), role.generation));
+            }
+        }
+        let mut reports = Vec::new();
+        for role in state.roles.values() {
+            let name = &role.spec.name;
+            let outcome =
+                if role.owner == Some(id) && role.state != RoleState::Online && node.running.contains_key(name) {
+                    RoleReportOutcome::Online
+                } else if role.releasing == Some(id) && !node.running.contains_key(name) {
+                    RoleReportOutcome::Stopped
+                } else {
+                    continue;
+                };
+            let key = format!("{name}/{outcome:?}/{}", role.generation);
+            if node.reported.get(&key).is_some_and(|&at| t < at + 500) {
+                continue;
+            }
+            node.reported.insert(key, t);
+            reports.push(RoleReport {
+                role: name.clone(),
+                node: id,
+                generation: role.generation,
+                outcome,
+                detail: String::new(),
+                now_ms: EPOCH_MS + t,
+            });
+        }
+        for (name, generation) in &started {
+            node.running.insert(name.clone(), *generation);
+        }
+        for (name, generation) in started {
+            self.note(format!("node {id} starts {name} (generation {generation})"));
+        }
+        if let Some(l) = leader {
+            for report in reports {
+                let network = self.rng.random_range(0..NETWORKS);
+                if l == id {
+                    if self.reaches_majority(id) {
+                        self.propose(Command::ReportRole(report));
+                    }
+                } else {
+                    self.send(id, l, network, Msg::Report(report));
+                }
+            }
+        }
+    }
+
+    /// The fence guard: runs even while the agent is paused.
+    fn guard(&mut self, id: NodeId) {
+        let t = self.time;
+        let node = self.node(id);
+        if node.up && !node.running.is_empty() && !node.lease.valid(node.now(t)) {
+            let killed: Vec<String> = node.running.keys().cloned().collect();
+            node.running.clear();
+            self.note(format!("node {id}: lease ran out, guard killed {}", killed.join(", ")));
+        }
+    }
+
+    /// The leader's manager: node states, liveness by the lease rule, the failover policy.
+    fn manager(&mut self) {
+        let Some(l) = self.leader.filter(|&l| self.reaches_majority(l)) else { return };
+        let t = self.time;
+        let timing = self.timing();
+        let bug = self.cfg.bug;
+        let node = &self.nodes[l as usize - 1];
+        let Some(takeover) = node.takeover else { return };
+        let local = node.now(t);
+        let state = node.state.clone();
+        let mut updates = Vec::new();
+        let mut live = BTreeMap::new();
+        for record in state.nodes.values() {
+            let assessment = node.detector.assess(record.id, local);
+            let (new_state, networks) = judge(record, &assessment, record.id == l);
+            let current: Vec<NetworkState> = record.networks.iter().map(|n| n.state).collect();
+            if new_state != record.state || networks != current {
+                updates.push(NodeStateUpdate { node: record.id, state: new_state, networks });
+            }
+            let seen = Observed {
+                alive: assessment.alive,
+                ever_heard: assessment.ever_heard,
+                last_heard_ms: assessment.last_heard_ms,
+                last_granted_ms: node.last_grant.get(&record.id).copied(),
+            };
+            let mut verdict = liveness::verdict(record, l, &seen, &timing, takeover, local, || None);
+            if bug == Some(Bug::SkipLeaseWait) && verdict == Liveness::Suspect {
+                verdict = Liveness::Lost("(bug) did not wait for its lease".into());
+            }
+            live.insert(record.id, verdict);
+        }
+        if !updates.is_empty() {
+            self.propose(Command::SetNodeStates { now_ms: EPOCH_MS + t, updates });
+        }
+        let state = self.nodes[l as usize - 1].state.clone();
+        for command in policy::decide(&Inputs { state: &state, liveness: &live, now_ms: EPOCH_MS + t }) {
+            if let Command::DecideRole(d) = &command
+                && let Some(decision) = &d.decision
+            {
+                let line = format!("leader {l}: {} {}", d.role, decision.summary);
+                self.note(line);
+            }
+            self.propose(command);
+        }
+    }
+
+    fn faults_and_repairs(&mut self) {
+        let t = self.time;
+        let (due, later): (Vec<_>, Vec<_>) = self.pending.drain(..).partition(|(at, _)| *at <= t);
+        self.pending = later;
+        for (_, undo) in due {
+            self.undo(undo);
+        }
+        if t >= self.cfg.faults_until_ms {
+            if t == self.cfg.faults_until_ms / STEP_MS * STEP_MS {
+                let all: Vec<Undo> = self.pending.drain(..).map(|(_, u)| u).collect();
+                for undo in all {
+                    self.undo(undo);
+                }
+                self.drop_rate = 0.0;
+                self.note("faults end: everything healed".into());
+            }
+            return;
+        }
+        if t < self.next_fault {
+            return;
+        }
+        self.next_fault = t + self.rng.random_range(500..3_000);
+        // Never more than a minority hit at once: the majority must be able to recover.
+        let hit: BTreeSet<NodeId> = self
+            .pending
+            .iter()
+            .flat_map(|(_, u)| match u {
+                Undo::Restart(n) | Undo::Resume(n) => vec![*n],
+                Undo::Heal(pairs) => pairs.iter().map(|p| p.0.min(p.1)).take(1).collect(),
+            })
+            .collect();
+        if (hit.len() + 1) * 2 > self.cfg.nodes {
+            return;
+        }
+        let victim = self.rng.random_range(1..=self.cfg.nodes as NodeId);
+        if hit.contains(&victim) || !self.nodes[victim as usize - 1].up {
+            return;
+        }
+        let until = t + self.rng.random_range(300..5_000);
+        self.faults += 1;
+        match self.rng.random_range(0..4) {
+            0 => {
+                self.note(format!("crash node {victim}"));
+                let node = self.node(victim);
+                node.up = false;
+                node.running.clear();
+                self.pending.push((until, Undo::Restart(victim)));
+            }
+            1 => {
+                self.note(format!("pause the agent of node {victim} (its guard runs on)"));
+                self.node(victim).paused = true;
+                self.pending.push((until, Undo::Resume(victim)));
+            }
+            kind => {
+                // 2: cut it off on every network; 3: on one network only.
+                let networks: Vec<usize> =
+                    if kind == 2 { (0..NETWORKS).collect() } else { vec![self.rng.random_range(0..NETWORKS)] };
+                let mut pairs = Vec::new();
+                for other in (1..=self.cfg.nodes as NodeId).filter(|&o| o != victim) {
+                    for &n in &networks {
+                        pairs.push((victim, other, n));
+                        pairs.push((other, victim, n));
+                    }
+                }
+                self.note(format!("partition node {victim} on network(s) {networks:?}"));
+                self.blocked.extend(pairs.iter().copied());
+                self.pending.push((until, Undo::Heal(pairs)));
+            }
+        }
+    }
+
+    fn undo(&mut self, undo: Undo) {
+        let t = self.time;
+        match undo {
+            Undo::Restart(id) => {
+                self.note(format!("restart node {id}"));
+                let cfg_nodes = self.cfg.nodes;
+                let node = self.node(id);
+                let local = node.now(t);
+                node.up = true;
+                node.paused = false;
+                node.lease = Lease::default();
+                node.lease_index = 0;
+                node.detector = FailureDetector::new(node.state.settings.node_timeout_ms);
+                for other in (1..=cfg_nodes as NodeId).filter(|&o| o != id) {
+                    node.detector.watch(other, NETWORKS, local);
+                }
+                node.leading = None;
+                node.takeover = None;
+                node.followed = None;
+                node.last_grant.clear();
+                node.reported.clear();
+            }
+            Undo::Resume(id) => {
+                self.note(format!("resume node {id}"));
+                self.node(id).paused = false;
+            }
+            Undo::Heal(pairs) => {
+                self.note("heal a partition".into());
+                for p in pairs {
+                    self.blocked.remove(&p);
+                }
+            }
+        }
+    }
+}
+
+/// The cluster as `halo cluster create` and joins leave it: every node up, a voter.
+fn genesis(nodes: usize, settings: ClusterSettings) -> ClusterState {
+    let mut state = ClusterState { settings, ..ClusterState::default() };
+    state.cluster = Some(ClusterInfo {
+        name: "sim".into(),
+        id: "sim".into(),
+        created_at_ms: EPOCH_MS,
+        ca_cert_pem: String::new(),
+        ca_key_pem: String::new(),
+        admin_token_sha256: String::new(),
+        heartbeat_key_hex: String::new(),
+    });
+    for id in 1..=nodes as NodeId {
+        state.nodes.insert(
+            id,
+            NodeRecord {
+                id,
+                name: format!("n{id}"),
+                api: format!("10.0.0.{id}:7400"),
+                networks: (0..NETWORKS)
+                    .map(|n| NetworkRecord { address: format!("10.{n}.0.{id}:7401"), state: NetworkState::Up })
+                    .collect(),
+                state: NodeState::Up,
+                witness: false,
+                voter: true,
+                joined_at_ms: EPOCH_MS,
+                state_since_ms: EPOCH_MS,
+                drain: false,
+                capacity: None,
+                fence_request: None,
+            },
+        );
+    }
+    state.next_node_id = nodes as NodeId + 1;
+    state
+}
+
+/// Process roles; every third prefers node 1, and two share a hard anti-affinity class.
+fn role_spec(i: usize) -> RoleSpec {
+    let anti = if i < 2 { r#","anti_affinity":["db"]"# } else { "" };
+    let preferred = if i.is_multiple_of(3) { r#","preferred":["n1"]"# } else { "" };
+    let json = format!(
+        r#"{{"name":"r{i}","resources":[{{"name":"main","type":"process","params":{{"command":"sleep 1"}}}}]{anti}{preferred},
+            "failover":{{"max_failovers":1000,"period_s":3600}}}}"#
+    );
+    serde_json::from_str(&json).expect("a valid sample role")
+}
