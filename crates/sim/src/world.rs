@@ -152,7 +152,7 @@ pub struct World {
 enum Undo {
     Restart(NodeId),
     Resume(NodeId),
-    Heal(Vec<(NodeId, NodeId, usize)>),
+    Heal(NodeId, Vec<(NodeId, NodeId, usize)>),
 }
 
 impl World {
@@ -275,12 +275,16 @@ impl World {
         self.time < self.cfg.duration_ms && self.violations.is_empty()
     }
 
+    /// A datagram: lost, delayed (so reordered), or now and then delivered twice.
     fn send(&mut self, from: NodeId, to: NodeId, network: usize, msg: Msg) {
         if self.blocked.contains(&(from, to, network)) || self.rng.random_bool(self.drop_rate) {
             return;
         }
-        let delay = self.rng.random_range(0..=self.max_delay_ms);
-        self.packets.push(Packet { deliver_at: self.time + delay, to, network, msg });
+        let copies = if self.rng.random_bool(self.drop_rate / 4.0) { 2 } else { 1 };
+        for _ in 0..copies {
+            let delay = self.rng.random_range(0..=self.max_delay_ms);
+            self.packets.push(Packet { deliver_at: self.time + delay, to, network, msg: msg.clone() });
+        }
     }
 
     fn deliver(&mut self) {
@@ -592,7 +596,7 @@ impl World {
             .iter()
             .flat_map(|(_, u)| match u {
                 Undo::Restart(n) | Undo::Resume(n) => vec![*n],
-                Undo::Heal(pairs) => pairs.iter().map(|p| p.0.min(p.1)).take(1).collect(),
+                Undo::Heal(n, _) => vec![*n],
             })
             .collect();
         if (hit.len() + 1) * 2 > self.cfg.nodes {
@@ -604,7 +608,7 @@ impl World {
         }
         let until = t + self.rng.random_range(300..5_000);
         self.faults += 1;
-        match self.rng.random_range(0..4) {
+        match self.rng.random_range(0..5) {
             0 => {
                 self.note(format!("crash node {victim}"));
                 let node = self.node(victim);
@@ -618,19 +622,36 @@ impl World {
                 self.pending.push((until, Undo::Resume(victim)));
             }
             kind => {
-                // 2: cut it off on every network; 3: on one network only.
+                // 2: cut it off on every network; 3: on one network only; 4: one way only (it
+                // hears the others, they do not hear it, or the reverse), on every network.
                 let networks: Vec<usize> =
-                    if kind == 2 { (0..NETWORKS).collect() } else { vec![self.rng.random_range(0..NETWORKS)] };
+                    if kind == 3 { vec![self.rng.random_range(0..NETWORKS)] } else { (0..NETWORKS).collect() };
+                let (outbound, inbound) = match kind {
+                    4 if self.rng.random_bool(0.5) => (true, false),
+                    4 => (false, true),
+                    _ => (true, true),
+                };
                 let mut pairs = Vec::new();
                 for other in (1..=self.cfg.nodes as NodeId).filter(|&o| o != victim) {
                     for &n in &networks {
-                        pairs.push((victim, other, n));
-                        pairs.push((other, victim, n));
+                        if outbound {
+                            pairs.push((victim, other, n));
+                        }
+                        if inbound {
+                            pairs.push((other, victim, n));
+                        }
                     }
                 }
-                self.note(format!("partition node {victim} on network(s) {networks:?}"));
+                let how = if outbound && inbound {
+                    "both ways"
+                } else if outbound {
+                    "outbound"
+                } else {
+                    "inbound"
+                };
+                self.note(format!("partition node {victim} on network(s) {networks:?}, {how}"));
                 self.blocked.extend(pairs.iter().copied());
-                self.pending.push((until, Undo::Heal(pairs)));
+                self.pending.push((until, Undo::Heal(victim, pairs)));
             }
         }
     }
@@ -661,7 +682,7 @@ impl World {
                 self.note(format!("resume node {id}"));
                 self.node(id).paused = false;
             }
-            Undo::Heal(pairs) => {
+            Undo::Heal(_, pairs) => {
                 self.note("heal a partition".into());
                 for p in pairs {
                     self.blocked.remove(&p);
