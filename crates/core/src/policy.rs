@@ -84,7 +84,9 @@ fn decide_role(inputs: &Inputs, role: &RoleRecord, out: &mut Vec<RoleDecision>) 
             if let Some(owner) = role.owner {
                 next.bump();
                 next.owner = None;
-                next.releasing = if inputs.lost(owner).is_some() { None } else { Some(owner) };
+                // An owner still waiting for an earlier one to stop never started: the earlier
+                // one is who must confirm.
+                next.releasing = next.releasing.or(if inputs.lost(owner).is_some() { None } else { Some(owner) });
                 next.set(RoleState::Pending, format!("stopping on {}", name(owner)));
             } else if next.releasing.is_none() && role.state != RoleState::Offline {
                 next.set(RoleState::Offline, "stopped as asked");
@@ -182,7 +184,9 @@ fn planned_move(
         Some(target) => {
             next.bump();
             next.owner = Some(target);
-            next.releasing = Some(owner);
+            // Never forget a node that has yet to confirm it stopped the role: while one is
+            // pending, the owner has not started it, so that node is still the one to wait for.
+            next.releasing = Some(next.releasing.unwrap_or(owner));
             let summary = format!("moving from {} to {}: {why}", inputs.name(owner), inputs.name(target));
             next.decision = Some(Decision { at_ms: inputs.now_ms, generation: next.generation, summary, reasons });
             next.set(RoleState::Pending, format!("moving from {} to {}", inputs.name(owner), inputs.name(target)));
@@ -215,7 +219,6 @@ fn fail_over(
     if role.spec.priority == Priority::Manual {
         next.bump();
         next.owner = None;
-        next.releasing = None;
         next.held = true;
         let detail = format!("{why}; {}", held_detail(role));
         next.decision = Some(Decision {
@@ -229,8 +232,8 @@ fn fail_over(
     }
     let window_start = inputs.now_ms.saturating_sub(role.spec.failover.period_s * 1000);
     next.failovers_ms.retain(|&t| t >= window_start);
+    // A node still to confirm an earlier stop (not lost: that was cleared) stays to confirm it.
     next.owner = None;
-    next.releasing = None;
     if next.failovers_ms.len() >= role.spec.failover.max_failovers as usize {
         next.bump();
         let detail = format!(
@@ -323,7 +326,7 @@ fn displaced(inputs: &Inputs, victim: &RoleRecord, by: &str, node: NodeId) -> Ro
     let mut d = RoleDecision::from_record(victim, inputs.now_ms);
     d.bump();
     d.owner = None;
-    d.releasing = Some(node);
+    d.releasing = Some(victim.releasing.unwrap_or(node));
     d.held = victim.spec.priority == Priority::Manual;
     let why = format!("displaced from {} to make room for high-priority role {by}", inputs.name(node));
     d.decision =
@@ -574,5 +577,32 @@ mod tests {
         let result = s.apply(&late[0]);
         assert!(matches!(result, crate::command::CommandResult::Rejected(_)), "{result:?}");
         assert_eq!(s, before);
+    }
+
+    /// Found by halo-sim (seed 374): a second move while the first old owner had not yet
+    /// confirmed its stop replaced it as `releasing`, and the new owner started beside it.
+    #[test]
+    fn a_node_yet_to_confirm_its_stop_is_never_forgotten() {
+        let mut s = cluster();
+        s.roles.insert("web".into(), role("web"));
+        let live = BTreeMap::new();
+        run(&mut s, &live, 1);
+        report(&mut s, "web", 1, RoleReportOutcome::Online);
+        s.apply(&Command::MoveRole { role: "web".into(), to: Some(2) });
+        run(&mut s, &live, 2);
+        assert_eq!((s.roles["web"].owner, s.roles["web"].releasing), (Some(2), Some(1)));
+        // Node 1 has not confirmed yet; the role is moved on again.
+        s.apply(&Command::MoveRole { role: "web".into(), to: Some(3) });
+        run(&mut s, &live, 4);
+        assert_eq!((s.roles["web"].owner, s.roles["web"].releasing), (Some(3), Some(1)), "node 1 must still confirm");
+        // Stopped, then failed over from a lost owner: still node 1 to wait for.
+        let mut lost = BTreeMap::new();
+        lost.insert(3, Liveness::Lost("lease ran out".into()));
+        s.nodes.get_mut(&3).unwrap().state = crate::state::NodeState::Down;
+        run(&mut s, &lost, 6);
+        assert_eq!(s.roles["web"].releasing, Some(1), "{:?}", s.roles["web"]);
+        s.apply(&Command::SetRoleDesired { role: "web".into(), desired: Desired::Stopped, now_ms: 7 });
+        run(&mut s, &lost, 8);
+        assert_eq!((s.roles["web"].owner, s.roles["web"].releasing), (None, Some(1)));
     }
 }

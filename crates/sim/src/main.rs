@@ -51,10 +51,11 @@ fn main() -> anyhow::Result<()> {
         None => (args.first..args.first + args.seeds).collect(),
     };
     let started = Instant::now();
-    let (mut faults, mut commits, mut failed) = (0, 0, 0);
+    let (mut faults, mut ops, mut commits, mut failed) = (0, 0, 0, 0);
     for &seed in &seeds {
         let outcome = run(seed, &cfg);
         faults += outcome.faults;
+        ops += outcome.admin_ops;
         commits += outcome.commits;
         if let Some(first) = outcome.violations.first() {
             failed += 1;
@@ -63,7 +64,7 @@ fn main() -> anyhow::Result<()> {
     }
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "{} seed(s), {faults} faults, {commits} commits, {failed} with violations; {:.1} seeds/s",
+        "{} seed(s), {faults} faults, {ops} admin operations, {commits} commits, {failed} with violations; {:.1} seeds/s",
         seeds.len(),
         seeds.len() as f64 / secs.max(1e-9)
     );

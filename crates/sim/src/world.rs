@@ -19,7 +19,7 @@ use halo_core::lease::{Lease, LeaseTiming};
 use halo_core::liveness::{self, Observed, Takeover};
 use halo_core::membership::{FailureDetector, judge};
 use halo_core::policy::{self, Inputs, Liveness};
-use halo_core::role::RoleState;
+use halo_core::role::{Desired, RoleState};
 use halo_core::state::{
     ClusterInfo, ClusterSettings, ClusterState, NetworkRecord, NetworkState, NodeRecord, NodeState,
 };
@@ -141,9 +141,13 @@ pub struct World {
     /// Scheduled ends of faults: (global time, what to undo).
     pending: Vec<(u64, Undo)>,
     next_fault: u64,
+    next_admin: u64,
+    /// Once the faults end, the admin undoes their stops and drains (once a leader exists).
+    reset_done: bool,
     next_raft: u64,
     next_manager: u64,
     pub faults: usize,
+    pub admin_ops: usize,
     pub trace: Vec<String>,
     pub violations: Vec<String>,
 }
@@ -208,9 +212,12 @@ impl World {
             packets: Vec::new(),
             pending: Vec::new(),
             next_fault: 2_000,
+            next_admin: 3_000,
+            reset_done: false,
             next_raft: 0,
             next_manager: 0,
             faults: 0,
+            admin_ops: 0,
             trace: Vec::new(),
             violations: Vec::new(),
             cfg,
@@ -256,6 +263,7 @@ impl World {
     pub fn step(&mut self) -> bool {
         self.time += STEP_MS;
         self.faults_and_repairs();
+        self.admin();
         self.deliver();
         if self.time >= self.next_raft {
             self.next_raft = self.time + RAFT_HEARTBEAT_MS;
@@ -568,6 +576,46 @@ impl World {
         }
     }
 
+    /// What an admin does meanwhile: moves, stops and starts roles, drains and resumes nodes.
+    /// When the faults end, everything is asked to run again, so L1 can be checked.
+    fn admin(&mut self) {
+        let t = self.time;
+        let Some(leader) = self.leader.filter(|&l| self.reaches_majority(l)) else { return };
+        let n = self.cfg.nodes as NodeId;
+        if t >= self.cfg.faults_until_ms && !self.reset_done {
+            self.reset_done = true;
+            for node in 1..=n {
+                self.propose(Command::ResumeNode { node, failback: false, now_ms: EPOCH_MS + t });
+            }
+            for i in 0..self.cfg.roles {
+                let role = format!("r{i}");
+                self.propose(Command::SetRoleDesired { role, desired: Desired::Started, now_ms: EPOCH_MS + t });
+            }
+            return;
+        }
+        if t >= self.cfg.faults_until_ms || t < self.next_admin {
+            return;
+        }
+        self.next_admin = t + self.rng.random_range(1_000..5_000);
+        let role = format!("r{}", self.rng.random_range(0..self.cfg.roles));
+        let node = self.rng.random_range(1..=n);
+        let command = match self.rng.random_range(0..6) {
+            0 => Command::MoveRole { role, to: None },
+            1 => Command::MoveRole { role, to: Some(node) },
+            2 => Command::SetRoleDesired { role, desired: Desired::Stopped, now_ms: EPOCH_MS + t },
+            3 => Command::SetRoleDesired { role, desired: Desired::Started, now_ms: EPOCH_MS + t },
+            4 => Command::PauseNode { node, drain: true, now_ms: EPOCH_MS + t },
+            _ => Command::ResumeNode { node, failback: true, now_ms: EPOCH_MS + t },
+        };
+        // Refused requests (a move to an unfit node, say) change nothing, as in the daemon.
+        let mut check = self.nodes[leader as usize - 1].state.clone();
+        if !matches!(check.apply(&command), halo_core::command::CommandResult::Rejected(_)) {
+            self.admin_ops += 1;
+            self.note(format!("admin: {command}"));
+            self.propose(command);
+        }
+    }
+
     fn faults_and_repairs(&mut self) {
         let t = self.time;
         let (due, later): (Vec<_>, Vec<_>) = self.pending.drain(..).partition(|(at, _)| *at <= t);
@@ -611,6 +659,10 @@ impl World {
         match self.rng.random_range(0..5) {
             0 => {
                 self.note(format!("crash node {victim}"));
+                // It comes back a follower; whoever leads next is elected.
+                if self.leader == Some(victim) {
+                    self.leader = None;
+                }
                 let node = self.node(victim);
                 node.up = false;
                 node.running.clear();

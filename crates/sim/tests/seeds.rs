@@ -9,7 +9,7 @@ fn run_seeds(cfg: &Config, seeds: impl Iterator<Item = u64>) -> (usize, usize, u
     for seed in seeds {
         let outcome = run(seed, cfg);
         count += 1;
-        faults += outcome.faults;
+        faults += outcome.faults + outcome.admin_ops;
         commits += outcome.commits;
         if let Some(v) = outcome.violations.first() {
             failures.push(format!("seed {seed}: {v}\n  replay: {}", replay_command(seed, cfg)));
@@ -24,7 +24,7 @@ fn fixed_seeds_hold_every_invariant() {
         let cfg = Config { profile, nodes, ..Config::default() };
         let (count, faults, commits, failures) = run_seeds(&cfg, 1..=60);
         println!(
-            "SIM {profile} profile, {nodes} nodes: {count} seeds, {faults} faults, {commits} commits, {} violations",
+            "SIM {profile} profile, {nodes} nodes: {count} seeds, {faults} faults and admin operations, {commits} commits, {} violations",
             failures.len()
         );
         assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -37,7 +37,7 @@ fn fresh_seeds_hold_every_invariant() {
     let cfg = Config::default();
     let (count, faults, commits, failures) = run_seeds(&cfg, base..base + 200);
     println!(
-        "SIM fresh seeds {base}..{}: {count} seeds, {faults} faults, {commits} commits, {} violations",
+        "SIM fresh seeds {base}..{}: {count} seeds, {faults} faults and admin operations, {commits} commits, {} violations",
         base + 200,
         failures.len()
     );

@@ -20,11 +20,13 @@ pub fn check(world: &mut World) {
             || running != role.owner.into_iter().collect::<Vec<_>>()
         {
             broken.push(format!(
-                "L1: role {} is {} ({}) on {:?}, running on {running:?}",
+                "L1: role {} is {} ({}), owner {:?}, releasing {:?}, generation {}, running on {running:?}",
                 role.spec.name,
                 role.state.as_str(),
                 role.detail,
-                role.owner
+                role.owner,
+                role.releasing,
+                role.generation
             ));
         }
     }
