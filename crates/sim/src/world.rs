@@ -14,6 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use halo_core::NodeId;
+use halo_core::capacity::Capacity;
 use halo_core::command::{Command, NodeStateUpdate, RoleReport, RoleReportOutcome};
 use halo_core::lease::{Lease, LeaseTiming};
 use halo_core::liveness::{self, Observed, Takeover};
@@ -772,7 +773,7 @@ fn genesis(nodes: usize, settings: ClusterSettings) -> ClusterState {
                 joined_at_ms: EPOCH_MS,
                 state_since_ms: EPOCH_MS,
                 drain: false,
-                capacity: None,
+                capacity: Some(Capacity { cpu_milli: 4000, memory_mb: 2048 }),
                 fence_request: None,
             },
         );
@@ -781,13 +782,17 @@ fn genesis(nodes: usize, settings: ClusterSettings) -> ClusterState {
     state
 }
 
-/// Process roles; every third prefers node 1, and two share a hard anti-affinity class.
+/// Process roles of 1 or 0.5 GiB on nodes of 2 GiB; every third prefers node 1, the first two
+/// share a hard anti-affinity class, the first is high priority, the second low (it may be
+/// displaced) and the third manual (held after a loss until the admin starts it).
 fn role_spec(i: usize) -> RoleSpec {
     let anti = if i < 2 { r#","anti_affinity":["db"]"# } else { "" };
     let preferred = if i.is_multiple_of(3) { r#","preferred":["n1"]"# } else { "" };
+    let priority = ["high", "low", "manual"].get(i).copied().unwrap_or("medium");
+    let memory_mb = if i < 2 { 1024 } else { 512 };
     let json = format!(
         r#"{{"name":"r{i}","resources":[{{"name":"main","type":"process","params":{{"command":"sleep 1"}}}}]{anti}{preferred},
-            "failover":{{"max_failovers":1000,"period_s":3600}}}}"#
+            "priority":"{priority}","memory_mb":{memory_mb},"failover":{{"max_failovers":1000,"period_s":3600}}}}"#
     );
     serde_json::from_str(&json).expect("a valid sample role")
 }
