@@ -15,6 +15,8 @@ pub struct Outcome {
     pub steps: u64,
     pub faults: usize,
     pub admin_ops: usize,
+    /// Power-offs confirmed by fence agents.
+    pub fenced: usize,
     pub commits: usize,
     pub violations: Vec<String>,
     pub trace: Vec<String>,
@@ -35,6 +37,7 @@ pub fn run(seed: u64, cfg: &Config) -> Outcome {
         steps,
         faults: world.faults,
         admin_ops: world.admin_ops,
+        fenced: world.fenced,
         commits: world.log.len(),
         violations: world.violations,
         trace: world.trace,
@@ -43,7 +46,11 @@ pub fn run(seed: u64, cfg: &Config) -> Outcome {
 
 /// The command that replays `seed` with the same configuration.
 pub fn replay_command(seed: u64, cfg: &Config) -> String {
-    let bug = cfg.bug.map(|_| " --bug skip-lease-wait").unwrap_or("");
+    let bug = match cfg.bug {
+        None => "",
+        Some(Bug::SkipLeaseWait) => " --bug skip-lease-wait",
+        Some(Bug::LyingFenceAgent) => " --bug lying-fence-agent",
+    };
     format!(
         "cargo run --release -p halo-sim -- --seed {seed} --profile {} --nodes {}{bug} --verbose",
         cfg.profile, cfg.nodes

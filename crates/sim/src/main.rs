@@ -22,7 +22,8 @@ struct Args {
     /// Timing profile: default or fast.
     #[arg(long, default_value = "default")]
     profile: String,
-    /// Re-introduce a known bug (skip-lease-wait) to see the checkers catch it.
+    /// Re-introduce a known bug (skip-lease-wait, lying-fence-agent) to see the checkers
+    /// catch it.
     #[arg(long)]
     bug: Option<String>,
     /// Print the run's trace.
@@ -43,7 +44,8 @@ fn main() -> anyhow::Result<()> {
     let bug = match args.bug.as_deref() {
         None => None,
         Some("skip-lease-wait") => Some(Bug::SkipLeaseWait),
-        Some(other) => bail!("unknown bug '{other}' (skip-lease-wait)"),
+        Some("lying-fence-agent") => Some(Bug::LyingFenceAgent),
+        Some(other) => bail!("unknown bug '{other}' (skip-lease-wait, lying-fence-agent)"),
     };
     let cfg = Config { nodes: args.nodes, profile, bug, verbose: args.verbose, ..Config::default() };
     let seeds: Vec<u64> = match args.seed {
@@ -51,11 +53,12 @@ fn main() -> anyhow::Result<()> {
         None => (args.first..args.first + args.seeds).collect(),
     };
     let started = Instant::now();
-    let (mut faults, mut ops, mut commits, mut failed) = (0, 0, 0, 0);
+    let (mut faults, mut ops, mut fenced, mut commits, mut failed) = (0, 0, 0, 0, 0);
     for &seed in &seeds {
         let outcome = run(seed, &cfg);
         faults += outcome.faults;
         ops += outcome.admin_ops;
+        fenced += outcome.fenced;
         commits += outcome.commits;
         if let Some(first) = outcome.violations.first() {
             failed += 1;
@@ -64,7 +67,7 @@ fn main() -> anyhow::Result<()> {
     }
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "{} seed(s), {faults} faults, {ops} admin operations, {commits} commits, {failed} with violations; {:.1} seeds/s",
+        "{} seed(s), {faults} faults, {ops} admin operations, {fenced} fence power-offs, {commits} commits, {failed} with violations; {:.1} seeds/s",
         seeds.len(),
         seeds.len() as f64 / secs.max(1e-9)
     );

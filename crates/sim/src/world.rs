@@ -42,6 +42,8 @@ const EPOCH_MS: u64 = 1_790_000_000_000;
 pub enum Bug {
     /// The leader recovers a silent node's roles at once, without waiting for its lease.
     SkipLeaseWait,
+    /// Fence agents report a power-off they did not do (a misconfigured device).
+    LyingFenceAgent,
 }
 
 #[derive(Debug, Clone)]
@@ -149,8 +151,19 @@ pub struct World {
     next_manager: u64,
     pub faults: usize,
     pub admin_ops: usize,
+    /// The leader's fence-agent attempts per node (forgotten on a leader change).
+    fencing: BTreeMap<NodeId, Fence>,
+    pub fenced: usize,
     pub trace: Vec<String>,
     pub violations: Vec<String>,
+}
+
+/// One fence-agent attempt: under way until `done_at` with a known outcome, or over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fence {
+    Running { done_at: u64, powers_off: bool },
+    Confirmed,
+    Failed { at: u64 },
 }
 
 #[derive(Debug, Clone)]
@@ -164,7 +177,14 @@ impl World {
     pub fn new(seed: u64, cfg: Config) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
         let settings = ClusterSettings::profile(cfg.profile).unwrap_or_default();
-        let genesis = genesis(cfg.nodes, settings.clone());
+        let mut genesis = genesis(cfg.nodes, settings.clone());
+        // Half the clusters have a fence device on every node.
+        if rng.random_bool(0.5) {
+            for id in 1..=cfg.nodes as NodeId {
+                let device = halo_core::state::FenceDevice { agent: "fence_sim".into(), params: Default::default() };
+                genesis.fence_devices.insert(id, device);
+            }
+        }
         let nodes = (1..=cfg.nodes as NodeId)
             .map(|id| {
                 let mut detector = FailureDetector::new(settings.node_timeout_ms);
@@ -219,6 +239,8 @@ impl World {
             next_manager: 0,
             faults: 0,
             admin_ops: 0,
+            fencing: BTreeMap::new(),
+            fenced: 0,
             trace: Vec::new(),
             violations: Vec::new(),
             cfg,
@@ -264,6 +286,7 @@ impl World {
     pub fn step(&mut self) -> bool {
         self.time += STEP_MS;
         self.faults_and_repairs();
+        self.fence_agents();
         self.admin();
         self.deliver();
         if self.time >= self.next_raft {
@@ -405,6 +428,7 @@ impl World {
                 self.term += 1;
                 let term = self.term;
                 self.leader = Some(winner);
+                self.fencing.clear();
                 self.catch_up(winner);
                 let t = self.time;
                 let tenure = self.timing().former_leader_min_tenure_ms();
@@ -543,6 +567,7 @@ impl World {
         let state = node.state.clone();
         let mut updates = Vec::new();
         let mut live = BTreeMap::new();
+        let (mut wanted, mut heard) = (Vec::new(), Vec::new());
         for record in state.nodes.values() {
             let assessment = node.detector.assess(record.id, local);
             let (new_state, networks) = judge(record, &assessment, record.id == l);
@@ -556,11 +581,28 @@ impl World {
                 last_heard_ms: assessment.last_heard_ms,
                 last_granted_ms: node.last_grant.get(&record.id).copied(),
             };
-            let mut verdict = liveness::verdict(record, l, &seen, &timing, takeover, local, || None);
+            let has_device = state.fence_devices.contains_key(&record.id);
+            let attempt = self.fencing.get(&record.id).copied();
+            let fence = || {
+                if has_device {
+                    wanted.push(record.id);
+                }
+                (attempt == Some(Fence::Confirmed)).then(|| "was powered off by fence_sim".to_string())
+            };
+            let mut verdict = liveness::verdict(record, l, &seen, &timing, takeover, local, fence);
+            if verdict == Liveness::Alive {
+                heard.push(record.id);
+            }
             if bug == Some(Bug::SkipLeaseWait) && verdict == Liveness::Suspect {
                 verdict = Liveness::Lost("(bug) did not wait for its lease".into());
             }
             live.insert(record.id, verdict);
+        }
+        for id in heard {
+            self.fencing.remove(&id);
+        }
+        for id in wanted {
+            self.start_fencing(id);
         }
         if !updates.is_empty() {
             self.propose(Command::SetNodeStates { now_ms: EPOCH_MS + t, updates });
@@ -574,6 +616,61 @@ impl World {
                 self.note(line);
             }
             self.propose(command);
+        }
+    }
+
+    /// The leader runs the node's fence agent, unless an attempt is under way or just failed.
+    /// It works (the node loses power: everything on it dies), fails, or is slow.
+    fn start_fencing(&mut self, id: NodeId) {
+        let t = self.time;
+        match self.fencing.get(&id) {
+            Some(Fence::Running { .. } | Fence::Confirmed) => return,
+            Some(Fence::Failed { at }) if t < at + 5_000 => return,
+            _ => {}
+        }
+        let powers_off = self.rng.random_bool(0.7);
+        let slowest = if self.rng.random_bool(0.2) { 8_000 } else { 500 };
+        let done_at = t + self.rng.random_range(20..slowest);
+        self.fencing.insert(id, Fence::Running { done_at, powers_off });
+    }
+
+    fn fence_agents(&mut self) {
+        let t = self.time;
+        let done: Vec<(NodeId, bool)> = self
+            .fencing
+            .iter()
+            .filter_map(|(&id, f)| match *f {
+                Fence::Running { done_at, powers_off } if done_at <= t => Some((id, powers_off)),
+                _ => None,
+            })
+            .collect();
+        for (id, powers_off) in done {
+            let lies = self.cfg.bug == Some(Bug::LyingFenceAgent);
+            if powers_off && !lies {
+                self.note(format!("fence agent powered node {id} off"));
+                self.power_off(id);
+            }
+            let outcome = if powers_off { Fence::Confirmed } else { Fence::Failed { at: t } };
+            if powers_off {
+                self.fenced += 1;
+            }
+            self.fencing.insert(id, outcome);
+        }
+    }
+
+    /// A crash, and the node comes back a few seconds later.
+    fn power_off(&mut self, id: NodeId) {
+        if self.leader == Some(id) {
+            self.leader = None;
+        }
+        let node = self.node(id);
+        let was_up = node.up;
+        node.up = false;
+        node.running.clear();
+        if was_up && !self.pending.iter().any(|(_, u)| matches!(u, Undo::Restart(n) if *n == id)) {
+            let back = self.time + self.rng.random_range(2_000..5_000);
+            self.pending.retain(|(_, u)| !matches!(u, Undo::Resume(n) if *n == id));
+            self.pending.push((back, Undo::Restart(id)));
         }
     }
 

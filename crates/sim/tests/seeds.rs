@@ -54,3 +54,14 @@ fn the_checkers_catch_recovery_without_the_lease() {
     println!("SIM known bug (skip-lease-wait): S1 caught in {} of 30 seeds", caught.len());
     assert!(!caught.is_empty(), "the simulator missed a known S1 bug");
 }
+
+/// A fence agent that reports a power-off it did not do breaks the one thing halo trusts it
+/// for; the S1 checker must see the role run twice.
+#[test]
+fn the_checkers_catch_a_lying_fence_agent() {
+    let cfg = Config { bug: Some(Bug::LyingFenceAgent), ..Config::default() };
+    let caught: Vec<u64> =
+        (1..=60).filter(|&seed| run(seed, &cfg).violations.iter().any(|v| v.starts_with("S1"))).collect();
+    println!("SIM known bug (lying-fence-agent): S1 caught in {} of 60 seeds", caught.len());
+    assert!(!caught.is_empty(), "the simulator missed a lying fence agent");
+}
