@@ -112,12 +112,9 @@ async fn decide_roles(agent: &Agent, member: &Member, takeover: Takeover) -> Res
     }
     // A fenced node whose roles have all been recovered may have leases again.
     let state = member.reader.state();
-    for node in state.nodes.values().filter(|n| n.fence_request.is_some()) {
-        let holds_roles = state.roles.values().any(|r| r.owner == Some(node.id) || r.releasing == Some(node.id));
-        if !holds_roles && matches!(liveness.get(&node.id), Some(Liveness::Lost(_))) {
-            tracing::warn!(node = %node.name, "fenced; its roles were recovered, it may hold leases again");
-            agent.write_as_leader(member, Command::ClearFenceRequest { node: node.id }).await?;
-        }
+    for node in liveness::fenced_and_recovered(&state, &liveness) {
+        tracing::warn!(node, "fenced; its roles were recovered, it may hold leases again");
+        agent.write_as_leader(member, Command::ClearFenceRequest { node }).await?;
     }
     Ok(())
 }

@@ -74,6 +74,22 @@ pub fn verdict(
     }
 }
 
+/// Nodes that were to be fenced, are now provably lost, and hold no role any more (all were
+/// recovered elsewhere): they may have leases again.
+pub fn fenced_and_recovered(
+    state: &crate::state::ClusterState,
+    liveness: &std::collections::BTreeMap<NodeId, Liveness>,
+) -> Vec<NodeId> {
+    state
+        .nodes
+        .values()
+        .filter(|n| n.fence_request.is_some())
+        .filter(|n| matches!(liveness.get(&n.id), Some(Liveness::Lost(_))))
+        .filter(|n| !state.roles.values().any(|r| r.owner == Some(n.id) || r.releasing == Some(n.id)))
+        .map(|n| n.id)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -102,6 +102,8 @@ pub struct Node {
     detector: FailureDetector,
     /// Workloads alive on this node: role → generation it was started under.
     pub running: BTreeMap<String, u64>,
+    /// Workloads whose stop failed: they run on until the guard kills everything.
+    stuck: BTreeSet<String>,
     /// While it leads (or believes it does): its term and the local time of the last Raft
     /// heartbeat a majority acknowledged.
     leading: Option<(u64, u64)>,
@@ -205,6 +207,7 @@ impl World {
                     lease_index: 0,
                     detector,
                     running: BTreeMap::new(),
+                    stuck: BTreeSet::new(),
                     leading: None,
                     last_grant: BTreeMap::new(),
                     takeover: None,
@@ -336,7 +339,8 @@ impl World {
                     node.detector.heard(from, packet.network, local);
                     let timing = node.state.settings.lease_timing(GRANT_WINDOW_MS);
                     let granting = node.leading.filter(|&(_, acked)| timing.may_grant(Some(local - acked.min(local))));
-                    if granting.is_some() {
+                    let to_fence = node.state.nodes.get(&from).is_none_or(|n| n.fence_request.is_some());
+                    if granting.is_some() && !to_fence {
                         let last = node.last_grant.entry(from).or_default();
                         *last = (*last).max(local);
                         let (lease_ms, committed) = (node.state.settings.lease_ms, node.applied as u64);
@@ -481,18 +485,32 @@ impl World {
             return;
         }
         let leader = self.leader;
+        let stop_fails = self.rng.random_bool(0.03);
         let node = self.node(id);
         node.next_executor = t + EXECUTOR_TICK_MS;
         let local = node.now(t);
         let lease_held = node.lease.valid(local);
         let may_start = lease_held && node.applied as u64 >= node.lease_index;
         let state = &node.state;
-        node.running.retain(|name, generation| {
-            state
-                .roles
-                .get(name)
-                .is_some_and(|r| execution::assigned(r, id) && r.generation == *generation && lease_held)
-        });
+        let stopping: Vec<String> = node
+            .running
+            .iter()
+            .filter(|(name, generation)| {
+                !state
+                    .roles
+                    .get(*name)
+                    .is_some_and(|r| execution::assigned(r, id) && r.generation == **generation && lease_held)
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in stopping {
+            // Now and then a stop fails and what it stops runs on: only a fence ends it.
+            if node.stuck.contains(&name) || stop_fails {
+                node.stuck.insert(name);
+            } else {
+                node.running.remove(&name);
+            }
+        }
         let mut started = Vec::new();
         for role in state.roles.values() {
             if may_start && !node.running.contains_key(&role.spec.name) && execution::may_start(state, role, id) {
@@ -500,16 +518,21 @@ impl World {
             }
         }
         let mut reports = Vec::new();
+        let fencing = state.nodes.get(&id).is_some_and(|n| n.fence_request.is_some());
         for role in state.roles.values() {
             let name = &role.spec.name;
-            let outcome =
-                if role.owner == Some(id) && role.state != RoleState::Online && node.running.contains_key(name) {
-                    RoleReportOutcome::Online
-                } else if role.releasing == Some(id) && !node.running.contains_key(name) {
-                    RoleReportOutcome::Stopped
-                } else {
+            let outcome = if node.stuck.contains(name) {
+                if fencing || (role.owner != Some(id) && role.releasing != Some(id)) {
                     continue;
-                };
+                }
+                RoleReportOutcome::StopFailed
+            } else if role.owner == Some(id) && role.state != RoleState::Online && node.running.contains_key(name) {
+                RoleReportOutcome::Online
+            } else if role.releasing == Some(id) && !node.running.contains_key(name) {
+                RoleReportOutcome::Stopped
+            } else {
+                continue;
+            };
             let key = format!("{name}/{outcome:?}/{}", role.generation);
             if node.reported.get(&key).is_some_and(|&at| t < at + 500) {
                 continue;
@@ -551,6 +574,7 @@ impl World {
         if node.up && !node.running.is_empty() && !node.lease.valid(node.now(t)) {
             let killed: Vec<String> = node.running.keys().cloned().collect();
             node.running.clear();
+            node.stuck.clear();
             self.note(format!("node {id}: lease ran out, guard killed {}", killed.join(", ")));
         }
     }
@@ -617,6 +641,11 @@ impl World {
             }
             self.propose(command);
         }
+        let state = self.nodes[l as usize - 1].state.clone();
+        for node in liveness::fenced_and_recovered(&state, &live) {
+            self.note(format!("leader {l}: node {node} was fenced and its roles recovered"));
+            self.propose(Command::ClearFenceRequest { node });
+        }
     }
 
     /// The leader runs the node's fence agent, unless an attempt is under way or just failed.
@@ -667,6 +696,7 @@ impl World {
         let was_up = node.up;
         node.up = false;
         node.running.clear();
+        node.stuck.clear();
         if was_up && !self.pending.iter().any(|(_, u)| matches!(u, Undo::Restart(n) if *n == id)) {
             let back = self.time + self.rng.random_range(2_000..5_000);
             self.pending.retain(|(_, u)| !matches!(u, Undo::Resume(n) if *n == id));
@@ -754,6 +784,16 @@ impl World {
         }
         let until = t + self.rng.random_range(300..5_000);
         self.faults += 1;
+        if self.rng.random_bool(0.2) {
+            // A workload dies on its own; its node restarts it in place.
+            let node = self.node(victim);
+            if let Some(name) = node.running.keys().find(|n| !node.stuck.contains(*n)).cloned() {
+                node.running.remove(&name);
+                self.faults += 1;
+                self.note(format!("workload {name} on node {victim} dies"));
+            }
+            return;
+        }
         match self.rng.random_range(0..5) {
             0 => {
                 self.note(format!("crash node {victim}"));
@@ -764,6 +804,7 @@ impl World {
                 let node = self.node(victim);
                 node.up = false;
                 node.running.clear();
+                node.stuck.clear();
                 self.pending.push((until, Undo::Restart(victim)));
             }
             1 => {
