@@ -34,6 +34,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 #[derive(Debug, serde::Deserialize, serde::Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct FenceBody {
     /// The device; none clears it.
     pub device: Option<halo_core::state::FenceDevice>,
@@ -87,6 +88,7 @@ pub async fn plan(
 }
 
 #[derive(Debug, serde::Deserialize, serde::Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ApplyRequest {
     #[schema(value_type = Vec<Object>)]
     pub roles: Vec<RoleSpec>,
@@ -147,6 +149,7 @@ pub async fn events(
 }
 
 #[derive(Debug, Default, serde::Deserialize, serde::Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct MoveRequestBody {
     /// Target node; without it, placement picks the best other node.
     #[serde(default)]
@@ -154,6 +157,7 @@ pub struct MoveRequestBody {
 }
 
 #[derive(Debug, Default, serde::Deserialize, serde::Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PauseBody {
     /// Move every role off the node.
     #[serde(default)]
@@ -161,6 +165,7 @@ pub struct PauseBody {
 }
 
 #[derive(Debug, Default, serde::Deserialize, serde::Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ResumeBody {
     /// Bring back the roles that prefer this node.
     #[serde(default)]

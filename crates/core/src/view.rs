@@ -131,6 +131,7 @@ pub struct ErrorView {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CreateClusterRequest {
     pub name: String,
 }
@@ -146,6 +147,7 @@ pub struct CreateClusterResponse {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TokenRequest {
     /// Seconds the token stays valid.
     pub ttl_seconds: u64,
@@ -158,6 +160,7 @@ pub struct TokenResponse {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct JoinClusterRequest {
     pub token: String,
 }
@@ -198,6 +201,7 @@ pub struct AdmissionResponse {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PropertiesRequest {
     pub properties: Vec<(String, String)>,
 }

@@ -79,3 +79,71 @@ fn duplicate_names_foreign_members_and_unreachable_peers_are_refused() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("could not reach any cluster peer"), "{}", text(&out));
 }
+
+/// Every REST endpoint that takes a body, fed malformed ones (truncated, wrong types, not
+/// JSON, random bytes): a 4xx answer every time, the agent keeps serving, nothing changes.
+#[test]
+fn malformed_request_bodies_get_a_client_error_and_change_nothing() {
+    let mut c = Cluster::new(143, 1, 0);
+    c.form();
+    let out = c.halo(&["role", "create", "keep143", "--type", "process", "--param", "command=exec sleep 100000"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(c.wait_online("keep143", std::time::Duration::from_secs(15), |_| true).is_some());
+    let before = (c.json(&["role", "show", "keep143"])["generation"].clone(), c.json(&["cluster", "show"]));
+    let config: toml::Value = toml::from_str(&std::fs::read_to_string(&c.config).expect("config")).expect("toml");
+    let token = config["token"].as_str().expect("token").to_string();
+    let api = c.nodes[0].api.clone();
+    let paths = [
+        "/api/v1/roles",
+        "/api/v1/roles/ghost/move",
+        "/api/v1/nodes/ghost/pause",
+        "/api/v1/nodes/ghost/resume",
+        "/api/v1/nodes/n1/fence",
+        "/api/v1/apply",
+        "/api/v1/cluster/properties",
+        "/api/v1/tokens",
+        "/api/v1/join",
+        "/api/v1/bootstrap/create",
+        "/api/v1/bootstrap/join",
+    ];
+    let bodies: [&[u8]; 8] = [
+        b"",
+        b"{",
+        b"[1, 2",
+        b"\"just a string\"",
+        b"{\"name\": 5, \"resources\": \"none\"}",
+        b"{\"properties\": [[1, 2, 3]]}",
+        b"{\"to\": {\"deep\": [[[[[]]]]]}}",
+        &[0xff, 0xfe, 0x00, 0x7b, 0x22, 0x80],
+    ];
+    halo_security::install_crypto_provider();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let mut answers = 0;
+    rt.block_on(async {
+        let tls = halo_security::tls::unverified_client_config_with(None).expect("tls");
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .expect("client");
+        for path in paths {
+            for body in bodies {
+                let response = http
+                    .post(format!("https://{api}{path}"))
+                    .bearer_auth(&token)
+                    .header("content-type", "application/json")
+                    .body(body.to_vec())
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("{path} with {body:?}: no answer: {e}"));
+                let status = response.status();
+                assert!(status.is_client_error(), "{path} with {:?}: {status}", String::from_utf8_lossy(body));
+                answers += 1;
+            }
+        }
+    });
+    assert_eq!(answers, paths.len() * bodies.len());
+    let after = (c.json(&["role", "show", "keep143"])["generation"].clone(), c.json(&["cluster", "show"]));
+    assert_eq!(before, after, "a refused request changed something");
+    assert_eq!(role_processes("keep143").len(), 1);
+}

@@ -1,7 +1,7 @@
 //! Fault injection on real agents, Jepsen style. A seeded nemesis crashes nodes (SIGKILL of the
 //! agent, its guard and workloads, then a restart), hangs agents (SIGSTOP, then SIGCONT), and
 //! partitions a node on every network or on one (iptables), one fault at a time, while a
-//! client moves roles and writes to the cluster database. The checker reads the roles' own
+//! client creates, moves, stops and deletes roles and writes to the cluster database. The checker reads the roles' own
 //! evidence and the database afterwards:
 //! - S1: no workload ever failed to take its role's exclusive `flock` (two instances at once);
 //! - S2: every acknowledged write is in the database;
@@ -57,6 +57,7 @@ fn a_seeded_nemesis_breaks_neither_s1_nor_s2_nor_l1() {
 
     let (mut faults, mut operations) = (0, 0);
     let mut acknowledged = Vec::new();
+    let mut temporary: Vec<String> = Vec::new();
     for round in 0..rounds {
         let victim = rng.random_range(0..3);
         let name = c.nodes[victim].name.clone();
@@ -80,9 +81,21 @@ fn a_seeded_nemesis_breaks_neither_s1_nor_s2_nor_l1() {
         // The client goes on meanwhile: planned moves and database writes.
         let until = std::time::Instant::now() + Duration::from_millis(rng.random_range(1_500..4_000));
         while std::time::Instant::now() < until {
-            if rng.random_bool(0.5) {
+            let pick = rng.random_range(0..10);
+            if pick < 4 {
                 let role = ROLES[rng.random_range(0..ROLES.len())];
                 let _ = client(&c, &["role", "move", role]);
+            } else if pick == 4 {
+                let name = format!("tmp{operations}");
+                let out =
+                    client(&c, &["role", "create", &name, "--type", "process", "--param", "command=exec sleep 100000"]);
+                if out.status.success() {
+                    temporary.push(name);
+                }
+            } else if pick == 5 && !temporary.is_empty() {
+                let name = temporary[rng.random_range(0..temporary.len())].clone();
+                let _ = client(&c, &["role", "stop", &name]);
+                let _ = client(&c, &["role", "delete", &name]);
             } else {
                 let write = format!("label.nemesis{round}x{operations}=v{operations}");
                 if client(&c, &["cluster", "set", &write]).status.success() {
@@ -112,6 +125,18 @@ fn a_seeded_nemesis_breaks_neither_s1_nor_s2_nor_l1() {
             role_processes(role).len()
         );
     }
+    // Roles created meanwhile are deleted once stopped, and then run nowhere.
+    for name in &temporary {
+        if c.role(name).is_some() {
+            let _ = c.halo(&["role", "stop", name]);
+            assert!(
+                wait_until(Duration::from_secs(30), || c.halo(&["role", "delete", name]).status.success()),
+                "{name} could not be deleted: {:?}",
+                c.role(name)
+            );
+        }
+        assert!(wait_until(Duration::from_secs(10), || role_processes(name).is_empty()), "deleted {name} still runs");
+    }
     // S1: no second instance ever got as far as the lock.
     for (role, dir) in ROLES.iter().zip(&dirs) {
         assert!(lines(dir, "failures").is_empty(), "S1: {role} ran twice: {:?}", lines(dir, "failures"));
@@ -123,7 +148,8 @@ fn a_seeded_nemesis_breaks_neither_s1_nor_s2_nor_l1() {
         assert_eq!(properties[key], value, "S2: acknowledged write {write} is missing");
     }
     println!(
-        "NEMESIS seed {seed}: {faults} faults, {operations} client operations, {} acknowledged writes, 0 violations",
+        "NEMESIS seed {seed}: {faults} faults, {operations} client operations ({} roles created), {} acknowledged writes, 0 violations",
+        temporary.len(),
         acknowledged.len()
     );
 }
