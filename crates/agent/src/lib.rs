@@ -3,7 +3,8 @@
 //! Layout: [`config`] and [`identity`] (what the agent is), [`runtime`] (membership, leader
 //! routing, create/join), [`manager`] (decisions on the leader), [`executor`] (runs this
 //! node's roles), [`guard`] and [`guard_link`] (the fence guard process and the agent's end of
-//! it), [`heartbeat`] and [`peer`] (node-to-node I/O, leases), [`api`] and [`serve`] (HTTPS). Decisions come from `halo-core`; the
+//! it), [`heartbeat`] and [`peer`] (node-to-node I/O, leases), [`api`] and [`serve`] (HTTPS),
+//! [`qmp`] (the QEMU Machine Protocol client for VM roles). Decisions come from `halo-core`; the
 //! cluster database from `halo-store`.
 
 pub mod api;
@@ -21,6 +22,7 @@ pub mod manager;
 pub mod ocf;
 pub mod peer;
 pub mod probe;
+pub mod qmp;
 pub mod resource;
 pub mod roles_api;
 pub mod runtime;

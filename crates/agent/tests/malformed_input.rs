@@ -1,12 +1,20 @@
-//! Malformed input never panics the agent's parsers: its configuration file and an OCF
-//! agent's meta-data XML. Each parses or is refused with an error.
+//! Malformed input never panics the agent's parsers: its configuration file, an OCF agent's
+//! meta-data XML and QEMU's QMP messages. Each parses or is refused with an error.
 
 use halo_agent::AgentConfig;
 use halo_agent::ocf::parse_meta_data;
+use halo_agent::qmp;
 use proptest::prelude::*;
 
 const CONFIG: &str = "name = 'a'\ndata_dir = '/var/lib/halo'\napi = '127.0.0.1:7400'\n\
                       networks = ['127.0.0.1:7401']\nmemory = '2G'\ncpu = '1.5'\n";
+
+const QMP_LINES: [&str; 4] = [
+    r#"{"QMP": {"version": {"qemu": {"micro": 2, "minor": 0, "major": 10}, "package": ""}, "capabilities": []}}"#,
+    r#"{"return": {"status": "running", "running": true}, "id": "halo-7"}"#,
+    r#"{"error": {"class": "GenericError", "desc": "x"}, "id": "halo-8"}"#,
+    r#"{"event": "MIGRATION", "data": {"status": "completed"}, "timestamp": {"seconds": 1, "microseconds": 2}}"#,
+];
 
 const META: &str = r#"<?xml version="1.0"?>
 <resource-agent name="Dummy" version="1.0"><parameters>
@@ -48,5 +56,18 @@ proptest! {
     #[test]
     fn any_text_as_meta_data_never_panics(text in "\\PC{0,300}") {
         let _ = parse_meta_data(&text);
+    }
+
+    #[test]
+    fn qmp_messages_parse_or_fail_with_a_reason(
+        which in 0usize..4,
+        cuts in proptest::collection::vec((any::<prop::sample::Index>(), any::<char>()), 0..4),
+    ) {
+        let _ = qmp::parse(&mutate(QMP_LINES[which], &cuts));
+    }
+
+    #[test]
+    fn any_text_as_qmp_never_panics(text in "\\PC{0,300}") {
+        let _ = qmp::parse(&text);
     }
 }
