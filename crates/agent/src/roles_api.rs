@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use halo_core::command::Command;
+use halo_core::migration::MoveMode;
 use halo_core::role::{Desired, RoleSpec};
 use halo_core::view::{RoleDetailView, RoleView};
 
@@ -154,6 +155,9 @@ pub struct MoveRequestBody {
     /// Target node; without it, placement picks the best other node.
     #[serde(default)]
     pub to: Option<String>,
+    /// `live`, `quick` or `cold`; without it, live for a VM role and cold for any other.
+    #[serde(default)]
+    pub mode: Option<String>,
 }
 
 #[derive(Debug, Default, serde::Deserialize, serde::Serialize, utoipa::ToSchema)]
@@ -185,7 +189,8 @@ pub async fn move_role(
     Json(body): Json<MoveRequestBody>,
 ) -> Result<StatusCode, ApiError> {
     let to = body.to.as_deref().map(|n| node_id(&agent, n)).transpose()?;
-    commit(&agent, Command::MoveRole { role: name, to }).await
+    let mode = body.mode.as_deref().map(MoveMode::parse).transpose().map_err(ApiError::bad_request)?;
+    commit(&agent, Command::MoveRole { role: name, to, mode }).await
 }
 
 #[utoipa::path(post, path = "/api/v1/nodes/{name}/pause", security(("bearer" = [])), request_body = PauseBody,

@@ -74,13 +74,18 @@ pub fn parse_memory(text: &str) -> Result<u64, String> {
     Ok((value * factor).round() as u64)
 }
 
-/// What the roles that count against `node` (owned there, or still being released there) need,
-/// other than `except`.
+/// What the roles that count against `node` (owned there, still being released there, or
+/// migrating there) need, other than `except`.
 pub fn used_on(state: &ClusterState, node: NodeId, except: &str) -> Capacity {
     state
         .roles
         .values()
-        .filter(|r| r.spec.name != except && (r.owner == Some(node) || r.releasing == Some(node)))
+        .filter(|r| {
+            r.spec.name != except
+                && (r.owner == Some(node)
+                    || r.releasing == Some(node)
+                    || r.migration.as_ref().is_some_and(|m| m.to == node))
+        })
         .fold(Capacity::default(), |sum, r| sum.plus(r.spec.needs()))
 }
 

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::NodeId;
+use crate::migration::{Migration, MigrationReport, MigrationResult, MoveMode};
 use crate::role::{Decision, Desired, RoleRecord, RoleSpec, RoleState};
 use crate::state::{ClusterInfo, ClusterSettings, NetworkState, NodeRecord, NodeState};
 
@@ -63,6 +64,9 @@ pub enum Command {
     MoveRole {
         role: String,
         to: Option<NodeId>,
+        /// None: live for a VM role, cold for any other.
+        #[serde(default)]
+        mode: Option<MoveMode>,
     },
     /// `halo node pause` (with `--drain`: move its roles off).
     PauseNode {
@@ -94,6 +98,8 @@ pub enum Command {
     DecideRole(RoleDecision),
     /// What a node's executor did with a role it was told to run or stop.
     ReportRole(RoleReport),
+    /// How a migration goes, from its source or its target.
+    ReportMigration(MigrationReport),
 }
 
 /// Everything the manager decided about a role, as the complete new runtime fields. Applies
@@ -123,6 +129,12 @@ pub struct RoleDecision {
     pub held: bool,
     #[serde(default)]
     pub waits_for: Vec<String>,
+    /// The migration under way after this decision (begun, kept, or dropped).
+    #[serde(default)]
+    pub migration: Option<Migration>,
+    /// A migration this decision ended without it completing.
+    #[serde(default)]
+    pub finished_migration: Option<MigrationResult>,
     pub now_ms: u64,
 }
 
@@ -144,6 +156,8 @@ impl RoleDecision {
             clear_move: false,
             held: role.held,
             waits_for: role.waits_for.clone(),
+            migration: role.migration.clone(),
+            finished_migration: None,
             now_ms,
         }
     }
@@ -173,6 +187,8 @@ impl RoleDecision {
             || self.clear_move
             || self.held != role.held
             || self.waits_for != role.waits_for
+            || self.migration != role.migration
+            || self.finished_migration.is_some()
     }
 }
 
@@ -282,6 +298,7 @@ impl Command {
             | Command::ResumeNode { now_ms, .. } => Some(*now_ms),
             Command::DecideRole(d) => Some(d.now_ms),
             Command::ReportRole(r) => Some(r.now_ms),
+            Command::ReportMigration(r) => Some(r.now_ms),
             Command::CreateCluster { cluster, .. } => Some(cluster.created_at_ms),
             _ => None,
         }
@@ -301,7 +318,7 @@ impl std::fmt::Display for Command {
             Command::DeleteRole { role } => write!(f, "delete role {role}"),
             Command::ApplyRoles { specs, .. } => write!(f, "apply {} role(s)", specs.len()),
             Command::SetRoleDesired { role, desired, .. } => write!(f, "set role {role} desired {desired:?}"),
-            Command::MoveRole { role, to } => write!(f, "move role {role} to {to:?}"),
+            Command::MoveRole { role, to, mode } => write!(f, "move role {role} to {to:?} ({mode:?})"),
             Command::PauseNode { node, drain, .. } => write!(f, "pause node {node} (drain {drain})"),
             Command::ResumeNode { node, failback, .. } => write!(f, "resume node {node} (failback {failback})"),
             Command::SetFenceDevice { node, .. } => write!(f, "set fence device of node {node}"),
@@ -309,6 +326,9 @@ impl std::fmt::Display for Command {
             Command::ClearFenceRequest { node } => write!(f, "clear fence request of node {node}"),
             Command::DecideRole(d) => write!(f, "decide role {} generation {}", d.role, d.generation),
             Command::ReportRole(r) => write!(f, "report role {} {:?} from node {}", r.role, r.outcome, r.node),
+            Command::ReportMigration(r) => {
+                write!(f, "report migration {} of role {} from node {}", r.id, r.role, r.node)
+            }
         }
     }
 }

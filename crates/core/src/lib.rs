@@ -12,6 +12,7 @@
 //!   same policy run on a copy, for `halo plan --fail N`.
 //! - [`execution`]: what a node should run, from the committed state (the executor's rules).
 //! - [`events`]: every visible state change in words, derived from before/after states.
+//! - [`vm`]: the `vm` resource type's definition; [`migration`]: live and quick migration.
 //! - [`view`]: the stable JSON shapes the API and the CLI exchange.
 //!
 //! Time is always passed in as milliseconds, so the daemon and a simulator drive the same code.
@@ -25,6 +26,7 @@ pub mod heartbeat;
 pub mod lease;
 pub mod liveness;
 pub mod membership;
+pub mod migration;
 pub mod placement;
 pub mod plan;
 pub mod policy;
@@ -32,6 +34,7 @@ pub mod quorum;
 pub mod role;
 pub mod state;
 pub mod view;
+pub mod vm;
 
 /// Raft node ids: assigned by the cluster at join, never reused.
 pub type NodeId = u64;

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::NodeId;
 use crate::command::{Command, RoleDecision};
+use crate::migration::{self, Migration, MigrationResult, MoveMode};
 use crate::placement::{self, Placement, place};
 use crate::role::{Decision, Desired, Priority, RoleRecord, RoleState};
 use crate::state::ClusterState;
@@ -79,6 +80,27 @@ fn decide_role(inputs: &Inputs, role: &RoleRecord, out: &mut Vec<RoleDecision>) 
         next.note = Some(format!("{} {why}; it can no longer run {}", name(old), role.spec.name));
     }
 
+    // A migration under way ends as the source's QEMU says, unless a side is gone or the role
+    // is to stop; nothing else is decided about the role meanwhile.
+    let mut abandoned = false;
+    if let Some(m) = &role.migration {
+        match abandon_reason(inputs, role, m) {
+            None => {
+                if next.changes(role) {
+                    out.push(next);
+                }
+                return;
+            }
+            Some(why) => {
+                let summary = format!("{} migration to {} abandoned: {why}", m.mode.as_str(), name(m.to));
+                next.migration = None;
+                next.finished_migration = Some(failed_migration(inputs, role, m, summary.clone()));
+                next.note = Some(summary);
+                abandoned = true;
+            }
+        }
+    }
+
     match role.spec.desired {
         Desired::Stopped => {
             if let Some(owner) = role.owner {
@@ -118,8 +140,11 @@ fn decide_role(inputs: &Inputs, role: &RoleRecord, out: &mut Vec<RoleDecision>) 
                         ),
                     };
                     next.set(RoleState::Pending, detail);
-                } else if let Some((to, why)) = move_wanted(inputs, role, owner) {
-                    planned_move(inputs, role, &mut next, owner, to, why);
+                } else if !abandoned && let Some((to, why, asked)) = move_wanted(inputs, role, owner) {
+                    match move_mode(inputs, role, asked) {
+                        MoveMode::Cold => planned_move(inputs, role, &mut next, owner, to, why),
+                        mode => begin_migration(inputs, role, &mut next, owner, to, mode, why),
+                    }
                 }
             }
         },
@@ -133,17 +158,22 @@ fn held_detail(role: &RoleRecord) -> String {
     format!("manual priority: waits for the admin to start it (`halo role start {}`)", role.spec.name)
 }
 
-/// Whether a role running on a healthy `owner` should move, where to, and why.
-fn move_wanted(inputs: &Inputs, role: &RoleRecord, owner: NodeId) -> Option<(Option<NodeId>, String)> {
+/// Whether a role running on a healthy `owner` should move, where to, why, and how if the
+/// admin said.
+fn move_wanted(
+    inputs: &Inputs,
+    role: &RoleRecord,
+    owner: NodeId,
+) -> Option<(Option<NodeId>, String, Option<MoveMode>)> {
     if let Some(request) = &role.move_request {
-        return Some((request.to, request.reason.clone()));
+        return Some((request.to, request.reason.clone(), request.mode));
     }
     let node = inputs.state.nodes.get(&owner)?;
     if node.drain {
-        return Some((None, format!("{} is being drained", node.name)));
+        return Some((None, format!("{} is being drained", node.name), None));
     }
     if !role.spec.possible.is_empty() && !role.spec.possible.contains(&node.name) {
-        return Some((None, format!("{} is no longer a possible owner", node.name)));
+        return Some((None, format!("{} is no longer a possible owner", node.name), None));
     }
     if role.state == RoleState::Online && role.spec.failback.allows(inputs.now_ms) {
         let owner_rank = role.spec.preferred.iter().position(|p| p == &node.name).unwrap_or(usize::MAX);
@@ -152,10 +182,25 @@ fn move_wanted(inputs: &Inputs, role: &RoleRecord, owner: NodeId) -> Option<(Opt
             placement::unfit(inputs.state, role, candidate, &[]).is_none().then_some(candidate.id)
         });
         if let Some(target) = better {
-            return Some((Some(target), format!("failback to preferred owner {}", inputs.name(target))));
+            return Some((Some(target), format!("failback to preferred owner {}", inputs.name(target)), None));
         }
     }
     None
+}
+
+/// A target for a planned move off `owner`: the one asked for if it fits, else placement's pick.
+fn move_target(inputs: &Inputs, role: &RoleRecord, owner: NodeId, to: Option<NodeId>) -> Placement {
+    let exclude = [(owner, "is the node it is moving off".to_string())];
+    match to {
+        Some(target) => {
+            let fit = inputs.state.nodes.get(&target).and_then(|n| placement::unfit(inputs.state, role, n, &exclude));
+            match fit {
+                None => Placement { node: Some(target), reasons: vec![format!("{}: asked for", inputs.name(target))] },
+                Some(reason) => Placement { node: None, reasons: vec![format!("{}: {reason}", inputs.name(target))] },
+            }
+        }
+        None => place(inputs.state, role, &exclude),
+    }
 }
 
 /// A planned move off a healthy `owner`: the new owner starts only once the old one confirmed
@@ -169,17 +214,7 @@ fn planned_move(
     why: String,
 ) {
     next.clear_move = role.move_request.is_some();
-    let exclude = [(owner, "is the node it is moving off".to_string())];
-    let Placement { node, reasons } = match to {
-        Some(target) => {
-            let fit = inputs.state.nodes.get(&target).and_then(|n| placement::unfit(inputs.state, role, n, &exclude));
-            match fit {
-                None => Placement { node: Some(target), reasons: vec![format!("{}: asked for", inputs.name(target))] },
-                Some(reason) => Placement { node: None, reasons: vec![format!("{}: {reason}", inputs.name(target))] },
-            }
-        }
-        None => place(inputs.state, role, &exclude),
-    };
+    let Placement { node, reasons } = move_target(inputs, role, owner, to);
     match node {
         Some(target) => {
             next.bump();
@@ -191,18 +226,135 @@ fn planned_move(
             next.decision = Some(Decision { at_ms: inputs.now_ms, generation: next.generation, summary, reasons });
             next.set(RoleState::Pending, format!("moving from {} to {}", inputs.name(owner), inputs.name(target)));
         }
-        None => {
-            let detail = format!("running on {}; cannot move ({why}): no other node can run it", inputs.name(owner));
-            if role.detail != detail {
-                next.decision = Some(Decision {
-                    at_ms: inputs.now_ms,
-                    generation: next.generation,
-                    summary: format!("stays on {}: no other node can run it", inputs.name(owner)),
-                    reasons,
-                });
+        None => stays(inputs, role, next, owner, &why, reasons),
+    }
+}
+
+/// No other node can take the role: it stays, and says why (once).
+fn stays(inputs: &Inputs, role: &RoleRecord, next: &mut RoleDecision, owner: NodeId, why: &str, reasons: Vec<String>) {
+    let detail = format!("running on {}; cannot move ({why}): no other node can run it", inputs.name(owner));
+    if role.detail != detail {
+        next.decision = Some(Decision {
+            at_ms: inputs.now_ms,
+            generation: next.generation,
+            summary: format!("stays on {}: no other node can run it", inputs.name(owner)),
+            reasons,
+        });
+    }
+    next.detail = detail;
+}
+
+/// How a move happens: as the admin asked, else live for a running VM role, stepping down to
+/// quick and then cold after a recent failed attempt; cold for everything else.
+fn move_mode(inputs: &Inputs, role: &RoleRecord, asked: Option<MoveMode>) -> MoveMode {
+    let running_vm =
+        migration::migratable(&role.spec).is_ok() && role.state == RoleState::Online && role.releasing.is_none();
+    if !running_vm {
+        return MoveMode::Cold;
+    }
+    if let Some(mode) = asked {
+        return mode;
+    }
+    let has_shared = !inputs.state.settings.shared_storage.is_empty();
+    match &role.last_migration {
+        Some(last) if !last.ok && inputs.now_ms.saturating_sub(last.finished_ms) < FALLBACK_WINDOW_MS => {
+            match last.mode {
+                MoveMode::Live if has_shared => MoveMode::Quick,
+                _ => MoveMode::Cold,
             }
-            next.detail = detail;
         }
+        _ => MoveMode::Live,
+    }
+}
+
+/// A failed migration makes the next automatic move of the role (drain, failback) use the
+/// next safer mode for this long.
+const FALLBACK_WINDOW_MS: u64 = 10 * 60 * 1000;
+/// A live migration whose target has not got ready by then is given up.
+const TARGET_READY_LIMIT_MS: u64 = 60_000;
+
+/// A live or quick migration off a healthy `owner`. The role stays the owner's until the
+/// source's QEMU reports the guest moved; at most `parallel_migrations` run at once.
+fn begin_migration(
+    inputs: &Inputs,
+    role: &RoleRecord,
+    next: &mut RoleDecision,
+    owner: NodeId,
+    to: Option<NodeId>,
+    mode: MoveMode,
+    why: String,
+) {
+    let under_way = inputs.state.roles.values().filter(|r| r.migration.is_some()).count();
+    let slots = inputs.state.settings.parallel_migrations as usize;
+    if under_way >= slots {
+        next.detail = format!(
+            "running on {}; its {} migration waits for a slot ({under_way} under way, at most {slots})",
+            inputs.name(owner),
+            mode.as_str()
+        );
+        return;
+    }
+    let Placement { node, reasons } = move_target(inputs, role, owner, to);
+    next.clear_move = role.move_request.is_some();
+    let Some(target) = node else { return stays(inputs, role, next, owner, &why, reasons) };
+    let (from_name, to_name) = (inputs.name(owner), inputs.name(target));
+    next.migration = Some(Migration {
+        id: role.migrations + 1,
+        to: target,
+        mode,
+        started_ms: inputs.now_ms,
+        uri: None,
+        reason: why.clone(),
+    });
+    let summary = format!("{} migration from {from_name} to {to_name}: {why}", mode.as_str());
+    next.decision = Some(Decision { at_ms: inputs.now_ms, generation: next.generation, summary, reasons });
+    next.detail = format!("running on {from_name}; {} migration to {to_name} under way", mode.as_str());
+}
+
+/// Why a migration under way must be given up, if it must.
+fn abandon_reason(inputs: &Inputs, role: &RoleRecord, m: &Migration) -> Option<String> {
+    if role.spec.desired == Desired::Stopped {
+        return Some("the role is to stop".into());
+    }
+    if let Some(owner) = role.owner
+        && let Some(why) = inputs.lost(owner)
+    {
+        return Some(format!("the source {} {why}", inputs.name(owner)));
+    }
+    if let Some(why) = inputs.lost(m.to) {
+        return Some(format!("the target {} {why}", inputs.name(m.to)));
+    }
+    if inputs.liveness.get(&m.to) == Some(&Liveness::Suspect) {
+        return Some(format!("the target {} is not responding", inputs.name(m.to)));
+    }
+    if inputs.state.nodes.get(&m.to).is_some_and(|n| n.state != crate::state::NodeState::Up) {
+        return Some(format!("the target {} is no longer up", inputs.name(m.to)));
+    }
+    if m.mode == MoveMode::Live && m.uri.is_none() && inputs.now_ms.saturating_sub(m.started_ms) > TARGET_READY_LIMIT_MS
+    {
+        return Some(format!(
+            "the target {} did not get ready within {} s",
+            inputs.name(m.to),
+            TARGET_READY_LIMIT_MS / 1000
+        ));
+    }
+    None
+}
+
+fn failed_migration(inputs: &Inputs, role: &RoleRecord, m: &Migration, detail: String) -> MigrationResult {
+    MigrationResult {
+        id: m.id,
+        mode: m.mode,
+        from: role.owner.map(|o| inputs.name(o)).unwrap_or_default(),
+        to: inputs.name(m.to),
+        ok: false,
+        detail,
+        started_ms: m.started_ms,
+        finished_ms: inputs.now_ms,
+        total_ms: None,
+        downtime_ms: None,
+        qemu_total_ms: None,
+        qemu_downtime_ms: None,
     }
 }
 
@@ -451,7 +603,7 @@ mod tests {
         s.roles.insert("web".into(), r);
         run(&mut s, &BTreeMap::new(), 1);
         let before = s.clone();
-        let result = s.apply(&Command::MoveRole { role: "web".into(), to: Some(3) });
+        let result = s.apply(&Command::MoveRole { role: "web".into(), to: Some(3), mode: None });
         assert!(matches!(result, crate::command::CommandResult::Rejected(_)), "{result:?}");
         assert_eq!(s, before);
     }
@@ -588,11 +740,11 @@ mod tests {
         let live = BTreeMap::new();
         run(&mut s, &live, 1);
         report(&mut s, "web", 1, RoleReportOutcome::Online);
-        s.apply(&Command::MoveRole { role: "web".into(), to: Some(2) });
+        s.apply(&Command::MoveRole { role: "web".into(), to: Some(2), mode: None });
         run(&mut s, &live, 2);
         assert_eq!((s.roles["web"].owner, s.roles["web"].releasing), (Some(2), Some(1)));
         // Node 1 has not confirmed yet; the role is moved on again.
-        s.apply(&Command::MoveRole { role: "web".into(), to: Some(3) });
+        s.apply(&Command::MoveRole { role: "web".into(), to: Some(3), mode: None });
         run(&mut s, &live, 4);
         assert_eq!((s.roles["web"].owner, s.roles["web"].releasing), (Some(3), Some(1)), "node 1 must still confirm");
         // Stopped, then failed over from a lost owner: still node 1 to wait for.

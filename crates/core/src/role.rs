@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use crate::NodeId;
 use crate::capacity::Capacity;
 use crate::command::Rejection;
+use crate::migration::{Migration, MigrationResult, MoveMode, Resume};
 use crate::state::ClusterState;
+use crate::vm::VmSpec;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -54,7 +56,7 @@ fn is_zero(n: &u64) -> bool {
 #[serde(deny_unknown_fields)]
 pub struct ResourceSpec {
     pub name: String,
-    /// `process`, or `ocf:PROVIDER:AGENT`.
+    /// `process`, `vm`, or `ocf:PROVIDER:AGENT`.
     #[serde(rename = "type")]
     pub kind: String,
     #[serde(default)]
@@ -256,6 +258,17 @@ pub struct RoleRecord {
     /// decision computed before one of them is stale and is not applied.
     #[serde(default)]
     pub revision: u64,
+    /// A live or quick migration under way (the role stays on its owner until it completes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<Migration>,
+    /// Migrations begun so far; each gets the next number as its id.
+    #[serde(default)]
+    pub migrations: u64,
+    /// The owner resumes a migrated guest instead of booting it (this generation only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<Resume>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_migration: Option<MigrationResult>,
 }
 
 /// A planned move: to a given node, or to wherever placement says other than the owner.
@@ -264,6 +277,9 @@ pub struct MoveRequest {
     pub to: Option<NodeId>,
     /// Why, in words, for the decision record.
     pub reason: String,
+    /// How: none means live for a VM role and cold for any other.
+    #[serde(default)]
+    pub mode: Option<MoveMode>,
 }
 
 impl RoleRecord {
@@ -287,6 +303,10 @@ impl RoleRecord {
             held: false,
             waits_for: Vec::new(),
             revision: 0,
+            migration: None,
+            migrations: 0,
+            resume: None,
+            last_migration: None,
         }
     }
 
@@ -324,7 +344,7 @@ impl RoleRecord {
 
 /// Resource types this halo can run. OCF agents are checked on the node that runs them.
 pub fn validate_resource_kind(kind: &str) -> Result<(), String> {
-    if kind == "process" {
+    if kind == "process" || kind == crate::vm::KIND {
         return Ok(());
     }
     if let Some(rest) = kind.strip_prefix("ocf:") {
@@ -334,7 +354,7 @@ pub fn validate_resource_kind(kind: &str) -> Result<(), String> {
         }
         return Err(format!("'{kind}' is not of the form ocf:PROVIDER:AGENT"));
     }
-    Err(format!("unknown resource type '{kind}' (known: process, ocf:PROVIDER:AGENT)"))
+    Err(format!("unknown resource type '{kind}' (known: process, vm, ocf:PROVIDER:AGENT)"))
 }
 
 fn is_simple_name(s: &str) -> bool {
@@ -345,8 +365,19 @@ fn is_simple_name(s: &str) -> bool {
 }
 
 impl RoleSpec {
+    /// What the role takes of a node: as declared, else what its VMs need.
     pub fn needs(&self) -> Capacity {
-        Capacity { cpu_milli: self.cpu_milli, memory_mb: self.memory_mb }
+        let memory_mb = if self.memory_mb > 0 {
+            self.memory_mb
+        } else {
+            self.vms().filter_map(Result::ok).map(|vm| vm.memory_needed_mb()).sum()
+        };
+        Capacity { cpu_milli: self.cpu_milli, memory_mb }
+    }
+
+    /// The definitions of the role's VM resources.
+    pub fn vms(&self) -> impl Iterator<Item = Result<VmSpec, String>> + '_ {
+        self.resources.iter().filter(|r| r.kind == crate::vm::KIND).map(|r| VmSpec::parse(&r.params))
     }
 
     /// Checks the spec on its own and against the cluster's nodes.
@@ -370,6 +401,12 @@ impl RoleSpec {
                 .map_err(|e| invalid(format!("resource '{}': {e}", resource.name)))?;
             if resource.kind == "process" && resource.params.get("command").is_none_or(|c| c.trim().is_empty()) {
                 return Err(invalid(format!("resource '{}': a process needs a 'command' parameter", resource.name)));
+            }
+            if resource.kind == crate::vm::KIND {
+                let vm = VmSpec::parse(&resource.params)
+                    .map_err(|e| invalid(format!("resource '{}': {e}", resource.name)))?;
+                vm.check_shared(&state.settings.shared_storage)
+                    .map_err(|e| invalid(format!("resource '{}': {e}", resource.name)))?;
             }
             if resource.kind == "process"
                 && let Some(probe) = resource.params.get("probe")
@@ -415,6 +452,19 @@ impl RoleSpec {
         }
         if self.failover.period_s == 0 {
             return Err(invalid("failover period must be at least 1 s".into()));
+        }
+        // A role bigger than every node could never run: say so now, not at placement. A node
+        // that declares no capacity is not limited.
+        let needs = self.needs();
+        let offers: Vec<Option<Capacity>> = state.nodes.values().filter(|n| !n.witness).map(|n| n.capacity).collect();
+        let fits =
+            |c: &Option<Capacity>| c.is_none_or(|c| c.memory_mb >= needs.memory_mb && c.cpu_milli >= needs.cpu_milli);
+        if !offers.is_empty() && !offers.iter().any(fits) {
+            let largest = offers.iter().flatten().fold(Capacity::default(), |m, c| Capacity {
+                cpu_milli: m.cpu_milli.max(c.cpu_milli),
+                memory_mb: m.memory_mb.max(c.memory_mb),
+            });
+            return Err(invalid(format!("it needs {needs}, more than any node offers (at most {largest})")));
         }
         Ok(())
     }

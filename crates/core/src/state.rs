@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::NodeId;
 use crate::command::{Command, CommandResult, NodeStateUpdate, Rejection, RoleReport, RoleReportOutcome};
 use crate::lease::LeaseTiming;
+use crate::migration::MoveMode;
 use crate::role::{Decision, Desired, MoveRequest, RoleRecord, RoleState};
 
 /// Upper bound on voters a cluster may be configured with (Raft gets slower, not safer, past it).
@@ -68,6 +69,17 @@ pub struct ClusterSettings {
     /// Added by the leader before it recovers a silent node's roles.
     #[serde(default = "default_lease_margin_ms")]
     pub lease_margin_ms: u64,
+    /// Directories mounted identically on every node (NFS, CephFS, a SAN file system): VM
+    /// disks must live there, and quick migration saves guest state there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared_storage: Vec<String>,
+    /// How many live migrations a drain runs at once, cluster-wide.
+    #[serde(default = "default_parallel_migrations")]
+    pub parallel_migrations: u32,
+}
+
+fn default_parallel_migrations() -> u32 {
+    2
 }
 
 fn default_lease_ms() -> u64 {
@@ -86,6 +98,8 @@ impl Default for ClusterSettings {
             node_timeout_ms: 1000,
             lease_ms: default_lease_ms(),
             lease_margin_ms: default_lease_margin_ms(),
+            shared_storage: Vec::new(),
+            parallel_migrations: default_parallel_migrations(),
         })
     }
 }
@@ -106,6 +120,8 @@ impl ClusterSettings {
             node_timeout_ms: timeout,
             lease_ms: lease,
             lease_margin_ms: margin,
+            shared_storage: Vec::new(),
+            parallel_migrations: default_parallel_migrations(),
         })
     }
 
@@ -389,9 +405,14 @@ impl ClusterState {
                 }
                 Ok(CommandResult::Done)
             }
-            Command::MoveRole { role, to } => {
+            Command::MoveRole { role, to, mode } => {
                 let record = self.roles.get(role).ok_or_else(|| Rejection::UnknownRole(role.clone()))?;
                 let owner = record.owner.ok_or_else(|| Rejection::RoleNotRunning(role.clone()))?;
+                let cannot = |node: &str, reason: String| Rejection::CannotMove {
+                    role: role.clone(),
+                    node: node.to_string(),
+                    reason,
+                };
                 if let Some(target) = to {
                     let node = self.nodes.get(target).ok_or(Rejection::UnknownNodeId(*target))?;
                     let why = if *target == owner {
@@ -400,7 +421,33 @@ impl ClusterState {
                         crate::placement::unfit(self, record, node, &[])
                     };
                     if let Some(reason) = why {
-                        return Err(Rejection::CannotMove { role: role.clone(), node: node.name.clone(), reason });
+                        return Err(cannot(&node.name, reason));
+                    }
+                }
+                let target_name = to.and_then(|t| self.nodes.get(&t)).map_or("another node", |n| n.name.as_str());
+                if let Some(m) = &record.migration {
+                    let other = self.nodes.get(&m.to).map_or_else(|| m.to.to_string(), |n| n.name.clone());
+                    return Err(cannot(target_name, format!("it is being migrated to {other}; wait for that to end")));
+                }
+                if matches!(mode, Some(MoveMode::Live | MoveMode::Quick)) {
+                    crate::migration::migratable(&record.spec).map_err(|e| cannot(target_name, e))?;
+                    if record.state != RoleState::Online || record.releasing.is_some() {
+                        return Err(cannot(
+                            target_name,
+                            format!(
+                                "its guest is not running ({}: {}); use --mode cold",
+                                record.state.as_str(),
+                                record.detail
+                            ),
+                        ));
+                    }
+                    if *mode == Some(MoveMode::Quick) && self.settings.shared_storage.is_empty() {
+                        return Err(cannot(
+                            target_name,
+                            "quick migration saves the guest's state on shared storage, and none is configured \
+                             (`halo cluster set shared_storage=PATH`)"
+                                .into(),
+                        ));
                     }
                 }
                 let reason = match to.and_then(|t| self.nodes.get(&t)) {
@@ -408,7 +455,7 @@ impl ClusterState {
                     None => "moved by the admin".to_string(),
                 };
                 if let Some(record) = self.roles.get_mut(role) {
-                    record.move_request = Some(MoveRequest { to: *to, reason });
+                    record.move_request = Some(MoveRequest { to: *to, reason, mode: *mode });
                     record.touched();
                 }
                 Ok(CommandResult::Done)
@@ -444,7 +491,7 @@ impl ClusterState {
                         };
                         if better && role.owner != Some(*node) {
                             let reason = format!("failback to preferred owner {name} after resume");
-                            role.move_request = Some(MoveRequest { to: Some(*node), reason });
+                            role.move_request = Some(MoveRequest { to: Some(*node), reason, mode: None });
                             role.touched();
                         }
                     }
@@ -466,6 +513,10 @@ impl ClusterState {
                 if record.generation != d.expected_generation || record.revision != d.expected_revision {
                     return Err(Rejection::StaleDecision(d.role.clone()));
                 }
+                if d.generation != record.generation {
+                    // A new placement boots the guest: resuming belongs to the migration's.
+                    record.resume = None;
+                }
                 record.generation = d.generation;
                 record.owner = d.owner;
                 record.releasing = d.releasing;
@@ -474,6 +525,13 @@ impl ClusterState {
                 record.failed_on = d.failed_on.clone();
                 record.held = d.held;
                 record.waits_for = d.waits_for.clone();
+                if let Some(m) = &d.migration {
+                    record.migrations = record.migrations.max(m.id);
+                }
+                record.migration = d.migration.clone();
+                if let Some(result) = &d.finished_migration {
+                    record.last_migration = Some(result.clone());
+                }
                 if d.clear_move {
                     record.move_request = None;
                 }
@@ -490,6 +548,7 @@ impl ClusterState {
                 Ok(CommandResult::Done)
             }
             Command::ReportRole(report) => self.apply_report(report),
+            Command::ReportMigration(report) => crate::migration::apply_report(self, report),
             Command::SetProperties { properties } => {
                 self.require_cluster()?;
                 let mut settings = self.settings.clone();
@@ -497,6 +556,14 @@ impl ClusterState {
                     apply_property(&mut settings, key, value)?;
                 }
                 validate_settings(&settings)?;
+                for role in self.roles.values() {
+                    for vm in role.spec.vms().flatten() {
+                        vm.check_shared(&settings.shared_storage).map_err(|e| Rejection::InvalidProperty {
+                            key: "shared_storage".into(),
+                            reason: format!("role {} would lose its disks: {e}", role.spec.name),
+                        })?;
+                    }
+                }
                 if settings.max_voters < self.voter_count() {
                     return Err(Rejection::InvalidProperty {
                         key: "max_voters".into(),
@@ -531,6 +598,10 @@ impl ClusterState {
                 // restarts the role (`halo role start` clears the history).
                 record.set_state(RoleState::Online, format!("running on {node_name}"), report.now_ms);
                 record.waits_for.clear();
+                if let Some(from) = record.resume.as_ref().map(|r| r.from) {
+                    let from = self.nodes.get(&from).map_or_else(|| from.to_string(), |n| n.name.clone());
+                    crate::migration::resumed(record, from, node_name, report.now_ms);
+                }
             }
             RoleReportOutcome::Failed if current => {
                 if !record.failed_on.contains(&report.node) {
@@ -598,9 +669,21 @@ fn apply_property(settings: &mut ClusterSettings, key: &str, value: &str) -> Res
                 key: key.into(),
                 reason: format!("unknown profile '{value}' (known: default, fast)"),
             })?;
-            *settings = ClusterSettings { max_voters: settings.max_voters, ..named };
+            // A profile is timing only; what else is set stays.
+            *settings = ClusterSettings {
+                heartbeat_interval_ms: named.heartbeat_interval_ms,
+                node_timeout_ms: named.node_timeout_ms,
+                lease_ms: named.lease_ms,
+                lease_margin_ms: named.lease_margin_ms,
+                ..settings.clone()
+            };
         }
         "max_voters" => settings.max_voters = number(key)? as usize,
+        "shared_storage" => {
+            settings.shared_storage = crate::vm::parse_shared_storage(value)
+                .map_err(|reason| Rejection::InvalidProperty { key: key.into(), reason })?;
+        }
+        "parallel_migrations" => settings.parallel_migrations = u32::try_from(number(key)?).unwrap_or(u32::MAX),
         _ if is_free_property(key) => {
             if value.len() > 4096 {
                 return Err(Rejection::InvalidProperty { key: key.into(), reason: "longer than 4096 bytes".into() });
@@ -610,7 +693,8 @@ fn apply_property(settings: &mut ClusterSettings, key: &str, value: &str) -> Res
             return Err(Rejection::InvalidProperty {
                 key: key.into(),
                 reason: "unknown property (known: description, label.NAME, profile, heartbeat_interval_ms, \
-                         node_timeout_ms, lease_ms, lease_margin_ms, max_voters)"
+                         node_timeout_ms, lease_ms, lease_margin_ms, max_voters, shared_storage, \
+                         parallel_migrations)"
                     .into(),
             });
         }
@@ -637,6 +721,9 @@ pub fn validate_settings(settings: &ClusterSettings) -> Result<(), Rejection> {
     }
     if settings.lease_margin_ms < 50 || settings.lease_margin_ms > settings.lease_ms {
         return Err(invalid("lease_margin_ms", "must be at least 50 and at most the lease".into()));
+    }
+    if !(1..=64).contains(&settings.parallel_migrations) {
+        return Err(invalid("parallel_migrations", "must be between 1 and 64".into()));
     }
     if settings.max_voters == 0 || settings.max_voters > MAX_VOTERS_LIMIT {
         return Err(invalid("max_voters", format!("must be between 1 and {MAX_VOTERS_LIMIT}")));

@@ -21,7 +21,7 @@ fn sample_commands() -> Vec<Vec<u8>> {
     [
         Command::CreateRole { spec: spec.clone(), now_ms: 1 },
         Command::ApplyRoles { specs: vec![spec], now_ms: 2 },
-        Command::MoveRole { role: "web".into(), to: Some(2) },
+        Command::MoveRole { role: "web".into(), to: Some(2), mode: None },
         Command::SetProperties { properties: vec![("profile".into(), "fast".into())] },
         Command::ClearFenceRequest { node: 1 },
     ]

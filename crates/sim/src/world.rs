@@ -728,8 +728,8 @@ impl World {
         let role = format!("r{}", self.rng.random_range(0..self.cfg.roles));
         let node = self.rng.random_range(1..=n);
         let command = match self.rng.random_range(0..6) {
-            0 => Command::MoveRole { role, to: None },
-            1 => Command::MoveRole { role, to: Some(node) },
+            0 => Command::MoveRole { role, to: None, mode: None },
+            1 => Command::MoveRole { role, to: Some(node), mode: None },
             2 => Command::SetRoleDesired { role, desired: Desired::Stopped, now_ms: EPOCH_MS + t },
             3 => Command::SetRoleDesired { role, desired: Desired::Started, now_ms: EPOCH_MS + t },
             4 => Command::PauseNode { node, drain: true, now_ms: EPOCH_MS + t },
