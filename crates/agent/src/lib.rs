@@ -4,7 +4,8 @@
 //! routing, create/join), [`manager`] (decisions on the leader), [`executor`] (runs this
 //! node's roles), [`guard`] and [`guard_link`] (the fence guard process and the agent's end of
 //! it), [`heartbeat`] and [`peer`] (node-to-node I/O, leases), [`api`] and [`serve`] (HTTPS),
-//! [`qmp`] (the QEMU Machine Protocol client for VM roles). Decisions come from `halo-core`; the
+//! [`qmp`] (the QEMU Machine Protocol client), [`vm`] and [`vm_ops`] (VM roles: QEMU command
+//! line, KVM probe, QMP operations and migration). Decisions come from `halo-core`; the
 //! cluster database from `halo-store`.
 
 pub mod api;
@@ -27,6 +28,8 @@ pub mod resource;
 pub mod roles_api;
 pub mod runtime;
 pub mod serve;
+pub mod vm;
+pub mod vm_ops;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -11,6 +11,8 @@
 //! - `heartbeat`: `serial` to watch for the guest's heartbeat lines on its serial console,
 //!   `heartbeat_pattern` (default `HALO-HEARTBEAT`) and `heartbeat_timeout` (seconds without
 //!   one before the guest counts as hung, from boot too; default 30);
+//! - `migration_timeout`: seconds a live or quick migration may take before it is cancelled
+//!   (default 300);
 //! - `probe`: a health probe as for processes (`tcp:HOST:PORT`, `http://...`, `cmd:...`);
 //! - `args`: extra QEMU arguments, split on whitespace: the escape hatch.
 
@@ -23,6 +25,7 @@ pub const KIND: &str = "vm";
 pub const DEFAULT_MEMORY_MB: u64 = 512;
 pub const DEFAULT_HEARTBEAT_PATTERN: &str = "HALO-HEARTBEAT";
 pub const DEFAULT_HEARTBEAT_TIMEOUT_S: u64 = 30;
+pub const DEFAULT_MIGRATION_TIMEOUT_S: u64 = 300;
 /// QEMU's own use beyond the guest's memory, counted against the node's capacity.
 pub const OVERHEAD_MB: u64 = 64;
 
@@ -40,6 +43,7 @@ const KNOWN: &[&str] = &[
     "heartbeat_pattern",
     "heartbeat_timeout",
     "probe",
+    "migration_timeout",
     "args",
 ];
 
@@ -76,6 +80,7 @@ pub struct VmSpec {
     pub accel: Accel,
     pub heartbeat: Option<Heartbeat>,
     pub probe: Option<String>,
+    pub migration_timeout_s: u64,
     pub extra_args: Vec<String>,
 }
 
@@ -155,6 +160,14 @@ impl VmSpec {
         {
             return Err(format!("invalid probe '{p}': use tcp:HOST:PORT, http://HOST:PORT/PATH or cmd:COMMAND"));
         }
+        let migration_timeout_s = match get("migration_timeout") {
+            Some(text) => text
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (1..=86_400).contains(n))
+                .ok_or_else(|| format!("invalid migration_timeout '{text}': use seconds, 1 to 86400"))?,
+            None => DEFAULT_MIGRATION_TIMEOUT_S,
+        };
         let extra_args = get("args").map(|a| a.split_whitespace().map(str::to_string).collect()).unwrap_or_default();
         Ok(Self {
             memory_mb,
@@ -168,6 +181,7 @@ impl VmSpec {
             accel,
             heartbeat,
             probe,
+            migration_timeout_s,
             extra_args,
         })
     }

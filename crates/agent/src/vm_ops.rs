@@ -1,0 +1,239 @@
+//! What halo asks of a VM's QEMU, over QMP: is it up, is it healthy, power it down, take an
+//! incoming migration, migrate, save, resume. Each call opens its own connection (QEMU serves
+//! one QMP client at a time, and the executor runs one operation per VM at a time) and has a
+//! time limit. Errors are sentences for the role's detail.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::net::UnixStream;
+use tokio::sync::oneshot;
+
+use crate::clock;
+use crate::qmp::Qmp;
+
+/// One QMP call, unless an operation says otherwise.
+const CALL: Duration = Duration::from_secs(5);
+const POLL: Duration = Duration::from_millis(10);
+
+type Conn = Qmp<UnixStream>;
+
+/// QEMU's figures for a finished transfer, and when the guest stopped running (wall clock).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Transfer {
+    pub total_ms: u64,
+    pub downtime_ms: u64,
+    pub paused_at_ms: u64,
+}
+
+/// Connect, retrying while QEMU is still creating its socket, until `limit`.
+async fn connect(qmp: &Path, limit: Duration) -> Result<Conn, String> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match Qmp::connect(qmp, left.min(CALL)).await {
+            Ok(conn) => return Ok(conn),
+            Err(e) if left.is_zero() || tokio::time::Instant::now() >= deadline => {
+                return Err(format!("QEMU's QMP socket does not answer: {e}"));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+async fn call(conn: &mut Conn, command: &str, arguments: Option<Value>) -> Result<Value, String> {
+    conn.execute(command, arguments, CALL).await.map_err(|e| e.to_string())
+}
+
+async fn status(conn: &mut Conn) -> Result<String, String> {
+    let value = call(conn, "query-status", None).await?;
+    value["status"].as_str().map(str::to_string).ok_or_else(|| format!("query-status gave no status: {value}"))
+}
+
+/// Waits until QEMU reports `wanted` (`running` for a boot or a restore, `inmigrate` for a
+/// live migration's target), failing at once on a state it cannot leave by itself.
+pub async fn wait_for_status(qmp: &Path, wanted: &str, limit: Duration) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut conn = connect(qmp, limit).await?;
+    loop {
+        let now = status(&mut conn).await?;
+        if now == wanted {
+            return Ok(());
+        }
+        if let Some(why) = failed_status(&now) {
+            return Err(why);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!("QEMU is still '{now}' after {} ms, not '{wanted}'", limit.as_millis()));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// What a QEMU state means for a guest that should be running, if it is a failure.
+fn failed_status(status: &str) -> Option<String> {
+    match status {
+        "running" | "inmigrate" | "prelaunch" | "restore-vm" | "finish-migrate" => None,
+        "guest-panicked" => Some("the guest panicked".into()),
+        "io-error" => Some("the guest was paused on a disk I/O error".into()),
+        "internal-error" => Some("QEMU stopped the guest on an internal error".into()),
+        "shutdown" => Some("the guest shut down".into()),
+        "watchdog" => Some("the guest's watchdog fired".into()),
+        other => Some(format!("the guest is not running (QEMU state '{other}')")),
+    }
+}
+
+/// Healthy means QEMU answers and the guest runs.
+pub async fn health(qmp: &Path, limit: Duration) -> Result<(), String> {
+    let check = async {
+        let mut conn = connect(qmp, limit).await?;
+        let now = status(&mut conn).await?;
+        if now == "running" { Ok(()) } else { Err(failed_status(&now).unwrap_or_else(|| format!("QEMU is '{now}'"))) }
+    };
+    tokio::time::timeout(limit, check)
+        .await
+        .unwrap_or_else(|_| Err(format!("QEMU did not answer QMP within {} ms", limit.as_millis())))
+}
+
+/// Presses the ACPI power button: a guest that listens shuts itself down.
+pub async fn powerdown(qmp: &Path) -> Result<(), String> {
+    let mut conn = connect(qmp, CALL).await?;
+    call(&mut conn, "system_powerdown", None).await.map(|_| ())
+}
+
+/// Lets the paused guest run: the end of a migration.
+pub async fn resume(qmp: &Path, limit: Duration) -> Result<(), String> {
+    let mut conn = connect(qmp, limit).await?;
+    if status(&mut conn).await? != "running" {
+        call(&mut conn, "cont", None).await?;
+    }
+    match status(&mut conn).await?.as_str() {
+        "running" => Ok(()),
+        other => Err(failed_status(other).unwrap_or_else(|| format!("QEMU is '{other}' after cont"))),
+    }
+}
+
+/// A live migration's target: listen on `host` (a port the kernel picks) and say where. The
+/// guest stays paused once it arrives (QEMU started with `-S`), and its disks are taken over
+/// only when it resumes (`late-block-activate`), so nothing runs here before halo says so.
+pub async fn prepare_incoming(qmp: &Path, host: &str, limit: Duration) -> Result<String, String> {
+    let mut conn = connect(qmp, limit).await?;
+    let caps = json!({ "capabilities": [
+        { "capability": "return-path", "state": true },
+        { "capability": "late-block-activate", "state": true },
+    ]});
+    call(&mut conn, "migrate-set-capabilities", Some(caps)).await?;
+    call(&mut conn, "migrate-incoming", Some(json!({ "uri": format!("tcp:{host}:0") }))).await?;
+    let info = call(&mut conn, "query-migrate", None).await?;
+    let port = info["socket-address"]
+        .as_array()
+        .and_then(|a| a.first())
+        .and_then(|a| a["port"].as_str().map(str::to_string).or_else(|| a["port"].as_u64().map(|p| p.to_string())))
+        .ok_or_else(|| format!("QEMU did not say where it listens: {info}"))?;
+    Ok(format!("tcp:{host}:{port}"))
+}
+
+/// Live migration from this (the source) QEMU to `uri`. Ends with the guest paused here for
+/// good (`Ok`), or running here as before (`Err`): on failure, on `cancel`, or past `limit`.
+pub async fn migrate(
+    qmp: &Path,
+    uri: &str,
+    limit: Duration,
+    cancel: oneshot::Receiver<()>,
+) -> Result<Transfer, String> {
+    let mut conn = connect(qmp, CALL).await?;
+    let caps = json!({ "capabilities": [{ "capability": "return-path", "state": true }] });
+    call(&mut conn, "migrate-set-capabilities", Some(caps)).await?;
+    // Unthrottled (QEMU's default is 128 MiB/s), and at most 50 ms of pause at the end.
+    let params = json!({ "max-bandwidth": 10u64 << 30, "downtime-limit": 50 });
+    call(&mut conn, "migrate-set-parameters", Some(params)).await?;
+    call(&mut conn, "migrate", Some(json!({ "uri": uri }))).await?;
+    follow(&mut conn, limit, cancel, None).await
+}
+
+/// Quick migration's first half: pause the guest and save its whole state to `file` (on
+/// shared storage). QEMU streams it to a local socket halo serves, and halo writes and syncs
+/// the file, so "completed" means the state is safely on disk.
+pub async fn save(qmp: &Path, file: &Path, limit: Duration, cancel: oneshot::Receiver<()>) -> Result<Transfer, String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| format!("cannot listen: {e}"))?;
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    let partial = file.with_extension("part");
+    let writer = tokio::spawn(receive_state(listener, partial.clone()));
+    let mut conn = connect(qmp, CALL).await?;
+    let paused_at_ms = clock::wall_ms();
+    call(&mut conn, "stop", None).await?;
+    let uri = json!({ "uri": format!("tcp:127.0.0.1:{port}") });
+    let result = match call(&mut conn, "migrate", Some(uri)).await {
+        Ok(_) => follow(&mut conn, limit, cancel, Some(paused_at_ms)).await,
+        Err(e) => Err(e),
+    };
+    if result.is_err() {
+        writer.abort();
+    }
+    let written = writer.await.map_err(|e| e.to_string()).and_then(|r| r);
+    match (result, written) {
+        (Ok(transfer), Ok(())) => {
+            tokio::fs::rename(&partial, file).await.map_err(|e| format!("cannot save {}: {e}", file.display()))?;
+            Ok(transfer)
+        }
+        (result, written) => {
+            let _ = tokio::fs::remove_file(&partial).await;
+            // The guest goes on here as before.
+            let _ = call(&mut conn, "cont", None).await;
+            Err(result.err().or(written.err()).unwrap_or_default())
+        }
+    }
+}
+
+async fn receive_state(listener: tokio::net::TcpListener, path: PathBuf) -> Result<(), String> {
+    let (mut stream, _) = tokio::time::timeout(Duration::from_secs(30), listener.accept())
+        .await
+        .map_err(|_| "QEMU never connected to save its state".to_string())?
+        .map_err(|e| e.to_string())?;
+    let mut out =
+        tokio::fs::File::create(&path).await.map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    tokio::io::copy(&mut stream, &mut out).await.map_err(|e| format!("writing {}: {e}", path.display()))?;
+    out.sync_all().await.map_err(|e| format!("syncing {}: {e}", path.display()))
+}
+
+/// Follows a migration until it ends. Cancelled or past its limit, it is cancelled in QEMU,
+/// which resumes the guest; one that completed anyway is reported completed.
+async fn follow(
+    conn: &mut Conn,
+    limit: Duration,
+    mut cancel: oneshot::Receiver<()>,
+    paused_at_ms: Option<u64>,
+) -> Result<Transfer, String> {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut why_cancelled: Option<String> = None;
+    loop {
+        let info = call(conn, "query-migrate", None).await?;
+        match info["status"].as_str().unwrap_or("") {
+            "completed" => {
+                let total_ms = info["total-time"].as_u64().unwrap_or(0);
+                let downtime_ms = info["downtime"].as_u64().unwrap_or(0);
+                let paused_at_ms = paused_at_ms.unwrap_or_else(|| clock::wall_ms().saturating_sub(downtime_ms));
+                return Ok(Transfer { total_ms, downtime_ms, paused_at_ms });
+            }
+            "failed" => {
+                let why = info["error-desc"].as_str().unwrap_or("no reason given");
+                return Err(format!("QEMU's migration failed: {why}"));
+            }
+            "cancelled" => return Err(why_cancelled.unwrap_or_else(|| "the migration was cancelled".into())),
+            _ => {}
+        }
+        if why_cancelled.is_none() {
+            let past = tokio::time::Instant::now() >= deadline;
+            if past || cancel.try_recv().is_ok() {
+                why_cancelled = Some(if past {
+                    format!("the migration did not finish within {} s and was cancelled", limit.as_secs())
+                } else {
+                    "the migration was called off".into()
+                });
+                call(conn, "migrate_cancel", None).await?;
+            }
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
