@@ -80,6 +80,12 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     tasks.spawn(runtime::declare_capacity(agent.clone()));
     if let Some(events) = guard_events {
         tasks.spawn(executor::run(agent.clone(), events));
+        // Learn now, off the runtime, whether KVM works here: VM starts then need not wait.
+        std::thread::spawn(|| {
+            if vm::qemu_installed() {
+                vm::kvm_works();
+            }
+        });
     }
 
     shutdown.await;

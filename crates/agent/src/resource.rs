@@ -1,28 +1,60 @@
 //! One resource of a role running on this node, as the executor tracks it: which driver runs
-//! it (a `process`, or an OCF agent), whether it is up, and the one operation in flight.
-//! Operations are carried out by the fence guard; this module only builds its requests.
+//! it (a `process`, an OCF agent, or a QEMU VM), whether it is up, and the one operation in
+//! flight. Processes, OCF actions and QEMU are started by the fence guard; this module builds
+//! its requests. A VM's other operations go over QMP (`vm_ops`).
 
 use std::path::Path;
 
 use halo_core::role::{ResourceSpec, RoleSpec};
+use halo_core::vm::VmSpec;
+use tokio::sync::oneshot;
 
 use crate::guard::SpawnRequest;
 use crate::ocf::{self, OcfAgent};
 use crate::probe::Probe;
+use crate::vm::{self, Boot, SerialWatch, VmFiles};
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Driver {
     Process,
     Ocf(OcfAgent),
+    Vm(Box<VmRun>),
+}
+
+/// What the executor knows of a VM on this node beyond "its QEMU runs".
+#[derive(Debug)]
+pub struct VmRun {
+    pub spec: VmSpec,
+    pub files: VmFiles,
+    /// How its next QEMU starts; back to `Fresh` once started.
+    pub boot: Boot,
+    /// Started as the target of this live migration: paused, and not this node's to run
+    /// until the cluster hands it over.
+    pub incoming: Option<u64>,
+    /// This source is carrying out the migration with this id; sending on `cancel` calls it off.
+    pub migrating: Option<u64>,
+    pub cancel: Option<oneshot::Sender<()>>,
+    /// The guest left in this migration: this QEMU holds a paused copy that never runs
+    /// again, unless the cluster dropped the migration without handing the role over.
+    pub migrated_out: Option<u64>,
+    pub heartbeat: Option<SerialWatch>,
+    pub last_beat_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
-    /// A process workload being spawned.
+    /// A process workload (or QEMU) being spawned.
     Spawn,
+    /// An OCF start; for a VM, waiting for QEMU to run the guest.
     Start,
     Stop,
     Monitor,
+    /// A live migration's target getting ready to receive.
+    Prepare,
+    /// A VM's guest migrating away (live) or being saved (quick).
+    Migrate,
+    /// A migrated guest resumed here.
+    Resume,
 }
 
 impl Op {
@@ -32,6 +64,9 @@ impl Op {
             Op::Start => "start",
             Op::Stop => "stop",
             Op::Monitor => "monitor",
+            Op::Prepare => "prepare",
+            Op::Migrate => "migrate",
+            Op::Resume => "resume",
         }
     }
 }
@@ -70,10 +105,31 @@ pub struct LocalResource {
 }
 
 impl LocalResource {
-    pub fn new(spec: &ResourceSpec) -> Result<Self, String> {
-        let driver = if spec.kind == "process" { Driver::Process } else { Driver::Ocf(ocf::locate(&spec.kind)?) };
+    pub fn new(spec: &ResourceSpec, role: &str, data_dir: &Path) -> Result<Self, String> {
+        let driver = match spec.kind.as_str() {
+            "process" => Driver::Process,
+            halo_core::vm::KIND => {
+                let vm = VmSpec::parse(&spec.params)?;
+                let files = VmFiles::new(data_dir, role, &spec.name)?;
+                std::fs::create_dir_all(&files.dir)
+                    .map_err(|e| format!("cannot create {}: {e}", files.dir.display()))?;
+                Driver::Vm(Box::new(VmRun {
+                    spec: vm,
+                    files,
+                    boot: Boot::Fresh,
+                    incoming: None,
+                    migrating: None,
+                    cancel: None,
+                    migrated_out: None,
+                    heartbeat: None,
+                    last_beat_ms: 0,
+                }))
+            }
+            kind => Driver::Ocf(ocf::locate(kind)?),
+        };
         let probe = match (&driver, spec.params.get("probe")) {
             (Driver::Process, Some(text)) => Some(Probe::parse(text)?),
+            (Driver::Vm(vm), _) => vm.spec.probe.as_deref().map(Probe::parse).transpose()?,
             _ => None,
         };
         // The local copy carries the timeouts in force, whatever their source.
@@ -101,10 +157,14 @@ impl LocalResource {
         self.up.is_some() || self.in_flight.is_some()
     }
 
-    /// The time limit of an operation, if it has one.
+    /// The time limit of an operation the fence guard runs, if it has one (a VM's QMP
+    /// operations keep their own).
     pub fn timeout_ms(&self, op: Op) -> Option<u64> {
+        if matches!(self.driver, Driver::Vm(_)) {
+            return None;
+        }
         match op {
-            Op::Spawn => None,
+            Op::Spawn | Op::Prepare | Op::Migrate | Op::Resume => None,
             Op::Start => Some(self.spec.timeouts.start()),
             Op::Stop => Some(self.spec.timeouts.stop()),
             Op::Monitor => Some(self.spec.timeouts.monitor()),
@@ -137,6 +197,15 @@ impl LocalResource {
                 let instance = format!("{}.{}", role.name, self.spec.name);
                 ocf::action(agent, op.as_str(), &instance, &self.spec.params, id, log)
             }
+            Driver::Vm(vm) => SpawnRequest {
+                id: id.to_string(),
+                program: vm::QEMU.into(),
+                args: vm::command_line(&vm.spec, &vm.files, vm::accelerator(&vm.spec), &vm.boot),
+                cwd: None,
+                env: Vec::new(),
+                log,
+                keep_group: false,
+            },
         };
         request.env.push(("HALO_NODE".into(), node.to_string()));
         request.env.push(("HALO_ROLE".into(), role.name.clone()));

@@ -112,7 +112,7 @@ pub async fn apply_roles(
     Json(mut request): Json<ApplyRequest>,
 ) -> Result<Json<ApplyResponse>, ApiError> {
     for spec in &mut request.roles {
-        resolve_ocf(spec).await?;
+        resolve_resources(spec).await?;
     }
     if request.dry_run {
         let state = agent.require_member()?.reader.state();
@@ -229,16 +229,29 @@ pub async fn create_role(
     State(agent): State<AppState>,
     Json(mut spec): Json<RoleSpec>,
 ) -> Result<StatusCode, ApiError> {
-    resolve_ocf(&mut spec).await?;
+    resolve_resources(&mut spec).await?;
     commit(&agent, Command::CreateRole { spec, now_ms: clock::wall_ms() }).await?;
     Ok(StatusCode::CREATED)
 }
 
-/// OCF resources: the agent must exist here, its parameters must be ones it knows (and include
-/// the required ones), and unset timeouts come from its meta-data.
-pub async fn resolve_ocf(spec: &mut RoleSpec) -> Result<(), ApiError> {
+/// Checks what only a node can check, and fills in unset timeouts. OCF resources: the agent
+/// must exist here, its parameters must be ones it knows (and include the required ones), and
+/// timeouts come from its meta-data. VMs: the files they boot from exist (shared storage is
+/// mounted alike on every node), and timeouts suit a guest.
+pub async fn resolve_resources(spec: &mut RoleSpec) -> Result<(), ApiError> {
     let role = spec.name.clone();
     let invalid = |reason: String| ApiError::bad_request(format!("invalid role '{role}': {reason}"));
+    for resource in spec.resources.iter_mut().filter(|r| r.kind == halo_core::vm::KIND) {
+        let name = resource.name.clone();
+        let vm =
+            halo_core::vm::VmSpec::parse(&resource.params).map_err(|e| invalid(format!("resource '{name}': {e}")))?;
+        for (what, path) in vm.files() {
+            if !path.is_file() {
+                return Err(invalid(format!("resource '{name}': {what} {} does not exist", path.display())));
+            }
+        }
+        resource.agent_timeouts = halo_core::vm::TIMEOUTS;
+    }
     for resource in spec.resources.iter_mut().filter(|r| r.kind.starts_with("ocf:")) {
         halo_core::role::validate_resource_kind(&resource.kind).map_err(invalid)?;
         let agent = crate::ocf::locate(&resource.kind).map_err(invalid)?;

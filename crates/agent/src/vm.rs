@@ -119,7 +119,11 @@ static KVM: OnceLock<bool> = OnceLock::new();
 pub fn kvm_works() -> bool {
     *KVM.get_or_init(|| {
         let works = probe_kvm();
-        tracing::info!("KVM {}: VMs with accel=auto use {}", if works { "works" } else { "does not work here" }, if works { "KVM" } else { "TCG" });
+        tracing::info!(
+            "KVM {}: VMs with accel=auto use {}",
+            if works { "works" } else { "does not work here" },
+            if works { "KVM" } else { "TCG" }
+        );
         works
     })
 }

@@ -191,8 +191,7 @@ async fn receive_state(listener: tokio::net::TcpListener, path: PathBuf) -> Resu
         .await
         .map_err(|_| "QEMU never connected to save its state".to_string())?
         .map_err(|e| e.to_string())?;
-    let mut out =
-        tokio::fs::File::create(&path).await.map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    let mut out = tokio::fs::File::create(&path).await.map_err(|e| format!("cannot create {}: {e}", path.display()))?;
     tokio::io::copy(&mut stream, &mut out).await.map_err(|e| format!("writing {}: {e}", path.display()))?;
     out.sync_all().await.map_err(|e| format!("syncing {}: {e}", path.display()))
 }

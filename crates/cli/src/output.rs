@@ -106,6 +106,24 @@ pub fn role_text(r: &RoleDetailView) -> String {
     if let Some(node) = &r.releasing {
         out.push_str(&format!("releasing   {node} (must confirm it stopped the role)\n"));
     }
+    if let Some(m) = &r.migration {
+        let ready = if m.target_ready { "target ready" } else { "target getting ready" };
+        out.push_str(&format!("migrating   {} to {} ({ready})\n", m.mode.as_str(), m.to));
+    }
+    if let Some(m) = &r.last_migration {
+        let how = if m.ok {
+            format!(
+                "{} ms, guest paused {} ms (QEMU {} ms, {} ms paused)",
+                m.total_ms.unwrap_or(0),
+                m.downtime_ms.unwrap_or(0),
+                m.qemu_total_ms.unwrap_or(0),
+                m.qemu_downtime_ms.unwrap_or(0)
+            )
+        } else {
+            format!("failed: {}", m.detail)
+        };
+        out.push_str(&format!("last move   {} migration {} -> {}: {how}\n", m.mode.as_str(), m.from, m.to));
+    }
     for res in &spec.resources {
         let params: Vec<String> = res.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
         out.push_str(&format!(

@@ -35,22 +35,24 @@ pub enum RoleCommand {
     Why {
         name: String,
     },
-    /// Planned move: stop here, start there; the two never overlap.
+    /// Planned move. Cold: stop here, start there, never overlapping. A VM moves live by
+    /// default (its memory copied while it runs), or quick (paused, saved to shared storage,
+    /// restored there).
     Move {
         name: String,
         /// Target node (default: the best other node).
         #[arg(long)]
         to: Option<String>,
-        /// live, quick or cold. Process and OCF roles always move cold (stop, then start).
-        #[arg(long, default_value = "live")]
-        mode: String,
+        /// live, quick or cold (default: live for a VM role, cold for any other).
+        #[arg(long)]
+        mode: Option<String>,
     },
 }
 
 #[derive(Debug, Args)]
 pub struct CreateArgs {
     pub name: String,
-    /// Resource type: `process`, or `ocf:PROVIDER:AGENT`.
+    /// Resource type: `process`, `vm`, or `ocf:PROVIDER:AGENT`.
     #[arg(long = "type")]
     pub kind: String,
     /// Resource parameter KEY=VALUE (repeatable). For `process`: command, cwd, env.NAME.
@@ -237,21 +239,28 @@ pub async fn run(api: &Api, command: RoleCommand, json: bool) -> anyhow::Result<
             done("stop requested", &name)
         }
         RoleCommand::Move { name, to, mode } => {
-            if !["live", "quick", "cold"].contains(&mode.as_str()) {
-                anyhow::bail!("invalid --mode '{mode}': use live, quick or cold");
+            if let Some(mode) = &mode {
+                halo_core::migration::MoveMode::parse(mode).map_err(|e| anyhow::anyhow!("invalid --mode: {e}"))?;
             }
             let before: RoleDetailView = api.get(&format!("/api/v1/roles/{name}")).await?;
+            let earlier = before.last_migration.as_ref().map(|m| m.id);
+            let vm = halo_core::migration::migratable(&before.spec).is_ok();
             let started = std::time::Instant::now();
-            api.post_no_reply(&format!("/api/v1/roles/{name}/move"), &serde_json::json!({ "to": to })).await?;
+            let body = serde_json::json!({ "to": to, "mode": mode });
+            api.post_no_reply(&format!("/api/v1/roles/{name}/move"), &body).await?;
             let from = before.role.owner.clone();
             let mut last = before;
-            let moved = crate::commands::wait_for(std::time::Duration::from_secs(60), async || {
+            // A migration ends when the source's QEMU says so, within its own time limit.
+            let limit = std::time::Duration::from_secs(if vm { 330 } else { 60 });
+            let moved = crate::commands::wait_for(limit, async || {
                 match api.get::<RoleDetailView>(&format!("/api/v1/roles/{name}")).await {
                     Ok(role) => {
-                        let done = role.role.state == "online"
-                            && role.role.owner != from
-                            && role.releasing.is_none()
-                            && to.as_ref().is_none_or(|t| role.role.owner.as_ref() == Some(t));
+                        let failed = role.last_migration.as_ref().is_some_and(|m| !m.ok && Some(m.id) != earlier);
+                        let done = failed
+                            || (role.role.state == "online"
+                                && role.role.owner != from
+                                && role.releasing.is_none()
+                                && to.as_ref().is_none_or(|t| role.role.owner.as_ref() == Some(t)));
                         last = role;
                         done
                     }
@@ -259,17 +268,45 @@ pub async fn run(api: &Api, command: RoleCommand, json: bool) -> anyhow::Result<
                 }
             })
             .await;
+            let migration = last.last_migration.clone().filter(|m| Some(m.id) != earlier);
+            if let Some(m) = migration.as_ref().filter(|m| !m.ok) {
+                anyhow::bail!(
+                    "{} migration of role '{name}' to {} failed: {}; it keeps running on {}",
+                    m.mode.as_str(),
+                    m.to,
+                    m.detail,
+                    m.from
+                );
+            }
             if !moved {
                 anyhow::bail!("role '{name}' has not finished moving: {} ({})", last.role.state, last.role.detail);
             }
-            let took = started.elapsed().as_millis();
+            let took = started.elapsed().as_millis() as u64;
             let owner = last.role.owner.clone().unwrap_or_default();
+            let from = from.unwrap_or_else(|| "-".into());
             if json {
-                return output::print_json(&serde_json::json!({
-                    "role": name, "from": from, "to": owner, "elapsed_ms": took
-                }));
+                let mut out = serde_json::json!({ "role": name, "from": from, "to": owner, "elapsed_ms": took,
+                    "mode": migration.as_ref().map_or("cold", |m| m.mode.as_str()) });
+                if let Some(m) = &migration {
+                    out["total_ms"] = m.total_ms.into();
+                    out["downtime_ms"] = m.downtime_ms.into();
+                    out["qemu_total_ms"] = m.qemu_total_ms.into();
+                    out["qemu_downtime_ms"] = m.qemu_downtime_ms.into();
+                }
+                return output::print_json(&out);
             }
-            println!("role '{name}' moved from {} to {owner} in {took} ms", from.as_deref().unwrap_or("-"));
+            match &migration {
+                Some(m) => println!(
+                    "role '{name}' moved from {from} to {owner} by {} migration in {} ms; the guest was paused {} ms \
+                     (QEMU: {} ms in all, {} ms paused)",
+                    m.mode.as_str(),
+                    m.total_ms.unwrap_or(took),
+                    m.downtime_ms.unwrap_or(0),
+                    m.qemu_total_ms.unwrap_or(0),
+                    m.qemu_downtime_ms.unwrap_or(0)
+                ),
+                None => println!("role '{name}' moved from {from} to {owner} in {took} ms"),
+            }
             Ok(())
         }
         RoleCommand::Delete { name } => {

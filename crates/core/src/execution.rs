@@ -3,6 +3,7 @@
 //! caught up with its grant) is the caller's half of the rule.
 
 use crate::NodeId;
+use crate::migration::MoveMode;
 use crate::role::{Desired, RoleRecord, RoleState};
 use crate::state::ClusterState;
 
@@ -13,6 +14,29 @@ pub fn assigned(role: &RoleRecord, node: NodeId) -> bool {
         && role.spec.desired == Desired::Started
         && role.releasing.is_none()
         && role.state != RoleState::Failed
+}
+
+/// `node` runs `role`: it is assigned it, or resumes a guest migrated to it. A migration's
+/// source need not confirm it stopped first: it reported the migration completed, so its copy
+/// of the guest is paused for good (see ARCHITECTURE.md, S1).
+pub fn runs(role: &RoleRecord, node: NodeId) -> bool {
+    assigned(role, node)
+        || (role.owner == Some(node)
+            && role.spec.desired == Desired::Started
+            && role.state != RoleState::Failed
+            && role.resume.as_ref().is_some_and(|r| role.releasing == Some(r.from)))
+}
+
+/// `node` is the target of `role`'s live migration `id`, still under way: it may keep a QEMU
+/// waiting (paused) for the guest.
+pub fn receives(role: &RoleRecord, node: NodeId, id: u64) -> bool {
+    role.spec.desired == Desired::Started
+        && role.migration.as_ref().is_some_and(|m| m.id == id && m.to == node && m.mode == MoveMode::Live)
+}
+
+/// Migration `id` handed `role` to `node`: the QEMU that waited for the guest resumes it.
+pub fn resumes_from(role: &RoleRecord, node: NodeId, id: u64) -> bool {
+    runs(role, node) && role.resume.as_ref().is_some_and(|r| r.id == id)
 }
 
 /// The roles `role` displaces have left `node` (owned and released elsewhere, or gone), so

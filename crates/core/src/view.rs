@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::capacity::Capacity;
+use crate::migration::{MigrationResult, MoveMode};
 use crate::role::{Decision, Desired, Priority, RoleRecord, RoleSpec};
 use crate::state::{ClusterState, NetworkState, NodeState};
 
@@ -94,6 +95,22 @@ pub struct RoleDetailView {
     pub spec: RoleSpec,
     /// Recent decisions, oldest first, each with its reasons.
     pub decisions: Vec<Decision>,
+    /// A live or quick migration under way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<MigrationView>,
+    /// The last migration and how it went (times in ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_migration: Option<MigrationResult>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MigrationView {
+    pub id: u64,
+    pub mode: MoveMode,
+    pub to: String,
+    pub started_ms: u64,
+    /// Whether the target is ready to receive (live).
+    pub target_ready: bool,
 }
 
 impl RoleView {
@@ -115,6 +132,14 @@ impl RoleDetailView {
         Self {
             role: RoleView::of(state, record),
             releasing: record.releasing.map(|id| node_name(state, id)),
+            migration: record.migration.as_ref().map(|m| MigrationView {
+                id: m.id,
+                mode: m.mode,
+                to: node_name(state, m.to),
+                started_ms: m.started_ms,
+                target_ready: m.uri.is_some(),
+            }),
+            last_migration: record.last_migration.clone(),
             spec: record.spec.clone(),
             decisions: record.decisions.clone(),
         }

@@ -20,12 +20,21 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
 use crate::capacity::{memory_text, parse_memory};
+use crate::role::Timeouts;
 
 pub const KIND: &str = "vm";
 pub const DEFAULT_MEMORY_MB: u64 = 512;
 pub const DEFAULT_HEARTBEAT_PATTERN: &str = "HALO-HEARTBEAT";
 pub const DEFAULT_HEARTBEAT_TIMEOUT_S: u64 = 30;
 pub const DEFAULT_MIGRATION_TIMEOUT_S: u64 = 300;
+/// Time limits that suit a guest: starting means QEMU runs it (not that it has booted), a
+/// shutdown may take a while, and health is checked often (QMP answers in microseconds).
+pub const TIMEOUTS: Timeouts = Timeouts {
+    start_ms: Some(60_000),
+    stop_ms: Some(60_000),
+    monitor_ms: Some(5_000),
+    monitor_interval_ms: Some(2_000),
+};
 /// QEMU's own use beyond the guest's memory, counted against the node's capacity.
 pub const OVERHEAD_MB: u64 = 64;
 
@@ -200,6 +209,13 @@ impl VmSpec {
             }
         }
         Ok(())
+    }
+
+    /// The files the VM boots from and writes to, with what each is.
+    pub fn files(&self) -> impl Iterator<Item = (&'static str, &Path)> {
+        let kernel = self.kernel.iter().map(|p| ("kernel", p.as_path()));
+        let initrd = self.initrd.iter().map(|p| ("initrd", p.as_path()));
+        kernel.chain(initrd).chain(self.disks.iter().map(|d| ("disk", d.path.as_path())))
     }
 
     /// What the VM takes of a node's memory: the guest's memory and QEMU's own.

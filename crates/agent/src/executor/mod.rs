@@ -11,6 +11,10 @@
 //! A stop that fails is escalated: kill what the resource left, ask its monitor; one that still
 //! runs (or a process that survives SIGKILL) keeps its role here and is reported `StopFailed`,
 //! and the leader fences this node before the role runs anywhere else.
+//!
+//! VM resources (QEMU through QMP) and their migrations are in [`vm`].
+
+mod vm;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -18,6 +22,7 @@ use std::time::Duration;
 
 use halo_core::command::{Command, RoleReport, RoleReportOutcome};
 use halo_core::execution;
+use halo_core::migration::MigrationReport;
 use halo_core::role::{RoleRecord, RoleSpec, RoleState};
 use tokio::sync::mpsc;
 
@@ -46,8 +51,12 @@ pub async fn run(agent: Arc<Agent>, mut events: mpsc::UnboundedReceiver<GuardEve
     };
     let (report_done, mut reports) = mpsc::unbounded_channel();
     let (probe_done, mut probes) = mpsc::unbounded_channel();
+    let (vm_done, mut vm_results) = mpsc::unbounded_channel();
     let mut executor = Executor {
         probe_done,
+        vm_done,
+        migration_reports: BTreeMap::new(),
+        failed_incoming: BTreeSet::new(),
         agent: agent.clone(),
         member: member.clone(),
         roles: BTreeMap::new(),
@@ -70,6 +79,7 @@ pub async fn run(agent: Arc<Agent>, mut events: mpsc::UnboundedReceiver<GuardEve
             },
             done = reports.recv() => if let Some(role) = done { executor.reports_in_flight.remove(&role); },
             result = probes.recv() => if let Some(result) = result { executor.on_probe(result); },
+            done = vm_results.recv() => if let Some(done) = done { executor.on_vm(done); },
             _ = tokio::time::sleep(tick) => {}
         }
         executor.converge();
@@ -81,6 +91,11 @@ type ProbeResult = (String, usize, String, Result<(), String>);
 
 struct Executor {
     probe_done: mpsc::UnboundedSender<ProbeResult>,
+    vm_done: mpsc::UnboundedSender<vm::VmDone>,
+    /// Migration reports not yet reflected in the committed state, by role.
+    migration_reports: BTreeMap<String, MigrationReport>,
+    /// Migrations (role, id) whose receiving QEMU failed here: not tried again.
+    failed_incoming: BTreeSet<(String, u64)>,
     agent: Arc<Agent>,
     member: Arc<Member>,
     /// Roles this node runs, starts or is stopping.
@@ -101,6 +116,8 @@ struct LocalRole {
     spec: RoleSpec,
     resources: Vec<LocalResource>,
     stopping: bool,
+    /// A live migration's target (this migration id): waits for the guest, runs nothing.
+    incoming: Option<u64>,
 }
 
 impl LocalRole {
@@ -122,7 +139,7 @@ impl Executor {
     /// Should this node run `role` under its current generation? The committed state's half
     /// of the rule is `halo_core::execution`; the lease and local failures are this node's.
     fn wanted(&self, role: &RoleRecord, lease_ok: bool) -> bool {
-        execution::assigned(role, self.me())
+        execution::runs(role, self.me())
             && lease_ok
             && self.failed.get(&role.spec.name).is_none_or(|(g, _)| *g != role.generation)
     }
@@ -141,14 +158,20 @@ impl Executor {
         // Stop what should not run here (any more, or not under this generation).
         let names: Vec<String> = self.roles.keys().cloned().collect();
         for name in &names {
-            let keep = state
-                .roles
-                .get(name)
-                .is_some_and(|r| self.wanted(r, lease_held) && self.roles[name].generation == r.generation);
+            let local = &self.roles[name];
+            let keep = state.roles.get(name).is_some_and(|r| match local.incoming {
+                // A migration's target keeps its waiting QEMU while the migration lasts, and
+                // until the role it is handed over is resumed from it.
+                Some(id) => {
+                    lease_held && (execution::receives(r, self.me(), id) || execution::resumes_from(r, self.me(), id))
+                }
+                None => self.wanted(r, lease_held) && local.generation == r.generation,
+            });
             if !keep {
                 self.begin_stop(name);
             }
         }
+        self.migrations(&state, may_start);
         // Start what should run and does not.
         let me = self.me();
         for role in state.roles.values() {
@@ -160,14 +183,16 @@ impl Executor {
             }
         }
         self.progress(now);
+        self.vm_checks(now);
         self.report(&state);
     }
 
     fn begin_start(&mut self, role: &RoleRecord) {
         let name = role.spec.name.clone();
+        let data = self.agent.data.path("");
         let resources: Result<Vec<LocalResource>, String> =
-            role.spec.resources.iter().map(LocalResource::new).collect();
-        let resources = match resources {
+            role.spec.resources.iter().map(|r| LocalResource::new(r, &name, &data)).collect();
+        let mut resources = match resources {
             Ok(r) => r,
             Err(detail) => {
                 tracing::warn!(role = %name, "cannot start: {detail}");
@@ -175,10 +200,17 @@ impl Executor {
                 return;
             }
         };
+        vm::restore_if_resumed(role, &mut resources);
         tracing::info!(role = %name, generation = role.generation, "starting role");
         self.roles.insert(
             name.clone(),
-            LocalRole { generation: role.generation, spec: role.spec.clone(), resources, stopping: false },
+            LocalRole {
+                generation: role.generation,
+                spec: role.spec.clone(),
+                resources,
+                stopping: false,
+                incoming: None,
+            },
         );
         self.start_next(&name);
     }
@@ -191,7 +223,7 @@ impl Executor {
         }
         let Some(index) = local.resources.iter().position(|r| r.up.is_none()) else { return };
         let op = match local.resources[index].driver {
-            Driver::Process => Op::Spawn,
+            Driver::Process | Driver::Vm(_) => Op::Spawn,
             Driver::Ocf(_) => Op::Start,
         };
         self.launch(name, index, op);
@@ -235,6 +267,7 @@ impl Executor {
     fn progress(&mut self, now: u64) {
         let mut signals = Vec::new();
         let mut launches = Vec::new();
+        let mut powerdowns = Vec::new();
         let mut done = Vec::new();
         for (name, local) in &mut self.roles {
             for resource in &mut local.resources {
@@ -250,6 +283,10 @@ impl Executor {
                 }
             }
             if !local.stopping {
+                // A migration's waiting QEMU runs no guest to watch.
+                if local.incoming.is_some() {
+                    continue;
+                }
                 if local.running() && !local.busy() {
                     for (index, resource) in local.resources.iter_mut().enumerate() {
                         if matches!(resource.driver, Driver::Ocf(_)) && now >= resource.next_monitor_ms {
@@ -259,7 +296,8 @@ impl Executor {
                 }
                 for (index, resource) in local.resources.iter_mut().enumerate() {
                     let (Some(probe), Some(workload)) = (&resource.probe, &resource.up) else { continue };
-                    if resource.probing || resource.expect_exit || now < resource.next_monitor_ms {
+                    let vm_elsewhere = matches!(&resource.driver, Driver::Vm(vm) if vm.migrating.is_some() || vm.migrated_out.is_some());
+                    if resource.probing || resource.expect_exit || now < resource.next_monitor_ms || vm_elsewhere {
                         continue;
                     }
                     resource.probing = true;
@@ -281,14 +319,21 @@ impl Executor {
             if resource.in_flight.is_some() {
                 continue;
             }
-            match resource.driver {
-                Driver::Process => {
+            match &resource.driver {
+                Driver::Process | Driver::Vm(_) => {
                     let Some(workload) = resource.up.clone() else { continue };
                     let stop_limit = resource.spec.timeouts.stop();
                     match resource.term_sent_ms {
                         None => {
                             resource.term_sent_ms = Some(now);
-                            signals.push((workload, signal::TERM));
+                            match &resource.driver {
+                                // A guest is asked to shut down; a QEMU that holds no running
+                                // guest (a migration's) just quits.
+                                Driver::Vm(vm) if vm.incoming.is_none() && vm.migrated_out.is_none() => {
+                                    powerdowns.push((name.clone(), index, vm.files.qmp.clone(), workload));
+                                }
+                                _ => signals.push((workload, signal::TERM)),
+                            }
                         }
                         Some(at) if now >= at + stop_limit && !resource.kill_sent => {
                             resource.kill_sent = true;
@@ -309,6 +354,9 @@ impl Executor {
         }
         for (id, sig) in signals {
             self.signal(&id, sig);
+        }
+        for (name, index, qmp, workload) in powerdowns {
+            self.powerdown(name, index, qmp, workload);
         }
         for (name, index, op) in launches {
             if op == Op::Monitor
@@ -349,7 +397,11 @@ impl Executor {
                     // The first probe waits one interval: the service needs time to listen.
                     resource.next_monitor_ms = now + resource.spec.timeouts.monitor_interval();
                     tracing::info!(role = %name, workload = %id, pid, "resource started");
-                    self.start_next(&name);
+                    if matches!(resource.driver, Driver::Vm(_)) {
+                        self.vm_spawned(&name, index, now);
+                    } else {
+                        self.start_next(&name);
+                    }
                 }
             }
             GuardEvent::Message(FromGuard::SpawnFailed { id, error }) => {
@@ -380,9 +432,12 @@ impl Executor {
         let stopping = local.stopping;
         let resource = &mut local.resources[index];
         let rname = resource.spec.name.clone();
-        // A process workload ended.
+        // A process workload (or QEMU) ended.
         if resource.up.as_deref() == Some(id) {
             resource.up = None;
+            if let Driver::Vm(_) = resource.driver {
+                return self.qemu_exited(name, index, code, sig, now);
+            }
             if std::mem::take(&mut resource.expect_exit) {
                 // Killed for a failed probe, already counted: start it again.
                 if !stopping {
@@ -467,7 +522,8 @@ impl Executor {
                 }
                 self.launch(name, index, Op::Monitor);
             }
-            (Op::Spawn, _) => {}
+            // Not OCF actions: a VM's operations end in `on_vm`.
+            (Op::Spawn | Op::Prepare | Op::Migrate | Op::Resume, _) => {}
         }
     }
 
@@ -503,7 +559,7 @@ impl Executor {
         match (&resource.driver, resource.up.clone()) {
             (_, None) => self.start_next(name),
             (Driver::Ocf(_), Some(_)) => self.launch(name, index, Op::Stop),
-            (Driver::Process, Some(workload)) => {
+            (Driver::Process | Driver::Vm(_), Some(workload)) => {
                 resource.expect_exit = true;
                 self.signal(&workload, signal::KILL);
             }
@@ -512,6 +568,7 @@ impl Executor {
 
     /// Tell the leader whatever the committed state does not reflect yet.
     fn report(&mut self, state: &halo_core::state::ClusterState) {
+        self.report_migrations(state);
         let me = self.me();
         let mut due = Vec::new();
         let fencing = state.nodes.get(&me).is_some_and(|n| n.fence_request.is_some());
@@ -526,7 +583,7 @@ impl Executor {
                 }
                 continue;
             }
-            let current = role.owner == Some(me);
+            let current = role.owner == Some(me) && local.is_none_or(|l| l.incoming.is_none());
             if current
                 && role.state != RoleState::Online
                 && local.is_some_and(|l| l.running() && l.generation == role.generation)
