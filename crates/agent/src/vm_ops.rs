@@ -71,6 +71,27 @@ pub async fn wait_for_status(qmp: &Path, wanted: &str, limit: Duration) -> Resul
     }
 }
 
+/// A quick migration's target: once QEMU has read the saved state (the guest was saved
+/// paused, so it comes back paused), let it run.
+pub async fn restore(qmp: &Path, limit: Duration) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut conn = connect(qmp, limit).await?;
+    loop {
+        match status(&mut conn).await?.as_str() {
+            "inmigrate" | "prelaunch" | "restore-vm" if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            "paused" | "running" => break,
+            other => {
+                return Err(failed_status(other)
+                    .unwrap_or_else(|| format!("the saved state was not read within {} ms", limit.as_millis())));
+            }
+        }
+    }
+    drop(conn);
+    resume(qmp, limit).await
+}
+
 /// What a QEMU state means for a guest that should be running, if it is a failure.
 fn failed_status(status: &str) -> Option<String> {
     match status {
@@ -139,14 +160,16 @@ pub async fn prepare_incoming(qmp: &Path, host: &str, limit: Duration) -> Result
 pub async fn migrate(
     qmp: &Path,
     uri: &str,
+    bandwidth_mb: Option<u64>,
     limit: Duration,
     cancel: oneshot::Receiver<()>,
 ) -> Result<Transfer, String> {
     let mut conn = connect(qmp, CALL).await?;
     let caps = json!({ "capabilities": [{ "capability": "return-path", "state": true }] });
     call(&mut conn, "migrate-set-capabilities", Some(caps)).await?;
-    // Unthrottled (QEMU's default is 128 MiB/s), and at most 50 ms of pause at the end.
-    let params = json!({ "max-bandwidth": 10u64 << 30, "downtime-limit": 50 });
+    // As asked, else unthrottled (QEMU's default is 128 MiB/s); at most 50 ms of pause at the end.
+    let bandwidth = bandwidth_mb.map_or(10u64 << 30, |mb| mb << 20);
+    let params = json!({ "max-bandwidth": bandwidth, "downtime-limit": 50 });
     call(&mut conn, "migrate-set-parameters", Some(params)).await?;
     call(&mut conn, "migrate", Some(json!({ "uri": uri }))).await?;
     follow(&mut conn, limit, cancel, None).await
@@ -161,6 +184,10 @@ pub async fn save(qmp: &Path, file: &Path, limit: Duration, cancel: oneshot::Rec
     let partial = file.with_extension("part");
     let writer = tokio::spawn(receive_state(listener, partial.clone()));
     let mut conn = connect(qmp, CALL).await?;
+    // A QEMU that once received a live migration still has the return path on; a file
+    // answers nothing on it.
+    let caps = json!({ "capabilities": [{ "capability": "return-path", "state": false }] });
+    call(&mut conn, "migrate-set-capabilities", Some(caps)).await?;
     let paused_at_ms = clock::wall_ms();
     call(&mut conn, "stop", None).await?;
     let uri = json!({ "uri": format!("tcp:127.0.0.1:{port}") });
@@ -206,9 +233,15 @@ async fn follow(
 ) -> Result<Transfer, String> {
     let deadline = tokio::time::Instant::now() + limit;
     let mut why_cancelled: Option<String> = None;
+    let mut cancelled_at = tokio::time::Instant::now();
     loop {
         let info = call(conn, "query-migrate", None).await?;
         match info["status"].as_str().unwrap_or("") {
+            // Cancelling cannot end in "completed", and the guest runs on here; QEMU may take
+            // minutes to let go of a connection that never opened (a firewalled port).
+            "cancelling" if why_cancelled.is_some() && cancelled_at.elapsed() > Duration::from_secs(2) => {
+                return Err(why_cancelled.unwrap_or_default());
+            }
             "completed" => {
                 let total_ms = info["total-time"].as_u64().unwrap_or(0);
                 let downtime_ms = info["downtime"].as_u64().unwrap_or(0);
@@ -230,6 +263,7 @@ async fn follow(
                 } else {
                     "the migration was called off".into()
                 });
+                cancelled_at = tokio::time::Instant::now();
                 call(conn, "migrate_cancel", None).await?;
             }
         }

@@ -219,9 +219,12 @@ pub(crate) fn apply_report(state: &mut ClusterState, r: &MigrationReport) -> Res
     Ok(CommandResult::Done)
 }
 
-/// The new owner runs the migrated guest: the migration is over, and how long it took.
+/// The new owner runs the migrated guest: the migration is over, and this is how long it took.
 pub(crate) fn resumed(record: &mut RoleRecord, from: String, to: String, now_ms: u64) {
-    let Some(resume) = record.resume.take() else { return };
+    let Some(resume) = &record.resume else { return };
+    if record.last_migration.as_ref().is_some_and(|m| m.id == resume.id) {
+        return;
+    }
     record.last_migration = Some(MigrationResult {
         id: resume.id,
         mode: resume.mode,
@@ -236,6 +239,17 @@ pub(crate) fn resumed(record: &mut RoleRecord, from: String, to: String, now_ms:
         qemu_total_ms: Some(resume.qemu_total_ms),
         qemu_downtime_ms: Some(resume.qemu_downtime_ms),
     });
+    settle(record);
+}
+
+/// `resume` stays until the guest runs at the new owner (its times are recorded then) and
+/// the source has confirmed it quit: until then it is what lets the new owner run the guest
+/// beside the source's paused copy (`execution::runs`).
+pub(crate) fn settle(record: &mut RoleRecord) {
+    let recorded = |id| record.last_migration.as_ref().is_some_and(|m| m.id == id);
+    if record.releasing.is_none() && record.resume.as_ref().is_some_and(|r| recorded(r.id)) {
+        record.resume = None;
+    }
 }
 
 #[cfg(test)]
@@ -318,11 +332,14 @@ mod tests {
 
         report(&mut s, "vm1", 2, RoleReportOutcome::Online, 1_030);
         let last = s.roles["vm1"].last_migration.clone().expect("recorded");
-        assert!(last.ok && s.roles["vm1"].resume.is_none());
+        assert!(last.ok);
+        assert!(s.roles["vm1"].resume.is_some(), "kept until the source confirmed it quit");
         assert_eq!((last.total_ms, last.downtime_ms, last.qemu_total_ms), (Some(530), Some(50), Some(600)));
         assert_eq!((last.from.as_str(), last.to.as_str()), ("a", "b"));
+        assert!(crate::execution::runs(&s.roles["vm1"], 2), "the target runs it beside the source's paused copy");
         report(&mut s, "vm1", 1, RoleReportOutcome::Stopped, 1_040);
-        assert_eq!(s.roles["vm1"].releasing, None);
+        assert_eq!((s.roles["vm1"].releasing.clone(), s.roles["vm1"].resume.clone()), (None, None));
+        assert!(crate::execution::runs(&s.roles["vm1"], 2));
     }
 
     #[test]

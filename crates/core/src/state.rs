@@ -588,6 +588,7 @@ impl ClusterState {
         match report.outcome {
             RoleReportOutcome::Stopped if record.releasing == Some(report.node) => {
                 record.releasing = None;
+                crate::migration::settle(record);
                 if let Some(owner) = record.owner {
                     let owner = self.nodes.get(&owner).map_or_else(|| owner.to_string(), |n| n.name.clone());
                     record.set_state(RoleState::Pending, format!("starting on {owner}"), report.now_ms);

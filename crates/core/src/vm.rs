@@ -12,7 +12,8 @@
 //!   `heartbeat_pattern` (default `HALO-HEARTBEAT`) and `heartbeat_timeout` (seconds without
 //!   one before the guest counts as hung, from boot too; default 30);
 //! - `migration_timeout`: seconds a live or quick migration may take before it is cancelled
-//!   (default 300);
+//!   (default 300); `migration_bandwidth`: at most this much per second (`100M`; default: as
+//!   fast as the network goes);
 //! - `probe`: a health probe as for processes (`tcp:HOST:PORT`, `http://...`, `cmd:...`);
 //! - `args`: extra QEMU arguments, split on whitespace: the escape hatch.
 
@@ -53,6 +54,7 @@ const KNOWN: &[&str] = &[
     "heartbeat_timeout",
     "probe",
     "migration_timeout",
+    "migration_bandwidth",
     "args",
 ];
 
@@ -90,6 +92,8 @@ pub struct VmSpec {
     pub heartbeat: Option<Heartbeat>,
     pub probe: Option<String>,
     pub migration_timeout_s: u64,
+    /// MiB/s; none: unlimited.
+    pub migration_bandwidth_mb: Option<u64>,
     pub extra_args: Vec<String>,
 }
 
@@ -177,6 +181,12 @@ impl VmSpec {
                 .ok_or_else(|| format!("invalid migration_timeout '{text}': use seconds, 1 to 86400"))?,
             None => DEFAULT_MIGRATION_TIMEOUT_S,
         };
+        let migration_bandwidth_mb = get("migration_bandwidth")
+            .map(|text| {
+                parse_memory(text)
+                    .and_then(|mb| if mb == 0 { Err("migration_bandwidth must be more than 0".into()) } else { Ok(mb) })
+            })
+            .transpose()?;
         let extra_args = get("args").map(|a| a.split_whitespace().map(str::to_string).collect()).unwrap_or_default();
         Ok(Self {
             memory_mb,
@@ -191,6 +201,7 @@ impl VmSpec {
             heartbeat,
             probe,
             migration_timeout_s,
+            migration_bandwidth_mb,
             extra_args,
         })
     }

@@ -78,6 +78,9 @@ impl Executor {
         if incoming {
             let task = async move { Outcome::Prepared(vm_ops::prepare_incoming(&qmp, &host, limit).await) };
             self.vm_task(name, index, Op::Prepare, task);
+        } else if matches!(vm.boot, Boot::Restore(_)) {
+            let task = async move { Outcome::Booted(vm_ops::restore(&qmp, limit).await) };
+            self.vm_task(name, index, Op::Start, task);
         } else {
             let task = async move { Outcome::Booted(vm_ops::wait_for_status(&qmp, "running", limit).await) };
             self.vm_task(name, index, Op::Start, task);
@@ -353,10 +356,10 @@ impl Executor {
                 (MoveMode::Live, Some(uri), _) => {
                     vm.migrating = Some(m.id);
                     vm.cancel = Some(tx);
-                    let uri = uri.clone();
+                    let (uri, bandwidth) = (uri.clone(), vm.spec.migration_bandwidth_mb);
                     tracing::info!(role = %name, %uri, "migrating the guest");
                     self.vm_task(&name, 0, Op::Migrate, async move {
-                        Outcome::Migrated(vm_ops::migrate(&qmp, &uri, limit, rx).await)
+                        Outcome::Migrated(vm_ops::migrate(&qmp, &uri, bandwidth, limit, rx).await)
                     });
                 }
                 (MoveMode::Quick, _, Some(shared)) => {

@@ -301,6 +301,15 @@ pub fn lock_workload(dir: &std::path::Path) -> String {
     format!("exec sh {}", script.display())
 }
 
+/// The test guest (`scripts/guest`), built once into `target/guest`: its directory.
+pub fn test_guest() -> PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = root.join("target/guest");
+    let out = Command::new(root.join("scripts/guest")).arg(&dir).output().expect("scripts/guest");
+    assert!(out.status.success(), "scripts/guest: {}", text(&out));
+    dir
+}
+
 /// Lines of `dir/name`, or none.
 pub fn lines(dir: &std::path::Path, name: &str) -> Vec<String> {
     std::fs::read_to_string(dir.join(name)).map(|s| s.lines().map(str::to_string).collect()).unwrap_or_default()

@@ -1,0 +1,340 @@
+//! VM roles with real QEMU (TCG) and the project's test guest, whose serial console prints
+//! "HALO-HEARTBEAT <uptime>" every second: a migrated guest keeps counting, a restarted one
+//! starts again from zero.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+/// A cluster with shared storage holding the test guest's kernel, initramfs and disks.
+struct Lab {
+    c: Cluster,
+    shared: PathBuf,
+}
+
+impl Lab {
+    fn new(test_id: u8, nodes: usize) -> Self {
+        let guest = test_guest();
+        let mut c = Cluster::new(test_id, nodes, 0);
+        c.form();
+        let shared = c.dir.path().join("shared");
+        std::fs::create_dir_all(&shared).expect("shared dir");
+        for file in ["vmlinuz", "initrd.img"] {
+            std::fs::copy(guest.join(file), shared.join(file)).expect("copy guest");
+        }
+        let out = c.halo(&["cluster", "set", &format!("shared_storage={}", shared.display())]);
+        assert!(out.status.success(), "{}", text(&out));
+        Self { c, shared }
+    }
+
+    /// A sparse raw disk on shared storage.
+    fn disk(&self, name: &str) -> String {
+        let path = self.shared.join(format!("{name}.img"));
+        std::fs::File::create(&path).and_then(|f| f.set_len(16 << 20)).expect("disk image");
+        path.display().to_string()
+    }
+
+    /// `halo role create NAME --type vm` booting the test guest, plus `extra` arguments.
+    fn create(&self, name: &str, extra: &[&str]) -> std::process::Output {
+        let (kernel, initrd, disk) = (self.shared.join("vmlinuz"), self.shared.join("initrd.img"), self.disk(name));
+        let params = [
+            "memory=128M".to_string(),
+            format!("kernel={}", kernel.display()),
+            format!("initrd={}", initrd.display()),
+            "append=console=ttyS0 quiet".to_string(),
+            format!("disks={disk}"),
+            "accel=tcg".to_string(),
+            "heartbeat=serial".to_string(),
+            "heartbeat_timeout=20".to_string(),
+        ];
+        let mut args: Vec<String> = vec!["role".into(), "create".into(), name.into(), "--type".into(), "vm".into()];
+        for p in params {
+            args.extend(["--param".into(), p]);
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.c.halo(&args)
+    }
+
+    /// The guest's heartbeats (uptimes) in the serial log of `role` on `node`.
+    fn beats(&self, node: &str, role: &str) -> Vec<f64> {
+        let i = self.c.index_of(node);
+        heartbeats(&self.c.nodes[i].data_dir.join("vms").join(format!("{role}.vm")).join("serial.log"))
+    }
+
+    /// Wait until `role` runs on `node` and its guest there beats at least `n` more times.
+    fn wait_beating(&self, node: &str, role: &str, n: usize) -> Vec<f64> {
+        let before = self.beats(node, role).len();
+        let ok = wait_until(Duration::from_secs(90), || self.beats(node, role).len() >= before + n);
+        assert!(
+            ok,
+            "no heartbeats from {role} on {node}: {:?}\n{}",
+            self.c.role(role),
+            self.c.log(self.c.index_of(node))
+        );
+        self.beats(node, role)
+    }
+
+    fn owner(&self, role: &str) -> Option<String> {
+        self.c.role(role).and_then(|r| r["owner"].as_str().map(str::to_string))
+    }
+}
+
+fn heartbeats(log: &Path) -> Vec<f64> {
+    let text = std::fs::read(log).map(|b| String::from_utf8_lossy(&b).to_string()).unwrap_or_default();
+    text.lines().filter_map(|l| l.trim().strip_prefix("HALO-HEARTBEAT ")?.trim().parse().ok()).collect()
+}
+
+/// QEMU processes of `role` (any node).
+fn qemus(role: &str) -> usize {
+    role_processes(role).len()
+}
+
+fn move_json(lab: &Lab, role: &str, to: &str, mode: &str) -> Value {
+    let out = lab.c.halo(&["role", "move", role, "--to", to, "--mode", mode, "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    serde_json::from_slice(&out.stdout).expect("move --json")
+}
+
+#[test]
+fn a_vm_moves_live_quick_and_cold_and_its_guest_keeps_running() {
+    let lab = Lab::new(144, 3);
+    let out = lab.create("vm1", &["--preferred", "n1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(lab.c.wait_online("vm1", Duration::from_secs(60), |_| true).as_deref(), Some("n1"));
+    let on_n1 = lab.wait_beating("n1", "vm1", 3);
+    assert_eq!(qemus("vm1"), 1);
+
+    // Live: the guest goes on counting on n2, and the command says how long it took.
+    let moved = move_json(&lab, "vm1", "n2", "live");
+    assert_eq!(
+        (moved["mode"].as_str(), moved["to"].as_str()),
+        (Some("live"), Some("n2")),
+        "{moved} {:?}\n{}",
+        lab.c.role("vm1"),
+        lab.c.log(1)
+    );
+    for field in ["total_ms", "downtime_ms", "qemu_total_ms", "qemu_downtime_ms"] {
+        assert!(moved[field].as_u64().is_some(), "{field} missing: {moved}");
+    }
+    println!("live migration: {moved}");
+    let last_n1 = *lab.beats("n1", "vm1").last().expect("beats on n1");
+    assert!(last_n1 >= *on_n1.last().unwrap());
+    let on_n2 = lab.wait_beating("n2", "vm1", 2);
+    assert!(
+        on_n2[0] > last_n1,
+        "uptime must continue after a live migration: n1 {last_n1}, n2 {on_n2:?}\n{}",
+        lab.c.log(1)
+    );
+    assert!(wait_until(Duration::from_secs(10), || qemus("vm1") == 1), "the source's QEMU must quit");
+    let n1_after = lab.beats("n1", "vm1").len();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(lab.beats("n1", "vm1").len(), n1_after, "the guest must not run on n1 any more");
+
+    // Quick: paused, saved to shared storage, restored on n3; uptime continues.
+    let moved = move_json(&lab, "vm1", "n3", "quick");
+    assert_eq!(moved["mode"].as_str(), Some("quick"), "{moved}");
+    println!("quick migration: {moved}");
+    let last_n2 = *lab.beats("n2", "vm1").last().expect("beats on n2");
+    let on_n3 = lab.wait_beating("n3", "vm1", 2);
+    assert!(
+        on_n3[0] > last_n2,
+        "uptime must continue after a quick migration: n2 {last_n2}, n3 {on_n3:?}\n{}",
+        lab.c.log(2)
+    );
+    let leftovers: Vec<_> =
+        std::fs::read_dir(lab.shared.join(".halo-state")).map(|d| d.flatten().count()).into_iter().collect();
+    assert_eq!(leftovers, vec![0], "the saved state is removed once restored");
+
+    // Cold: shut down, booted afresh on n1: uptime starts again.
+    let moved = move_json(&lab, "vm1", "n1", "cold");
+    assert_eq!(moved["mode"].as_str(), Some("cold"), "{moved}");
+    let before = lab.beats("n1", "vm1").len();
+    let after = lab.wait_beating("n1", "vm1", 2);
+    assert!(after[before] < 10.0, "a cold move boots the guest again: {:?}", &after[before..]);
+    assert!(wait_until(Duration::from_secs(10), || qemus("vm1") == 1));
+    let shown = lab.c.halo(&["role", "show", "vm1"]);
+    assert!(text(&shown).contains("last move   quick migration n2 -> n3"), "{}", text(&shown));
+}
+
+#[test]
+fn a_crashed_node_s_vm_boots_elsewhere_and_a_hung_guest_is_restarted() {
+    let mut lab = Lab::new(145, 3);
+    let out = lab.create("vm2", &["--preferred", "n1", "--max-restarts", "1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(lab.c.wait_online("vm2", Duration::from_secs(60), |_| true).as_deref(), Some("n1"));
+    lab.wait_beating("n1", "vm2", 2);
+
+    // The whole node dies (agent, guard, QEMU): the VM boots from its shared disk elsewhere.
+    lab.c.crash(0);
+    let owner = lab.c.wait_online("vm2", Duration::from_secs(60), |o| o != "n1").expect("failed over");
+    let beats = lab.wait_beating(&owner, "vm2", 1);
+    assert!(beats[0] < 10.0, "a failed-over VM boots afresh: {beats:?}");
+    assert_eq!(qemus("vm2"), 1);
+
+    // The guest hangs (QEMU stopped): no heartbeat, no QMP answer; restarted in place.
+    let pid = processes_with_env("HALO_ROLE", "vm2")[0];
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGSTOP).expect("stop qemu");
+    let restarted =
+        wait_until(Duration::from_secs(60), || processes_with_env("HALO_ROLE", "vm2").iter().any(|&p| p != pid));
+    assert!(restarted, "a hung guest must be restarted: {:?}", lab.c.role("vm2"));
+    let role = lab.c.role("vm2").expect("role");
+    let why = role["decisions"].to_string() + role["detail"].as_str().unwrap_or("");
+    let before = lab.beats(&owner, "vm2").len();
+    let beats = lab.wait_beating(&owner, "vm2", 1);
+    assert!(beats[before] < 10.0, "restarted, so booted afresh: {:?}", &beats[before..]);
+    assert!(wait_until(Duration::from_secs(10), || qemus("vm2") == 1), "the hung QEMU is gone: {why}");
+}
+
+#[test]
+fn a_disk_locked_by_another_qemu_is_refused_and_reported() {
+    let lab = Lab::new(146, 2);
+    // Someone runs the disk outside halo.
+    let disk = lab.disk("vm3");
+    let mut rogue = std::process::Command::new("qemu-system-x86_64")
+        .args(["-accel", "tcg", "-M", "pc", "-m", "32", "-nodefaults", "-display", "none", "-S", "-drive"])
+        .arg(format!("file={disk},format=raw,if=virtio"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("rogue qemu");
+    std::thread::sleep(Duration::from_millis(500));
+    let out = lab.create("vm3", &["--max-restarts", "0", "--max-failovers", "1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let failed = wait_until(Duration::from_secs(60), || lab.c.role("vm3").is_some_and(|r| r["state"] == "failed"));
+    let role = lab.c.role("vm3").expect("role");
+    let _ = rogue.kill();
+    let _ = rogue.wait();
+    assert!(failed, "{role}");
+    assert!(role.to_string().contains("Failed to get \\\"write\\\" lock"), "the lock is the reason given: {role}");
+    assert_eq!(qemus("vm3"), 0, "nothing of it runs");
+}
+
+#[test]
+fn drain_live_migrates_every_vm_and_failback_brings_them_back() {
+    let lab = Lab::new(147, 2);
+    for name in ["d1", "d2", "d3"] {
+        let out = lab.create(name, &["--preferred", "n1"]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    for name in ["d1", "d2", "d3"] {
+        assert_eq!(lab.c.wait_online(name, Duration::from_secs(90), |_| true).as_deref(), Some("n1"));
+        lab.wait_beating("n1", name, 1);
+    }
+    let out = lab.c.halo(&["node", "pause", "n1", "--drain"]);
+    assert!(out.status.success(), "{}", text(&out));
+    for name in ["d1", "d2", "d3"] {
+        assert!(
+            wait_until(Duration::from_secs(90), || lab.owner(name).as_deref() == Some("n2")
+                && lab.c.role(name).is_some_and(|r| r["state"] == "online")),
+            "{name}: {:?}",
+            lab.c.role(name)
+        );
+        let last = lab.c.role(name).unwrap()["last_migration"].clone();
+        assert_eq!((last["mode"].as_str(), last["ok"].as_bool()), (Some("live"), Some(true)), "{name}: {last}");
+        let last_n1 = *lab.beats("n1", name).last().unwrap();
+        let on_n2 = lab.wait_beating("n2", name, 1);
+        assert!(on_n2[0] > last_n1, "{name}: uptime continues");
+    }
+    let out = lab.c.halo(&["node", "resume", "n1", "--failback"]);
+    assert!(out.status.success(), "{}", text(&out));
+    for name in ["d1", "d2", "d3"] {
+        assert!(
+            wait_until(Duration::from_secs(90), || lab.owner(name).as_deref() == Some("n1")
+                && lab.c.role(name).is_some_and(|r| r["state"] == "online")),
+            "{name}: {:?}",
+            lab.c.role(name)
+        );
+        assert_eq!(lab.c.role(name).unwrap()["last_migration"]["mode"].as_str(), Some("live"));
+    }
+    assert!(wait_until(Duration::from_secs(10), || ["d1", "d2", "d3"].iter().all(|n| qemus(n) == 1)));
+}
+
+#[test]
+fn a_migration_that_cannot_happen_leaves_the_guest_running_where_it_was() {
+    let mut lab = Lab::new(148, 3);
+    let out = lab
+        .create("vm5", &["--preferred", "n1", "--param", "migration_timeout=5", "--param", "migration_bandwidth=16M"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(lab.c.wait_online("vm5", Duration::from_secs(60), |_| true).as_deref(), Some("n1"));
+    lab.wait_beating("n1", "vm5", 2);
+
+    // The target's migration ports are firewalled (its API and heartbeats are not).
+    let target_ip = lab.c.nodes[1].nets[0].split(':').next().unwrap().to_string();
+    let rule: Vec<String> = ["INPUT", "-d", &target_ip, "-p", "tcp", "--dport", "10000:65000", "-j", "DROP"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let iptables = |op: &str| std::process::Command::new("iptables").arg(op).args(&rule).status().expect("iptables");
+    assert!(iptables("-I").success());
+    let out = lab.c.halo(&["role", "move", "vm5", "--to", "n2", "--mode", "live"]);
+    let _ = iptables("-D");
+    assert!(!out.status.success(), "the move must fail: {}", text(&out));
+    assert!(text(&out).contains("live migration of role 'vm5' to n2 failed"), "{}", text(&out));
+    assert!(text(&out).contains("it keeps running on n1"), "{}", text(&out));
+    let role = lab.c.role("vm5").expect("role");
+    assert_eq!((role["owner"].as_str(), role["state"].as_str()), (Some("n1"), Some("online")), "{role}");
+    let before = lab.beats("n1", "vm5").len();
+    let after = lab.wait_beating("n1", "vm5", 2);
+    assert!(after[before - 1..].windows(2).all(|w| w[1] > w[0]), "the guest went on on n1: {:?}", &after[before - 1..]);
+    assert!(wait_until(Duration::from_secs(10), || qemus("vm5") == 1), "the target's waiting QEMU is gone");
+
+    // The target dies in the middle of a (throttled) migration.
+    std::thread::scope(|s| {
+        let mover = s.spawn(|| lab.c.halo(&["role", "move", "vm5", "--to", "n3", "--mode", "live"]));
+        let ready = wait_until(Duration::from_secs(60), || {
+            lab.c.role("vm5").is_some_and(|r| r["migration"]["target_ready"] == true)
+        });
+        assert!(ready, "{:?}", lab.c.role("vm5"));
+        // 16 MiB/s: the guest's memory takes seconds to copy.
+        std::thread::sleep(Duration::from_millis(1000));
+        power_off(&lab.c, 2);
+        let out = mover.join().expect("mover");
+        assert!(!out.status.success(), "the move must fail: {}", text(&out));
+        assert!(text(&out).contains("it keeps running on n1"), "{}", text(&out));
+    });
+    let role = lab.c.role("vm5").expect("role");
+    assert_eq!((role["owner"].as_str(), role["state"].as_str()), (Some("n1"), Some("online")), "{role}");
+    let before = lab.beats("n1", "vm5").len();
+    let after = lab.wait_beating("n1", "vm5", 2);
+    assert!(after[before - 1..].windows(2).all(|w| w[1] > w[0]), "the guest went on on n1: {:?}", &after[before - 1..]);
+    assert!(wait_until(Duration::from_secs(10), || qemus("vm5") == 1));
+    lab.c.kill9(2);
+}
+
+/// Node `i` loses power: its agent, fence guard and every workload die at once.
+fn power_off(c: &Cluster, i: usize) {
+    let marker = c.nodes[i].data_dir.display().to_string();
+    let mut victims = processes_with_env("HALO_GUARD", &marker);
+    victims.extend(processes_with_cmdline(&["fence-guard", &marker]));
+    victims.extend(c.nodes[i].child.as_ref().map(|child| child.id() as i32));
+    for pid in victims {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+#[test]
+fn bad_vm_definitions_are_refused_and_change_nothing() {
+    let lab = Lab::new(149, 2);
+    for (extra, expected) in [
+        (vec!["--param", "kernel=/nonexistent/vmlinuz"], "kernel /nonexistent/vmlinuz does not exist"),
+        (vec!["--param", "memory=64G"], "more than any node offers"),
+        (vec!["--param", "vcpus=zero"], "invalid vcpus"),
+    ] {
+        let out = lab.create("bad", &extra);
+        assert!(!out.status.success(), "{extra:?} must be refused");
+        assert!(text(&out).contains(expected), "{extra:?}: {}", text(&out));
+    }
+    let outside = lab.c.dir.path().join("local.img");
+    std::fs::File::create(&outside).and_then(|f| f.set_len(1 << 20)).expect("disk");
+    let out = lab.create("bad", &["--param", &format!("disks={}", outside.display())]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("is not on the cluster's shared storage"), "{}", text(&out));
+    let roles = lab.c.json(&["role", "list", "--json"]);
+    assert_eq!(roles.as_array().map(Vec::len), Some(0), "nothing was created: {roles}");
+    assert_eq!(qemus("bad"), 0);
+}
