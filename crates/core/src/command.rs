@@ -134,7 +134,7 @@ pub struct RoleDecision {
     pub migration: Option<Migration>,
     /// A migration this decision ended without it completing.
     #[serde(default)]
-    pub finished_migration: Option<MigrationResult>,
+    pub finished_migration: Option<Box<MigrationResult>>,
     pub now_ms: u64,
 }
 

@@ -338,7 +338,7 @@ mod tests {
         assert_eq!((last.from.as_str(), last.to.as_str()), ("a", "b"));
         assert!(crate::execution::runs(&s.roles["vm1"], 2), "the target runs it beside the source's paused copy");
         report(&mut s, "vm1", 1, RoleReportOutcome::Stopped, 1_040);
-        assert_eq!((s.roles["vm1"].releasing.clone(), s.roles["vm1"].resume.clone()), (None, None));
+        assert_eq!((s.roles["vm1"].releasing, s.roles["vm1"].resume.clone()), (None, None));
         assert!(crate::execution::runs(&s.roles["vm1"], 2));
     }
 

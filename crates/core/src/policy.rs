@@ -94,7 +94,7 @@ fn decide_role(inputs: &Inputs, role: &RoleRecord, out: &mut Vec<RoleDecision>) 
             Some(why) => {
                 let summary = format!("{} migration to {} abandoned: {why}", m.mode.as_str(), name(m.to));
                 next.migration = None;
-                next.finished_migration = Some(failed_migration(inputs, role, m, summary.clone()));
+                next.finished_migration = Some(Box::new(failed_migration(inputs, role, m, summary.clone())));
                 next.note = Some(summary);
                 abandoned = true;
             }

@@ -530,7 +530,7 @@ impl ClusterState {
                 }
                 record.migration = d.migration.clone();
                 if let Some(result) = &d.finished_migration {
-                    record.last_migration = Some(result.clone());
+                    record.last_migration = Some(result.as_ref().clone());
                 }
                 if d.clear_move {
                     record.move_request = None;

@@ -334,7 +334,7 @@ fn bad_vm_definitions_are_refused_and_change_nothing() {
     let out = lab.create("bad", &["--param", &format!("disks={}", outside.display())]);
     assert!(!out.status.success());
     assert!(text(&out).contains("is not on the cluster's shared storage"), "{}", text(&out));
-    let roles = lab.c.json(&["role", "list", "--json"]);
+    let roles = lab.c.json(&["role", "list"]);
     assert_eq!(roles.as_array().map(Vec::len), Some(0), "nothing was created: {roles}");
     assert_eq!(qemus("bad"), 0);
 }
