@@ -25,6 +25,10 @@ pub struct DemoArgs {
     /// Keep data and logs here instead of a temporary directory.
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// A test guest (`scripts/guest` builds one: vmlinuz and initrd.img): with it, and QEMU
+    /// installed, the demo also runs a VM role.
+    #[arg(long)]
+    pub guest: Option<PathBuf>,
 }
 
 struct Nodes(Vec<Child>);
@@ -101,12 +105,29 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     if !all_up {
         bail!("the demo cluster did not come up; agent logs are in {}", dir.display());
     }
-    for spec in sample_roles(dir) {
+    let mut specs = sample_roles(dir);
+    if let Some(guest) = &args.guest {
+        if qemu_installed() {
+            let shared = dir.join("shared");
+            for file in ["vmlinuz", "initrd.img"] {
+                std::fs::create_dir_all(&shared)?;
+                std::fs::copy(guest.join(file), shared.join(file))
+                    .with_context(|| format!("no test guest in {} (scripts/guest builds one)", guest.display()))?;
+            }
+            let properties = vec![("shared_storage".to_string(), shared.display().to_string())];
+            api.post_no_reply("/api/v1/cluster/properties", &PropertiesRequest { properties }).await?;
+            specs.push(sample_vm(&shared));
+        } else {
+            println!("(qemu-system-x86_64 is not installed: no VM role in this demo)");
+        }
+    }
+    let vm = specs.iter().any(|s| s.name == "vm");
+    for spec in specs {
         api.post_no_reply("/api/v1/roles", &spec)
             .await
             .with_context(|| format!("creating sample role {}", spec.name))?;
     }
-    let roles_online = wait_for(Duration::from_secs(30), async || {
+    let roles_online = wait_for(Duration::from_secs(if vm { 90 } else { 30 }), async || {
         api.get::<StatusView>("/api/v1/status").await.is_ok_and(|s| s.roles.iter().all(|r| r.state == "online"))
     })
     .await;
@@ -123,6 +144,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("  halo role move web --to node3");
     println!("  halo node pause node1 --drain; halo node resume node1 --failback");
     println!("  tail -f {}/web.out          # the web role writes here from whichever node runs it", dir.display());
+    if vm {
+        println!("  halo role move vm --to node3 # live migration of the VM role; its uptime goes on:");
+        println!("  tail -f {}/node*/vms/vm.guest/serial.log", dir.display());
+    }
     println!("Agent logs: {}/node{{1,2,3}}.log. Press Ctrl-C to stop.", dir.display());
     println!("demo ready");
 
@@ -174,6 +199,48 @@ fn sample_roles(dir: &Path) -> Vec<halo_core::role::RoleSpec> {
         role("db-primary", "exec sleep infinity".into(), &[], &["db"]),
         role("db-replica", "exec sleep infinity".into(), &[], &["db"]),
     ]
+}
+
+/// The test guest as a VM role: 128 MB, watched through its serial heartbeat.
+fn sample_vm(shared: &Path) -> halo_core::role::RoleSpec {
+    use halo_core::role::{ResourceSpec, RoleSpec};
+    let params = [
+        ("memory", "128M".to_string()),
+        ("kernel", shared.join("vmlinuz").display().to_string()),
+        ("initrd", shared.join("initrd.img").display().to_string()),
+        ("append", "console=ttyS0 quiet".to_string()),
+        ("heartbeat", "serial".to_string()),
+    ];
+    RoleSpec {
+        name: "vm".into(),
+        resources: vec![ResourceSpec {
+            name: "guest".into(),
+            kind: halo_core::vm::KIND.into(),
+            params: params.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            restart: Default::default(),
+            timeouts: Default::default(),
+            agent_timeouts: Default::default(),
+        }],
+        preferred: vec!["node2".into()],
+        possible: Vec::new(),
+        anti_affinity: Vec::new(),
+        anti_affinity_soft: false,
+        priority: Default::default(),
+        failover: Default::default(),
+        failback: Default::default(),
+        desired: Default::default(),
+        cpu_milli: 0,
+        memory_mb: 0,
+    }
+}
+
+fn qemu_installed() -> bool {
+    std::process::Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// 127.0.10 -> 127.0.11: the second network of each node.

@@ -1,4 +1,5 @@
-//! `halo demo` starts a working cluster with its sample roles and stops cleanly on SIGTERM.
+//! `halo demo` starts a working cluster with its sample roles (a VM among them, given the test
+//! guest) and stops cleanly on SIGTERM.
 
 mod common;
 
@@ -14,6 +15,8 @@ fn the_demo_forms_a_cluster_with_sample_roles() {
     let mut demo = Command::new(exe())
         .args(["demo", "--prefix", "127.119.1", "--dir"])
         .arg(dir.path())
+        .arg("--guest")
+        .arg(test_guest())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -38,11 +41,12 @@ fn the_demo_forms_a_cluster_with_sample_roles() {
     assert!(out.status.success(), "{}", text(&out));
     let roles: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let roles = roles.as_array().expect("array");
-    assert_eq!(roles.len(), 3);
+    assert_eq!(roles.len(), 4, "three services and a VM: {roles:?}");
     assert!(roles.iter().all(|r| r["state"] == "online"), "{roles:?}");
     let owner = |name: &str| roles.iter().find(|r| r["name"] == name).and_then(|r| r["owner"].as_str());
     assert_eq!(owner("web"), Some("node1"));
     assert_ne!(owner("db-primary"), owner("db-replica"), "anti-affinity keeps the databases apart");
+    assert_eq!(owner("vm"), Some("node2"), "the VM role runs the test guest on its preferred node");
 
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(demo.id() as i32), nix::sys::signal::Signal::SIGTERM)
         .expect("SIGTERM");
