@@ -324,6 +324,11 @@ fn abandon_reason(inputs: &Inputs, role: &RoleRecord, m: &Migration) -> Option<S
     if let Some(why) = inputs.lost(m.to) {
         return Some(format!("the target {} {why}", inputs.name(m.to)));
     }
+    if let Some(owner) = role.owner
+        && role.failed_on.contains(&owner)
+    {
+        return Some(format!("the guest failed at the source {}", inputs.name(owner)));
+    }
     if inputs.liveness.get(&m.to) == Some(&Liveness::Suspect) {
         return Some(format!("the target {} is not responding", inputs.name(m.to)));
     }

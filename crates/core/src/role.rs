@@ -357,6 +357,15 @@ pub fn validate_resource_kind(kind: &str) -> Result<(), String> {
     Err(format!("unknown resource type '{kind}' (known: process, vm, ocf:PROVIDER:AGENT)"))
 }
 
+/// A health probe's syntax (processes and VMs): `tcp:`, `http://` or `cmd:` and something.
+pub fn check_probe(probe: &str) -> Result<(), String> {
+    if ["tcp:", "http://", "cmd:"].iter().any(|p| probe.starts_with(p) && probe.len() > p.len()) {
+        Ok(())
+    } else {
+        Err(format!("invalid probe '{probe}': use tcp:HOST:PORT, http://HOST:PORT/PATH or cmd:COMMAND"))
+    }
+}
+
 fn is_simple_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
@@ -410,12 +419,8 @@ impl RoleSpec {
             }
             if resource.kind == "process"
                 && let Some(probe) = resource.params.get("probe")
-                && !["tcp:", "http://", "cmd:"].iter().any(|p| probe.starts_with(p) && probe.len() > p.len())
             {
-                return Err(invalid(format!(
-                    "resource '{}': invalid probe '{probe}': use tcp:HOST:PORT, http://HOST:PORT/PATH or cmd:COMMAND",
-                    resource.name
-                )));
+                check_probe(probe).map_err(|e| invalid(format!("resource '{}': {e}", resource.name)))?;
             }
             let t = &resource.timeouts;
             if [t.start_ms, t.stop_ms, t.monitor_ms].iter().flatten().any(|&ms| !(100..=3_600_000).contains(&ms)) {

@@ -535,6 +535,7 @@ impl ClusterState {
                 if d.clear_move {
                     record.move_request = None;
                 }
+                crate::migration::settle(record);
                 if let Some(decision) = &d.decision {
                     record.record_decision(decision.clone());
                 } else if let Some(note) = &d.note {

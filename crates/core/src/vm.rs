@@ -151,14 +151,7 @@ impl VmSpec {
         let heartbeat = match get("heartbeat") {
             None => None,
             Some("serial") => {
-                let timeout_s = match get("heartbeat_timeout") {
-                    Some(text) => text
-                        .parse::<u64>()
-                        .ok()
-                        .filter(|n| (1..=86_400).contains(n))
-                        .ok_or_else(|| format!("invalid heartbeat_timeout '{text}': use seconds, 1 to 86400"))?,
-                    None => DEFAULT_HEARTBEAT_TIMEOUT_S,
-                };
+                let timeout_s = seconds("heartbeat_timeout", get("heartbeat_timeout"), DEFAULT_HEARTBEAT_TIMEOUT_S)?;
                 let pattern = get("heartbeat_pattern").unwrap_or(DEFAULT_HEARTBEAT_PATTERN).to_string();
                 Some(Heartbeat { pattern, timeout_s })
             }
@@ -168,19 +161,10 @@ impl VmSpec {
             return Err("heartbeat_pattern and heartbeat_timeout need heartbeat=serial".into());
         }
         let probe = get("probe").map(str::to_string);
-        if let Some(p) = &probe
-            && !["tcp:", "http://", "cmd:"].iter().any(|pre| p.starts_with(pre) && p.len() > pre.len())
-        {
-            return Err(format!("invalid probe '{p}': use tcp:HOST:PORT, http://HOST:PORT/PATH or cmd:COMMAND"));
+        if let Some(p) = &probe {
+            crate::role::check_probe(p)?;
         }
-        let migration_timeout_s = match get("migration_timeout") {
-            Some(text) => text
-                .parse::<u64>()
-                .ok()
-                .filter(|n| (1..=86_400).contains(n))
-                .ok_or_else(|| format!("invalid migration_timeout '{text}': use seconds, 1 to 86400"))?,
-            None => DEFAULT_MIGRATION_TIMEOUT_S,
-        };
+        let migration_timeout_s = seconds("migration_timeout", get("migration_timeout"), DEFAULT_MIGRATION_TIMEOUT_S)?;
         let migration_bandwidth_mb = get("migration_bandwidth")
             .map(|text| {
                 parse_memory(text)
@@ -233,6 +217,15 @@ impl VmSpec {
     pub fn memory_needed_mb(&self) -> u64 {
         self.memory_mb + OVERHEAD_MB
     }
+}
+
+/// A whole number of seconds from 1 s to a day, or `default` when unset.
+fn seconds(key: &str, text: Option<&str>, default: u64) -> Result<u64, String> {
+    let Some(text) = text else { return Ok(default) };
+    text.parse::<u64>()
+        .ok()
+        .filter(|n| (1..=86_400).contains(n))
+        .ok_or_else(|| format!("invalid {key} '{text}': use seconds, 1 to 86400"))
 }
 
 fn disk(text: &str) -> Result<Disk, String> {

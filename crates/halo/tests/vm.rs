@@ -10,6 +10,11 @@ use common::vm::*;
 use common::*;
 use serde_json::Value;
 
+fn wait_online_on(lab: &Lab, role: &str, node: &str) {
+    let there = || lab.c.role(role).is_some_and(|r| r["owner"] == node && r["state"] == "online");
+    assert!(wait_until(Duration::from_secs(90), there), "{role} not online on {node}: {:?}", lab.c.role(role));
+}
+
 fn move_json(lab: &Lab, role: &str, to: &str, mode: &str) -> Value {
     let out = lab.c.halo(&["role", "move", role, "--to", to, "--mode", mode, "--json"]);
     assert!(out.status.success(), "{}", text(&out));
@@ -144,12 +149,7 @@ fn drain_live_migrates_every_vm_and_failback_brings_them_back() {
     let out = lab.c.halo(&["node", "pause", "n1", "--drain"]);
     assert!(out.status.success(), "{}", text(&out));
     for name in ["d1", "d2", "d3"] {
-        assert!(
-            wait_until(Duration::from_secs(90), || lab.owner(name).as_deref() == Some("n2")
-                && lab.c.role(name).is_some_and(|r| r["state"] == "online")),
-            "{name}: {:?}",
-            lab.c.role(name)
-        );
+        wait_online_on(&lab, name, "n2");
         let last = lab.c.role(name).unwrap()["last_migration"].clone();
         assert_eq!((last["mode"].as_str(), last["ok"].as_bool()), (Some("live"), Some(true)), "{name}: {last}");
         let last_n1 = *lab.beats("n1", name).last().unwrap();
@@ -159,12 +159,7 @@ fn drain_live_migrates_every_vm_and_failback_brings_them_back() {
     let out = lab.c.halo(&["node", "resume", "n1", "--failback"]);
     assert!(out.status.success(), "{}", text(&out));
     for name in ["d1", "d2", "d3"] {
-        assert!(
-            wait_until(Duration::from_secs(90), || lab.owner(name).as_deref() == Some("n1")
-                && lab.c.role(name).is_some_and(|r| r["state"] == "online")),
-            "{name}: {:?}",
-            lab.c.role(name)
-        );
+        wait_online_on(&lab, name, "n1");
         assert_eq!(lab.c.role(name).unwrap()["last_migration"]["mode"].as_str(), Some("live"));
     }
     assert!(wait_until(Duration::from_secs(10), || ["d1", "d2", "d3"].iter().all(|n| qemus(n) == 1)));

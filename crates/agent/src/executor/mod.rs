@@ -189,10 +189,7 @@ impl Executor {
 
     fn begin_start(&mut self, role: &RoleRecord) {
         let name = role.spec.name.clone();
-        let data = self.agent.data.path("");
-        let resources: Result<Vec<LocalResource>, String> =
-            role.spec.resources.iter().map(|r| LocalResource::new(r, &name, &data)).collect();
-        let mut resources = match resources {
+        let mut resources = match self.local_resources(role) {
             Ok(r) => r,
             Err(detail) => {
                 tracing::warn!(role = %name, "cannot start: {detail}");
@@ -213,6 +210,12 @@ impl Executor {
             },
         );
         self.start_next(&name);
+    }
+
+    /// This node's handles on the role's resources, none of them running yet.
+    fn local_resources(&self, role: &RoleRecord) -> Result<Vec<LocalResource>, String> {
+        let data = self.agent.data.path("");
+        role.spec.resources.iter().map(|r| LocalResource::new(r, &role.spec.name, &data)).collect()
     }
 
     /// Start the first resource that is not up, once those before it are up.

@@ -115,11 +115,16 @@ impl Executor {
         }
         let Driver::Vm(vm) = &mut resource.driver else { return };
         vm.boot = Boot::Fresh;
-        vm.migrating = None;
+        let migrating = vm.migrating.take();
         vm.cancel = None;
         let migrated_out = vm.migrated_out.is_some();
         let expected = std::mem::take(&mut resource.expect_exit);
         let how = exit_text(code, sig, &log);
+        if let Some(id) = migrating {
+            // Its migration ends with it; the guest is lost here and restarts per its policy.
+            let detail = format!("QEMU exited at the source during the migration ({how})");
+            self.queue_report(name, generation, id, MigrationEvent::Failed { detail });
+        }
         if let Some(id) = incoming {
             if !stopping {
                 let detail = format!("the receiving QEMU on {} exited ({how})", self.agent.config.name);
@@ -392,10 +397,7 @@ impl Executor {
     /// Start a QEMU that waits, paused, for the guest of live migration `id`.
     fn begin_incoming(&mut self, role: &RoleRecord, id: u64) {
         let name = role.spec.name.clone();
-        let data = self.agent.data.path("");
-        let resources: Result<Vec<LocalResource>, String> =
-            role.spec.resources.iter().map(|r| LocalResource::new(r, &name, &data)).collect();
-        let mut resources = match resources {
+        let mut resources = match self.local_resources(role) {
             Ok(r) => r,
             Err(e) => {
                 let detail = format!("the target {} cannot run it: {e}", self.agent.config.name);
