@@ -45,9 +45,11 @@ pub fn room_made(state: &ClusterState, role: &RoleRecord, node: NodeId) -> bool 
     role.waits_for.iter().all(|w| state.roles.get(w).is_none_or(|r| r.owner != Some(node) && r.releasing != Some(node)))
 }
 
-/// `node` may start `role` now, as far as the committed state goes.
+/// `node` may start `role` now, as far as the committed state goes. Never while a migration
+/// of it is recorded: the guest it would boot may already be on its way elsewhere (its
+/// source lost its copy after reporting it sent, say), and the hand-over may still commit.
 pub fn may_start(state: &ClusterState, role: &RoleRecord, node: NodeId) -> bool {
-    assigned(role, node) && room_made(state, role, node)
+    runs(role, node) && room_made(state, role, node) && role.migration.is_none()
 }
 
 #[cfg(test)]

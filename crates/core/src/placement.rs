@@ -128,7 +128,7 @@ pub struct Displacement {
 /// Whether a role of `priority` may push `victim` off a node: high-priority roles may displace
 /// low and manual ones, nothing else displaces anything.
 pub fn may_displace(priority: Priority, victim: &RoleRecord) -> bool {
-    priority == Priority::High && victim.spec.priority >= Priority::Low
+    priority == Priority::High && victim.spec.priority >= Priority::Low && !victim.handing_over()
 }
 
 /// Where `role` could run if lower-priority roles made room, and which: the node with the best

@@ -80,6 +80,15 @@ fn decide_role(inputs: &Inputs, role: &RoleRecord, out: &mut Vec<RoleDecision>) 
         next.note = Some(format!("{} {why}; it can no longer run {}", name(old), role.spec.name));
     }
 
+    // A hand-over not yet settled: wait until the source confirmed it quit (or is lost),
+    // unless the owner itself is lost (its guard killed the guest; the source still waits).
+    if role.handing_over() && next.releasing.is_some() && role.owner.is_some_and(|o| inputs.lost(o).is_none()) {
+        if next.changes(role) {
+            out.push(next);
+        }
+        return;
+    }
+
     // A migration under way ends as the source's QEMU says, unless a side is gone or the role
     // is to stop; nothing else is decided about the role meanwhile.
     let mut abandoned = false;

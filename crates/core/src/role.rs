@@ -317,6 +317,13 @@ impl RoleRecord {
         }
     }
 
+    /// A migrated guest may already run at the owner while the source has yet to confirm it
+    /// quit (`execution::runs`): two nodes to wait for, which one `releasing` cannot hold, so
+    /// nothing new is decided about the role until one of them is gone.
+    pub fn handing_over(&self) -> bool {
+        self.resume.is_some() && self.releasing.is_some()
+    }
+
     /// The admin asked for something about the role: decisions computed before are stale.
     pub fn touched(&mut self) {
         self.revision += 1;

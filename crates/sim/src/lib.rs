@@ -17,6 +17,9 @@ pub struct Outcome {
     pub admin_ops: usize,
     /// Power-offs confirmed by fence agents.
     pub fenced: usize,
+    /// VM migrations handed over, and ones called back after the guest had left.
+    pub migrated: usize,
+    pub migrations_called_back: usize,
     pub commits: usize,
     pub violations: Vec<String>,
     pub trace: Vec<String>,
@@ -38,6 +41,8 @@ pub fn run(seed: u64, cfg: &Config) -> Outcome {
         faults: world.faults,
         admin_ops: world.admin_ops,
         fenced: world.fenced,
+        migrated: world.migrated,
+        migrations_called_back: world.migrations_called_back,
         commits: world.log.len(),
         violations: world.violations,
         trace: world.trace,

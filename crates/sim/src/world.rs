@@ -19,6 +19,7 @@ use halo_core::command::{Command, NodeStateUpdate, RoleReport, RoleReportOutcome
 use halo_core::lease::{Lease, LeaseTiming};
 use halo_core::liveness::{self, Observed, Takeover};
 use halo_core::membership::{FailureDetector, judge};
+use halo_core::migration::{MigrationReport, MoveMode};
 use halo_core::policy::{self, Inputs, Liveness};
 use halo_core::role::{Desired, RoleState};
 use halo_core::state::{
@@ -27,6 +28,8 @@ use halo_core::state::{
 use halo_core::{execution, role::RoleSpec};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+
+mod migration;
 
 pub const STEP_MS: u64 = 10;
 const RAFT_HEARTBEAT_MS: u64 = 150;
@@ -77,6 +80,7 @@ enum Msg {
     Heartbeat { from: NodeId, sent_at: u64 },
     Grant { from: NodeId, sent_at: u64, lease_ms: u64, committed: u64 },
     Report(RoleReport),
+    Migration(MigrationReport),
 }
 
 #[derive(Debug, Clone)]
@@ -114,6 +118,11 @@ pub struct Node {
     next_executor: u64,
     /// Reports sent, to avoid flooding: (role, outcome, generation) → global time.
     reported: BTreeMap<String, u64>,
+    /// VM roles: QEMUs that hold a guest without running it, transfers under way, and
+    /// migration reports not yet reflected in the state (see `migration`).
+    copies: BTreeMap<String, migration::Copy>,
+    migrating: BTreeMap<String, migration::Transfer>,
+    migration_reports: BTreeMap<String, MigrationReport>,
 }
 
 impl Node {
@@ -125,6 +134,14 @@ impl Node {
 
     pub fn lease_valid(&self, t: u64) -> bool {
         self.lease.valid(self.now(t))
+    }
+
+    /// Everything the node's guard started dies (a lease that ran out, a crash).
+    fn lose_workloads(&mut self) {
+        self.running.clear();
+        self.stuck.clear();
+        self.copies.clear();
+        self.migrating.clear();
     }
 }
 
@@ -156,6 +173,10 @@ pub struct World {
     /// The leader's fence-agent attempts per node (forgotten on a leader change).
     fencing: BTreeMap<NodeId, Fence>,
     pub fenced: usize,
+    /// VM migrations whose guest resumed at the target, and ones dropped after the guest had
+    /// left, whose source resumed it.
+    pub migrated: usize,
+    pub migrations_called_back: usize,
     pub trace: Vec<String>,
     pub violations: Vec<String>,
 }
@@ -215,6 +236,9 @@ impl World {
                     next_heartbeat: 0,
                     next_executor: rng.random_range(0..EXECUTOR_TICK_MS),
                     reported: BTreeMap::new(),
+                    copies: BTreeMap::new(),
+                    migrating: BTreeMap::new(),
+                    migration_reports: BTreeMap::new(),
                 }
             })
             .collect();
@@ -244,6 +268,8 @@ impl World {
             admin_ops: 0,
             fencing: BTreeMap::new(),
             fenced: 0,
+            migrated: 0,
+            migrations_called_back: 0,
             trace: Vec::new(),
             violations: Vec::new(),
             cfg,
@@ -300,6 +326,7 @@ impl World {
             let id = i as NodeId + 1;
             self.heartbeat(id);
             self.executor(id);
+            self.migrations(id);
             self.guard(id);
         }
         if self.time >= self.next_manager {
@@ -359,6 +386,11 @@ impl World {
                 Msg::Report(report) => {
                     if self.leader == Some(packet.to) && self.reaches_majority(packet.to) {
                         self.propose(Command::ReportRole(report));
+                    }
+                }
+                Msg::Migration(report) => {
+                    if self.leader == Some(packet.to) && self.reaches_majority(packet.to) {
+                        self.propose(Command::ReportMigration(report));
                     }
                 }
             }
@@ -499,7 +531,7 @@ impl World {
                 !state
                     .roles
                     .get(*name)
-                    .is_some_and(|r| execution::assigned(r, id) && r.generation == **generation && lease_held)
+                    .is_some_and(|r| execution::runs(r, id) && r.generation == **generation && lease_held)
             })
             .map(|(name, _)| name.clone())
             .collect();
@@ -513,7 +545,9 @@ impl World {
         }
         let mut started = Vec::new();
         for role in state.roles.values() {
-            if may_start && !node.running.contains_key(&role.spec.name) && execution::may_start(state, role, id) {
+            // A QEMU holding the guest (a migration's) is the role's local instance too.
+            let here = node.running.contains_key(&role.spec.name) || node.copies.contains_key(&role.spec.name);
+            if may_start && !here && execution::may_start(state, role, id) {
                 started.push((role.spec.name.clone(), role.generation));
             }
         }
@@ -528,7 +562,8 @@ impl World {
                 RoleReportOutcome::StopFailed
             } else if role.owner == Some(id) && role.state != RoleState::Online && node.running.contains_key(name) {
                 RoleReportOutcome::Online
-            } else if role.releasing == Some(id) && !node.running.contains_key(name) {
+            } else if role.releasing == Some(id) && !node.running.contains_key(name) && !node.copies.contains_key(name)
+            {
                 RoleReportOutcome::Stopped
             } else {
                 continue;
@@ -571,10 +606,10 @@ impl World {
     fn guard(&mut self, id: NodeId) {
         let t = self.time;
         let node = self.node(id);
-        if node.up && !node.running.is_empty() && !node.lease.valid(node.now(t)) {
-            let killed: Vec<String> = node.running.keys().cloned().collect();
-            node.running.clear();
-            node.stuck.clear();
+        let holds = !node.running.is_empty() || !node.copies.is_empty();
+        if node.up && holds && !node.lease.valid(node.now(t)) {
+            let killed: Vec<String> = node.running.keys().chain(node.copies.keys()).cloned().collect();
+            node.lose_workloads();
             self.note(format!("node {id}: lease ran out, guard killed {}", killed.join(", ")));
         }
     }
@@ -695,8 +730,8 @@ impl World {
         let node = self.node(id);
         let was_up = node.up;
         node.up = false;
-        node.running.clear();
-        node.stuck.clear();
+        node.lose_workloads();
+        node.migration_reports.clear();
         if was_up && !self.pending.iter().any(|(_, u)| matches!(u, Undo::Restart(n) if *n == id)) {
             let back = self.time + self.rng.random_range(2_000..5_000);
             self.pending.retain(|(_, u)| !matches!(u, Undo::Resume(n) if *n == id));
@@ -727,9 +762,13 @@ impl World {
         self.next_admin = t + self.rng.random_range(1_000..5_000);
         let role = format!("r{}", self.rng.random_range(0..self.cfg.roles));
         let node = self.rng.random_range(1..=n);
+        // VM roles move live by default; the admin also asks for a mode now and then (one that
+        // does not suit the role is refused).
+        let mode =
+            [None, Some(MoveMode::Live), Some(MoveMode::Quick), Some(MoveMode::Cold)][self.rng.random_range(0..4)];
         let command = match self.rng.random_range(0..6) {
-            0 => Command::MoveRole { role, to: None, mode: None },
-            1 => Command::MoveRole { role, to: Some(node), mode: None },
+            0 => Command::MoveRole { role, to: None, mode },
+            1 => Command::MoveRole { role, to: Some(node), mode },
             2 => Command::SetRoleDesired { role, desired: Desired::Stopped, now_ms: EPOCH_MS + t },
             3 => Command::SetRoleDesired { role, desired: Desired::Started, now_ms: EPOCH_MS + t },
             4 => Command::PauseNode { node, drain: true, now_ms: EPOCH_MS + t },
@@ -803,8 +842,8 @@ impl World {
                 }
                 let node = self.node(victim);
                 node.up = false;
-                node.running.clear();
-                node.stuck.clear();
+                node.lose_workloads();
+                node.migration_reports.clear();
                 self.pending.push((until, Undo::Restart(victim)));
             }
             1 => {
@@ -886,6 +925,7 @@ impl World {
 /// The cluster as `halo cluster create` and joins leave it: every node up, a voter.
 fn genesis(nodes: usize, settings: ClusterSettings) -> ClusterState {
     let mut state = ClusterState { settings, ..ClusterState::default() };
+    state.settings.shared_storage = vec!["/shared".into()];
     state.cluster = Some(ClusterInfo {
         name: "sim".into(),
         id: "sim".into(),
@@ -920,16 +960,22 @@ fn genesis(nodes: usize, settings: ClusterSettings) -> ClusterState {
     state
 }
 
-/// Process roles of 1 or 0.5 GiB on nodes of 2 GiB; every third prefers node 1, the first two
-/// share a hard anti-affinity class, the first is high priority, the second low (it may be
-/// displaced) and the third manual (held after a loss until the admin starts it).
+/// Roles of 1 or 0.5 GiB on nodes of 2 GiB; every third prefers node 1, the first two share a
+/// hard anti-affinity class, the first is high priority, the second low (it may be displaced)
+/// and the third manual (held after a loss until the admin starts it). From the fourth on,
+/// every other one is a VM (migrated live or quick when it moves).
 fn role_spec(i: usize) -> RoleSpec {
     let anti = if i < 2 { r#","anti_affinity":["db"]"# } else { "" };
     let preferred = if i.is_multiple_of(3) { r#","preferred":["n1"]"# } else { "" };
     let priority = ["high", "low", "manual"].get(i).copied().unwrap_or("medium");
     let memory_mb = if i < 2 { 1024 } else { 512 };
+    let resource = if i >= 3 && i % 2 == 1 {
+        r#"{"name":"main","type":"vm","params":{"kernel":"/shared/vmlinuz","memory":"256M"}}"#
+    } else {
+        r#"{"name":"main","type":"process","params":{"command":"sleep 1"}}"#
+    };
     let json = format!(
-        r#"{{"name":"r{i}","resources":[{{"name":"main","type":"process","params":{{"command":"sleep 1"}}}}]{anti}{preferred},
+        r#"{{"name":"r{i}","resources":[{resource}]{anti}{preferred},
             "priority":"{priority}","memory_mb":{memory_mb},"failover":{{"max_failovers":1000,"period_s":3600}}}}"#
     );
     serde_json::from_str(&json).expect("a valid sample role")

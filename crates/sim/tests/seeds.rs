@@ -6,15 +6,19 @@ use halo_sim::{Bug, Config, replay_command, run};
 
 fn run_seeds(cfg: &Config, seeds: impl Iterator<Item = u64>) -> (usize, usize, usize, Vec<String>) {
     let (mut count, mut faults, mut commits, mut failures) = (0, 0, 0, Vec::new());
+    let mut migrated = 0;
     for seed in seeds {
         let outcome = run(seed, cfg);
         count += 1;
+        migrated += outcome.migrated;
         faults += outcome.faults + outcome.admin_ops;
         commits += outcome.commits;
         if let Some(v) = outcome.violations.first() {
             failures.push(format!("seed {seed}: {v}\n  replay: {}", replay_command(seed, cfg)));
         }
     }
+    println!("SIM {migrated} VM migrations handed over in those {count} seeds");
+    assert!(migrated > 0, "VM roles must migrate in the simulation too");
     (count, faults, commits, failures)
 }
 

@@ -177,7 +177,7 @@ impl Executor {
         for role in state.roles.values() {
             if self.wanted(role, may_start)
                 && !self.roles.contains_key(&role.spec.name)
-                && execution::room_made(&state, role, me)
+                && execution::may_start(&state, role, me)
             {
                 self.begin_start(role);
             }

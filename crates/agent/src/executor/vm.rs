@@ -307,6 +307,19 @@ impl Executor {
                 self.begin_incoming(role, m.id);
             }
         }
+        // Source: a migration of a role this node owns but no longer holds any copy of (its
+        // QEMU died, or a lease ran out), and with no outcome to report: it cannot happen.
+        for role in state.roles.values() {
+            let name = &role.spec.name;
+            if let Some(m) = &role.migration
+                && role.owner == Some(me)
+                && !self.roles.contains_key(name)
+                && self.migration_reports.get(name).is_none_or(|r| r.id != m.id)
+            {
+                let detail = format!("the source {} no longer holds the guest", self.agent.config.name);
+                self.queue_report(name, role.generation, m.id, MigrationEvent::Failed { detail });
+            }
+        }
         let names: Vec<String> = self.roles.keys().cloned().collect();
         for name in names {
             let Some(role) = state.roles.get(&name) else { continue };
@@ -314,9 +327,10 @@ impl Executor {
             if local.stopping || local.busy() {
                 continue;
             }
-            // Target: the role is ours now; resume the guest that came in.
+            // Target: the role is ours now; resume the guest that came in. Like any start, only
+            // with a lease and a database as new as the leader's.
             if let Some(id) = local.incoming {
-                if execution::resumes_from(role, me, id) {
+                if may_start && execution::resumes_from(role, me, id) {
                     local.incoming = None;
                     local.generation = role.generation;
                     if let Some(Driver::Vm(vm)) = local.resources.first_mut().map(|r| &mut r.driver) {
@@ -343,6 +357,7 @@ impl Executor {
             }
             if let Some(id) = vm.migrated_out
                 && current != Some(id)
+                && may_start
             {
                 // The cluster dropped a migration that completed here without handing the
                 // role over: the target never ran the guest, so this copy carries on.
