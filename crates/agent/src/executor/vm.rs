@@ -324,6 +324,16 @@ impl Executor {
         for name in names {
             let Some(role) = state.roles.get(&name) else { continue };
             let Some(local) = self.roles.get_mut(&name) else { continue };
+            let current = role.migration.as_ref().map(|m| m.id);
+            // Source: a migration the cluster no longer wants is called off, busy or not.
+            if let Some(Driver::Vm(vm)) = local.resources.first_mut().map(|r| &mut r.driver)
+                && let Some(id) = vm.migrating
+                && current != Some(id)
+                && let Some(cancel) = vm.cancel.take()
+            {
+                tracing::info!(role = %name, "migration {id} called off by the cluster");
+                let _ = cancel.send(());
+            }
             if local.stopping || local.busy() {
                 continue;
             }
@@ -347,14 +357,6 @@ impl Executor {
             let Some(resource) = local.resources.first_mut() else { continue };
             let up = resource.up.is_some();
             let Driver::Vm(vm) = &mut resource.driver else { continue };
-            let current = role.migration.as_ref().map(|m| m.id);
-            if let Some(id) = vm.migrating
-                && current != Some(id)
-                && let Some(cancel) = vm.cancel.take()
-            {
-                tracing::info!(role = %name, "migration {id} called off by the cluster");
-                let _ = cancel.send(());
-            }
             if let Some(id) = vm.migrated_out
                 && current != Some(id)
                 && may_start
