@@ -165,6 +165,8 @@ pub async fn migrate(
     cancel: oneshot::Receiver<()>,
 ) -> Result<Transfer, String> {
     let mut conn = connect(qmp, CALL).await?;
+    let mut cancel = cancel;
+    previous_ended(&mut conn, limit, &mut cancel).await?;
     let caps = json!({ "capabilities": [{ "capability": "return-path", "state": true }] });
     call(&mut conn, "migrate-set-capabilities", Some(caps)).await?;
     // As asked, else unthrottled (QEMU's default is 128 MiB/s); at most 50 ms of pause at the end.
@@ -184,6 +186,8 @@ pub async fn save(qmp: &Path, file: &Path, limit: Duration, cancel: oneshot::Rec
     let partial = file.with_extension("part");
     let writer = tokio::spawn(receive_state(listener, partial.clone()));
     let mut conn = connect(qmp, CALL).await?;
+    let mut cancel = cancel;
+    previous_ended(&mut conn, limit, &mut cancel).await?;
     // A QEMU that once received a live migration still has the return path on; a file
     // answers nothing on it.
     let caps = json!({ "capabilities": [{ "capability": "return-path", "state": false }] });
@@ -210,6 +214,26 @@ pub async fn save(qmp: &Path, file: &Path, limit: Duration, cancel: oneshot::Rec
             let _ = call(&mut conn, "cont", None).await;
             Err(result.err().or(written.err()).unwrap_or_default())
         }
+    }
+}
+
+/// An earlier migration QEMU is still letting go of (a cancelled connect to a firewalled port
+/// lingers until the kernel gives up on it) blocks a new one: wait for it, within `limit`.
+async fn previous_ended(conn: &mut Conn, limit: Duration, cancel: &mut oneshot::Receiver<()>) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let info = call(conn, "query-migrate", None).await?;
+        let status = info["status"].as_str().unwrap_or("none");
+        if matches!(status, "none" | "completed" | "failed" | "cancelled") {
+            return Ok(());
+        }
+        if cancel.try_recv().is_ok() {
+            return Err("the migration was called off".into());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!("an earlier migration is still '{status}' in QEMU"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
