@@ -77,6 +77,8 @@ fn a_vm_moves_live_quick_and_cold_and_its_guest_keeps_running() {
     let before = lab.beats("n1", "vm1").len();
     let after = lab.wait_beating("n1", "vm1", 2);
     assert!(after[before] < 10.0, "a cold move boots the guest again: {:?}", &after[before..]);
+    let n3 = std::fs::read_to_string(lab.serial("n3", "vm1")).unwrap_or_default();
+    assert!(n3.contains("HALO-GUEST powering off"), "a cold move shuts the guest down through ACPI: {n3}");
     assert!(wait_until(Duration::from_secs(10), || qemus("vm1") == 1));
     let shown = lab.c.halo(&["role", "show", "vm1"]);
     assert!(text(&shown).contains("last move   quick migration n2 -> n3"), "{}", text(&shown));

@@ -58,10 +58,15 @@ impl Lab {
         self.c.halo(&args)
     }
 
+    /// The serial console log of `role` (resource `vm`) on `node`.
+    pub fn serial(&self, node: &str, role: &str) -> PathBuf {
+        let i = self.c.index_of(node);
+        self.c.nodes[i].data_dir.join("vms").join(format!("{role}.vm")).join("serial.log")
+    }
+
     /// The guest's heartbeats (uptimes) in the serial log of `role` on `node`.
     pub fn beats(&self, node: &str, role: &str) -> Vec<f64> {
-        let i = self.c.index_of(node);
-        heartbeats(&self.c.nodes[i].data_dir.join("vms").join(format!("{role}.vm")).join("serial.log"))
+        heartbeats(&self.serial(node, role))
     }
 
     /// Wait until `role` runs on `node` and its guest there beats at least `n` more times.
