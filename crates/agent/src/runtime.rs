@@ -562,7 +562,10 @@ impl Agent {
             quorum,
             term: metrics.current_term,
             voters,
-            nodes: state.nodes.values().map(|n| node_view(&state, n, leader_id)).collect(),
+            nodes: {
+                let index = halo_core::placement::Index::of(&state);
+                state.nodes.values().map(|n| node_view(&index, n, leader_id)).collect()
+            },
             roles: state.roles.values().map(|r| RoleView::of(&state, r)).collect(),
             answered_by: self.config.name.clone(),
             database: DatabaseView {
@@ -628,7 +631,8 @@ pub async fn declare_capacity(agent: Arc<Agent>) {
     }
 }
 
-pub fn node_view(state: &ClusterState, n: &NodeRecord, leader: Option<u64>) -> NodeView {
+/// `index`: what the roles take of each node.
+pub fn node_view(index: &halo_core::placement::Index, n: &NodeRecord, leader: Option<u64>) -> NodeView {
     NodeView {
         name: n.name.clone(),
         id: n.id,
@@ -645,7 +649,7 @@ pub fn node_view(state: &ClusterState, n: &NodeRecord, leader: Option<u64>) -> N
             .collect(),
         state_since_ms: n.state_since_ms,
         capacity: n.capacity,
-        used: halo_core::capacity::used_on(state, n.id, ""),
+        used: index.used_on(n.id),
         fence_request: n.fence_request.clone(),
     }
 }

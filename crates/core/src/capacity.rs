@@ -4,9 +4,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::NodeId;
-use crate::state::ClusterState;
-
 /// CPU in thousandths of a core, memory in MiB.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -22,8 +19,15 @@ impl Capacity {
         *self == Self::default()
     }
 
-    fn plus(self, other: Capacity) -> Capacity {
+    pub fn plus(self, other: Capacity) -> Capacity {
         Capacity { cpu_milli: self.cpu_milli + other.cpu_milli, memory_mb: self.memory_mb + other.memory_mb }
+    }
+
+    pub fn minus(self, other: Capacity) -> Capacity {
+        Capacity {
+            cpu_milli: self.cpu_milli.saturating_sub(other.cpu_milli),
+            memory_mb: self.memory_mb.saturating_sub(other.memory_mb),
+        }
     }
 }
 
@@ -72,21 +76,6 @@ pub fn parse_memory(text: &str) -> Result<u64, String> {
         return Err(bad());
     }
     Ok((value * factor).round() as u64)
-}
-
-/// What the roles that count against `node` (owned there, still being released there, or
-/// migrating there) need, other than `except`.
-pub fn used_on(state: &ClusterState, node: NodeId, except: &str) -> Capacity {
-    state
-        .roles
-        .values()
-        .filter(|r| {
-            r.spec.name != except
-                && (r.owner == Some(node)
-                    || r.releasing == Some(node)
-                    || r.migration.as_ref().is_some_and(|m| m.to == node))
-        })
-        .fold(Capacity::default(), |sum, r| sum.plus(r.spec.needs()))
 }
 
 /// Why `needs` does not fit into `total` with `used` taken, if it does not.

@@ -6,6 +6,10 @@
 //! so every leader computes the same answer. Every node gets a sentence saying why it was
 //! chosen or not; those sentences are what `halo role why` prints.
 
+mod index;
+
+pub use index::Index;
+
 use crate::NodeId;
 use crate::capacity;
 use crate::role::{Priority, RoleRecord};
@@ -17,12 +21,6 @@ pub struct Placement {
     pub reasons: Vec<String>,
 }
 
-/// Roles that count against `node` for anti-affinity and load: those it owns, or is still
-/// releasing, other than `role` itself.
-fn roles_on<'a>(state: &'a ClusterState, node: NodeId, role: &'a str) -> impl Iterator<Item = &'a RoleRecord> + 'a {
-    state.roles.values().filter(move |r| r.spec.name != role && (r.owner == Some(node) || r.releasing == Some(node)))
-}
-
 /// Why `node` cannot run `role`, if it cannot. `exclude` carries nodes ruled out by the caller
 /// (a lost owner, a node being drained) with the reason to show.
 pub fn unfit(
@@ -31,6 +29,11 @@ pub fn unfit(
     node: &NodeRecord,
     exclude: &[(NodeId, String)],
 ) -> Option<String> {
+    unfit_in(&Index::of(state), role, node, exclude)
+}
+
+/// [`unfit`], with what counts against each node already summed in `index`.
+pub fn unfit_in(index: &Index, role: &RoleRecord, node: &NodeRecord, exclude: &[(NodeId, String)]) -> Option<String> {
     let spec = &role.spec;
     if node.witness {
         return Some("is a witness".into());
@@ -52,48 +55,38 @@ pub fn unfit(
         return Some("the role failed there beyond its restart policy".into());
     }
     if !spec.anti_affinity_soft
-        && let Some((other, class)) = anti_affine_neighbour(state, role, node.id)
+        && let Some((other, class)) = index.neighbour(node.id, role)
     {
         return Some(format!("runs {other}, which shares anti-affinity class '{class}'"));
     }
     if let Some(total) = node.capacity
-        && let Some(short) = capacity::shortfall(total, capacity::used_on(state, node.id, &spec.name), spec.needs())
+        && let Some(short) = capacity::shortfall(total, index.used(node.id, role), spec.needs())
     {
         return Some(short);
     }
     None
 }
 
-fn anti_affine_neighbour<'a>(
-    state: &'a ClusterState,
-    role: &'a RoleRecord,
-    node: NodeId,
-) -> Option<(&'a str, &'a str)> {
-    roles_on(state, node, &role.spec.name).find_map(|other| {
-        role.spec
-            .anti_affinity
-            .iter()
-            .find(|c| other.spec.anti_affinity.contains(c))
-            .map(|c| (other.spec.name.as_str(), c.as_str()))
-    })
-}
-
 /// Choose a node for `role`.
 pub fn place(state: &ClusterState, role: &RoleRecord, exclude: &[(NodeId, String)]) -> Placement {
+    place_in(state, &Index::of(state), role, exclude)
+}
+
+/// [`place`], with what counts against each node already summed in `index`.
+pub fn place_in(state: &ClusterState, index: &Index, role: &RoleRecord, exclude: &[(NodeId, String)]) -> Placement {
     let spec = &role.spec;
     let mut reasons = Vec::new();
     // (preferred rank, soft anti-affinity conflicts, load, id): lower is better.
     let mut best: Option<((usize, usize, usize, NodeId), NodeId)> = None;
     let mut scored = Vec::new();
     for node in state.nodes.values() {
-        if let Some(why) = unfit(state, role, node, exclude) {
+        if let Some(why) = unfit_in(index, role, node, exclude) {
             reasons.push(format!("{}: {why}", node.name));
             continue;
         }
         let rank = spec.preferred.iter().position(|p| p == &node.name).unwrap_or(usize::MAX);
-        let soft =
-            if spec.anti_affinity_soft { anti_affine_neighbour(state, role, node.id).map_or(0, |_| 1) } else { 0 };
-        let load = roles_on(state, node.id, &spec.name).count();
+        let soft = if spec.anti_affinity_soft { index.neighbour(node.id, role).map_or(0, |_| 1) } else { 0 };
+        let load = index.load(node.id, role);
         let key = (rank, soft, load, node.id);
         scored.push((node, rank, soft, load));
         if best.is_none_or(|(k, _)| key < k) {

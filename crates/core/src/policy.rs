@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use crate::NodeId;
 use crate::command::{Command, RoleDecision};
 use crate::migration::{self, Migration, MigrationResult, MoveMode};
-use crate::placement::{self, Placement, place};
+use crate::placement::{self, Index, Placement};
 use crate::role::{Decision, Desired, Priority, RoleRecord, RoleState};
 use crate::state::ClusterState;
 
@@ -25,6 +25,20 @@ pub struct Inputs<'a> {
     pub state: &'a ClusterState,
     pub liveness: &'a BTreeMap<NodeId, Liveness>,
     pub now_ms: u64,
+}
+
+/// One role's view while deciding: the inputs with earlier decisions of this tick applied, and
+/// what counts against each node (kept up to date with those decisions).
+struct Now<'a> {
+    inputs: Inputs<'a>,
+    index: &'a Index,
+}
+
+impl<'a> std::ops::Deref for Now<'a> {
+    type Target = Inputs<'a>;
+    fn deref(&self) -> &Inputs<'a> {
+        &self.inputs
+    }
 }
 
 impl Inputs<'_> {
@@ -52,23 +66,32 @@ pub fn decide(inputs: &Inputs) -> Vec<Command> {
     // Later roles must see earlier decisions (anti-affinity, load, displacement); the state is
     // copied only once there is a decision, so an idle tick copies nothing.
     let mut decided: Option<ClusterState> = None;
+    let mut index = Index::of(inputs.state);
     let mut out = Vec::new();
     for (_, name) in names {
         let state = decided.as_ref().unwrap_or(inputs.state);
-        let current = Inputs { state, liveness: inputs.liveness, now_ms: inputs.now_ms };
+        let current = Now { inputs: Inputs { state, liveness: inputs.liveness, now_ms: inputs.now_ms }, index: &index };
         let Some(role) = state.roles.get(name) else { continue };
         let mut decisions = Vec::new();
         decide_role(&current, role, &mut decisions);
         for decision in decisions {
+            let role = decision.role.clone();
             let command = Command::DecideRole(decision);
-            decided.get_or_insert_with(|| inputs.state.clone()).apply(&command);
+            let state = decided.get_or_insert_with(|| inputs.state.clone());
+            if let Some(before) = state.roles.get(&role) {
+                index.remove(before);
+            }
+            state.apply(&command);
+            if let Some(after) = state.roles.get(&role) {
+                index.add(after);
+            }
             out.push(command);
         }
     }
     out
 }
 
-fn decide_role(inputs: &Inputs, role: &RoleRecord, out: &mut Vec<RoleDecision>) {
+fn decide_role(inputs: &Now, role: &RoleRecord, out: &mut Vec<RoleDecision>) {
     let mut next = RoleDecision::from_record(role, inputs.now_ms);
     let name = |n| inputs.name(n);
 
@@ -169,11 +192,7 @@ fn held_detail(role: &RoleRecord) -> String {
 
 /// Whether a role running on a healthy `owner` should move, where to, why, and how if the
 /// admin said.
-fn move_wanted(
-    inputs: &Inputs,
-    role: &RoleRecord,
-    owner: NodeId,
-) -> Option<(Option<NodeId>, String, Option<MoveMode>)> {
+fn move_wanted(inputs: &Now, role: &RoleRecord, owner: NodeId) -> Option<(Option<NodeId>, String, Option<MoveMode>)> {
     if let Some(request) = &role.move_request {
         return Some((request.to, request.reason.clone(), request.mode));
     }
@@ -188,7 +207,7 @@ fn move_wanted(
         let owner_rank = role.spec.preferred.iter().position(|p| p == &node.name).unwrap_or(usize::MAX);
         let better = role.spec.preferred.iter().take(owner_rank).find_map(|p| {
             let candidate = inputs.state.node_by_name(p)?;
-            placement::unfit(inputs.state, role, candidate, &[]).is_none().then_some(candidate.id)
+            placement::unfit_in(inputs.index, role, candidate, &[]).is_none().then_some(candidate.id)
         });
         if let Some(target) = better {
             return Some((Some(target), format!("failback to preferred owner {}", inputs.name(target)), None));
@@ -198,24 +217,25 @@ fn move_wanted(
 }
 
 /// A target for a planned move off `owner`: the one asked for if it fits, else placement's pick.
-fn move_target(inputs: &Inputs, role: &RoleRecord, owner: NodeId, to: Option<NodeId>) -> Placement {
+fn move_target(inputs: &Now, role: &RoleRecord, owner: NodeId, to: Option<NodeId>) -> Placement {
     let exclude = [(owner, "is the node it is moving off".to_string())];
     match to {
         Some(target) => {
-            let fit = inputs.state.nodes.get(&target).and_then(|n| placement::unfit(inputs.state, role, n, &exclude));
+            let fit =
+                inputs.state.nodes.get(&target).and_then(|n| placement::unfit_in(inputs.index, role, n, &exclude));
             match fit {
                 None => Placement { node: Some(target), reasons: vec![format!("{}: asked for", inputs.name(target))] },
                 Some(reason) => Placement { node: None, reasons: vec![format!("{}: {reason}", inputs.name(target))] },
             }
         }
-        None => place(inputs.state, role, &exclude),
+        None => placement::place_in(inputs.state, inputs.index, role, &exclude),
     }
 }
 
 /// A planned move off a healthy `owner`: the new owner starts only once the old one confirmed
 /// it stopped (`releasing`), so the two never overlap.
 fn planned_move(
-    inputs: &Inputs,
+    inputs: &Now,
     role: &RoleRecord,
     next: &mut RoleDecision,
     owner: NodeId,
@@ -240,7 +260,7 @@ fn planned_move(
 }
 
 /// No other node can take the role: it stays, and says why (once).
-fn stays(inputs: &Inputs, role: &RoleRecord, next: &mut RoleDecision, owner: NodeId, why: &str, reasons: Vec<String>) {
+fn stays(inputs: &Now, role: &RoleRecord, next: &mut RoleDecision, owner: NodeId, why: &str, reasons: Vec<String>) {
     let detail = format!("running on {}; cannot move ({why}): no other node can run it", inputs.name(owner));
     if role.detail != detail {
         next.decision = Some(Decision {
@@ -255,7 +275,7 @@ fn stays(inputs: &Inputs, role: &RoleRecord, next: &mut RoleDecision, owner: Nod
 
 /// How a move happens: as the admin asked, else live for a running VM role, stepping down to
 /// quick and then cold after a recent failed attempt; cold for everything else.
-fn move_mode(inputs: &Inputs, role: &RoleRecord, asked: Option<MoveMode>) -> MoveMode {
+fn move_mode(inputs: &Now, role: &RoleRecord, asked: Option<MoveMode>) -> MoveMode {
     let running_vm =
         migration::migratable(&role.spec).is_ok() && role.state == RoleState::Online && role.releasing.is_none();
     if !running_vm {
@@ -285,7 +305,7 @@ const TARGET_READY_LIMIT_MS: u64 = 60_000;
 /// A live or quick migration off a healthy `owner`. The role stays the owner's until the
 /// source's QEMU reports the guest moved; at most `parallel_migrations` run at once.
 fn begin_migration(
-    inputs: &Inputs,
+    inputs: &Now,
     role: &RoleRecord,
     next: &mut RoleDecision,
     owner: NodeId,
@@ -321,7 +341,7 @@ fn begin_migration(
 }
 
 /// Why a migration under way must be given up, if it must.
-fn abandon_reason(inputs: &Inputs, role: &RoleRecord, m: &Migration) -> Option<String> {
+fn abandon_reason(inputs: &Now, role: &RoleRecord, m: &Migration) -> Option<String> {
     if role.spec.desired == Desired::Stopped {
         return Some("the role is to stop".into());
     }
@@ -355,7 +375,7 @@ fn abandon_reason(inputs: &Inputs, role: &RoleRecord, m: &Migration) -> Option<S
     None
 }
 
-fn failed_migration(inputs: &Inputs, role: &RoleRecord, m: &Migration, detail: String) -> MigrationResult {
+fn failed_migration(inputs: &Now, role: &RoleRecord, m: &Migration, detail: String) -> MigrationResult {
     MigrationResult {
         id: m.id,
         mode: m.mode,
@@ -375,7 +395,7 @@ fn failed_migration(inputs: &Inputs, role: &RoleRecord, m: &Migration, detail: S
 /// Move `role` off `from`, which runs nothing of it any more; a manual-priority role is only
 /// let go, and waits for the admin.
 fn fail_over(
-    inputs: &Inputs,
+    inputs: &Now,
     role: &RoleRecord,
     next: &mut RoleDecision,
     from: NodeId,
@@ -422,7 +442,7 @@ fn fail_over(
 }
 
 fn place_role(
-    inputs: &Inputs,
+    inputs: &Now,
     role: &RoleRecord,
     next: &mut RoleDecision,
     exclude: &[(NodeId, String)],
@@ -431,7 +451,7 @@ fn place_role(
 ) {
     let mut candidate = role.clone();
     candidate.failed_on = next.failed_on.clone();
-    let Placement { node, reasons } = place(inputs.state, &candidate, exclude);
+    let Placement { node, reasons } = placement::place_in(inputs.state, inputs.index, &candidate, exclude);
     match node {
         Some(node) => {
             next.bump();
@@ -488,7 +508,7 @@ fn place_role(
 
 /// `victim` stops on `node` to make room for the high-priority role `by`; then it is placed
 /// elsewhere if it can be, or held if it is a manual-priority role.
-fn displaced(inputs: &Inputs, victim: &RoleRecord, by: &str, node: NodeId) -> RoleDecision {
+fn displaced(inputs: &Now, victim: &RoleRecord, by: &str, node: NodeId) -> RoleDecision {
     let mut d = RoleDecision::from_record(victim, inputs.now_ms);
     d.bump();
     d.owner = None;
