@@ -72,39 +72,60 @@ pub fn place(state: &ClusterState, role: &RoleRecord, exclude: &[(NodeId, String
     place_in(state, &Index::of(state), role, exclude)
 }
 
+/// On clusters bigger than this, a placement's reasons name the best few eligible nodes and
+/// group the rest (`halo role why` stays readable, and a tick placing thousands of roles does
+/// not write a line per node for each).
+const REASONS_PER_NODE_UP_TO: usize = 16;
+const ELIGIBLE_SHOWN: usize = 5;
+
 /// [`place`], with what counts against each node already summed in `index`.
 pub fn place_in(state: &ClusterState, index: &Index, role: &RoleRecord, exclude: &[(NodeId, String)]) -> Placement {
     let spec = &role.spec;
-    let mut reasons = Vec::new();
+    let mut unfit = Vec::new();
     // (preferred rank, soft anti-affinity conflicts, load, id): lower is better.
-    let mut best: Option<((usize, usize, usize, NodeId), NodeId)> = None;
     let mut scored = Vec::new();
     for node in state.nodes.values() {
         if let Some(why) = unfit_in(index, role, node, exclude) {
-            reasons.push(format!("{}: {why}", node.name));
+            unfit.push((node, why));
             continue;
         }
         let rank = spec.preferred.iter().position(|p| p == &node.name).unwrap_or(usize::MAX);
         let soft = if spec.anti_affinity_soft { index.neighbour(node.id, role).map_or(0, |_| 1) } else { 0 };
-        let load = index.load(node.id, role);
-        let key = (rank, soft, load, node.id);
-        scored.push((node, rank, soft, load));
-        if best.is_none_or(|(k, _)| key < k) {
-            best = Some((key, node.id));
-        }
+        scored.push(((rank, soft, index.load(node.id, role), node.id), node));
     }
-    let chosen = best.map(|(_, id)| id);
-    for (node, rank, soft, load) in scored {
+    scored.sort_by_key(|(key, _)| *key);
+    let chosen = scored.first().map(|((.., id), _)| *id);
+    let summarise = state.nodes.len() > REASONS_PER_NODE_UP_TO;
+    let mut reasons = Vec::new();
+    if summarise {
+        let mut by_reason: std::collections::BTreeMap<&str, Vec<&str>> = std::collections::BTreeMap::new();
+        for (node, why) in &unfit {
+            by_reason.entry(why.as_str()).or_default().push(node.name.as_str());
+        }
+        for (why, names) in by_reason {
+            let more = names.len().saturating_sub(ELIGIBLE_SHOWN);
+            let shown = names[..names.len().min(ELIGIBLE_SHOWN)].join(", ");
+            let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+            reasons.push(format!("{shown}{more}: {why}"));
+        }
+    } else {
+        reasons.extend(unfit.iter().map(|(node, why)| format!("{}: {why}", node.name)));
+    }
+    let shown = if summarise { ELIGIBLE_SHOWN } else { scored.len() };
+    for ((rank, soft, load, id), node) in scored.iter().take(shown) {
         let mut words = Vec::new();
-        if rank != usize::MAX {
+        if *rank != usize::MAX {
             words.push(format!("preferred owner #{}", rank + 1));
         }
-        if soft > 0 {
+        if *soft > 0 {
             words.push("shares a soft anti-affinity class".to_string());
         }
         words.push(format!("runs {load} other role(s)"));
-        let verdict = if Some(node.id) == chosen { "chosen" } else { "eligible" };
+        let verdict = if Some(*id) == chosen { "chosen" } else { "eligible" };
         reasons.push(format!("{}: {verdict}; {}", node.name, words.join(", ")));
+    }
+    if scored.len() > shown {
+        reasons.push(format!("{} more eligible node(s), less preferred or busier", scored.len() - shown));
     }
     Placement { node: chosen, reasons }
 }
