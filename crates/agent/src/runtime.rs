@@ -595,6 +595,9 @@ impl Member {
             return None;
         }
         let committed = m.cluster_committed.map_or(0, |l| l.index);
+        if sole_voter(&m, self.id) {
+            return Some((0, committed));
+        }
         m.last_quorum_acked.as_ref().map(|at| (at.elapsed().as_millis() as u64, committed))
     }
 
@@ -608,8 +611,17 @@ impl Member {
         let m = self.metrics();
         use halo_store::openraft::Instant as _;
         let window = Duration::from_millis(window_ms.saturating_mul(2));
-        m.state == ServerState::Leader && m.last_quorum_acked.as_ref().is_some_and(|at| at.elapsed() <= window)
+        m.state == ServerState::Leader
+            && (sole_voter(&m, self.id) || m.last_quorum_acked.as_ref().is_some_and(|at| at.elapsed() <= window))
     }
+}
+
+/// This node is the only voter: it is its own quorum at every instant. (Raft records no
+/// acknowledgement for it while nothing is written, so an idle one-node cluster would
+/// otherwise lose its quorum, and its lease with it.)
+fn sole_voter(m: &halo_store::openraft::RaftMetrics<halo_store::TypeConfig>, me: u64) -> bool {
+    let mut voters = m.membership_config.membership().voter_ids();
+    voters.next() == Some(me) && voters.next().is_none()
 }
 
 /// Keep this node's record in the cluster database saying what it offers to roles (the

@@ -88,7 +88,8 @@ fn malformed_request_bodies_get_a_client_error_and_change_nothing() {
     c.form();
     let out = c.halo(&["role", "create", "keep143", "--type", "process", "--param", "command=exec sleep 100000"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(c.wait_online("keep143", std::time::Duration::from_secs(15), |_| true).is_some());
+    let online = c.wait_online("keep143", std::time::Duration::from_secs(15), |_| true);
+    assert!(online.is_some(), "{:?}\n{}", c.role("keep143"), c.log(0));
     let before = (c.json(&["role", "show", "keep143"])["generation"].clone(), c.json(&["cluster", "show"]));
     let config: toml::Value = toml::from_str(&std::fs::read_to_string(&c.config).expect("config")).expect("toml");
     let token = config["token"].as_str().expect("token").to_string();

@@ -34,3 +34,20 @@ fn remove_a_follower_and_refuse_bad_removals() {
     let out = c.halo(&["cluster", "set", "label.after_remove=1"]);
     assert!(out.status.success(), "{}", text(&out));
 }
+
+/// A one-node cluster is its own quorum at every instant: idle for seconds, it still takes
+/// writes and keeps the lease its roles need. (Raft records no quorum acknowledgement for a
+/// sole voter while nothing is written; it once went "no quorum" after a second of quiet.)
+#[test]
+fn a_one_node_cluster_keeps_its_quorum_and_lease_while_idle() {
+    let mut c = Cluster::new(153, 1, 0);
+    c.form();
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let out = c.halo(&["role", "create", "solo", "--type", "process", "--param", "command=exec sleep 100000"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let online = c.wait_online("solo", std::time::Duration::from_secs(10), |_| true);
+    assert_eq!(online.as_deref(), Some("n1"), "{:?}\n{}", c.role("solo"), c.log(0));
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    assert_eq!(c.role("solo").map(|r| r["state"].clone()), Some("online".into()), "it keeps running while idle");
+    assert_eq!(role_processes("solo").len(), 1);
+}
