@@ -107,7 +107,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     let mut specs = sample_roles(dir);
     if let Some(guest) = &args.guest {
-        if qemu_installed() {
+        if halo_agent::vm::qemu_installed() {
             let shared = dir.join("shared");
             for file in ["vmlinuz", "initrd.img"] {
                 std::fs::create_dir_all(&shared)?;
@@ -232,15 +232,6 @@ fn sample_vm(shared: &Path) -> halo_core::role::RoleSpec {
         cpu_milli: 0,
         memory_mb: 0,
     }
-}
-
-fn qemu_installed() -> bool {
-    std::process::Command::new("qemu-system-x86_64")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 /// 127.0.10 -> 127.0.11: the second network of each node.

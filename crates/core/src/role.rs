@@ -386,7 +386,11 @@ impl RoleSpec {
         let memory_mb = if self.memory_mb > 0 {
             self.memory_mb
         } else {
-            self.vms().filter_map(Result::ok).map(|vm| vm.memory_needed_mb()).sum()
+            self.resources
+                .iter()
+                .filter(|r| r.kind == crate::vm::KIND)
+                .map(|r| crate::vm::memory_needed_mb(&r.params))
+                .sum()
         };
         Capacity { cpu_milli: self.cpu_milli, memory_mb }
     }

@@ -219,6 +219,16 @@ impl VmSpec {
     }
 }
 
+/// [`VmSpec::memory_needed_mb`] from the parameters alone: placement asks it for every node it
+/// considers, so it reads only `memory` (a definition that does not parse was refused when
+/// the role was saved; here it counts as nothing).
+pub fn memory_needed_mb(params: &BTreeMap<String, String>) -> u64 {
+    match params.get("memory").map(|m| m.trim()).filter(|m| !m.is_empty()) {
+        None => DEFAULT_MEMORY_MB + OVERHEAD_MB,
+        Some(text) => parse_memory(text).map_or(0, |mb| mb + OVERHEAD_MB),
+    }
+}
+
 /// A whole number of seconds from 1 s to a day, or `default` when unset.
 fn seconds(key: &str, text: Option<&str>, default: u64) -> Result<u64, String> {
     let Some(text) = text else { return Ok(default) };

@@ -189,11 +189,7 @@ fn a_migration_that_cannot_happen_leaves_the_guest_running_where_it_was() {
     assert!(!out.status.success(), "the move must fail: {}", text(&out));
     assert!(text(&out).contains("live migration of role 'vm5' to n2 failed"), "{}", text(&out));
     assert!(text(&out).contains("it keeps running on n1"), "{}", text(&out));
-    let role = lab.c.role("vm5").expect("role");
-    assert_eq!((role["owner"].as_str(), role["state"].as_str()), (Some("n1"), Some("online")), "{role}");
-    let before = lab.beats("n1", "vm5").len();
-    let after = lab.wait_beating("n1", "vm5", 2);
-    assert!(after[before - 1..].windows(2).all(|w| w[1] > w[0]), "the guest went on on n1: {:?}", &after[before - 1..]);
+    still_running_on(&lab, "vm5", "n1");
     assert!(wait_until(Duration::from_secs(10), || qemus("vm5") == 1), "the target's waiting QEMU is gone");
 
     // The target dies in the middle of a (throttled) migration.
@@ -210,13 +206,22 @@ fn a_migration_that_cannot_happen_leaves_the_guest_running_where_it_was() {
         assert!(!out.status.success(), "the move must fail: {}", text(&out));
         assert!(text(&out).contains("it keeps running on n1"), "{}", text(&out));
     });
-    let role = lab.c.role("vm5").expect("role");
-    assert_eq!((role["owner"].as_str(), role["state"].as_str()), (Some("n1"), Some("online")), "{role}");
-    let before = lab.beats("n1", "vm5").len();
-    let after = lab.wait_beating("n1", "vm5", 2);
-    assert!(after[before - 1..].windows(2).all(|w| w[1] > w[0]), "the guest went on on n1: {:?}", &after[before - 1..]);
+    still_running_on(&lab, "vm5", "n1");
     assert!(wait_until(Duration::from_secs(10), || qemus("vm5") == 1));
     lab.c.kill9(2);
+}
+
+/// After a failed migration: `role` is still online on `node`, and its guest never restarted.
+fn still_running_on(lab: &Lab, role: &str, node: &str) {
+    let r = lab.c.role(role).expect("role");
+    assert_eq!((r["owner"].as_str(), r["state"].as_str()), (Some(node), Some("online")), "{r}");
+    let before = lab.beats(node, role).len();
+    let after = lab.wait_beating(node, role, 2);
+    assert!(
+        after[before - 1..].windows(2).all(|w| w[1] > w[0]),
+        "the guest went on on {node}: {:?}",
+        &after[before - 1..]
+    );
 }
 
 /// Node `i` loses power: its agent, fence guard and every workload die at once.

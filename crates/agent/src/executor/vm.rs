@@ -293,31 +293,26 @@ impl Executor {
     /// Both ends of the migrations the committed state asks for.
     pub(super) fn migrations(&mut self, state: &ClusterState, may_start: bool) {
         let me = self.me();
-        // Target: get a QEMU waiting for each live migration coming here.
         for role in state.roles.values() {
             let name = &role.spec.name;
             let Some(m) = &role.migration else { continue };
-            if may_start
+            if self.roles.contains_key(name) {
+                continue;
+            }
+            if role.owner == Some(me) {
+                // Source: it owns a role under migration but no longer holds any copy (its
+                // QEMU died, or a lease ran out), with no outcome to report: it cannot happen.
+                if self.migration_reports.get(name).is_none_or(|r| r.id != m.id) {
+                    let detail = format!("the source {} no longer holds the guest", self.agent.config.name);
+                    self.queue_report(name, role.generation, m.id, MigrationEvent::Failed { detail });
+                }
+            } else if may_start
                 && m.uri.is_none()
                 && execution::receives(role, me, m.id)
-                && role.owner != Some(me)
-                && !self.roles.contains_key(name)
                 && !self.failed_incoming.contains(&(name.clone(), m.id))
             {
+                // Target: get a QEMU waiting for the guest.
                 self.begin_incoming(role, m.id);
-            }
-        }
-        // Source: a migration of a role this node owns but no longer holds any copy of (its
-        // QEMU died, or a lease ran out), and with no outcome to report: it cannot happen.
-        for role in state.roles.values() {
-            let name = &role.spec.name;
-            if let Some(m) = &role.migration
-                && role.owner == Some(me)
-                && !self.roles.contains_key(name)
-                && self.migration_reports.get(name).is_none_or(|r| r.id != m.id)
-            {
-                let detail = format!("the source {} no longer holds the guest", self.agent.config.name);
-                self.queue_report(name, role.generation, m.id, MigrationEvent::Failed { detail });
             }
         }
         let names: Vec<String> = self.roles.keys().cloned().collect();
