@@ -1,11 +1,12 @@
 //! Benchmarks of the cluster core. Ignored by the normal suite; run with `scripts/bench`.
-//! They print numbers (for docs/benchmarks.md) and assert nothing about speed.
+//! They print and record numbers (for `scripts/compare`) and assert nothing about speed.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use common::*;
+use halo_bench::record;
 
 #[test]
 #[ignore = "benchmark: run with scripts/bench"]
@@ -23,7 +24,7 @@ fn bench_leader_loss_to_new_leader() {
         c.start(i);
         assert!(c.wait_status(Duration::from_secs(30), |s| s["quorum"] == true && up_count(s) == 3));
     }
-    summary("leader loss -> new leader (s)", samples);
+    record("default", "leader_loss", "leader loss -> new leader", "s", samples);
 }
 
 #[test]
@@ -68,21 +69,36 @@ fn bench_committed_writes_per_second() {
             for t in tasks {
                 total += t.await.expect("task");
             }
-            println!(
-                "BENCH committed writes/s (3 nodes, fsync, {concurrency} client(s)): {:.0}",
-                total as f64 / start.elapsed().as_secs_f64()
+            record(
+                "default",
+                &format!("writes.{concurrency}"),
+                &format!("committed writes (3 nodes, fsync, {concurrency} client(s))"),
+                "writes/s",
+                vec![total as f64 / start.elapsed().as_secs_f64()],
             );
         }
     });
 }
 
-fn rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+/// A "<field> <n> kB" line of a /proc/<pid> file, in kB.
+fn kb(pid: u32, file: &str, field: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// The processes whose parent is `pid` (an agent's fence guard; idle roles run nothing).
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+            let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+            after.split_whitespace().nth(1).and_then(|v| v.parse::<u32>().ok()) == Some(pid)
+        })
+        .collect()
 }
 
 fn cpu_ticks(pid: u32) -> u64 {
@@ -104,15 +120,29 @@ fn bench_idle_agent_footprint() {
     let window = 30.0;
     std::thread::sleep(Duration::from_secs_f64(window));
     let ticks_per_s = 100.0; // USER_HZ on Linux
-    for (i, &pid) in pids.iter().enumerate() {
-        let cpu = (cpu_ticks(pid) - before[i]) as f64 / ticks_per_s / window * 100.0;
-        println!(
-            "BENCH idle agent {}: RSS {:.1} MB, CPU {:.2}% of a core",
-            c.nodes[i].name,
-            rss_kb(pid) as f64 / 1024.0,
-            cpu
-        );
-    }
+    let cpu = pids.iter().zip(&before).map(|(&p, b)| (cpu_ticks(p) - b) as f64 / ticks_per_s / window * 100.0);
+    let mb = |kb: u64| kb as f64 / 1024.0;
+    record("default", "idle_cpu", "idle agent CPU, per node", "%", cpu.collect());
+    // All of halo on a node is its agent and the agent's fence guard, as Corosync and the
+    // Pacemaker daemons are all of Pacemaker.
+    let pss = |p: u32| {
+        let guard: u64 = children(p).into_iter().map(|g| kb(g, "smaps_rollup", "Pss:")).sum();
+        kb(p, "smaps_rollup", "Pss:") + guard
+    };
+    record(
+        "default",
+        "idle_rss",
+        "idle agent RSS, per node",
+        "MB",
+        pids.iter().map(|&p| mb(kb(p, "status", "VmRSS:"))).collect(),
+    );
+    record(
+        "default",
+        "idle_pss",
+        "idle agent + fence guard PSS, per node",
+        "MB",
+        pids.iter().map(|&p| mb(pss(p))).collect(),
+    );
 }
 
 #[test]
@@ -132,5 +162,5 @@ fn bench_whole_cluster_cold_start_to_quorum() {
         }));
         samples.push(t.elapsed().as_secs_f64());
     }
-    summary("whole-cluster cold start -> quorum, all up (s)", samples);
+    record("default", "cold_start", "whole-cluster cold start -> quorum, all up", "s", samples);
 }

@@ -1,5 +1,6 @@
 //! Benchmarks of roles and failover. Ignored by the normal suite; run with `scripts/bench`.
-//! They print numbers (for docs/benchmarks.md) and assert only that nothing ran twice.
+//! They print and record numbers (for `scripts/compare`) and assert only that nothing ran twice
+//! and nothing started that no crash or move caused.
 //! `HALO_BENCH_RUNS` sets the number of crash runs per profile (default 20).
 
 mod common;
@@ -7,6 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use halo_bench::record;
 
 fn runs() -> usize {
     std::env::var("HALO_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(20)
@@ -46,9 +48,15 @@ fn owner(c: &Cluster, role: &str) -> String {
     c.role(role).and_then(|r| r["owner"].as_str().map(str::to_string)).expect("owner")
 }
 
-fn crash_runs(c: &mut Cluster, label: &str, dir: &std::path::Path, role: &str) {
+/// Crash the role's owner `runs()` times: three runs in four a follower, the fourth the leader
+/// (moved there first), as `scripts/pacemaker` does with Pacemaker's DC. Records the times under
+/// `key` (all runs, `.follower`, `.coordinator`), the double-active events (a second instance
+/// found the first's lock held) and the false failovers (starts that no move or crash caused).
+fn crash_runs(c: &mut Cluster, profile: &str, key: &str, dir: &std::path::Path, role: &str) {
     let mut follower_crash = Vec::new();
     let mut leader_crash = Vec::new();
+    let mut all = Vec::new();
+    let mut caused_starts = times(dir, "start").len();
     for run in 0..runs() {
         // Alternate: most runs crash a follower owner, every fourth the leader itself.
         let leader = c.leader().expect("leader");
@@ -62,6 +70,7 @@ fn crash_runs(c: &mut Cluster, label: &str, dir: &std::path::Path, role: &str) {
         if target != current {
             let out = c.halo(&["role", "move", role, "--to", &target]);
             assert!(out.status.success(), "{}", text(&out));
+            caused_starts += 1;
         }
         // Online means started; wait for the workload to record itself before the crash.
         let recorded = || times(dir, "start").last().is_some_and(|(node, _)| *node == target);
@@ -73,6 +82,8 @@ fn crash_runs(c: &mut Cluster, label: &str, dir: &std::path::Path, role: &str) {
         assert!(wait_until(Duration::from_secs(30), || times(dir, "start").len() > starts_before), "no restart");
         let started = times(dir, "start").last().map(|(_, t)| *t).unwrap_or(0);
         let seconds = started.saturating_sub(crashed_at) as f64 / 1000.0;
+        caused_starts += 1;
+        all.push(seconds);
         if target == leader {
             leader_crash.push(seconds)
         } else {
@@ -82,9 +93,19 @@ fn crash_runs(c: &mut Cluster, label: &str, dir: &std::path::Path, role: &str) {
         assert!(c.wait_status(Duration::from_secs(30), |s| s["quorum"] == true && up_count(s) == 3));
         assert!(c.wait_online(role, Duration::from_secs(30), |_| true).is_some());
     }
-    summary(&format!("{label}: node crash -> role started elsewhere (s), owner a follower"), follower_crash);
-    summary(&format!("{label}: node crash -> role started elsewhere (s), owner the leader"), leader_crash);
-    assert!(lines(dir, "failures").is_empty(), "ran twice: {:?}", lines(dir, "failures"));
+    let label = format!("{profile} profile{}", if key.ends_with("fenced") { ", fence agent" } else { "" });
+    let what = "node crash -> role started elsewhere";
+    record(profile, key, &format!("{label}: {what}, all runs"), "s", all);
+    record(profile, &format!("{key}.follower"), &format!("{label}: {what}, owner a follower"), "s", follower_crash);
+    record(profile, &format!("{key}.coordinator"), &format!("{label}: {what}, owner the leader"), "s", leader_crash);
+    // Give a stray start (a false failover) time to show before counting.
+    std::thread::sleep(Duration::from_secs(2));
+    let failures = lines(dir, "failures");
+    let false_failovers = times(dir, "start").len().saturating_sub(caused_starts);
+    record(profile, "double_active", &format!("{label}: double-active events"), "events", vec![failures.len() as f64]);
+    record(profile, "false_failovers", &format!("{label}: false failovers"), "events", vec![false_failovers as f64]);
+    assert!(failures.is_empty(), "ran twice: {failures:?}");
+    assert_eq!(false_failovers, 0, "starts nobody caused: {:?}", lines(dir, "times"));
 }
 
 /// A 3-node cluster on `profile` with one timed process role, crashed `runs()` times. With
@@ -112,8 +133,8 @@ fn crash_bench(test_id: u8, profile: &str, fence_agent: bool) {
             .success()
     );
     assert!(c.wait_online(&role, Duration::from_secs(15), |_| true).is_some());
-    let label = if fence_agent { format!("{profile} profile, fence agent") } else { format!("{profile} profile") };
-    crash_runs(&mut c, &label, &dir, &role);
+    let key = if fence_agent { "node_crash_fenced" } else { "node_crash" };
+    crash_runs(&mut c, profile, key, &dir, &role);
 }
 
 #[test]
@@ -161,7 +182,7 @@ fn bench_restart_in_place_and_planned_move() {
         let started = times(&dir, "start").last().map(|(_, t)| *t).unwrap_or(0);
         restart.push(started.saturating_sub(killed_at) as f64 / 1000.0);
     }
-    summary("service process killed -> restarted in place (s)", restart);
+    record("default", "restart", "service process killed -> restarted in place", "s", restart);
 
     let mut outage = Vec::new();
     for _ in 0..runs() {
@@ -176,7 +197,7 @@ fn bench_restart_in_place_and_planned_move() {
         let started = times(&dir, "start").last().map(|(_, t)| *t).unwrap_or(0);
         outage.push(started.saturating_sub(stopped) as f64 / 1000.0);
     }
-    summary("planned move: old instance stopped -> new one started (s)", outage);
+    record("default", "planned_move", "planned move: old instance stopped -> new one started", "s", outage);
     assert!(lines(&dir, "failures").is_empty());
 }
 
@@ -207,7 +228,7 @@ fn bench_drain_of_50_roles() {
     let t = std::time::Instant::now();
     let out = c.halo(&["node", "pause", "n1", "--drain"]);
     assert!(out.status.success(), "{}", text(&out));
-    println!("BENCH drain of a node with 50 process roles: {:.3} s", t.elapsed().as_secs_f64());
+    record("default", "drain_50", "drain of a node with 50 process roles", "s", vec![t.elapsed().as_secs_f64()]);
     let t = std::time::Instant::now();
     let out = c.halo(&["node", "resume", "n1", "--failback"]);
     assert!(out.status.success(), "{}", text(&out));
@@ -215,7 +236,7 @@ fn bench_drain_of_50_roles() {
         .json(&["role", "list"])
         .as_array()
         .is_some_and(|a| a.iter().all(|r| r["state"] == "online" && r["owner"] == "n1"))));
-    println!("BENCH resume with failback of 50 process roles: {:.3} s", t.elapsed().as_secs_f64());
+    record("default", "failback_50", "resume with failback of 50 process roles", "s", vec![t.elapsed().as_secs_f64()]);
 }
 
 #[test]

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::vm::*;
 use common::*;
+use halo_bench::record;
 
 fn runs() -> usize {
     std::env::var("HALO_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(10)
@@ -40,12 +41,30 @@ fn live_migration_of_an_idle_guest() {
         let beats = lab.wait_beating(to, "bench", 1);
         assert!(beats.iter().rev().take(1).all(|&b| b > last), "the guest restarted: {last} then {beats:?}");
     }
-    summary("live migration, 128 MB idle guest: total (request → running on the target) s", total);
-    summary("live migration: guest paused (its pause at the source → resumed at the target) s", downtime);
-    summary("live migration: QEMU's transfer s", qemu_total);
-    summary("live migration: QEMU's own downtime s", qemu_downtime);
-    summary("live migration: halo's overhead (total − QEMU's transfer) s", overhead);
-    summary("live migration: `halo role move` command, wall s", command);
+    record(
+        "default",
+        "live_migration.total",
+        "live migration, 128 MB idle guest: total (request → running on the target)",
+        "s",
+        total,
+    );
+    record(
+        "default",
+        "live_migration.downtime",
+        "live migration: guest paused (its pause at the source → resumed at the target)",
+        "s",
+        downtime,
+    );
+    record("default", "live_migration.qemu_total", "live migration: QEMU's transfer", "s", qemu_total);
+    record("default", "live_migration.qemu_downtime", "live migration: QEMU's own downtime", "s", qemu_downtime);
+    record(
+        "default",
+        "live_migration.overhead",
+        "live migration: halo's overhead (total − QEMU's transfer)",
+        "s",
+        overhead,
+    );
+    record("default", "live_migration.command", "live migration: `halo role move` command, wall", "s", command);
 }
 
 #[test]
@@ -77,8 +96,14 @@ fn drain_of_a_node_with_four_vms() {
         let m = &lab.c.role(name).unwrap()["last_migration"];
         assert_eq!((m["mode"].as_str(), m["ok"].as_bool()), (Some("live"), Some(true)), "{name}: {m}");
     }
-    summary("drain of a node with 4 VMs (live, 2 at a time), until all run elsewhere, s", vec![drain]);
-    summary("resume with failback of those 4 VMs, s", vec![back]);
+    record(
+        "default",
+        "drain_4_vms",
+        "drain of a node with 4 VMs (live, 2 at a time), until all run elsewhere",
+        "s",
+        vec![drain],
+    );
+    record("default", "failback_4_vms", "resume with failback of those 4 VMs", "s", vec![back]);
 }
 
 #[test]
@@ -109,6 +134,12 @@ fn node_crash_to_vm_running_elsewhere() {
         lab.c.start(i);
         std::thread::sleep(Duration::from_secs(3));
     }
-    summary("node crash → QEMU started elsewhere, default profile, s", to_qemu);
-    summary("node crash → restarted guest's first heartbeat (boot under TCG included), s", to_beat);
+    record("default", "vm_crash.qemu", "node crash → QEMU started elsewhere, default profile", "s", to_qemu);
+    record(
+        "default",
+        "vm_crash.heartbeat",
+        "node crash → restarted guest's first heartbeat (boot under TCG included)",
+        "s",
+        to_beat,
+    );
 }

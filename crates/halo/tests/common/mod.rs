@@ -370,23 +370,6 @@ pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// Print `BENCH label: n= min= median= max=` for a benchmark.
-pub fn summary(label: &str, mut samples: Vec<f64>) {
-    if samples.is_empty() {
-        println!("BENCH {label}: no samples");
-        return;
-    }
-    samples.sort_by(f64::total_cmp);
-    let median = samples[samples.len() / 2];
-    println!(
-        "BENCH {label}: n={} min={:.3} median={:.3} max={:.3}",
-        samples.len(),
-        samples[0],
-        median,
-        samples[samples.len() - 1]
-    );
-}
-
 /// SIGKILL every running instance of `role` (its workloads' process groups).
 pub fn kill_instance(role: &str) {
     for group in role_processes(role) {
