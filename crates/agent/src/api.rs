@@ -34,9 +34,9 @@ const MAX_TOKEN_TTL_SECONDS: u64 = 7 * 24 * 3600;
     paths(status, list_nodes, show_node, remove_node, issue_token, show_cluster, set_properties, ca, admit, bootstrap_create, bootstrap_join,
         crate::roles_api::list_roles, crate::roles_api::create_role, crate::roles_api::show_role, crate::roles_api::delete_role,
         crate::roles_api::start_role, crate::roles_api::stop_role, crate::roles_api::move_role,
-        crate::roles_api::pause_node, crate::roles_api::resume_node, crate::roles_api::events,
+        crate::roles_api::pause_node, crate::roles_api::resume_node, crate::roles_api::events, crate::validate_api::validate,
         crate::roles_api::apply_roles, crate::roles_api::plan, crate::roles_api::set_fence),
-    components(schemas(halo_core::state::FenceDevice, crate::roles_api::FenceBody, halo_core::plan::PlannedRecovery, crate::roles_api::PlanView, halo_core::events::Event, halo_core::apply::Change, crate::roles_api::ApplyRequest,
+    components(schemas(crate::validate_api::ValidationView, halo_core::validation::Check, halo_core::validation::Outcome, halo_core::validation::Category, halo_core::state::FenceDevice, crate::roles_api::FenceBody, halo_core::plan::PlannedRecovery, crate::roles_api::PlanView, halo_core::events::Event, halo_core::apply::Change, crate::roles_api::ApplyRequest,
         crate::roles_api::ApplyResponse, crate::roles_api::MoveRequestBody, crate::roles_api::PauseBody, crate::roles_api::ResumeBody, StatusView, DatabaseView, NodeView, NetworkView, RoleView, RoleDetailView, ErrorView, TokenRequest, TokenResponse, ClusterView,
         PropertiesRequest, AdmissionRequest, AdmissionResponse, CreateClusterRequest, CreateClusterResponse,
         JoinClusterRequest, JoinClusterResponse)),
@@ -66,6 +66,7 @@ pub fn api_router(agent: AppState) -> Router {
         .route("/api/v1/cluster", get(show_cluster))
         .route("/api/v1/cluster/properties", post(set_properties))
         .merge(crate::roles_api::routes())
+        .merge(crate::validate_api::routes())
         .route_layer(middleware::from_fn_with_state(agent.clone(), require_admin));
     Router::new()
         .route("/api/v1/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))

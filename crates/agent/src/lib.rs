@@ -28,6 +28,7 @@ pub mod resource;
 pub mod roles_api;
 pub mod runtime;
 pub mod serve;
+pub mod validate_api;
 pub mod vm;
 pub mod vm_ops;
 

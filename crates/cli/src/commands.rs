@@ -52,6 +52,10 @@ pub enum Command {
         #[arg(long, value_name = "NODE")]
         fail: String,
     },
+    /// Validate the cluster: quorum (what failures it survives) and roles (can each run, and
+    /// still after the loss of any one node), each check with a result, an explanation and a
+    /// fix. Changes nothing; exits non-zero when a check fails.
+    Validate,
     /// The cluster's event history: node, network and role changes, in words.
     Events {
         /// Keep printing new events as they happen (Ctrl-C to stop).
@@ -173,6 +177,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 return output::print_json(&plan);
             }
             print!("{}", output::plan_text(&plan));
+            Ok(())
+        }
+        Command::Validate => {
+            let report: serde_json::Value = connect()?.0.get("/api/v1/validate").await?;
+            if json {
+                output::print_json(&report)?;
+            } else {
+                print!("{}", output::validation_text(&report));
+            }
+            let failed = report["checks"].as_array().map_or(0, |c| c.iter().filter(|c| c["outcome"] == "fail").count());
+            if failed > 0 {
+                bail!("validation failed: {failed} check{} failed", if failed == 1 { "" } else { "s" });
+            }
             Ok(())
         }
         Command::Events { follow, last } => events(&connect()?.0, follow, last, json).await,

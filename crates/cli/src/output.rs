@@ -227,3 +227,42 @@ pub fn plan_text(plan: &serde_json::Value) -> String {
     out.push('\n');
     out
 }
+
+/// `halo validate`: the checks grouped by category in the cluster's order, each fix under its
+/// check, and a one-line verdict.
+pub fn validation_text(report: &serde_json::Value) -> String {
+    let checks = report["checks"].as_array().cloned().unwrap_or_default();
+    let mut out = String::new();
+    let mut category = "";
+    for c in &checks {
+        let this = c["category"].as_str().unwrap_or("");
+        if this != category {
+            category = this;
+            let mut title = this.to_string();
+            if let Some(first) = title.get_mut(0..1) {
+                first.make_ascii_uppercase();
+            }
+            out.push_str(&format!("{}{title}\n", if out.is_empty() { "" } else { "\n" }));
+        }
+        let outcome = c["outcome"].as_str().unwrap_or("?").to_uppercase();
+        out.push_str(&format!(
+            "  {outcome:<8} {:<26} {}\n",
+            c["id"].as_str().unwrap_or("?"),
+            c["explanation"].as_str().unwrap_or("")
+        ));
+        if let Some(fix) = c["fix"].as_str().filter(|f| !f.is_empty()) {
+            out.push_str(&format!("  {:<8} {:<26} fix: {fix}\n", "", ""));
+        }
+    }
+    let count = |o: &str| checks.iter().filter(|c| c["outcome"] == o).count();
+    out.push_str(&format!(
+        "\nvalidation of {}: {} ({} passed, {} warnings, {} failed, {} skipped)\n",
+        report["cluster"].as_str().unwrap_or("the cluster"),
+        report["result"].as_str().unwrap_or("?"),
+        count("pass"),
+        count("warning"),
+        count("fail"),
+        count("skipped")
+    ));
+    out
+}

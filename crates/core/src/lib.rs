@@ -33,6 +33,7 @@ pub mod policy;
 pub mod quorum;
 pub mod role;
 pub mod state;
+pub mod validation;
 pub mod view;
 pub mod vm;
 
