@@ -4,8 +4,9 @@
 
 use std::fmt::Write;
 
+use crate::record::Record;
 use crate::record::number;
-use crate::report::{BOUNDS, Measured, PAIRINGS, Report, Source, verdict};
+use crate::report::{BOUNDS, Measured, PAIRINGS, Report, Source, counts_toward, verdict};
 
 /// A halo measure shown in one of the "halo alone" tables.
 struct Row {
@@ -210,7 +211,7 @@ pub fn render(report: &Report, plot: Option<&str>) -> String {
         }
         s.push('\n');
     }
-    let others: Vec<_> = report.records.iter().filter(|r| !shown(&r.system, &r.profile, &r.key)).collect();
+    let others: Vec<_> = report.records.iter().filter(|r| !shown(r)).collect();
     if !others.is_empty() {
         let _ =
             writeln!(s, "### Other measures of this run\n\n| system | profile | measure | result |\n|---|---|---|---|");
@@ -224,13 +225,11 @@ pub fn render(report: &Report, plot: Option<&str>) -> String {
     s
 }
 
-fn shown(system: &str, profile: &str, key: &str) -> bool {
-    let paired = PAIRINGS
-        .iter()
-        .any(|p| [p.halo, p.pacemaker].iter().any(|s| s.system == system && s.profile == profile && s.key == key));
-    let bounded = BOUNDS.iter().any(|b| b.source.system == system && b.source.key == key);
-    let listed = system == "halo"
-        && SECTIONS.iter().any(|(_, _, rows)| rows.iter().any(|r| r.profile == profile && r.key == key));
+fn shown(r: &Record) -> bool {
+    let paired = PAIRINGS.iter().any(|p| [p.halo, p.pacemaker].iter().any(|s| counts_toward(s, r)));
+    let bounded = BOUNDS.iter().any(|b| counts_toward(&b.source, r));
+    let listed = r.system == "halo"
+        && SECTIONS.iter().any(|(_, _, rows)| rows.iter().any(|x| x.profile == r.profile && x.key == r.key));
     paired || bounded || listed
 }
 

@@ -102,8 +102,21 @@ fn crash_runs(c: &mut Cluster, profile: &str, key: &str, dir: &std::path::Path, 
     std::thread::sleep(Duration::from_secs(2));
     let failures = lines(dir, "failures");
     let false_failovers = times(dir, "start").len().saturating_sub(caused_starts);
-    record(profile, "double_active", &format!("{label}: double-active events"), "events", vec![failures.len() as f64]);
-    record(profile, "false_failovers", &format!("{label}: false failovers"), "events", vec![false_failovers as f64]);
+    let events = |n: usize| vec![n as f64];
+    record(
+        profile,
+        &format!("double_active.{key}"),
+        &format!("{label}: double-active events"),
+        "events",
+        events(failures.len()),
+    );
+    record(
+        profile,
+        &format!("false_failovers.{key}"),
+        &format!("{label}: false failovers"),
+        "events",
+        events(false_failovers),
+    );
     assert!(failures.is_empty(), "ran twice: {failures:?}");
     assert_eq!(false_failovers, 0, "starts nobody caused: {:?}", lines(dir, "times"));
 }
