@@ -97,7 +97,8 @@ pub fn quorum_checks(state: &ClusterState) -> Vec<Check> {
         ),
         "",
     )];
-    let (outcome, fix) = if n > 1 && n % 2 == 0 && witnesses == 0 {
+    let even_without_witness = n > 0 && n % 2 == 0 && witnesses == 0;
+    let (outcome, fix) = if even_without_witness {
         let outcome = if survives == 0 { Outcome::Fail } else { Outcome::Warning };
         (outcome, "Add a witness (`halo agent --witness` on a small third machine, then join it): it breaks the tie.")
     } else {
@@ -108,7 +109,7 @@ pub fn quorum_checks(state: &ClusterState) -> Vec<Check> {
         Quorum,
         "A witness for an even number of voters",
         outcome,
-        if n % 2 == 0 && n > 0 && witnesses == 0 {
+        if even_without_witness {
             format!("{n} voters and no witness: a split down the middle leaves no side with a majority.")
         } else if witnesses > 0 {
             format!("{n} votes including the witness: an odd count, a split always leaves one side a majority.")
@@ -201,21 +202,14 @@ pub fn role_checks(state: &ClusterState, timing: PlanTiming) -> Vec<Check> {
             p.node.is_none().then(|| format!("{}: {}", r.spec.name, summary(&p.reasons)))
         })
         .collect();
-    out.push(check(
+    out.push(role_findings(
         "roles.placeable",
-        Roles,
         "Every role can run somewhere",
-        if unplaceable.is_empty() { Outcome::Pass } else { Outcome::Fail },
-        if unplaceable.is_empty() {
-            format!("All {} roles run or have a node that can take them.", state.roles.len())
-        } else {
-            format!("No node can host: {}.", unplaceable.join("; "))
-        },
-        if unplaceable.is_empty() {
-            ""
-        } else {
-            "Widen the possible owners, add capacity, or relax anti-affinity (`halo role why NAME` explains each node)."
-        },
+        &unplaceable,
+        Outcome::Fail,
+        format!("All {} roles run or have a node that can take them.", state.roles.len()),
+        |found| format!("No node can host: {}.", found.join("; ")),
+        "Widen the possible owners, add capacity, or relax anti-affinity (`halo role why NAME` explains each node).",
     ));
 
     // Hard anti-affinity needs as many hosts as a class has members, with one node gone.
@@ -231,21 +225,17 @@ pub fn role_checks(state: &ClusterState, timing: PlanTiming) -> Vec<Check> {
         .filter(|(_, members)| **members > hosts.saturating_sub(1))
         .map(|(class, members)| format!("class '{class}' has {members} roles"))
         .collect();
-    out.push(check(
+    out.push(role_findings(
         "roles.anti_affinity",
-        Roles,
         "Hard anti-affinity holds with one node down",
-        if crowded.is_empty() { Outcome::Pass } else { Outcome::Warning },
-        if crowded.is_empty() {
-            format!("Every hard anti-affinity class fits on {} of the {hosts} nodes.", hosts.saturating_sub(1))
-        } else {
-            format!(
-                "With one of the {hosts} nodes down, {} cannot all run: {}.",
-                if crowded.len() == 1 { "this class" } else { "these classes" },
-                crowded.join(", ")
-            )
+        &crowded,
+        Outcome::Warning,
+        format!("Every hard anti-affinity class fits on {} of the {hosts} nodes.", hosts.saturating_sub(1)),
+        |found| {
+            let which = if found.len() == 1 { "this class" } else { "these classes" };
+            format!("With one of the {hosts} nodes down, {which} cannot all run: {}.", found.join(", "))
         },
-        if crowded.is_empty() { "" } else { "Add a node, or make the class soft (`--anti-affinity-soft`)." },
+        "Add a node, or make the class soft (`--anti-affinity-soft`).",
     ));
 
     // VM disks on shared storage: another node can only take a VM whose disks it can reach.
@@ -260,33 +250,23 @@ pub fn role_checks(state: &ClusterState, timing: PlanTiming) -> Vec<Check> {
         })
         .collect();
     let vms = state.roles.values().filter(|r| r.spec.resources.iter().any(|res| res.kind == vm::KIND)).count();
-    out.push(check(
-        "roles.vm_shared_storage",
-        Roles,
-        "VM disks are on shared storage",
-        if vms == 0 {
-            Outcome::Skipped
-        } else if outside.is_empty() {
-            Outcome::Pass
-        } else {
-            Outcome::Fail
-        },
-        if vms == 0 {
-            "No VM roles.".into()
-        } else if outside.is_empty() {
+    let title = "VM disks are on shared storage";
+    out.push(if vms == 0 {
+        check("roles.vm_shared_storage", Roles, title, Outcome::Skipped, "No VM roles.".into(), "")
+    } else {
+        role_findings(
+            "roles.vm_shared_storage",
+            title,
+            &outside,
+            Outcome::Fail,
             format!(
                 "The disks of all {vms} VMs are under the shared storage ({}).",
                 state.settings.shared_storage.join(", ")
-            )
-        } else {
-            outside.join("; ")
-        },
-        if outside.is_empty() {
-            ""
-        } else {
-            "Move the disks under a `shared_storage` path, or add the path they are on."
-        },
-    ));
+            ),
+            |found| found.join("; "),
+            "Move the disks under a `shared_storage` path, or add the path they are on.",
+        )
+    });
 
     // N+1: the loss of any one node leaves every role a home.
     let mut stranded = Vec::new();
@@ -295,23 +275,34 @@ pub fn role_checks(state: &ClusterState, timing: PlanTiming) -> Vec<Check> {
             stranded.push(format!("{} (if {} is lost: {})", p.role, node.name, summary(&p.reasons)));
         }
     }
-    out.push(check(
+    out.push(role_findings(
         "roles.n_plus_one",
-        Roles,
         "Every role survives the loss of any one node",
-        if stranded.is_empty() { Outcome::Pass } else { Outcome::Warning },
-        if stranded.is_empty() {
-            "Whichever node is lost, every role it runs has somewhere to go.".into()
-        } else {
-            format!("Would stay offline: {}.", stranded.join("; "))
-        },
-        if stranded.is_empty() {
-            ""
-        } else {
-            "Add capacity or possible owners so each node's roles fit on the others."
-        },
+        &stranded,
+        Outcome::Warning,
+        "Whichever node is lost, every role it runs has somewhere to go.".into(),
+        |found| format!("Would stay offline: {}.", found.join("; ")),
+        "Add capacity or possible owners so each node's roles fit on the others.",
     ));
     out
+}
+
+/// A roles check that passes when nothing was found, and otherwise has outcome `bad`, describes
+/// what was found and suggests `fix`.
+fn role_findings(
+    id: &str,
+    title: &str,
+    found: &[String],
+    bad: Outcome,
+    fine: String,
+    describe: impl FnOnce(&[String]) -> String,
+    fix: &str,
+) -> Check {
+    if found.is_empty() {
+        check(id, Category::Roles, title, Outcome::Pass, fine, "")
+    } else {
+        check(id, Category::Roles, title, bad, describe(found), fix)
+    }
 }
 
 /// The reasons placement gave, on one line.

@@ -93,20 +93,19 @@ fn kb(pid: u32, file: &str, field: &str) -> u64 {
 fn children(pid: u32) -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|p| {
-            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
-            let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-            after.split_whitespace().nth(1).and_then(|v| v.parse::<u32>().ok()) == Some(pid)
-        })
+        .filter(|&p| stat_field(p, 1) == Some(pid as u64))
         .collect()
 }
 
+/// Field `n` of /proc/<pid>/stat, counted after the command name (0 is the state, 1 the parent).
+fn stat_field(pid: u32, n: usize) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.split_whitespace().nth(n)?.parse().ok()
+}
+
+/// User plus system time.
 fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    f.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
-        + f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
+    stat_field(pid, 11).unwrap_or(0) + stat_field(pid, 12).unwrap_or(0)
 }
 
 #[test]
