@@ -168,7 +168,7 @@ pub fn render(report: &Report, plot: Option<&str>) -> String {
     let _ = writeln!(
         s,
         "\nOne command measures everything below on this machine and rewrites this file: \
-         `scripts/compare` (about 25 minutes; it installs Pacemaker, Corosync, resource-agents \
+         `scripts/compare` (under 30 minutes; it installs Pacemaker, Corosync, resource-agents \
          and QEMU when missing, builds a real three-node Pacemaker cluster in network, mount, \
          UTS and PID namespaces beside halo's three agents, runs both one after the other, and \
          removes every namespace and process it started). Every sample is in \
