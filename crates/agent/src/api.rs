@@ -34,9 +34,13 @@ const MAX_TOKEN_TTL_SECONDS: u64 = 7 * 24 * 3600;
     paths(status, list_nodes, show_node, remove_node, issue_token, show_cluster, set_properties, ca, admit, bootstrap_create, bootstrap_join,
         crate::roles_api::list_roles, crate::roles_api::create_role, crate::roles_api::show_role, crate::roles_api::delete_role,
         crate::roles_api::start_role, crate::roles_api::stop_role, crate::roles_api::move_role,
-        crate::roles_api::pause_node, crate::roles_api::resume_node, crate::roles_api::events, crate::validate_api::validate,
+        crate::roles_api::pause_node, crate::roles_api::resume_node, crate::roles_api::events, crate::validate_api::validate, crate::validate_api::probe,
         crate::roles_api::apply_roles, crate::roles_api::plan, crate::roles_api::set_fence),
-    components(schemas(crate::validate_api::ValidationView, halo_core::validation::Check, halo_core::validation::Outcome, halo_core::validation::Category, halo_core::state::FenceDevice, crate::roles_api::FenceBody, halo_core::plan::PlannedRecovery, crate::roles_api::PlanView, halo_core::events::Event, halo_core::apply::Change, crate::roles_api::ApplyRequest,
+    components(schemas(crate::validate_api::ValidationView, crate::survey::ProbeRequest, crate::survey::ProbeReply, crate::survey::ReachTarget,
+        halo_core::validation::Survey, halo_core::validation::survey::NodeSurvey, halo_core::validation::survey::NodeFacts,
+        halo_core::validation::survey::ClockReading, halo_core::validation::survey::Reach, halo_core::validation::survey::StorageSurvey,
+        halo_core::validation::survey::StorageOnNode, halo_core::validation::survey::StorageError, halo_core::validation::survey::StorageFault,
+        halo_core::validation::survey::LockTest, halo_core::validation::survey::LockRetry, halo_core::validation::Check, halo_core::validation::Outcome, halo_core::validation::Category, halo_core::state::FenceDevice, crate::roles_api::FenceBody, halo_core::plan::PlannedRecovery, crate::roles_api::PlanView, halo_core::events::Event, halo_core::apply::Change, crate::roles_api::ApplyRequest,
         crate::roles_api::ApplyResponse, crate::roles_api::MoveRequestBody, crate::roles_api::PauseBody, crate::roles_api::ResumeBody, StatusView, DatabaseView, NodeView, NetworkView, RoleView, RoleDetailView, ErrorView, TokenRequest, TokenResponse, ClusterView,
         PropertiesRequest, AdmissionRequest, AdmissionResponse, CreateClusterRequest, CreateClusterResponse,
         JoinClusterRequest, JoinClusterResponse)),
@@ -74,6 +78,7 @@ pub fn api_router(agent: AppState) -> Router {
         .route("/api/v1/join", post(admit))
         .route("/api/v1/bootstrap/create", post(bootstrap_create))
         .route("/api/v1/bootstrap/join", post(bootstrap_join))
+        .merge(crate::validate_api::probe_routes())
         .merge(protected)
         .fallback(|| async { ApiError::not_found("no such API path") })
         .with_state(agent)
@@ -87,14 +92,20 @@ pub fn peer_router(agent: AppState) -> Router {
         .route("/raft/snapshot", post(raft_snapshot))
         .route("/raft/transfer-leader", post(raft_transfer_leader))
         .route("/peer/v1/leader", post(peer_leader))
+        .merge(crate::validate_api::peer_routes())
         .with_state(agent)
 }
 
 async fn require_admin(State(agent): State<AppState>, headers: HeaderMap, request: Request, next: Next) -> Response {
-    let member = match agent.require_member() {
-        Ok(member) => member,
-        Err(e) => return e.into_response(),
-    };
+    match check_admin(&agent, &headers) {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The request carries the cluster's admin token.
+pub(crate) fn check_admin(agent: &Agent, headers: &HeaderMap) -> Result<(), ApiError> {
+    let member = agent.require_member()?;
     let presented = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -102,8 +113,8 @@ async fn require_admin(State(agent): State<AppState>, headers: HeaderMap, reques
         .map(halo_security::sha256_hex);
     let expected = member.reader.state().cluster.as_ref().map(|c| c.admin_token_sha256.clone());
     match (presented, expected) {
-        (Some(p), Some(e)) if p == e => next.run(request).await,
-        _ => ApiError::unauthorized().into_response(),
+        (Some(p), Some(e)) if p == e => Ok(()),
+        _ => Err(ApiError::unauthorized()),
     }
 }
 
@@ -234,7 +245,7 @@ async fn admit(State(agent): State<AppState>, Json(request): Json<AdmissionReque
 }
 
 /// Only a local caller (loopback) or one presenting the agent's bootstrap secret may bootstrap it.
-fn require_bootstrap_trust(agent: &Agent, remote: RemoteAddr, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn require_bootstrap_trust(agent: &Agent, remote: RemoteAddr, headers: &HeaderMap) -> Result<(), ApiError> {
     if remote.0.ip().is_loopback() {
         return Ok(());
     }

@@ -116,7 +116,7 @@ impl AgentConfig {
         };
         let memory_mb = match &self.memory {
             Some(text) => capacity::parse_memory(text).map_err(|e| anyhow::anyhow!("--memory: {e}"))?,
-            None => machine_memory_mb().context("cannot read this machine's memory; give --memory")?,
+            None => crate::host::meminfo_mb("MemTotal").context("cannot read this machine's memory; give --memory")?,
         };
         Ok(Capacity { cpu_milli, memory_mb })
     }
@@ -149,17 +149,6 @@ impl AgentConfig {
         }
         Ok(())
     }
-}
-
-/// `MemTotal` of /proc/meminfo, in MiB.
-fn machine_memory_mb() -> anyhow::Result<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo")?;
-    let kb = text
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .ok_or_else(|| anyhow::anyhow!("no MemTotal in /proc/meminfo"))?;
-    Ok(kb / 1024)
 }
 
 fn parse_addr(what: &str, text: &str) -> anyhow::Result<SocketAddr> {

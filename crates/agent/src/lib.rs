@@ -5,8 +5,9 @@
 //! node's roles), [`guard`] and [`guard_link`] (the fence guard process and the agent's end of
 //! it), [`heartbeat`] and [`peer`] (node-to-node I/O, leases), [`api`] and [`serve`] (HTTPS),
 //! [`qmp`] (the QEMU Machine Protocol client), [`vm`] and [`vm_ops`] (VM roles: QEMU command
-//! line, KVM probe, QMP operations and migration). Decisions come from `halo-core`; the
-//! cluster database from `halo-store`.
+//! line, KVM probe, QMP operations and migration), [`survey`] and [`host`] (what `halo
+//! validate` asks of each node). Decisions come from `halo-core`; the cluster database from
+//! `halo-store`.
 
 pub mod api;
 pub mod clock;
@@ -17,6 +18,7 @@ pub mod fence;
 pub mod guard;
 pub mod guard_link;
 pub mod heartbeat;
+pub mod host;
 pub mod identity;
 pub mod join;
 pub mod manager;
@@ -28,6 +30,7 @@ pub mod resource;
 pub mod roles_api;
 pub mod runtime;
 pub mod serve;
+pub mod survey;
 pub mod validate_api;
 pub mod vm;
 pub mod vm_ops;

@@ -55,6 +55,8 @@ pub struct Agent {
     /// While this node leads: when it last granted each node a lease (monotonic ms; for another
     /// node, when its heartbeat arrived, which is after the node dates the lease from).
     pub last_grant: Mutex<BTreeMap<u64, u64>>,
+    /// Test locks held for a validation survey's storage test.
+    pub survey_locks: crate::survey::local::HeldLocks,
 }
 
 /// A lease extension smaller than this is not worth waking the fence guard for.
@@ -111,6 +113,7 @@ impl Agent {
             lease_index: std::sync::atomic::AtomicU64::new(0),
             fencing: Arc::default(),
             last_grant: Mutex::default(),
+            survey_locks: Default::default(),
             guard,
             config,
         };

@@ -1,21 +1,43 @@
-//! `GET /api/v1/validate`: the cluster's validation report. The checks the cluster database
-//! allows (quorum, roles) are judged by `halo_core::validation`; validation reads, never writes.
+//! `GET /api/v1/validate`: the cluster's validation report. This node surveys every node (over
+//! the peer transport) and `halo_core::validation` judges the survey with the cluster
+//! database. `POST /api/v1/probe` and `/peer/v1/probe` answer one survey probe: the first for
+//! the CLI before a cluster exists (and for admins), the second for a surveying peer.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
-use halo_core::validation::{self, Check, Outcome};
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use halo_core::state::{ClusterState, NodeState};
+use halo_core::validation::{self, Check, Outcome, Survey};
+use halo_store::PeerNode;
 
 use crate::clock;
 use crate::error::ApiError;
-use crate::runtime::Agent;
+use crate::runtime::{Agent, Member};
+use crate::serve::RemoteAddr;
+use crate::survey::{self, Plan, ProbeReply, ProbeRequest, Target, Transport};
 
 type AppState = Arc<Agent>;
 
+/// A probe takes at most a few seconds (connection attempts, a storage step); a node that
+/// has not answered by then is reported as silent.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
 pub fn routes() -> Router<AppState> {
     Router::new().route("/api/v1/validate", get(validate))
+}
+
+/// Reachable with the admin token, or before the agent joins a cluster, with bootstrap trust.
+pub fn probe_routes() -> Router<AppState> {
+    Router::new().route("/api/v1/probe", post(probe))
+}
+
+pub fn peer_routes() -> Router<AppState> {
+    Router::new().route("/peer/v1/probe", post(peer_probe))
 }
 
 #[derive(Debug, serde::Deserialize, serde::Serialize, utoipa::ToSchema)]
@@ -26,19 +48,106 @@ pub struct ValidationView {
     /// The worst outcome of all checks.
     pub result: Outcome,
     pub checks: Vec<Check>,
+    /// The facts the checks were judged on: per node, its inventory, clock and connections;
+    /// per shared storage path, what each node could do there.
+    #[serde(default)]
+    pub survey: Survey,
 }
 
-/// Validate the cluster: quorum and roles, each check with an outcome, an explanation and a fix.
+impl ValidationView {
+    pub fn new(cluster: String, checks: Vec<Check>, survey: Survey) -> Self {
+        Self { cluster, generated_at_ms: clock::wall_ms(), result: validation::worst(&checks), checks, survey }
+    }
+}
+
+/// Validate the cluster: inventory, network, storage, quorum and roles, each check with an
+/// outcome, an explanation and a fix. Reads and probes; changes nothing.
 #[utoipa::path(get, path = "/api/v1/validate", security(("bearer" = [])),
     responses((status = 200, body = ValidationView), (status = 503, body = halo_core::view::ErrorView)))]
 pub async fn validate(State(agent): State<AppState>) -> Result<Json<ValidationView>, ApiError> {
+    Ok(Json(validate_cluster(&agent).await?))
+}
+
+/// Survey the cluster's nodes and judge what they found with the cluster database.
+pub async fn validate_cluster(agent: &Agent) -> Result<ValidationView, ApiError> {
     let member = agent.require_member()?;
     let state = member.reader.state();
-    let checks = validation::judge(&state, crate::roles_api::plan_timing(&agent, &state));
-    Ok(Json(ValidationView {
-        cluster: state.cluster.as_ref().map(|c| c.name.clone()).unwrap_or_default(),
-        generated_at_ms: clock::wall_ms(),
-        result: validation::worst(&checks),
-        checks,
-    }))
+    let (targets, peers) = targets(&state);
+    let transport = ClusterTransport { agent, member, peers };
+    let found = survey::survey(&transport, &targets, &plan(&state)).await;
+    let checks = validation::judge(&state, crate::roles_api::plan_timing(agent, &state), &found);
+    Ok(ValidationView::new(state.cluster.as_ref().map(|c| c.name.clone()).unwrap_or_default(), checks, found))
+}
+
+/// Every node of the cluster, and how to reach each over the peer transport.
+fn targets(state: &ClusterState) -> (Vec<Target>, Vec<(u64, PeerNode)>) {
+    state
+        .nodes
+        .values()
+        .map(|n| {
+            let networks: Vec<String> = n.networks.iter().map(|net| net.address.clone()).collect();
+            let target = Target {
+                name: n.name.clone(),
+                witness: n.witness,
+                networks: networks.clone(),
+                down: (n.state == NodeState::Down).then(|| "the node is down".to_string()),
+                learn: false,
+            };
+            (target, (n.id, PeerNode { name: n.name.clone(), api: n.api.clone(), networks }))
+        })
+        .unzip()
+}
+
+/// What the cluster's roles and fence devices name, and its shared storage.
+fn plan(state: &ClusterState) -> Plan {
+    let ocf: BTreeSet<String> = state
+        .roles
+        .values()
+        .flat_map(|r| r.spec.resources.iter().map(|res| res.kind.clone()))
+        .filter(|k| k.starts_with("ocf:"))
+        .collect();
+    let fence: BTreeSet<String> = state.fence_devices.values().map(|d| d.agent.clone()).collect();
+    Plan {
+        ocf: ocf.into_iter().collect(),
+        fence: fence.into_iter().collect(),
+        shared: state.settings.shared_storage.clone(),
+    }
+}
+
+struct ClusterTransport<'a> {
+    agent: &'a Agent,
+    member: &'a Arc<Member>,
+    peers: Vec<(u64, PeerNode)>,
+}
+
+impl Transport for ClusterTransport<'_> {
+    async fn call(&self, node: usize, request: ProbeRequest) -> Result<ProbeReply, String> {
+        let (id, peer) = self.peers.get(node).ok_or_else(|| format!("no node {node}"))?;
+        if *id == self.member.id {
+            return Ok(survey::local::answer(self.agent, request).await);
+        }
+        self.member.peers.post(peer, "/peer/v1/probe", &request, PROBE_TIMEOUT).await.map_err(|e| e.to_string())
+    }
+}
+
+/// Answer one survey probe (used by `halo validate --nodes` before the cluster exists).
+#[utoipa::path(post, path = "/api/v1/probe", request_body = ProbeRequest, security(("bearer" = [])),
+    responses((status = 200, body = ProbeReply), (status = 401, body = halo_core::view::ErrorView),
+        (status = 403, body = halo_core::view::ErrorView)))]
+pub async fn probe(
+    State(agent): State<AppState>,
+    Extension(remote): Extension<RemoteAddr>,
+    headers: HeaderMap,
+    Json(request): Json<ProbeRequest>,
+) -> Result<Json<ProbeReply>, ApiError> {
+    if agent.member().is_some() {
+        crate::api::check_admin(&agent, &headers)?;
+    } else {
+        crate::api::require_bootstrap_trust(&agent, remote, &headers)?;
+    }
+    Ok(Json(survey::local::answer(&agent, request).await))
+}
+
+async fn peer_probe(State(agent): State<AppState>, Json(request): Json<ProbeRequest>) -> Json<ProbeReply> {
+    Json(survey::local::answer(&agent, request).await)
 }

@@ -166,12 +166,19 @@ fn probe_kvm() -> bool {
 
 /// Whether `qemu-system-x86_64` is installed here.
 pub fn qemu_installed() -> bool {
-    std::process::Command::new(QEMU)
+    qemu_version().is_some()
+}
+
+/// The first line of `qemu-system-x86_64 --version`, if it is installed here.
+pub fn qemu_version() -> Option<String> {
+    let out = std::process::Command::new(QEMU)
         .arg("--version")
-        .stdout(std::process::Stdio::null())
+        .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    String::from_utf8_lossy(&out.stdout).lines().next().map(|l| l.trim().to_string())
 }
 
 /// The guest's heartbeat, read from the tail of its serial console log.

@@ -52,10 +52,10 @@ pub enum Command {
         #[arg(long, value_name = "NODE")]
         fail: String,
     },
-    /// Validate the cluster: quorum (what failures it survives) and roles (can each run, and
-    /// still after the loss of any one node), each check with a result, an explanation and a
-    /// fix. Changes nothing; exits non-zero when a check fails.
-    Validate,
+    /// Validate the cluster (or, with --nodes, agents before they form one): inventory,
+    /// networks, shared storage, quorum and roles, each check with a result, an explanation and
+    /// a fix. Changes nothing; exits non-zero when a check fails.
+    Validate(crate::validate::ValidateArgs),
     /// The cluster's event history: node, network and role changes, in words.
     Events {
         /// Keep printing new events as they happen (Ctrl-C to stop).
@@ -179,21 +179,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", output::plan_text(&plan));
             Ok(())
         }
-        Command::Validate => {
-            let report: serde_json::Value = connect()?.0.get("/api/v1/validate").await?;
-            if json {
-                output::print_json(&report)?;
-            } else {
-                print!("{}", output::validation_text(&report));
-            }
-            // The cluster's verdict is its worst check.
-            if report["result"] == "fail" {
-                let failed =
-                    report["checks"].as_array().map_or(0, |c| c.iter().filter(|c| c["outcome"] == "fail").count());
-                bail!("validation failed: {failed} check{} failed", if failed == 1 { "" } else { "s" });
-            }
-            Ok(())
-        }
+        Command::Validate(args) => crate::validate::run(args, json).await,
         Command::Events { follow, last } => events(&connect()?.0, follow, last, json).await,
         Command::Node(NodeCommand::List) => {
             let nodes: Vec<NodeView> = connect()?.0.get("/api/v1/nodes").await?;

@@ -4,7 +4,9 @@
 pub mod client;
 pub mod commands;
 pub mod demo;
+pub mod html;
 pub mod output;
 pub mod role;
+pub mod validate;
 
 pub use commands::{Cli, Command};

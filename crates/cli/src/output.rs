@@ -230,39 +230,41 @@ pub fn plan_text(plan: &serde_json::Value) -> String {
 
 /// `halo validate`: the checks grouped by category in the cluster's order, each fix under its
 /// check, and a one-line verdict.
-pub fn validation_text(report: &serde_json::Value) -> String {
-    let checks = report["checks"].as_array().cloned().unwrap_or_default();
+pub fn validation_text(report: &halo_agent::validate_api::ValidationView) -> String {
+    use halo_core::validation::Outcome;
     let mut out = String::new();
-    let mut category = "";
-    for c in &checks {
-        let this = c["category"].as_str().unwrap_or("");
-        if this != category {
-            category = this;
-            let mut title = this.to_string();
-            if let Some(first) = title.get_mut(0..1) {
-                first.make_ascii_uppercase();
-            }
-            out.push_str(&format!("{}{title}\n", if out.is_empty() { "" } else { "\n" }));
+    let mut category = None;
+    for c in &report.checks {
+        if category != Some(c.category) {
+            category = Some(c.category);
+            out.push_str(&format!("{}{}\n", if out.is_empty() { "" } else { "\n" }, c.category.title()));
         }
-        let outcome = c["outcome"].as_str().unwrap_or("?").to_uppercase();
-        out.push_str(&format!(
-            "  {outcome:<8} {:<26} {}\n",
-            c["id"].as_str().unwrap_or("?"),
-            c["explanation"].as_str().unwrap_or("")
-        ));
-        if let Some(fix) = c["fix"].as_str().filter(|f| !f.is_empty()) {
-            out.push_str(&format!("  {:<8} {:<26} fix: {fix}\n", "", ""));
+        let outcome = outcome_word(c.outcome).to_uppercase();
+        out.push_str(&format!("  {outcome:<8} {:<26} {}\n", c.id, c.explanation));
+        if !c.fix.is_empty() {
+            out.push_str(&format!("  {:<8} {:<26} fix: {}\n", "", "", c.fix));
         }
     }
-    let count = |o: &str| checks.iter().filter(|c| c["outcome"] == o).count();
+    let count = |o: Outcome| report.checks.iter().filter(|c| c.outcome == o).count();
     out.push_str(&format!(
         "\nvalidation of {}: {} ({} passed, {} warnings, {} failed, {} skipped)\n",
-        report["cluster"].as_str().unwrap_or("the cluster"),
-        report["result"].as_str().unwrap_or("?"),
-        count("pass"),
-        count("warning"),
-        count("fail"),
-        count("skipped")
+        if report.cluster.is_empty() { "the nodes".to_string() } else { report.cluster.clone() },
+        outcome_word(report.result),
+        count(Outcome::Pass),
+        count(Outcome::Warning),
+        count(Outcome::Fail),
+        count(Outcome::Skipped)
     ));
     out
+}
+
+/// How an outcome is written (the same word as in `--json`).
+pub fn outcome_word(outcome: halo_core::validation::Outcome) -> &'static str {
+    use halo_core::validation::Outcome;
+    match outcome {
+        Outcome::Skipped => "skipped",
+        Outcome::Pass => "pass",
+        Outcome::Warning => "warning",
+        Outcome::Fail => "fail",
+    }
 }

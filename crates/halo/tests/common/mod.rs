@@ -23,6 +23,11 @@ pub struct Node {
     pub witness: bool,
     /// More `halo agent` flags for this node (e.g. `--memory 1G`).
     pub extra_args: Vec<String>,
+    /// More environment for this node's agent only.
+    pub env: Vec<(String, String)>,
+    /// A command that runs the agent: its arguments, then the agent's command line (e.g.
+    /// `unshare --mount ...` to give the node its own view of the file systems).
+    pub wrapper: Vec<String>,
     pub child: Option<Child>,
 }
 
@@ -51,6 +56,8 @@ impl Cluster {
                 data_dir: dir.path().join(format!("n{i}")),
                 witness: i > count - witnesses,
                 extra_args: Vec::new(),
+                env: Vec::new(),
+                wrapper: Vec::new(),
                 child: None,
             })
             .collect();
@@ -66,7 +73,14 @@ impl Cluster {
             .append(true)
             .open(self.dir.path().join(format!("{}.log", node.name)))
             .expect("log file");
-        let mut cmd = Command::new(exe());
+        let mut cmd = match node.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(exe());
+                cmd
+            }
+            None => Command::new(exe()),
+        };
         cmd.args(["agent", "--name", &node.name, "--api", &node.api, "--net", &node.nets.join(",")])
             .arg("--data-dir")
             .arg(&node.data_dir)
@@ -77,7 +91,7 @@ impl Cluster {
             cmd.arg("--witness");
         }
         cmd.args(&node.extra_args);
-        cmd.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        cmd.envs(self.env.iter().chain(&node.env).map(|(k, v)| (k.as_str(), v.as_str())));
         node.child = Some(cmd.spawn().expect("spawn agent"));
         let api = node.api.clone();
         assert!(

@@ -1,0 +1,260 @@
+//! A node's answers to survey probes: its facts, its connections to the other nodes, and the
+//! shared storage steps (write, read back, lock) done on its own file system view.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use halo_core::validation::survey::{NodeFacts, Reach, StorageError, StorageFault};
+use sha2::Digest;
+
+use super::{ProbeReply, ProbeRequest, ReachTarget, TEST_DIR};
+use crate::runtime::Agent;
+use crate::{clock, host, ocf, vm};
+
+/// One connection attempt may take this long before it counts as lost.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// A storage step that takes longer is reported as failed (a hung network file system must
+/// not hang the survey).
+const STORAGE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest a survey may hold a test lock.
+const MAX_HOLD: Duration = Duration::from_secs(30);
+
+/// Test locks this node holds, by file, with a token so that a late expiry never releases a
+/// newer lock on the same file.
+#[derive(Default, Clone)]
+pub struct HeldLocks(Arc<Mutex<HashMap<PathBuf, (u64, std::fs::File)>>>);
+
+pub async fn answer(agent: &Agent, request: ProbeRequest) -> ProbeReply {
+    match request {
+        ProbeRequest::Facts { ocf, fence } => ProbeReply::Facts(Box::new(facts(agent, &ocf, &fence).await)),
+        ProbeRequest::Reach { targets, attempts } => {
+            ProbeReply::Reach(reach(agent, targets, attempts.clamp(1, 10)).await)
+        }
+        ProbeRequest::Write { path, file, content } => {
+            replied(storage(&path, &file, move |dir, target| write(dir, target, content.as_bytes())).await)
+        }
+        ProbeRequest::Read { path, file } => replied(storage(&path, &file, |_, target| read(target)).await),
+        ProbeRequest::Remove { path, file } => replied(storage(&path, &file, remove).await),
+        ProbeRequest::Lock { path, file, hold_ms } => lock(agent, &path, &file, hold_ms).await,
+        ProbeRequest::Unlock { path, file } => {
+            if let Ok(mut held) = agent.survey_locks.0.lock() {
+                held.remove(&test_file(&path, &file));
+            }
+            ProbeReply::Done
+        }
+    }
+}
+
+async fn facts(agent: &Agent, ocf_kinds: &[String], fence_agents: &[String]) -> NodeFacts {
+    let config = &agent.config;
+    let qemu = tokio::task::spawn_blocking(vm::qemu_version).await.ok().flatten();
+    // The KVM probe boots firmware once per agent (at start, off the runtime); later it is cached.
+    let kvm = qemu.is_some() && tokio::task::spawn_blocking(vm::kvm_works).await.unwrap_or(false);
+    let root = ocf::ocf_root();
+    let interfaces =
+        config.networks.iter().map(|a| a.parse::<SocketAddr>().ok().and_then(|a| host::interface_of(a.ip()))).collect();
+    NodeFacts {
+        name: config.name.clone(),
+        witness: config.witness,
+        networks: config.networks.clone(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        os: host::os_name(),
+        kernel: host::kernel_release(),
+        arch: std::env::consts::ARCH.into(),
+        qemu,
+        kvm,
+        ocf_installed: root.join("resource.d").is_dir(),
+        ocf_root: root.display().to_string(),
+        ocf_missing: ocf_kinds.iter().filter(|k| ocf::locate(k).is_err()).cloned().collect(),
+        fence_missing: fence_agents.iter().filter(|a| host::find_program(a).is_none()).cloned().collect(),
+        memory_total_mb: host::meminfo_mb("MemTotal").unwrap_or(0),
+        memory_available_mb: host::meminfo_mb("MemAvailable").unwrap_or(0),
+        data_dir: config.data_dir.display().to_string(),
+        disk_free_mb: host::free_space_mb(&config.data_dir).unwrap_or(0),
+        interfaces,
+        wall_ms: clock::wall_ms(),
+    }
+}
+
+/// Every target at once; each one's attempts one after the other.
+async fn reach(agent: &Agent, targets: Vec<ReachTarget>, attempts: u32) -> Vec<Reach> {
+    let probes = targets.into_iter().map(|t| {
+        let from = agent.config.networks.get(t.network.wrapping_sub(1)).cloned();
+        async move {
+            let mut result = Reach {
+                network: t.network,
+                to: t.node,
+                from_address: from.clone().unwrap_or_default(),
+                to_address: t.address.clone(),
+                attempts,
+                ..Reach::default()
+            };
+            let (Some(from), Ok(to)) =
+                (from.and_then(|f| f.parse::<SocketAddr>().ok()), t.address.parse::<SocketAddr>())
+            else {
+                result.error = Some(format!("this node has no network {} to test from", t.network));
+                return result;
+            };
+            let mut rtts = Vec::new();
+            for _ in 0..attempts {
+                match connect(from, to).await {
+                    Ok(rtt) => rtts.push(rtt.as_micros() as u64),
+                    Err(e) => result.error = Some(e),
+                }
+            }
+            rtts.sort_unstable();
+            result.answered = rtts.len() as u32;
+            result.rtt_us = rtts.get(rtts.len() / 2).copied();
+            if result.answered == attempts {
+                result.error = None;
+            }
+            result
+        }
+    });
+    futures::future::join_all(probes).await
+}
+
+/// How long a TCP connection from `from`'s IP to `to` takes to open.
+async fn connect(from: SocketAddr, to: SocketAddr) -> Result<Duration, String> {
+    let socket = if to.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }
+        .map_err(|e| e.to_string())?;
+    socket.bind(SocketAddr::new(from.ip(), 0)).map_err(|e| format!("cannot use {}: {e}", from.ip()))?;
+    let started = Instant::now();
+    match tokio::time::timeout(CONNECT_TIMEOUT, socket.connect(to)).await {
+        Ok(Ok(_stream)) => Ok(started.elapsed()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {} ms", CONNECT_TIMEOUT.as_millis())),
+    }
+}
+
+fn test_file(path: &str, file: &str) -> PathBuf {
+    Path::new(path).join(TEST_DIR).join(file)
+}
+
+/// Run one storage step off the runtime, bounded in time, on `path`'s test directory.
+async fn storage<T: Send + 'static>(
+    path: &str,
+    file: &str,
+    step: impl FnOnce(&Path, &Path) -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    if file.contains('/') || file.starts_with('.') || file.is_empty() {
+        return Err(io_error(format!("'{file}' is not a test file name")));
+    }
+    let root = PathBuf::from(path);
+    let target = test_file(path, file);
+    let run = tokio::task::spawn_blocking(move || {
+        if !root.is_dir() {
+            let why = if root.exists() { "is not a directory" } else { "does not exist" };
+            return Err(StorageError { fault: StorageFault::Missing, message: format!("{} {why}", root.display()) });
+        }
+        step(&root.join(TEST_DIR), &target)
+    });
+    match tokio::time::timeout(STORAGE_TIMEOUT, run).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(e)) => Err(io_error(e.to_string())),
+        Err(_) => Err(io_error(format!("{path} did not answer within {} s", STORAGE_TIMEOUT.as_secs()))),
+    }
+}
+
+fn replied(result: Result<ProbeReply, StorageError>) -> ProbeReply {
+    result.unwrap_or_else(ProbeReply::Failed)
+}
+
+fn io_error(message: String) -> StorageError {
+    StorageError { fault: StorageFault::Io, message }
+}
+
+fn classify(what: &Path, e: std::io::Error) -> StorageError {
+    let fault = match e.raw_os_error().map(nix::errno::Errno::from_raw) {
+        Some(nix::errno::Errno::EROFS | nix::errno::Errno::EACCES | nix::errno::Errno::EPERM) => StorageFault::ReadOnly,
+        _ => StorageFault::Io,
+    };
+    StorageError { fault, message: format!("{}: {e}", what.display()) }
+}
+
+fn write(dir: &Path, target: &Path, content: &[u8]) -> Result<ProbeReply, StorageError> {
+    let started = Instant::now();
+    create_test_dir(dir)?;
+    let mut f = std::fs::File::create(target).map_err(|e| classify(target, e))?;
+    f.write_all(content).and_then(|()| f.sync_all()).map_err(|e| classify(target, e))?;
+    let write_us = started.elapsed().as_micros() as u64;
+    let free_mb = host::free_space_mb(dir).map_err(|e| classify(dir, e))?;
+    Ok(ProbeReply::Written { write_us, free_mb })
+}
+
+fn create_test_dir(dir: &Path) -> Result<(), StorageError> {
+    match std::fs::create_dir(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(classify(dir, e)),
+        _ => Ok(()),
+    }
+}
+
+fn read(target: &Path) -> Result<ProbeReply, StorageError> {
+    let bytes = std::fs::read(target).map_err(|e| io_error(format!("{}: {e}", target.display())))?;
+    Ok(ProbeReply::Read { sha256: hex::encode(sha2::Sha256::digest(&bytes)) })
+}
+
+fn remove(dir: &Path, target: &Path) -> Result<ProbeReply, StorageError> {
+    match std::fs::remove_file(target) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(classify(target, e)),
+        _ => {}
+    }
+    // Other nodes' files may still be there; the last one out removes the directory.
+    let _ = std::fs::remove_dir(dir);
+    Ok(ProbeReply::Done)
+}
+
+/// An open-file-description lock (what QEMU takes on its disk images), exclusive over the whole
+/// file, without waiting. A granted lock is kept open until `Unlock` or `hold_ms`, whichever
+/// comes first.
+async fn lock(agent: &Agent, path: &str, file: &str, hold_ms: u64) -> ProbeReply {
+    let taken = storage(path, file, |dir, target| {
+        create_test_dir(dir)?;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(target)
+            .map_err(|e| classify(target, e))?;
+        let whole_file = libc::flock {
+            l_type: libc::F_WRLCK as libc::c_short,
+            l_whence: libc::SEEK_SET as libc::c_short,
+            l_start: 0,
+            l_len: 0,
+            l_pid: 0,
+        };
+        match nix::fcntl::fcntl(f.as_fd(), nix::fcntl::FcntlArg::F_OFD_SETLK(&whole_file)) {
+            Ok(_) => Ok(Some(f)),
+            Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EACCES) => Ok(None),
+            Err(e) => Err(io_error(format!("{}: locking: {e}", target.display()))),
+        }
+    })
+    .await;
+    let held = match taken {
+        Ok(Some(f)) => f,
+        Ok(None) => return ProbeReply::Locked { granted: false },
+        Err(e) => return ProbeReply::Failed(e),
+    };
+    let key = test_file(path, file);
+    let token = rand::random::<u64>();
+    if let Ok(mut locks) = agent.survey_locks.0.lock() {
+        locks.insert(key.clone(), (token, held));
+    }
+    let locks = agent.survey_locks.clone();
+    let hold = Duration::from_millis(hold_ms).min(MAX_HOLD);
+    tokio::spawn(async move {
+        tokio::time::sleep(hold).await;
+        if let Ok(mut locks) = locks.0.lock()
+            && locks.get(&key).is_some_and(|(t, _)| *t == token)
+        {
+            locks.remove(&key);
+        }
+    });
+    ProbeReply::Locked { granted: true }
+}

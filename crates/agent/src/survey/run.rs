@@ -1,0 +1,258 @@
+//! The surveyor: asks every node for its facts (and reads its clock on the way), has each node
+//! connect to every other on every network, then runs the shared storage test: every node
+//! writes a file, every node reads another's back, one node locks a file that every other must
+//! fail to lock. Each step asks all nodes at once; the storage steps follow one another.
+
+use std::future::Future;
+
+use halo_core::validation::survey::{
+    ClockReading, LockRetry, LockTest, NodeSurvey, StorageError, StorageFault, StorageOnNode, StorageSurvey,
+};
+use rand::Rng;
+use sha2::Digest;
+
+use super::{ProbeReply, ProbeRequest, ReachTarget, Survey};
+use crate::clock;
+
+/// How a surveyor reaches node `i` of its targets (the peer transport inside a cluster, each
+/// agent's API before one exists).
+pub trait Transport: Sync {
+    fn call(&self, node: usize, request: ProbeRequest) -> impl Future<Output = Result<ProbeReply, String>> + Send;
+}
+
+/// A node to survey.
+#[derive(Debug, Clone, Default)]
+pub struct Target {
+    pub name: String,
+    pub witness: bool,
+    pub networks: Vec<String>,
+    /// Known to be down: not asked, and reported as such.
+    pub down: Option<String>,
+    /// Not known yet (before a cluster exists, only its API address is): take the node's own
+    /// word for its name, witness flag and networks. Otherwise the node must agree with them.
+    pub learn: bool,
+}
+
+impl Target {
+    /// A node known only by its API address.
+    pub fn at(api: &str) -> Self {
+        Self { name: api.to_string(), learn: true, ..Self::default() }
+    }
+}
+
+/// What to look for.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// OCF agents the roles name (`ocf:PROVIDER:AGENT`).
+    pub ocf: Vec<String>,
+    /// Fence agents the fence devices name.
+    pub fence: Vec<String>,
+    /// Shared storage paths to test.
+    pub shared: Vec<String>,
+}
+
+const REACH_ATTEMPTS: u32 = 3;
+/// Long enough for every other node to try the lock; released before that when they are done.
+const LOCK_HOLD_MS: u64 = 15_000;
+
+pub async fn survey<T: Transport>(transport: &T, targets: &[Target], plan: &Plan) -> Survey {
+    let asked = futures::future::join_all(targets.iter().enumerate().map(|(i, t)| async move {
+        let mut node = NodeSurvey {
+            name: t.name.clone(),
+            witness: t.witness,
+            networks: t.networks.clone(),
+            ..NodeSurvey::default()
+        };
+        if let Some(why) = &t.down {
+            node.error = Some(why.clone());
+            node.down = true;
+            return node;
+        }
+        let sent = clock::wall_ms();
+        match transport.call(i, ProbeRequest::Facts { ocf: plan.ocf.clone(), fence: plan.fence.clone() }).await {
+            Ok(ProbeReply::Facts(facts)) if t.learn => {
+                node.clock = Some(ClockReading::measure(sent, facts.wall_ms, clock::wall_ms()));
+                node.name = facts.name.clone();
+                node.witness = facts.witness;
+                node.networks = facts.networks.clone();
+                node.facts = Some(*facts);
+            }
+            Ok(ProbeReply::Facts(facts)) if facts.name != t.name || facts.networks != t.networks => {
+                node.error = Some(format!(
+                    "the agent there is '{}' with networks {}, not what the cluster database says",
+                    facts.name,
+                    facts.networks.join(", ")
+                ));
+            }
+            Ok(ProbeReply::Facts(facts)) => {
+                node.clock = Some(ClockReading::measure(sent, facts.wall_ms, clock::wall_ms()));
+                node.facts = Some(*facts);
+            }
+            Ok(other) => node.error = Some(format!("unexpected answer {other:?}")),
+            Err(e) => node.error = Some(e),
+        }
+        node
+    }));
+    let mut nodes = asked.await;
+
+    let answering: Vec<usize> = (0..nodes.len()).filter(|&i| nodes[i].facts.is_some()).collect();
+    let reached = futures::future::join_all(answering.iter().map(|&i| {
+        let targets = answering
+            .iter()
+            .filter(|&&j| j != i)
+            .flat_map(|&j| nodes[j].networks.iter().enumerate().map(move |(k, address)| (j, k, address.clone())))
+            .map(|(j, k, address)| ReachTarget { network: k + 1, node: nodes[j].name.clone(), address })
+            .collect();
+        transport.call(i, ProbeRequest::Reach { targets, attempts: REACH_ATTEMPTS })
+    }))
+    .await;
+    for (&i, reply) in answering.iter().zip(reached) {
+        if let Ok(ProbeReply::Reach(reach)) = reply {
+            nodes[i].reach = reach;
+        }
+    }
+
+    // Witnesses run no roles, so they need not see the storage.
+    let hosts: Vec<usize> = answering.iter().copied().filter(|&i| !nodes[i].witness).collect();
+    let mut storage = Vec::new();
+    for path in &plan.shared {
+        storage.push(storage_test(transport, &nodes, &hosts, path).await);
+    }
+    Survey { nodes, storage }
+}
+
+async fn storage_test<T: Transport>(transport: &T, nodes: &[NodeSurvey], hosts: &[usize], path: &str) -> StorageSurvey {
+    let nonce = hex::encode(rand::rng().random::<[u8; 8]>());
+    let file_of = |i: usize| format!("{nonce}-{}", nodes[i].name);
+    let contents: Vec<String> = hosts
+        .iter()
+        .map(|&i| format!("halo validation {nonce} from {}\n{}\n", nodes[i].name, hex::encode(random_block())))
+        .collect();
+    let mut results: Vec<StorageOnNode> =
+        hosts.iter().map(|&i| StorageOnNode { node: nodes[i].name.clone(), ..StorageOnNode::default() }).collect();
+
+    let writes = futures::future::join_all(hosts.iter().zip(&contents).map(|(&i, content)| {
+        transport.call(i, ProbeRequest::Write { path: path.into(), file: file_of(i), content: content.clone() })
+    }))
+    .await;
+    for (r, reply) in results.iter_mut().zip(writes) {
+        match storage_reply(reply) {
+            Ok(ProbeReply::Written { write_us, free_mb }) => {
+                r.write_us = Some(write_us);
+                r.free_mb = Some(free_mb);
+            }
+            Ok(other) => r.write_error = Some(unexpected(&other)),
+            Err(e) => r.write_error = Some(e),
+        }
+    }
+    let writers: Vec<usize> = (0..hosts.len()).filter(|&h| results[h].write_error.is_none()).collect();
+
+    // Each node reads the file of the next writer after it: every file is read by someone
+    // else, and a node that could not write still shows whether it sees the others' files.
+    let reads = futures::future::join_all((0..hosts.len()).map(|h| {
+        let source = writers.iter().copied().find(|&w| w > h).or_else(|| writers.iter().copied().find(|&w| w != h));
+        async move {
+            let source = source?;
+            let reply =
+                transport.call(hosts[h], ProbeRequest::Read { path: path.into(), file: file_of(hosts[source]) }).await;
+            Some((source, reply))
+        }
+    }))
+    .await;
+    for (h, read) in reads.into_iter().enumerate() {
+        let Some((source, reply)) = read else { continue };
+        results[h].read_from = Some(nodes[hosts[source]].name.clone());
+        match storage_reply(reply) {
+            Ok(ProbeReply::Read { sha256 }) => {
+                results[h].read_identical = Some(sha256 == hex::encode(sha2::Sha256::digest(&contents[source])));
+            }
+            Ok(other) => results[h].read_error = Some(unexpected(&other)),
+            Err(e) => results[h].read_error = Some(e),
+        }
+    }
+
+    let lock = match writers.first() {
+        Some(&holder) => Some(lock_test(transport, nodes, hosts, holder, path, &format!("{nonce}.lock")).await),
+        None => None,
+    };
+
+    let cleanup = writers
+        .iter()
+        .map(|&w| transport.call(hosts[w], ProbeRequest::Remove { path: path.into(), file: file_of(hosts[w]) }));
+    futures::future::join_all(cleanup).await;
+    StorageSurvey { path: path.into(), nodes: results, lock }
+}
+
+async fn lock_test<T: Transport>(
+    transport: &T,
+    nodes: &[NodeSurvey],
+    hosts: &[usize],
+    holder: usize,
+    path: &str,
+    file: &str,
+) -> LockTest {
+    let name = |h: usize| nodes[hosts[h]].name.clone();
+    let lock = |h: usize| {
+        transport.call(hosts[h], ProbeRequest::Lock { path: path.into(), file: file.into(), hold_ms: LOCK_HOLD_MS })
+    };
+    let mut test = LockTest { holder: name(holder), ..LockTest::default() };
+    match storage_reply(lock(holder).await) {
+        Ok(ProbeReply::Locked { granted: true }) => {}
+        other => {
+            test.errors.push(format!("{} could not take the first lock: {}", name(holder), describe(other)));
+            return test;
+        }
+    }
+    let others: Vec<usize> = (0..hosts.len()).filter(|&h| h != holder).collect();
+    let tries = futures::future::join_all(others.iter().map(|&h| lock(h))).await;
+    for (&h, reply) in others.iter().zip(tries) {
+        match storage_reply(reply) {
+            Ok(ProbeReply::Locked { granted: false }) => test.refused.push(name(h)),
+            Ok(ProbeReply::Locked { granted: true }) => test.granted_while_held.push(name(h)),
+            other => test.errors.push(format!("{}: {}", name(h), describe(other))),
+        }
+    }
+    let unlock = |h: usize| transport.call(hosts[h], ProbeRequest::Unlock { path: path.into(), file: file.into() });
+    for h in std::iter::once(holder).chain(test_granted(&test, &others, &name)) {
+        let _ = unlock(h).await;
+    }
+    if let Some(&next) = others.first() {
+        let granted = matches!(storage_reply(lock(next).await), Ok(ProbeReply::Locked { granted: true }));
+        test.after_release = Some(LockRetry { node: name(next), granted });
+        let _ = unlock(next).await;
+    }
+    let _ = transport.call(hosts[holder], ProbeRequest::Remove { path: path.into(), file: file.into() }).await;
+    test
+}
+
+/// The hosts (among `others`) that were wrongly granted the lock: they must let go too.
+fn test_granted(test: &LockTest, others: &[usize], name: &impl Fn(usize) -> String) -> Vec<usize> {
+    others.iter().copied().filter(|&h| test.granted_while_held.contains(&name(h))).collect()
+}
+
+/// A storage step's answer, with a failed step (or an unreachable node) as its error.
+fn storage_reply(reply: Result<ProbeReply, String>) -> Result<ProbeReply, StorageError> {
+    match reply {
+        Ok(ProbeReply::Failed(e)) => Err(e),
+        Ok(other) => Ok(other),
+        Err(e) => Err(StorageError { fault: StorageFault::Io, message: e }),
+    }
+}
+
+fn describe(reply: Result<ProbeReply, StorageError>) -> String {
+    match reply {
+        Ok(other) => unexpected(&other).message,
+        Err(e) => e.message,
+    }
+}
+
+fn unexpected(reply: &ProbeReply) -> StorageError {
+    StorageError { fault: StorageFault::Io, message: format!("unexpected answer {reply:?}") }
+}
+
+/// Content that no earlier run, and no other node, could have left behind.
+fn random_block() -> [u8; 1024] {
+    let mut block = [0u8; 1024];
+    rand::rng().fill(&mut block[..]);
+    block
+}

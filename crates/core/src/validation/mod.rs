@@ -1,0 +1,175 @@
+//! Cluster validation (`halo validate`): checks with stable ids, each with a result, a
+//! plain-words explanation and a suggested fix. Judging is pure: quorum and roles from the
+//! cluster database; inventory, network and storage from a [`Survey`], the facts the agents
+//! gathered about their own nodes, links and shared storage. Validation never changes anything.
+
+mod inventory;
+mod network;
+mod quorum;
+mod roles;
+mod storage;
+pub mod survey;
+
+use serde::{Deserialize, Serialize};
+
+use crate::plan::PlanTiming;
+use crate::state::{ClusterState, NodeRecord, NodeState};
+pub use survey::Survey;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    // Ordered by weight: a report's result is its worst check, and a skipped check weighs least.
+    Skipped,
+    Pass,
+    Warning,
+    Fail,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Category {
+    Inventory,
+    Network,
+    Storage,
+    Quorum,
+    Roles,
+}
+
+impl Category {
+    pub const ALL: [Category; 5] =
+        [Category::Inventory, Category::Network, Category::Storage, Category::Quorum, Category::Roles];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Category::Inventory => "Inventory",
+            Category::Network => "Network",
+            Category::Storage => "Storage",
+            Category::Quorum => "Quorum",
+            Category::Roles => "Roles",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Check {
+    /// Stable across releases: scripts and reports refer to it.
+    pub id: String,
+    pub category: Category,
+    pub title: String,
+    pub outcome: Outcome,
+    /// What was found, in plain words.
+    pub explanation: String,
+    /// What to do about it; empty when nothing needs doing.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub fix: String,
+}
+
+fn check(id: &str, category: Category, title: &str, outcome: Outcome, explanation: String, fix: &str) -> Check {
+    Check { id: id.into(), category, title: title.into(), outcome, explanation, fix: fix.into() }
+}
+
+/// A check that passes when nothing was found, and otherwise has outcome `bad`, describes what
+/// was found and suggests `fix`.
+#[allow(clippy::too_many_arguments)]
+fn findings(
+    category: Category,
+    id: &str,
+    title: &str,
+    found: &[String],
+    bad: Outcome,
+    fine: String,
+    describe: impl FnOnce(&[String]) -> String,
+    fix: &str,
+) -> Check {
+    if found.is_empty() {
+        check(id, category, title, Outcome::Pass, fine, "")
+    } else {
+        check(id, category, title, bad, describe(found), fix)
+    }
+}
+
+/// "a", "a and b", "a, b and c".
+fn listing(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
+/// The worst outcome of `checks` (Pass when there are none; skipped checks do not count
+/// against a pass).
+pub fn worst(checks: &[Check]) -> Outcome {
+    checks.iter().map(|c| c.outcome).max().unwrap_or(Outcome::Pass)
+}
+
+/// Every check, for a running cluster: its database and what its nodes found.
+pub fn judge(state: &ClusterState, timing: PlanTiming, survey: &Survey) -> Vec<Check> {
+    let mut out = inventory::checks(survey, Some(state));
+    out.extend(network::checks(survey, Some(state)));
+    out.extend(storage::checks(survey));
+    out.extend(quorum::checks(state));
+    out.extend(roles::checks(state, timing, survey));
+    out
+}
+
+/// Every check that applies before a cluster exists: the nodes' facts, and the quorum a
+/// cluster of exactly these nodes would have.
+pub fn judge_nodes(survey: &Survey) -> Vec<Check> {
+    let mut out = inventory::checks(survey, None);
+    out.extend(network::checks(survey, None));
+    out.extend(storage::checks(survey));
+    out.extend(quorum::checks(&prospective_cluster(survey)));
+    out.push(check(
+        "roles.placeable",
+        Category::Roles,
+        "Every role can run somewhere",
+        Outcome::Skipped,
+        "No cluster yet, so no roles.".into(),
+        "",
+    ));
+    out
+}
+
+/// The membership a cluster of the surveyed nodes would start with: every node a voter, up
+/// if it answered.
+fn prospective_cluster(survey: &Survey) -> ClusterState {
+    let mut state = ClusterState::default();
+    for (i, n) in survey.nodes.iter().enumerate() {
+        let id = i as u64 + 1;
+        state.nodes.insert(
+            id,
+            NodeRecord {
+                id,
+                name: n.name.clone(),
+                api: String::new(),
+                networks: Vec::new(),
+                state: if n.facts.is_some() { NodeState::Up } else { NodeState::Down },
+                witness: n.witness,
+                voter: true,
+                joined_at_ms: 0,
+                state_since_ms: 0,
+                drain: false,
+                capacity: None,
+                fence_request: None,
+            },
+        );
+    }
+    state
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::*;
+
+    pub const T: PlanTiming = PlanTiming { election_ms: 1800, grant_window_ms: 450 };
+
+    pub fn outcome(checks: &[Check], id: &str) -> Outcome {
+        checks.iter().find(|c| c.id == id).unwrap_or_else(|| panic!("no check {id} in {checks:#?}")).outcome
+    }
+
+    pub fn text(checks: &[Check], id: &str) -> String {
+        checks.iter().find(|c| c.id == id).map(|c| c.explanation.clone()).unwrap_or_default()
+    }
+}
