@@ -36,7 +36,7 @@ const MAX_TOKEN_TTL_SECONDS: u64 = 7 * 24 * 3600;
         crate::roles_api::start_role, crate::roles_api::stop_role, crate::roles_api::move_role,
         crate::roles_api::pause_node, crate::roles_api::resume_node, crate::roles_api::events, crate::validate_api::validate, crate::validate_api::probe,
         crate::roles_api::apply_roles, crate::roles_api::plan, crate::roles_api::set_fence),
-    components(schemas(crate::validate_api::ValidationView, crate::survey::ProbeRequest, crate::survey::ProbeReply, crate::survey::ReachTarget,
+    components(schemas(crate::validate_api::ValidationView, halo_core::view::ValidationSummaryView, halo_core::validation::ValidationRecord, crate::survey::ProbeRequest, crate::survey::ProbeReply, crate::survey::ReachTarget,
         halo_core::validation::Survey, halo_core::validation::survey::NodeSurvey, halo_core::validation::survey::NodeFacts,
         halo_core::validation::survey::ClockReading, halo_core::validation::survey::Reach, halo_core::validation::survey::StorageSurvey,
         halo_core::validation::survey::StorageOnNode, halo_core::validation::survey::StorageError, halo_core::validation::survey::StorageFault,

@@ -82,6 +82,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     tasks.spawn(heartbeat::run(agent.clone(), sockets));
     tasks.spawn(manager::run(agent.clone()));
     tasks.spawn(runtime::declare_capacity(agent.clone()));
+    tasks.spawn(validate_api::periodic(agent.clone()));
     if let Some(events) = guard_events {
         tasks.spawn(executor::run(agent.clone(), events));
         // Learn now, off the runtime, whether KVM works here: VM starts then need not wait.

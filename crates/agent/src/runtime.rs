@@ -274,7 +274,8 @@ impl Agent {
             capacity: Some(self.config.capacity),
             fence_request: None,
         };
-        let command = Command::CreateCluster { cluster, first_node, settings: ClusterSettings::default() };
+        let command =
+            Command::CreateCluster { cluster: Box::new(cluster), first_node, settings: ClusterSettings::default() };
         // The single-node cluster elects itself at once; wait for that, then commit.
         let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
         loop {
@@ -576,6 +577,7 @@ impl Agent {
                 snapshot_index: metrics.snapshot.map(|l| l.index),
                 purged_index: metrics.purged.map(|l| l.index),
             },
+            validation: state.last_validation.as_ref().map(halo_core::view::ValidationSummaryView::of),
         }
     }
 }

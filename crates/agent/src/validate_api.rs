@@ -11,13 +11,14 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
+use halo_core::command::Command;
 use halo_core::state::{ClusterState, NodeState};
-use halo_core::validation::{self, Check, Outcome, Survey};
+use halo_core::validation::{self, Check, Outcome, Survey, ValidationRecord};
 use halo_store::PeerNode;
 
 use crate::clock;
 use crate::error::ApiError;
-use crate::runtime::{Agent, Member};
+use crate::runtime::{Agent, LeaderRequest, Member};
 use crate::serve::RemoteAddr;
 use crate::survey::{self, Plan, ProbeReply, ProbeRequest, Target, Transport};
 
@@ -66,6 +67,37 @@ impl ValidationView {
     responses((status = 200, body = ValidationView), (status = 503, body = halo_core::view::ErrorView)))]
 pub async fn validate(State(agent): State<AppState>) -> Result<Json<ValidationView>, ApiError> {
     Ok(Json(validate_cluster(&agent).await?))
+}
+
+/// While this node leads, validate whenever `validation::due` says so and record the report
+/// in the cluster database (where `halo status` shows its result and age).
+pub async fn periodic(agent: Arc<Agent>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let Some(member) = agent.member() else { continue };
+        if !member.is_leader() || !validation::due(&member.reader.state(), clock::wall_ms()) {
+            continue;
+        }
+        let nodes = member.reader.state().nodes.values().map(|n| n.name.clone()).collect();
+        let view = match validate_cluster(&agent).await {
+            Ok(view) => view,
+            Err(e) => {
+                tracing::warn!("periodic validation could not run: {}", e.message);
+                continue;
+            }
+        };
+        let record = ValidationRecord {
+            at_ms: view.generated_at_ms,
+            by: agent.config.name.clone(),
+            result: view.result,
+            nodes,
+            checks: view.checks,
+        };
+        tracing::info!("periodic validation: {}", record.summary());
+        if let Err(e) = agent.on_leader(LeaderRequest::Write(Command::RecordValidation(Box::new(record)))).await {
+            tracing::warn!("could not record the validation report: {}", e.message);
+        }
+    }
 }
 
 /// Survey the cluster's nodes and judge what they found with the cluster database.

@@ -5,7 +5,7 @@
 use halo_agent::validate_api::ValidationView;
 use halo_core::validation::{Category, Check, Outcome};
 
-use crate::output::outcome_word;
+use halo_core::validation::outcome_word;
 
 pub fn validation_report(report: &ValidationView) -> String {
     let subject =

@@ -54,6 +54,10 @@ pub fn status_text(s: &StatusView) -> String {
         s.voters,
         s.term
     );
+    out.push_str(&match &s.validation {
+        Some(v) => format!("validated {} ago by {}: {}\n", age(v.at_ms), v.by, validation_summary(v)),
+        None => "validated never (the leader validates soon after the cluster forms)\n".into(),
+    });
     out.push_str(&nodes_table(&s.nodes));
     out.push('\n');
     if s.roles.is_empty() {
@@ -63,6 +67,25 @@ pub fn status_text(s: &StatusView) -> String {
         out.push('\n');
     }
     out
+}
+
+/// "warning (network.redundancy)": the result and the checks that made it.
+fn validation_summary(v: &halo_core::view::ValidationSummaryView) -> String {
+    let word = halo_core::validation::outcome_word(v.result);
+    let worst = if v.failed.is_empty() { &v.warnings } else { &v.failed };
+    if worst.is_empty() { word.to_string() } else { format!("{word} ({})", worst.join(", ")) }
+}
+
+/// How long ago a wall-clock time was, rounded to what a person needs ("42s", "5m", "3h", "2d").
+pub fn age(at_ms: u64) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let s = now.saturating_sub(at_ms) / 1000;
+    match s {
+        0..=119 => format!("{s}s"),
+        120..=7199 => format!("{}m", s / 60),
+        7200..=172_799 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
 }
 
 pub fn roles_table(roles: &[RoleView]) -> String {
@@ -239,7 +262,7 @@ pub fn validation_text(report: &halo_agent::validate_api::ValidationView) -> Str
             category = Some(c.category);
             out.push_str(&format!("{}{}\n", if out.is_empty() { "" } else { "\n" }, c.category.title()));
         }
-        let outcome = outcome_word(c.outcome).to_uppercase();
+        let outcome = halo_core::validation::outcome_word(c.outcome).to_uppercase();
         out.push_str(&format!("  {outcome:<8} {:<26} {}\n", c.id, c.explanation));
         if !c.fix.is_empty() {
             out.push_str(&format!("  {:<8} {:<26} fix: {}\n", "", "", c.fix));
@@ -249,22 +272,11 @@ pub fn validation_text(report: &halo_agent::validate_api::ValidationView) -> Str
     out.push_str(&format!(
         "\nvalidation of {}: {} ({} passed, {} warnings, {} failed, {} skipped)\n",
         if report.cluster.is_empty() { "the nodes".to_string() } else { report.cluster.clone() },
-        outcome_word(report.result),
+        halo_core::validation::outcome_word(report.result),
         count(Outcome::Pass),
         count(Outcome::Warning),
         count(Outcome::Fail),
         count(Outcome::Skipped)
     ));
     out
-}
-
-/// How an outcome is written (the same word as in `--json`).
-pub fn outcome_word(outcome: halo_core::validation::Outcome) -> &'static str {
-    use halo_core::validation::Outcome;
-    match outcome {
-        Outcome::Skipped => "skipped",
-        Outcome::Pass => "pass",
-        Outcome::Warning => "warning",
-        Outcome::Fail => "fail",
-    }
 }

@@ -14,7 +14,8 @@ use crate::state::{ClusterInfo, ClusterSettings, NetworkState, NodeRecord, NodeS
 pub enum Command {
     /// The first entry of a new cluster, written by the node that bootstraps it.
     CreateCluster {
-        cluster: ClusterInfo,
+        // Boxed: the cluster's certificates would make every command as large as this one.
+        cluster: Box<ClusterInfo>,
         first_node: NodeRecord,
         settings: ClusterSettings,
     },
@@ -94,6 +95,8 @@ pub enum Command {
     ClearFenceRequest {
         node: NodeId,
     },
+    /// The report of a validation the leader ran.
+    RecordValidation(Box<crate::validation::ValidationRecord>),
     /// A decision of the leader's manager about one role.
     DecideRole(RoleDecision),
     /// What a node's executor did with a role it was told to run or stop.
@@ -298,6 +301,7 @@ impl Command {
             | Command::ResumeNode { now_ms, .. } => Some(*now_ms),
             Command::DecideRole(d) => Some(d.now_ms),
             Command::ReportRole(r) => Some(r.now_ms),
+            Command::RecordValidation(r) => Some(r.at_ms),
             Command::ReportMigration(r) => Some(r.now_ms),
             Command::CreateCluster { cluster, .. } => Some(cluster.created_at_ms),
             _ => None,
@@ -324,6 +328,7 @@ impl std::fmt::Display for Command {
             Command::SetFenceDevice { node, .. } => write!(f, "set fence device of node {node}"),
             Command::SetNodeCapacity { node, .. } => write!(f, "set capacity of node {node}"),
             Command::ClearFenceRequest { node } => write!(f, "clear fence request of node {node}"),
+            Command::RecordValidation(r) => write!(f, "record validation by {} ({:?})", r.by, r.result),
             Command::DecideRole(d) => write!(f, "decide role {} generation {}", d.role, d.generation),
             Command::ReportRole(r) => write!(f, "report role {} {:?} from node {}", r.role, r.outcome, r.node),
             Command::ReportMigration(r) => {

@@ -10,7 +10,7 @@ pub struct Event {
     /// Position in the cluster's event history (increasing; from the Raft log index).
     pub seq: u64,
     pub at_ms: u64,
-    /// `node`, `network` or `role`.
+    /// `node`, `network`, `role` or `validation`.
     pub kind: String,
     /// The node or role it is about.
     pub subject: String,
@@ -76,6 +76,12 @@ pub fn diff(before: &ClusterState, after: &ClusterState, at_ms: u64, first_seq: 
             let message = format!("role {name}: {} -> {} ({})", old.state.as_str(), role.state.as_str(), role.detail);
             out.push(("role".into(), name.clone(), message));
         }
+    }
+    // A validation result is news when it changes (a steady result is not repeated).
+    if let Some(record) = &after.last_validation
+        && before.last_validation.as_ref().is_none_or(|b| b.result != record.result)
+    {
+        out.push(("validation".into(), record.by.clone(), format!("validation: {}", record.summary())));
     }
     for old in before.roles.values().filter(|r| !after.roles.contains_key(&r.spec.name)) {
         out.push(("role".into(), old.spec.name.clone(), format!("role {} deleted", old.spec.name)));

@@ -33,6 +33,9 @@ pub struct ClusterState {
     /// Per node: the fence device that can power it off (the fast path of recovery).
     #[serde(default)]
     pub fence_devices: BTreeMap<NodeId, FenceDevice>,
+    /// The report of the leader's latest periodic validation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_validation: Option<crate::validation::ValidationRecord>,
 }
 
 /// A standard `fence_*` agent and its parameters (given to it on stdin as `key=value` lines).
@@ -76,10 +79,18 @@ pub struct ClusterSettings {
     /// How many live migrations a drain runs at once, cluster-wide.
     #[serde(default = "default_parallel_migrations")]
     pub parallel_migrations: u32,
+    /// How often the leader validates the cluster and records the report (0: never). It also
+    /// validates when the set of nodes changes.
+    #[serde(default = "default_validation_interval_ms")]
+    pub validation_interval_ms: u64,
 }
 
 fn default_parallel_migrations() -> u32 {
     2
+}
+
+fn default_validation_interval_ms() -> u64 {
+    3_600_000
 }
 
 fn default_lease_ms() -> u64 {
@@ -100,6 +111,7 @@ impl Default for ClusterSettings {
             lease_margin_ms: default_lease_margin_ms(),
             shared_storage: Vec::new(),
             parallel_migrations: default_parallel_migrations(),
+            validation_interval_ms: default_validation_interval_ms(),
         })
     }
 }
@@ -122,6 +134,7 @@ impl ClusterSettings {
             lease_margin_ms: margin,
             shared_storage: Vec::new(),
             parallel_migrations: default_parallel_migrations(),
+            validation_interval_ms: default_validation_interval_ms(),
         })
     }
 
@@ -236,7 +249,7 @@ impl ClusterState {
                 }
                 validate_settings(settings)?;
                 self.version = crate::FORMAT_VERSION;
-                self.cluster = Some(cluster.clone());
+                self.cluster = Some((**cluster).clone());
                 self.settings = settings.clone();
                 self.next_node_id = first_node.id + 1;
                 self.nodes.insert(first_node.id, first_node.clone());
@@ -508,6 +521,10 @@ impl ClusterState {
                 record.fence_request = None;
                 Ok(CommandResult::Done)
             }
+            Command::RecordValidation(record) => {
+                self.last_validation = Some((**record).clone());
+                Ok(CommandResult::Done)
+            }
             Command::DecideRole(d) => {
                 let record = self.roles.get_mut(&d.role).ok_or_else(|| Rejection::UnknownRole(d.role.clone()))?;
                 if record.generation != d.expected_generation || record.revision != d.expected_revision {
@@ -686,6 +703,7 @@ fn apply_property(settings: &mut ClusterSettings, key: &str, value: &str) -> Res
                 .map_err(|reason| Rejection::InvalidProperty { key: key.into(), reason })?;
         }
         "parallel_migrations" => settings.parallel_migrations = u32::try_from(number(key)?).unwrap_or(u32::MAX),
+        "validation_interval_ms" => settings.validation_interval_ms = number(key)?,
         _ if is_free_property(key) => {
             if value.len() > 4096 {
                 return Err(Rejection::InvalidProperty { key: key.into(), reason: "longer than 4096 bytes".into() });
@@ -696,7 +714,7 @@ fn apply_property(settings: &mut ClusterSettings, key: &str, value: &str) -> Res
                 key: key.into(),
                 reason: "unknown property (known: description, label.NAME, profile, heartbeat_interval_ms, \
                          node_timeout_ms, lease_ms, lease_margin_ms, max_voters, shared_storage, \
-                         parallel_migrations)"
+                         parallel_migrations, validation_interval_ms)"
                     .into(),
             });
         }
@@ -726,6 +744,9 @@ pub fn validate_settings(settings: &ClusterSettings) -> Result<(), Rejection> {
     }
     if !(1..=64).contains(&settings.parallel_migrations) {
         return Err(invalid("parallel_migrations", "must be between 1 and 64".into()));
+    }
+    if settings.validation_interval_ms != 0 && settings.validation_interval_ms < 10_000 {
+        return Err(invalid("validation_interval_ms", "must be 0 (never) or at least 10000".into()));
     }
     if settings.max_voters == 0 || settings.max_voters > MAX_VOTERS_LIMIT {
         return Err(invalid("max_voters", format!("must be between 1 and {MAX_VOTERS_LIMIT}")));
@@ -775,7 +796,11 @@ mod tests {
             admin_token_sha256: String::new(),
             heartbeat_key_hex: String::new(),
         };
-        let r = s.apply(&Command::CreateCluster { cluster, first_node: first, settings: ClusterSettings::default() });
+        let r = s.apply(&Command::CreateCluster {
+            cluster: Box::new(cluster),
+            first_node: first,
+            settings: ClusterSettings::default(),
+        });
         assert_eq!(r, CommandResult::Done);
         s
     }

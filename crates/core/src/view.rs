@@ -25,6 +25,36 @@ pub struct StatusView {
     /// The answering node's copy of the cluster database.
     #[serde(default)]
     pub database: DatabaseView,
+    /// The latest periodic validation; none until the leader has run one.
+    #[serde(default)]
+    pub validation: Option<ValidationSummaryView>,
+}
+
+/// The latest periodic validation in short: `halo validate` gives the whole report.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ValidationSummaryView {
+    pub result: crate::validation::Outcome,
+    /// Wall-clock milliseconds when it ran.
+    pub at_ms: u64,
+    /// The node that ran it.
+    pub by: String,
+    /// Ids of the checks that failed, and of those that warned.
+    pub failed: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+impl ValidationSummaryView {
+    pub fn of(record: &crate::validation::ValidationRecord) -> Self {
+        use crate::validation::Outcome;
+        let ids = |o: Outcome| record.checks.iter().filter(|c| c.outcome == o).map(|c| c.id.clone()).collect();
+        Self {
+            result: record.result,
+            at_ms: record.at_ms,
+            by: record.by.clone(),
+            failed: ids(Outcome::Fail),
+            warnings: ids(Outcome::Warning),
+        }
+    }
 }
 
 /// Where one node's copy of the cluster database stands: what it applied, its latest snapshot,

@@ -335,3 +335,44 @@ fn a_role_no_node_can_host_fails_with_its_name() {
     assert!(placeable["explanation"].as_str().is_some_and(|e| e.contains("pinned")), "{placeable}");
     assert_eq!(check(&report, "quorum.up")["outcome"], "warning", "two of three voters up leave no margin");
 }
+
+#[test]
+fn the_cluster_validates_itself_and_status_shows_the_result_and_its_age() {
+    let mut c = Cluster::new(161, 3, 0);
+    c.form();
+    // A report is made once the cluster has its nodes, without being asked.
+    assert!(
+        c.wait_status(Duration::from_secs(30), |s| s["validation"]["nodes"].is_null()
+            && s["validation"]["result"].as_str().is_some_and(|r| r != "fail")),
+        "no periodic validation: {:?}",
+        c.status()
+    );
+    let status = c.status().expect("status");
+    assert_eq!(status["validation"]["by"], status["leader"], "{status:#}");
+    let out = c.halo(&["status"]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("validated ") && shown.contains(" ago by "), "{shown}");
+
+    // A network breaks; the next periodic run finds it, and the event history says so.
+    let blocked = c.nodes[1].nets[1].clone();
+    c.block(&blocked);
+    let out = c.halo(&["cluster", "set", "validation_interval_ms=10000"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        c.wait_status(Duration::from_secs(40), |s| s["validation"]["result"] == "fail"
+            && s["validation"]["failed"].as_array().is_some_and(|f| f.iter().any(|id| id == "network.reachability"))),
+        "the broken network was not found: {:?}",
+        c.status()
+    );
+    let events = c.json(&["events"]);
+    assert!(
+        events.as_array().is_some_and(|e| e.iter().any(|e| e["kind"] == "validation"
+            && e["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("validation: fail (") && m.contains("network.reachability")))),
+        "{events:#}"
+    );
+    let out = c.halo(&["cluster", "set", "validation_interval_ms=5"]);
+    assert!(!out.status.success(), "a 5 ms interval was accepted");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("validation_interval_ms"), "{}", text(&out));
+}

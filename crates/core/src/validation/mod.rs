@@ -98,6 +98,56 @@ fn listing(items: &[String]) -> String {
     }
 }
 
+/// A validation report kept in the cluster database (the latest periodic run).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ValidationRecord {
+    /// Wall-clock milliseconds when the report was made.
+    pub at_ms: u64,
+    /// The node that ran it (the leader then).
+    pub by: String,
+    pub result: Outcome,
+    /// The nodes the cluster had then: a change of membership calls for a new run.
+    pub nodes: Vec<String>,
+    pub checks: Vec<Check>,
+}
+
+impl ValidationRecord {
+    /// "warning (inventory.kvm, network.redundancy)": the result and the checks that made it.
+    pub fn summary(&self) -> String {
+        let worst: Vec<&str> = self.checks.iter().filter(|c| c.outcome == self.result).map(|c| c.id.as_str()).collect();
+        if self.result <= Outcome::Pass || worst.is_empty() {
+            return outcome_word(self.result).into();
+        }
+        format!("{} ({})", outcome_word(self.result), worst.join(", "))
+    }
+}
+
+/// Whether the leader should validate now: never yet, the nodes changed since the last
+/// report, or the last is older than the cluster's interval (0: periodic validation is off).
+pub fn due(state: &ClusterState, now_ms: u64) -> bool {
+    let interval = state.settings.validation_interval_ms;
+    if interval == 0 || state.cluster.is_none() {
+        return false;
+    }
+    match &state.last_validation {
+        None => true,
+        Some(last) => {
+            let nodes: Vec<&String> = state.nodes.values().map(|n| &n.name).collect();
+            last.nodes.iter().collect::<Vec<_>>() != nodes || now_ms.saturating_sub(last.at_ms) >= interval
+        }
+    }
+}
+
+/// How an outcome is written (as in the JSON).
+pub fn outcome_word(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Skipped => "skipped",
+        Outcome::Pass => "pass",
+        Outcome::Warning => "warning",
+        Outcome::Fail => "fail",
+    }
+}
+
 /// The worst outcome of `checks` (Pass when there are none; skipped checks do not count
 /// against a pass).
 pub fn worst(checks: &[Check]) -> Outcome {
@@ -157,6 +207,52 @@ fn prospective_cluster(survey: &Survey) -> ClusterState {
         );
     }
     state
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::placement::tests_support::cluster;
+
+    #[test]
+    fn validation_is_due_first_on_new_nodes_and_after_the_interval() {
+        let mut s = cluster();
+        s.cluster = Some(crate::state::ClusterInfo {
+            name: "c".into(),
+            id: "id".into(),
+            created_at_ms: 0,
+            ca_cert_pem: String::new(),
+            ca_key_pem: String::new(),
+            admin_token_sha256: String::new(),
+            heartbeat_key_hex: String::new(),
+        });
+        assert!(due(&s, 1_000));
+        let nodes = s.nodes.values().map(|n| n.name.clone()).collect();
+        let record =
+            ValidationRecord { at_ms: 1_000, by: "a".into(), result: Outcome::Pass, nodes, checks: Vec::new() };
+        s.last_validation = Some(record);
+        assert!(!due(&s, 1_000 + s.settings.validation_interval_ms - 1));
+        assert!(due(&s, 1_000 + s.settings.validation_interval_ms));
+        s.nodes.remove(&3);
+        assert!(due(&s, 2_000), "a node left");
+        s.settings.validation_interval_ms = 0;
+        assert!(!due(&s, 2_000), "periodic validation is off");
+    }
+
+    #[test]
+    fn a_summary_names_the_checks_behind_the_result() {
+        let c = |id: &str, outcome| check(id, Category::Network, id, outcome, String::new(), "");
+        let mut r = ValidationRecord {
+            at_ms: 0,
+            by: "a".into(),
+            result: Outcome::Warning,
+            nodes: Vec::new(),
+            checks: vec![c("network.redundancy", Outcome::Warning), c("network.clock", Outcome::Pass)],
+        };
+        assert_eq!(r.summary(), "warning (network.redundancy)");
+        r.result = Outcome::Pass;
+        assert_eq!(r.summary(), "pass");
+    }
 }
 
 #[cfg(test)]
