@@ -136,7 +136,7 @@ fn mark(outcome: Outcome) -> &'static str {
 }
 
 /// Text for HTML element content and attribute values.
-pub fn escape(text: &str) -> String {
+fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for ch in text.chars() {
         match ch {

@@ -35,12 +35,10 @@ pub async fn answer(agent: &Agent, request: ProbeRequest) -> ProbeReply {
         ProbeRequest::Reach { targets, attempts } => {
             ProbeReply::Reach(reach(agent, targets, attempts.clamp(1, 10)).await)
         }
-        ProbeRequest::Write { path, file, content } => {
-            replied(storage(&path, &file, move |dir, target| write(dir, target, content.as_bytes())).await)
-        }
+        ProbeRequest::Write { path, file } => replied(storage(&path, &file, write).await),
         ProbeRequest::Read { path, file } => replied(storage(&path, &file, |_, target| read(target)).await),
         ProbeRequest::Remove { path, file } => replied(storage(&path, &file, remove).await),
-        ProbeRequest::Lock { path, file, hold_ms } => lock(agent, &path, &file, hold_ms).await,
+        ProbeRequest::Lock { path, file, hold_ms } => lock(&agent.survey_locks, &path, &file, hold_ms).await,
         ProbeRequest::Unlock { path, file } => {
             if let Ok(mut held) = agent.survey_locks.0.lock() {
                 held.remove(&test_file(&path, &file));
@@ -177,14 +175,17 @@ fn classify(what: &Path, e: std::io::Error) -> StorageError {
     StorageError { fault, message: format!("{}: {e}", what.display()) }
 }
 
-fn write(dir: &Path, target: &Path, content: &[u8]) -> Result<ProbeReply, StorageError> {
+/// Content no earlier run and no other node could have left behind.
+fn write(dir: &Path, target: &Path) -> Result<ProbeReply, StorageError> {
+    let mut content = vec![0u8; 4096];
+    rand::Rng::fill(&mut rand::rng(), &mut content[..]);
     let started = Instant::now();
     create_test_dir(dir)?;
     let mut f = std::fs::File::create(target).map_err(|e| classify(target, e))?;
-    f.write_all(content).and_then(|()| f.sync_all()).map_err(|e| classify(target, e))?;
+    f.write_all(&content).and_then(|()| f.sync_all()).map_err(|e| classify(target, e))?;
     let write_us = started.elapsed().as_micros() as u64;
     let free_mb = host::free_space_mb(dir).map_err(|e| classify(dir, e))?;
-    Ok(ProbeReply::Written { write_us, free_mb })
+    Ok(ProbeReply::Written { sha256: hex::encode(sha2::Sha256::digest(&content)), write_us, free_mb })
 }
 
 fn create_test_dir(dir: &Path) -> Result<(), StorageError> {
@@ -212,7 +213,7 @@ fn remove(dir: &Path, target: &Path) -> Result<ProbeReply, StorageError> {
 /// An open-file-description lock (what QEMU takes on its disk images), exclusive over the whole
 /// file, without waiting. A granted lock is kept open until `Unlock` or `hold_ms`, whichever
 /// comes first.
-async fn lock(agent: &Agent, path: &str, file: &str, hold_ms: u64) -> ProbeReply {
+async fn lock(locks: &HeldLocks, path: &str, file: &str, hold_ms: u64) -> ProbeReply {
     let taken = storage(path, file, |dir, target| {
         create_test_dir(dir)?;
         let f = std::fs::OpenOptions::new()
@@ -243,10 +244,10 @@ async fn lock(agent: &Agent, path: &str, file: &str, hold_ms: u64) -> ProbeReply
     };
     let key = test_file(path, file);
     let token = rand::random::<u64>();
-    if let Ok(mut locks) = agent.survey_locks.0.lock() {
-        locks.insert(key.clone(), (token, held));
+    if let Ok(mut held_now) = locks.0.lock() {
+        held_now.insert(key.clone(), (token, held));
     }
-    let locks = agent.survey_locks.clone();
+    let locks = locks.clone();
     let hold = Duration::from_millis(hold_ms).min(MAX_HOLD);
     tokio::spawn(async move {
         tokio::time::sleep(hold).await;
@@ -257,4 +258,35 @@ async fn lock(agent: &Agent, path: &str, file: &str, hold_ms: u64) -> ProbeReply
         }
     });
     ProbeReply::Locked { granted: true }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn storage_steps_write_read_lock_and_clean_up_after_themselves() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().display().to_string();
+        let Ok(ProbeReply::Written { sha256, .. }) = storage(&path, "a", write).await else { panic!("write") };
+        let Ok(ProbeReply::Read { sha256: read }) = storage(&path, "a", |_, t| read(t)).await else { panic!("read") };
+        assert_eq!(sha256, read);
+
+        // Two holders in one process still conflict: the lock belongs to the open file.
+        let (mine, theirs) = (HeldLocks::default(), HeldLocks::default());
+        assert!(matches!(lock(&mine, &path, "l", 10_000).await, ProbeReply::Locked { granted: true }));
+        assert!(matches!(lock(&theirs, &path, "l", 10_000).await, ProbeReply::Locked { granted: false }));
+        mine.0.lock().expect("locks").clear();
+        assert!(matches!(lock(&theirs, &path, "l", 10_000).await, ProbeReply::Locked { granted: true }));
+        theirs.0.lock().expect("locks").clear();
+
+        for file in ["a", "l"] {
+            assert!(matches!(storage(&path, file, remove).await, Ok(ProbeReply::Done)));
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0, "the test directory is gone");
+
+        let missing = storage("/no/such/share", "a", write).await.expect_err("missing");
+        assert_eq!(missing.fault, StorageFault::Missing);
+        assert!(storage(&path, "../escape", write).await.is_err(), "file names stay in the test directory");
+    }
 }

@@ -32,11 +32,11 @@ pub enum ProbeRequest {
         targets: Vec<ReachTarget>,
         attempts: u32,
     },
-    /// Write `content` to `path/.halo-validate/file` and sync it.
+    /// Write random content of the node's own to `path/.halo-validate/file` and sync it (the
+    /// surveyor never chooses what a node writes).
     Write {
         path: String,
         file: String,
-        content: String,
     },
     /// Read `path/.halo-validate/file` back; answers its SHA-256.
     Read {
@@ -74,7 +74,9 @@ pub struct ReachTarget {
 pub enum ProbeReply {
     Facts(Box<NodeFacts>),
     Reach(Vec<Reach>),
+    /// What was written (its SHA-256), how long writing and syncing took, the space left.
     Written {
+        sha256: String,
         write_us: u64,
         free_mb: u64,
     },

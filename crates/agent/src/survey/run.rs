@@ -9,7 +9,6 @@ use halo_core::validation::survey::{
     ClockReading, LockRetry, LockTest, NodeSurvey, StorageError, StorageFault, StorageOnNode, StorageSurvey,
 };
 use rand::Rng;
-use sha2::Digest;
 
 use super::{ProbeReply, ProbeRequest, ReachTarget, Survey};
 use crate::clock;
@@ -124,22 +123,21 @@ pub async fn survey<T: Transport>(transport: &T, targets: &[Target], plan: &Plan
 async fn storage_test<T: Transport>(transport: &T, nodes: &[NodeSurvey], hosts: &[usize], path: &str) -> StorageSurvey {
     let nonce = hex::encode(rand::rng().random::<[u8; 8]>());
     let file_of = |i: usize| format!("{nonce}-{}", nodes[i].name);
-    let contents: Vec<String> = hosts
-        .iter()
-        .map(|&i| format!("halo validation {nonce} from {}\n{}\n", nodes[i].name, hex::encode(random_block())))
-        .collect();
     let mut results: Vec<StorageOnNode> =
         hosts.iter().map(|&i| StorageOnNode { node: nodes[i].name.clone(), ..StorageOnNode::default() }).collect();
 
-    let writes = futures::future::join_all(hosts.iter().zip(&contents).map(|(&i, content)| {
-        transport.call(i, ProbeRequest::Write { path: path.into(), file: file_of(i), content: content.clone() })
-    }))
+    let writes = futures::future::join_all(
+        hosts.iter().map(|&i| transport.call(i, ProbeRequest::Write { path: path.into(), file: file_of(i) })),
+    )
     .await;
-    for (r, reply) in results.iter_mut().zip(writes) {
+    // What each node wrote, by its hash.
+    let mut written: Vec<Option<String>> = vec![None; hosts.len()];
+    for ((r, reply), hash) in results.iter_mut().zip(writes).zip(&mut written) {
         match storage_reply(reply) {
-            Ok(ProbeReply::Written { write_us, free_mb }) => {
+            Ok(ProbeReply::Written { sha256, write_us, free_mb }) => {
                 r.write_us = Some(write_us);
                 r.free_mb = Some(free_mb);
+                *hash = Some(sha256);
             }
             Ok(other) => r.write_error = Some(unexpected(&other)),
             Err(e) => r.write_error = Some(e),
@@ -164,7 +162,7 @@ async fn storage_test<T: Transport>(transport: &T, nodes: &[NodeSurvey], hosts: 
         results[h].read_from = Some(nodes[hosts[source]].name.clone());
         match storage_reply(reply) {
             Ok(ProbeReply::Read { sha256 }) => {
-                results[h].read_identical = Some(sha256 == hex::encode(sha2::Sha256::digest(&contents[source])));
+                results[h].read_identical = Some(written[source].as_ref() == Some(&sha256));
             }
             Ok(other) => results[h].read_error = Some(unexpected(&other)),
             Err(e) => results[h].read_error = Some(e),
@@ -205,15 +203,20 @@ async fn lock_test<T: Transport>(
     }
     let others: Vec<usize> = (0..hosts.len()).filter(|&h| h != holder).collect();
     let tries = futures::future::join_all(others.iter().map(|&h| lock(h))).await;
+    // Whoever holds the lock now (rightly or not) lets go before the retry.
+    let mut holding = vec![holder];
     for (&h, reply) in others.iter().zip(tries) {
         match storage_reply(reply) {
             Ok(ProbeReply::Locked { granted: false }) => test.refused.push(name(h)),
-            Ok(ProbeReply::Locked { granted: true }) => test.granted_while_held.push(name(h)),
+            Ok(ProbeReply::Locked { granted: true }) => {
+                test.granted_while_held.push(name(h));
+                holding.push(h);
+            }
             other => test.errors.push(format!("{}: {}", name(h), describe(other))),
         }
     }
     let unlock = |h: usize| transport.call(hosts[h], ProbeRequest::Unlock { path: path.into(), file: file.into() });
-    for h in std::iter::once(holder).chain(test_granted(&test, &others, &name)) {
+    for h in holding {
         let _ = unlock(h).await;
     }
     if let Some(&next) = others.first() {
@@ -223,11 +226,6 @@ async fn lock_test<T: Transport>(
     }
     let _ = transport.call(hosts[holder], ProbeRequest::Remove { path: path.into(), file: file.into() }).await;
     test
-}
-
-/// The hosts (among `others`) that were wrongly granted the lock: they must let go too.
-fn test_granted(test: &LockTest, others: &[usize], name: &impl Fn(usize) -> String) -> Vec<usize> {
-    others.iter().copied().filter(|&h| test.granted_while_held.contains(&name(h))).collect()
 }
 
 /// A storage step's answer, with a failed step (or an unreachable node) as its error.
@@ -248,11 +246,4 @@ fn describe(reply: Result<ProbeReply, StorageError>) -> String {
 
 fn unexpected(reply: &ProbeReply) -> StorageError {
     StorageError { fault: StorageFault::Io, message: format!("unexpected answer {reply:?}") }
-}
-
-/// Content that no earlier run, and no other node, could have left behind.
-fn random_block() -> [u8; 1024] {
-    let mut block = [0u8; 1024];
-    rand::rng().fill(&mut block[..]);
-    block
 }
