@@ -130,7 +130,7 @@ fn targets(state: &ClusterState) -> (Vec<Target>, Vec<(u64, PeerNode)>) {
         .unzip()
 }
 
-/// What the cluster's roles and fence devices name, and its shared storage.
+/// What the cluster's roles and fence devices name (agents, VM files), and its shared storage.
 fn plan(state: &ClusterState) -> Plan {
     let ocf: BTreeSet<String> = state
         .roles
@@ -139,9 +139,16 @@ fn plan(state: &ClusterState) -> Plan {
         .filter(|k| k.starts_with("ocf:"))
         .collect();
     let fence: BTreeSet<String> = state.fence_devices.values().map(|d| d.agent.clone()).collect();
+    let files: BTreeSet<String> = state
+        .roles
+        .values()
+        .flat_map(|r| r.spec.vms().flatten().collect::<Vec<_>>())
+        .flat_map(|vm| vm.files().map(|(_, path)| path.display().to_string()).collect::<Vec<_>>())
+        .collect();
     Plan {
         ocf: ocf.into_iter().collect(),
         fence: fence.into_iter().collect(),
+        files: files.into_iter().collect(),
         shared: state.settings.shared_storage.clone(),
     }
 }

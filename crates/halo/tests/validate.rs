@@ -376,3 +376,27 @@ fn the_cluster_validates_itself_and_status_shows_the_result_and_its_age() {
     assert!(!out.status.success(), "a 5 ms interval was accepted");
     assert!(String::from_utf8_lossy(&out.stderr).contains("validation_interval_ms"), "{}", text(&out));
 }
+
+#[test]
+fn a_vm_disk_that_one_possible_owner_cannot_see_fails() {
+    let mut c = Cluster::new(162, 3, 0);
+    let shared = c.dir.path().join("shared");
+    let vms = shared.join("vms");
+    std::fs::create_dir_all(&vms).expect("vms dir");
+    // n3 mounts the shared storage, but something else hides the VMs' directory there.
+    c.nodes[2].wrapper = own_mounts(&format!("mount -t tmpfs none {}", vms.display()));
+    c.form();
+    set_shared_storage(&c, &shared);
+    let disk = vms.join("vm1.qcow2");
+    std::fs::write(&disk, b"").expect("disk");
+    let disks = format!("disks={}", disk.display());
+    let out =
+        c.halo(&["role", "create", "vm1", "--type", "vm", "--param", "memory=64M", "--param", &disks, "--stopped"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let (ok, report) = validate(&c, &[]);
+    assert!(!ok, "{report:#}");
+    assert_eq!(outcome(&report, "roles.vm_shared_storage"), "fail");
+    let said = explanation(&report, "roles.vm_shared_storage");
+    assert!(said.contains(&format!("vm1: disk {} is not visible on n3", disk.display())), "{said}");
+    assert_eq!(outcome(&report, "storage.shared"), "pass", "the share itself is fine: {report:#}");
+}

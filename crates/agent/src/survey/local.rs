@@ -31,7 +31,9 @@ pub struct HeldLocks(Arc<Mutex<HashMap<PathBuf, (u64, std::fs::File)>>>);
 
 pub async fn answer(agent: &Agent, request: ProbeRequest) -> ProbeReply {
     match request {
-        ProbeRequest::Facts { ocf, fence } => ProbeReply::Facts(Box::new(facts(agent, &ocf, &fence).await)),
+        ProbeRequest::Facts { ocf, fence, files } => {
+            ProbeReply::Facts(Box::new(facts(agent, &ocf, &fence, files).await))
+        }
         ProbeRequest::Reach { targets, attempts } => {
             ProbeReply::Reach(reach(agent, targets, attempts.clamp(1, 10)).await)
         }
@@ -48,8 +50,14 @@ pub async fn answer(agent: &Agent, request: ProbeRequest) -> ProbeReply {
     }
 }
 
-async fn facts(agent: &Agent, ocf_kinds: &[String], fence_agents: &[String]) -> NodeFacts {
+async fn facts(agent: &Agent, ocf_kinds: &[String], fence_agents: &[String], files: Vec<String>) -> NodeFacts {
     let config = &agent.config;
+    // Bounded like a storage step: a hung network file system must not hang the survey.
+    let look = tokio::task::spawn_blocking(move || files.into_iter().filter(|f| !Path::new(f).is_file()).collect());
+    let files_missing = match tokio::time::timeout(STORAGE_TIMEOUT, look).await {
+        Ok(Ok(missing)) => missing,
+        _ => vec![format!("(the files did not answer within {} s)", STORAGE_TIMEOUT.as_secs())],
+    };
     let qemu = tokio::task::spawn_blocking(vm::qemu_version).await.ok().flatten();
     // The KVM probe boots firmware once per agent (at start, off the runtime); later it is cached.
     let kvm = qemu.is_some() && tokio::task::spawn_blocking(vm::kvm_works).await.unwrap_or(false);
@@ -70,6 +78,7 @@ async fn facts(agent: &Agent, ocf_kinds: &[String], fence_agents: &[String]) -> 
         ocf_root: root.display().to_string(),
         ocf_missing: ocf_kinds.iter().filter(|k| ocf::locate(k).is_err()).cloned().collect(),
         fence_missing: fence_agents.iter().filter(|a| host::find_program(a).is_none()).cloned().collect(),
+        files_missing,
         memory_total_mb: host::meminfo_mb("MemTotal").unwrap_or(0),
         memory_available_mb: host::meminfo_mb("MemAvailable").unwrap_or(0),
         data_dir: config.data_dir.display().to_string(),

@@ -22,10 +22,13 @@ pub const TEST_DIR: &str = ".halo-validate";
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ProbeRequest {
-    /// This node's facts; `ocf` and `fence` name the agents to look for.
+    /// This node's facts; `ocf` and `fence` name the agents to look for, `files` the VM files
+    /// that must be visible.
     Facts {
         ocf: Vec<String>,
         fence: Vec<String>,
+        #[serde(default)]
+        files: Vec<String>,
     },
     /// Open TCP connections to each target from this node's own address on the same network.
     Reach {

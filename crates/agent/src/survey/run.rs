@@ -46,6 +46,8 @@ pub struct Plan {
     pub ocf: Vec<String>,
     /// Fence agents the fence devices name.
     pub fence: Vec<String>,
+    /// Files every node that may run a VM must see: its disks, kernel and initrd.
+    pub files: Vec<String>,
     /// Shared storage paths to test.
     pub shared: Vec<String>,
 }
@@ -68,7 +70,13 @@ pub async fn survey<T: Transport>(transport: &T, targets: &[Target], plan: &Plan
             return node;
         }
         let sent = clock::wall_ms();
-        match transport.call(i, ProbeRequest::Facts { ocf: plan.ocf.clone(), fence: plan.fence.clone() }).await {
+        match transport
+            .call(
+                i,
+                ProbeRequest::Facts { ocf: plan.ocf.clone(), fence: plan.fence.clone(), files: plan.files.clone() },
+            )
+            .await
+        {
             Ok(ProbeReply::Facts(facts)) if t.learn => {
                 node.clock = Some(ClockReading::measure(sent, facts.wall_ms, clock::wall_ms()));
                 node.name = facts.name.clone();

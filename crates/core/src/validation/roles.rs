@@ -2,11 +2,13 @@
 //! where other nodes can reach them; are the resource agents they name installed wherever they
 //! may run; are the settings consistent.
 
+use super::survey::NodeFacts;
 use super::{Category, Check, Outcome, Survey, check, findings, listing};
 use crate::placement;
 use crate::plan::{self, PlanTiming};
+use crate::role::RoleRecord;
 use crate::state::{ClusterState, validate_settings};
-use crate::vm::{self, VmSpec};
+use crate::vm;
 
 pub fn checks(state: &ClusterState, timing: PlanTiming, survey: &Survey) -> Vec<Check> {
     use Category::Roles;
@@ -89,17 +91,26 @@ pub fn checks(state: &ClusterState, timing: PlanTiming, survey: &Survey) -> Vec<
         "Add a node, or make the class soft (`--anti-affinity-soft`).",
     ));
 
-    // VM disks on shared storage: another node can only take a VM whose disks it can reach.
-    let outside: Vec<String> = state
-        .roles
-        .values()
-        .flat_map(|r| r.spec.resources.iter().map(move |res| (r, res)))
-        .filter(|(_, res)| res.kind == vm::KIND)
-        .filter_map(|(r, res)| {
-            let spec = VmSpec::parse(&res.params).ok()?;
-            spec.check_shared(&state.settings.shared_storage).err().map(|e| format!("{}: {e}", r.spec.name))
-        })
-        .collect();
+    // VM disks on shared storage, and seen by every node that may run the VM: another node can
+    // only take a VM whose disks it can reach.
+    let mut outside = Vec::new();
+    for r in state.roles.values() {
+        for spec in r.spec.vms().flatten() {
+            if let Err(e) = spec.check_shared(&state.settings.shared_storage) {
+                outside.push(format!("{}: {e}", r.spec.name));
+            }
+            for (what, path) in spec.files() {
+                let path = path.display().to_string();
+                let blind = may_run(r, survey)
+                    .filter(|(_, f)| f.files_missing.contains(&path))
+                    .map(|(name, _)| name.to_string())
+                    .collect::<Vec<_>>();
+                if !blind.is_empty() {
+                    outside.push(format!("{}: {what} {path} is not visible on {}", r.spec.name, listing(&blind)));
+                }
+            }
+        }
+    }
     let vms = state.roles.values().filter(|r| r.spec.resources.iter().any(|res| res.kind == vm::KIND)).count();
     let title = "VM disks are on shared storage";
     out.push(if vms == 0 {
@@ -112,11 +123,11 @@ pub fn checks(state: &ClusterState, timing: PlanTiming, survey: &Survey) -> Vec<
             &outside,
             Outcome::Fail,
             format!(
-                "The disks of all {vms} VMs are under the shared storage ({}).",
+                "The disks of all {vms} VMs are under the shared storage ({}) and visible on every node that may run them.",
                 state.settings.shared_storage.join(", ")
             ),
             |found| found.join("; "),
-            "Move the disks under a `shared_storage` path, or add the path they are on.",
+            "Move the disks under a `shared_storage` path mounted on every node (or add the path they are on).",
         )
     });
 
@@ -150,12 +161,9 @@ fn ocf_agents(state: &ClusterState, survey: &Survey) -> Check {
     for role in state.roles.values() {
         for kind in role.spec.resources.iter().map(|r| &r.kind).filter(|k| k.starts_with("ocf:")) {
             kinds += 1;
-            let lacking: Vec<String> = survey
-                .nodes
-                .iter()
-                .filter(|n| !n.witness && (role.spec.possible.is_empty() || role.spec.possible.contains(&n.name)))
-                .filter(|n| n.facts.as_ref().is_some_and(|f| f.ocf_missing.contains(kind)))
-                .map(|n| n.name.clone())
+            let lacking: Vec<String> = may_run(role, survey)
+                .filter(|(_, f)| f.ocf_missing.contains(kind))
+                .map(|(name, _)| name.to_string())
                 .collect();
             if !lacking.is_empty() {
                 missing.push(format!("{} needs {kind}, missing on {}", role.spec.name, listing(&lacking)));
@@ -175,6 +183,15 @@ fn ocf_agents(state: &ClusterState, survey: &Survey) -> Check {
         |found| format!("{}: the role fails there if it is placed there.", found.join("; ")),
         "Install the agent on those nodes (on Debian: apt-get install resource-agents), or narrow the role's possible owners.",
     )
+}
+
+/// The surveyed nodes that may run `role` (witnesses never do), with what they said.
+fn may_run<'a>(role: &'a RoleRecord, survey: &'a Survey) -> impl Iterator<Item = (&'a str, &'a NodeFacts)> + 'a {
+    survey
+        .nodes
+        .iter()
+        .filter(|n| !n.witness && (role.spec.possible.is_empty() || role.spec.possible.contains(&n.name)))
+        .filter_map(|n| n.facts.as_ref().map(|f| (n.name.as_str(), f)))
 }
 
 /// The reasons placement gave, on one line.
@@ -243,6 +260,16 @@ mod tests {
         let found = checks(&s, T, &Survey::default());
         assert_eq!(outcome(&found, "roles.vm_shared_storage"), Outcome::Fail, "{found:#?}");
         assert!(text(&found, "roles.vm_shared_storage").contains("vm1"));
+
+        // Under the shared path, but not what node c sees there.
+        let vm = s.roles.get_mut("vm1").expect("vm1");
+        vm.spec.resources[0].params.insert("disks".into(), "/shared/vm1.qcow2".into());
+        let mut survey = crate::validation::inventory::tests::survey();
+        assert_eq!(outcome(&checks(&s, T, &survey), "roles.vm_shared_storage"), Outcome::Pass);
+        survey.nodes[2].facts.as_mut().expect("facts").files_missing = vec!["/shared/vm1.qcow2".into()];
+        let found = checks(&s, T, &survey);
+        assert_eq!(outcome(&found, "roles.vm_shared_storage"), Outcome::Fail);
+        assert!(text(&found, "roles.vm_shared_storage").contains("vm1: disk /shared/vm1.qcow2 is not visible on c"));
     }
 
     #[test]

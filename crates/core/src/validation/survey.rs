@@ -60,6 +60,9 @@ pub struct NodeFacts {
     /// Of the fence agents asked about, those not found on this node's PATH.
     #[serde(default)]
     pub fence_missing: Vec<String>,
+    /// Of the files asked about (VM disks, kernels), those this node cannot see.
+    #[serde(default)]
+    pub files_missing: Vec<String>,
     pub memory_total_mb: u64,
     pub memory_available_mb: u64,
     pub data_dir: String,
