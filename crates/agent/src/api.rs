@@ -202,17 +202,11 @@ async fn issue_token(State(agent): State<AppState>, Json(request): Json<TokenReq
 
 #[utoipa::path(get, path = "/api/v1/cluster", security(("bearer" = [])), responses((status = 200, body = ClusterView)))]
 async fn show_cluster(State(agent): State<AppState>) -> ApiResult<ClusterView> {
-    let state = agent.require_member()?.reader.state();
-    let cluster = state.cluster.as_ref().ok_or_else(|| ApiError::conflict("no cluster"))?;
-    Ok(Json(ClusterView {
-        name: cluster.name.clone(),
-        id: cluster.id.clone(),
-        created_at_ms: cluster.created_at_ms,
-        max_voters: state.settings.max_voters,
-        heartbeat_interval_ms: state.settings.heartbeat_interval_ms,
-        node_timeout_ms: state.settings.node_timeout_ms,
-        properties: state.properties.clone(),
-    }))
+    match tokio::time::timeout(Duration::from_secs(6), agent.on_leader(LeaderRequest::ShowCluster)).await {
+        Ok(Ok(LeaderReply::Cluster(view))) => Ok(Json(*view)),
+        // No leader to ask: answer from this node's copy, which may lag.
+        _ => Ok(Json(agent.local_cluster()?)),
+    }
 }
 
 #[utoipa::path(post, path = "/api/v1/cluster/properties", security(("bearer" = [])), request_body = PropertiesRequest,

@@ -79,6 +79,7 @@ pub enum LeaderRequest {
     Remove { name: String },
     Status,
     ShowRole { name: String },
+    ShowCluster,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -88,6 +89,7 @@ pub enum LeaderReply {
     Removed,
     Status(Box<StatusView>),
     Role(Box<RoleDetailView>),
+    Cluster(Box<halo_core::view::ClusterView>),
 }
 
 impl Agent {
@@ -424,6 +426,17 @@ impl Agent {
             LeaderRequest::Remove { name } => self.remove(member, &name).await.map(|()| LeaderReply::Removed),
             LeaderRequest::Status => Ok(LeaderReply::Status(Box::new(self.local_status(member)))),
             LeaderRequest::ShowRole { name } => Ok(LeaderReply::Role(Box::new(self.local_role(&name)?))),
+            LeaderRequest::ShowCluster => {
+                // Read-your-writes: everything acknowledged before this read is applied here.
+                tokio::time::timeout(
+                    WRITE_TIMEOUT,
+                    member.raft.ensure_linearizable(halo_store::openraft::ReadPolicy::ReadIndex),
+                )
+                .await
+                .map_err(|_| no_quorum("the leader could not confirm it still leads"))?
+                .map_err(|e| ApiError::unavailable(format!("the leader cannot serve a consistent read: {e}")))?;
+                Ok(LeaderReply::Cluster(Box::new(self.local_cluster()?)))
+            }
         }
     }
 
@@ -547,6 +560,21 @@ impl Agent {
     }
 
     /// One role as this node's copy of the database has it.
+    /// The cluster's name and settings from this node's copy of the database.
+    pub fn local_cluster(&self) -> Result<halo_core::view::ClusterView, ApiError> {
+        let state = self.require_member()?.reader.state();
+        let cluster = state.cluster.as_ref().ok_or_else(|| ApiError::conflict("no cluster"))?;
+        Ok(halo_core::view::ClusterView {
+            name: cluster.name.clone(),
+            id: cluster.id.clone(),
+            created_at_ms: cluster.created_at_ms,
+            max_voters: state.settings.max_voters,
+            heartbeat_interval_ms: state.settings.heartbeat_interval_ms,
+            node_timeout_ms: state.settings.node_timeout_ms,
+            properties: state.properties.clone(),
+        })
+    }
+
     pub fn local_role(&self, name: &str) -> Result<RoleDetailView, ApiError> {
         let state = self.require_member()?.reader.state();
         let record = state.roles.get(name).ok_or_else(|| ApiError::not_found(format!("no role named '{name}'")))?;
