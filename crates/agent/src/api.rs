@@ -200,8 +200,11 @@ async fn issue_token(State(agent): State<AppState>, Json(request): Json<TokenReq
     Ok(Json(TokenResponse { token: token.encode(), expires_at_ms }))
 }
 
-#[utoipa::path(get, path = "/api/v1/cluster", security(("bearer" = [])), responses((status = 200, body = ClusterView)))]
-async fn show_cluster(State(agent): State<AppState>) -> ApiResult<ClusterView> {
+#[utoipa::path(get, path = "/api/v1/cluster", security(("bearer" = [])), params(StatusQuery), responses((status = 200, body = ClusterView)))]
+async fn show_cluster(State(agent): State<AppState>, Query(query): Query<StatusQuery>) -> ApiResult<ClusterView> {
+    if query.local {
+        return Ok(Json(agent.local_cluster()?));
+    }
     match tokio::time::timeout(Duration::from_secs(6), agent.on_leader(LeaderRequest::ShowCluster)).await {
         Ok(Ok(LeaderReply::Cluster(view))) => Ok(Json(*view)),
         // No leader to ask: answer from this node's copy, which may lag.

@@ -102,8 +102,12 @@ pub enum ClusterCommand {
         #[arg(long, env = "HALO_BOOTSTRAP_SECRET")]
         bootstrap_secret: Option<String>,
     },
-    /// Cluster settings and properties.
-    Show,
+    /// Cluster settings and properties (as the leader has them).
+    Show {
+        /// Answer from the contacted node's own copy of the database instead of the leader's.
+        #[arg(long)]
+        local: bool,
+    },
     /// Set cluster properties: description, label.NAME, heartbeat_interval_ms, node_timeout_ms, max_voters.
     Set {
         /// KEY=VALUE pairs, applied all together or not at all.
@@ -383,8 +387,9 @@ async fn cluster(command: ClusterCommand, json: bool) -> anyhow::Result<()> {
                 Ok(())
             }
         }
-        ClusterCommand::Show => {
-            let view: ClusterView = connect()?.0.get("/api/v1/cluster").await?;
+        ClusterCommand::Show { local } => {
+            let path = if local { "/api/v1/cluster?local=true" } else { "/api/v1/cluster" };
+            let view: ClusterView = connect()?.0.get(path).await?;
             if json {
                 output::print_json(&view)
             } else {

@@ -65,7 +65,7 @@ fn lagging_and_new_nodes_catch_up_from_a_snapshot() {
 
     for i in [2, 3] {
         let caught_up = wait_until(Duration::from_secs(30), || {
-            local_view(&c, i, &["cluster", "show", "--json"])
+            local_view(&c, i, &["cluster", "show", "--local", "--json"])
                 .is_some_and(|v| (0..WRITES).all(|k| v["properties"][format!("label.k{k}")] == k.to_string().as_str()))
         });
         assert!(caught_up, "{} did not catch up: {}", c.nodes[i].name, c.log(i));

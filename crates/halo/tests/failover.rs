@@ -34,7 +34,7 @@ fn leader_killed_new_leader_elected_writes_continue_and_node_rejoins() {
     assert!(c.wait_status(Duration::from_secs(20), |s| node(s, &old)["state"] == "up" && up_count(s) == 3));
     let endpoint = c.nodes[old_i].api.clone();
     assert!(wait_until(Duration::from_secs(10), || {
-        let out = c.halo_env(&["cluster", "show", "--json"], &[("HALO_ENDPOINT", &endpoint)]);
+        let out = c.halo_env(&["cluster", "show", "--local", "--json"], &[("HALO_ENDPOINT", &endpoint)]);
         out.status.success()
             && serde_json::from_slice::<serde_json::Value>(&out.stdout)
                 .is_ok_and(|v| v["properties"]["label.while_down"] == "yes")
