@@ -142,12 +142,7 @@ async fn tick(agent: &Agent, member: &Member) -> Result<(), crate::error::ApiErr
 
         // Admitted but not in Raft yet (e.g. the previous leader crashed mid-admission).
         if !is_self && membership.get_node(&record.id).is_none() {
-            let peer = PeerNode {
-                name: record.name.clone(),
-                api: record.api.clone(),
-                networks: record.networks.iter().map(|n| n.address.clone()).collect(),
-            };
-            let _ = member.raft.add_learner(record.id, peer, false).await;
+            let _ = member.raft.add_learner(record.id, PeerNode::of(record), false).await;
             continue;
         }
 

@@ -117,15 +117,15 @@ fn targets(state: &ClusterState) -> (Vec<Target>, Vec<(u64, PeerNode)>) {
         .nodes
         .values()
         .map(|n| {
-            let networks: Vec<String> = n.networks.iter().map(|net| net.address.clone()).collect();
+            let peer = PeerNode::of(n);
             let target = Target {
                 name: n.name.clone(),
                 witness: n.witness,
-                networks: networks.clone(),
+                networks: peer.networks.clone(),
                 down: (n.state == NodeState::Down).then(|| "the node is down".to_string()),
                 learn: false,
             };
-            (target, (n.id, PeerNode { name: n.name.clone(), api: n.api.clone(), networks }))
+            (target, (n.id, peer))
         })
         .unzip()
 }

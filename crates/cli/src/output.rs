@@ -55,7 +55,7 @@ pub fn status_text(s: &StatusView) -> String {
         s.term
     );
     out.push_str(&match &s.validation {
-        Some(v) => format!("validated {} ago by {}: {}\n", age(v.at_ms), v.by, validation_summary(v)),
+        Some(v) => format!("validated {} ago by {}: {}\n", age(v.at_ms), v.by, v.summary()),
         None => "validated never (the leader validates soon after the cluster forms)\n".into(),
     });
     out.push_str(&nodes_table(&s.nodes));
@@ -67,13 +67,6 @@ pub fn status_text(s: &StatusView) -> String {
         out.push('\n');
     }
     out
-}
-
-/// "warning (network.redundancy)": the result and the checks that made it.
-fn validation_summary(v: &halo_core::view::ValidationSummaryView) -> String {
-    let word = halo_core::validation::outcome_word(v.result);
-    let worst = if v.failed.is_empty() { &v.warnings } else { &v.failed };
-    if worst.is_empty() { word.to_string() } else { format!("{word} ({})", worst.join(", ")) }
 }
 
 /// How long ago a wall-clock time was, rounded to what a person needs ("42s", "5m", "3h", "2d").

@@ -55,6 +55,17 @@ impl ValidationSummaryView {
             warnings: ids(Outcome::Warning),
         }
     }
+
+    /// "warning (inventory.kvm, network.redundancy)": the result and the checks that made it.
+    pub fn summary(&self) -> String {
+        let word = crate::validation::outcome_word(self.result);
+        let worst = match self.result {
+            crate::validation::Outcome::Fail => &self.failed,
+            crate::validation::Outcome::Warning => &self.warnings,
+            _ => return word.to_string(),
+        };
+        if worst.is_empty() { word.to_string() } else { format!("{word} ({})", worst.join(", ")) }
+    }
 }
 
 /// Where one node's copy of the cluster database stands: what it applied, its latest snapshot,

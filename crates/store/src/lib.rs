@@ -25,6 +25,17 @@ pub struct PeerNode {
     pub networks: Vec<String>,
 }
 
+impl PeerNode {
+    /// Where the cluster database says a node is.
+    pub fn of(record: &halo_core::state::NodeRecord) -> Self {
+        Self {
+            name: record.name.clone(),
+            api: record.api.clone(),
+            networks: record.networks.iter().map(|n| n.address.clone()).collect(),
+        }
+    }
+}
+
 openraft::declare_raft_types!(
     pub TypeConfig:
         D = halo_core::command::Command,

@@ -114,11 +114,7 @@ pub struct ValidationRecord {
 impl ValidationRecord {
     /// "warning (inventory.kvm, network.redundancy)": the result and the checks that made it.
     pub fn summary(&self) -> String {
-        let worst: Vec<&str> = self.checks.iter().filter(|c| c.outcome == self.result).map(|c| c.id.as_str()).collect();
-        if self.result <= Outcome::Pass || worst.is_empty() {
-            return outcome_word(self.result).into();
-        }
-        format!("{} ({})", outcome_word(self.result), worst.join(", "))
+        crate::view::ValidationSummaryView::of(self).summary()
     }
 }
 
