@@ -34,7 +34,7 @@ const MAX_TOKEN_TTL_SECONDS: u64 = 7 * 24 * 3600;
     paths(status, list_nodes, show_node, remove_node, issue_token, show_cluster, set_properties, ca, admit, bootstrap_create, bootstrap_join,
         crate::roles_api::list_roles, crate::roles_api::create_role, crate::roles_api::show_role, crate::roles_api::delete_role,
         crate::roles_api::start_role, crate::roles_api::stop_role, crate::roles_api::move_role,
-        crate::roles_api::pause_node, crate::roles_api::resume_node, crate::roles_api::events, crate::validate_api::validate, crate::validate_api::probe,
+        crate::roles_api::pause_node, crate::roles_api::resume_node, crate::events_api::events, crate::events_api::stream, crate::validate_api::validate, crate::validate_api::probe,
         crate::roles_api::apply_roles, crate::roles_api::plan, crate::roles_api::set_fence),
     components(schemas(crate::validate_api::ValidationView, halo_core::view::ValidationSummaryView, halo_core::validation::ValidationRecord, crate::survey::ProbeRequest, crate::survey::ProbeReply, crate::survey::ReachTarget,
         halo_core::validation::Survey, halo_core::validation::survey::NodeSurvey, halo_core::validation::survey::NodeFacts,
@@ -69,7 +69,9 @@ pub fn api_router(agent: AppState) -> Router {
         .route("/api/v1/tokens", post(issue_token))
         .route("/api/v1/cluster", get(show_cluster))
         .route("/api/v1/cluster/properties", post(set_properties))
+        .route("/metrics", get(metrics))
         .merge(crate::roles_api::routes())
+        .merge(crate::events_api::routes())
         .merge(crate::validate_api::routes())
         .route_layer(middleware::from_fn_with_state(agent.clone(), require_admin));
     Router::new()
@@ -116,6 +118,11 @@ pub(crate) fn check_admin(agent: &Agent, headers: &HeaderMap) -> Result<(), ApiE
         (Some(p), Some(e)) if p == e => Ok(()),
         _ => Err(ApiError::unauthorized()),
     }
+}
+
+/// Prometheus scrapes this (bearer token as for the API).
+async fn metrics(State(agent): State<AppState>) -> Response {
+    ([(axum::http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], crate::metrics::render(&agent)).into_response()
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -4,11 +4,10 @@
 //! a lease grant while Raft confirms its leadership; a node's grants become its lease (see
 //! `halo_core::lease`). The decisions live in halo-core.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use halo_core::heartbeat::{DATAGRAM_LEN, Datagram, Heartbeat, HeartbeatCodec, LeaseGrant};
-use halo_core::membership::FailureDetector;
 use halo_core::state::ClusterState;
 use tokio::net::UdpSocket;
 
@@ -50,8 +49,9 @@ async fn send(agent: Arc<Agent>, sockets: Vec<Arc<UdpSocket>>) {
             continue;
         };
         sequence += 1;
-        let now = clock::monotonic_ms();
-        watch_members(&agent.detector, &state, member.id, now);
+        let now_us = clock::monotonic_us();
+        let now = now_us / 1000;
+        watch_members(&agent, &state, member.id, now);
         // The leader's own (shorter) lease runs from the last time a quorum confirmed its
         // leadership; a leader that must be fenced stops renewing it.
         let timing = agent.lease_timing(&state);
@@ -62,16 +62,31 @@ async fn send(agent: Arc<Agent>, sockets: Vec<Arc<UdpSocket>>) {
             agent.lease_granted(now.saturating_sub(ago), timing.leader_lease_ms(), committed, now);
             agent.granted_to(member.id, now.saturating_sub(ago));
         }
-        for (network, socket) in sockets.iter().enumerate() {
-            let heartbeat = Heartbeat { from: member.id, network: network as u8, sequence, sent_at_ms: now };
-            let datagram = current.encode(&Datagram::Heartbeat(heartbeat));
-            for node in state.nodes.values().filter(|n| n.id != member.id) {
-                let Some(Ok(address)) = node.networks.get(network).map(|n| n.address.parse()) else { continue };
-                // Losses are expected (that is what the detector is for); never block on them.
-                let _ = socket.try_send_to(&datagram, address);
-            }
-        }
+        send_round(&agent, &sockets, &current, &state, member.id, sequence, now_us);
         tokio::time::sleep(Duration::from_millis(state.settings.heartbeat_interval_ms)).await;
+    }
+}
+
+/// One heartbeat to every peer on every network, each echoing the last one heard from it there.
+fn send_round(
+    agent: &Agent,
+    sockets: &[Arc<UdpSocket>],
+    codec: &HeartbeatCodec,
+    state: &ClusterState,
+    me: u64,
+    sequence: u64,
+    now_us: u64,
+) {
+    let mut round_trips = agent.round_trips.lock().unwrap_or_else(|p| p.into_inner());
+    round_trips.sent(sequence, now_us);
+    for (network, socket) in sockets.iter().enumerate() {
+        for node in state.nodes.values().filter(|n| n.id != me) {
+            let Some(Ok(address)) = node.networks.get(network).map(|n| n.address.parse()) else { continue };
+            let echo = round_trips.echo_for(node.id, network, now_us);
+            let heartbeat = Heartbeat { from: me, network: network as u8, sequence, sent_at_ms: now_us / 1000, echo };
+            // Losses are expected (that is what the detector is for); never block on them.
+            let _ = socket.try_send_to(&codec.encode(&Datagram::Heartbeat(heartbeat)), address);
+        }
     }
 }
 
@@ -86,11 +101,15 @@ async fn receive(agent: Arc<Agent>, socket: Arc<UdpSocket>, network: usize) {
         let Some(member) = agent.member() else { continue };
         let state = member.reader.state();
         let Some(current) = codec_for(&state, &mut codec) else { continue };
-        let now = clock::monotonic_ms();
+        let now_us = clock::monotonic_us();
+        let now = now_us / 1000;
         match current.decode(&buf[..len]) {
             Ok(Datagram::Heartbeat(hb)) => {
                 if let Ok(mut d) = agent.detector.lock() {
                     d.heard(hb.from, network, now);
+                }
+                if let Ok(mut r) = agent.round_trips.lock() {
+                    r.heard(hb.from, network, hb.sequence, hb.echo, now_us);
                 }
                 if let Some((grant, address)) = grant_for(&agent, member, &state, &hb) {
                     agent.granted_to(hb.from, now);
@@ -135,13 +154,16 @@ fn grant_for(
     Some((grant, address))
 }
 
-/// Keep the detector's watch list equal to the current members.
-fn watch_members(detector: &Arc<Mutex<FailureDetector>>, state: &ClusterState, me: u64, now: u64) {
-    if let Ok(mut d) = detector.lock() {
+/// Keep the detector's watch list (and the round trips) equal to the current members.
+fn watch_members(agent: &Agent, state: &ClusterState, me: u64, now: u64) {
+    if let Ok(mut d) = agent.detector.lock() {
         d.set_timeout_ms(state.settings.node_timeout_ms);
         for node in state.nodes.values().filter(|n| n.id != me) {
             d.watch(node.id, node.networks.len(), now);
         }
         d.retain(|id| state.nodes.contains_key(&id));
+    }
+    if let Ok(mut r) = agent.round_trips.lock() {
+        r.retain(|id| state.nodes.contains_key(&id));
     }
 }

@@ -6,13 +6,14 @@
 //! it), [`heartbeat`] and [`peer`] (node-to-node I/O, leases), [`api`] and [`serve`] (HTTPS),
 //! [`qmp`] (the QEMU Machine Protocol client), [`vm`] and [`vm_ops`] (VM roles: QEMU command
 //! line, KVM probe, QMP operations and migration), [`survey`] and [`host`] (what `halo
-//! validate` asks of each node). Decisions come from `halo-core`; the cluster database from
+//! validate` asks of each node), [`metrics`] (`/metrics`). Decisions come from `halo-core`; the cluster database from
 //! `halo-store`.
 
 pub mod api;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod events_api;
 pub mod executor;
 pub mod fence;
 pub mod guard;
@@ -22,6 +23,7 @@ pub mod host;
 pub mod identity;
 pub mod join;
 pub mod manager;
+pub mod metrics;
 pub mod ocf;
 pub mod peer;
 pub mod probe;

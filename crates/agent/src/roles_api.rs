@@ -1,5 +1,6 @@
 //! The role routes of the REST API: create, list, show (with the decisions behind it), start,
-//! stop, delete. Writes go to the leader as commands; reads prefer the leader's view.
+//! stop, move, delete, apply, plan; and node pause, resume and fence device. Writes go to the
+//! leader as commands; reads prefer the leader's view.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +29,6 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/roles/{name}/move", post(move_role))
         .route("/api/v1/nodes/{name}/pause", post(pause_node))
         .route("/api/v1/nodes/{name}/resume", post(resume_node))
-        .route("/api/v1/events", get(events))
         .route("/api/v1/apply", post(apply_roles))
         .route("/api/v1/plan", get(plan))
         .route("/api/v1/nodes/{name}/fence", post(set_fence))
@@ -130,26 +130,6 @@ pub async fn apply_roles(
         }
         other => Err(ApiError::internal(format!("unexpected leader reply {other:?}"))),
     }
-}
-
-#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
-pub struct EventsQuery {
-    /// Only events after this sequence number (for following); without it, the newest ones.
-    pub after: Option<u64>,
-    /// At most this many (default 100, at most 1000).
-    pub limit: Option<usize>,
-}
-
-/// The cluster's event history as this node recorded it (every node records the same).
-#[utoipa::path(get, path = "/api/v1/events", security(("bearer" = [])), params(EventsQuery),
-    responses((status = 200, body = Vec<halo_core::events::Event>)))]
-pub async fn events(
-    State(agent): State<AppState>,
-    axum::extract::Query(query): axum::extract::Query<EventsQuery>,
-) -> Result<Json<Vec<halo_core::events::Event>>, ApiError> {
-    let member = agent.require_member()?;
-    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
-    member.reader.events(query.after, limit).map(Json).map_err(|e| ApiError::internal(e.to_string()))
 }
 
 #[derive(Debug, Default, serde::Deserialize, serde::Serialize, utoipa::ToSchema)]

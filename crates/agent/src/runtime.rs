@@ -41,6 +41,8 @@ pub struct Agent {
     pub api_tls: TlsSlot,
     pub peer_tls: TlsSlot,
     pub detector: Arc<Mutex<FailureDetector>>,
+    /// Heartbeat round trips to each peer on each network, as this node measures them.
+    pub round_trips: Mutex<halo_core::round_trip::RoundTrips>,
     member: OnceCell<Arc<Member>>,
     /// Serializes create and join: an agent bootstraps once.
     pub bootstrap: tokio::sync::Mutex<()>,
@@ -57,6 +59,8 @@ pub struct Agent {
     pub last_grant: Mutex<BTreeMap<u64, u64>>,
     /// Test locks held for a validation survey's storage test.
     pub survey_locks: crate::survey::local::HeldLocks,
+    /// What `/metrics` accumulates between scrapes.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// A lease extension smaller than this is not worth waking the fence guard for.
@@ -109,6 +113,7 @@ impl Agent {
             api_tls: Arc::new(std::sync::RwLock::new(None)),
             peer_tls: Arc::new(std::sync::RwLock::new(None)),
             detector: Arc::new(Mutex::new(FailureDetector::new(ClusterSettings::default().node_timeout_ms))),
+            round_trips: Mutex::default(),
             member: OnceCell::new(),
             bootstrap: tokio::sync::Mutex::new(()),
             lease: Mutex::new(Lease::default()),
@@ -116,6 +121,7 @@ impl Agent {
             fencing: Arc::default(),
             last_grant: Mutex::default(),
             survey_locks: Default::default(),
+            metrics: Default::default(),
             guard,
             config,
         };
@@ -159,6 +165,11 @@ impl Agent {
     pub fn may_start_roles(&self, applied_index: u64, now_ms: u64) -> bool {
         self.lease_remaining_ms(now_ms) > 0
             && applied_index >= self.lease_index.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// How long ago this node's lease was last renewed (none: never granted).
+    pub fn lease_age_ms(&self, now_ms: u64) -> Option<u64> {
+        self.lease.lock().ok().and_then(|l| l.age_ms(now_ms))
     }
 
     /// How much longer this node may run roles: what the fence guard enforces.

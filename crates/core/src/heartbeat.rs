@@ -3,7 +3,10 @@
 //! Two kinds share one fixed layout (big endian): magic `HALO` | version u8 | kind u8 |
 //! cluster id hash 8 bytes | sender node id u64 | network index u8 | sequence u64 |
 //! sent at ms u64 | lease holder u64 | lease ms u64 | committed index u64 | HMAC-SHA256 32 bytes.
-//! A heartbeat leaves the last three fields zero. A lease grant is the leader's answer to one
+//! A heartbeat uses the lease holder and lease ms fields for its echo (the sequence of the
+//! last heartbeat it heard from the receiver on this network, and how many microseconds ago),
+//! which gives every node the round trip to every peer on every network without extra
+//! packets (see [`crate::round_trip`]); it leaves the committed index zero. A lease grant is the leader's answer to one
 //! heartbeat: it echoes that heartbeat's sequence and send time, so the holder can date its
 //! lease from when *it sent* the heartbeat (see the safety model), and carries the leader's
 //! commit index: the holder acts on its lease only once it has applied that much of the log,
@@ -16,7 +19,7 @@ use sha2::{Digest, Sha256};
 use crate::NodeId;
 
 const MAGIC: &[u8; 4] = b"HALO";
-const WIRE_VERSION: u8 = 2;
+const WIRE_VERSION: u8 = 3;
 const KIND_HEARTBEAT: u8 = 1;
 const KIND_LEASE_GRANT: u8 = 2;
 const BODY_LEN: usize = 4 + 1 + 1 + 8 + 8 + 1 + 8 + 8 + 8 + 8 + 8;
@@ -29,6 +32,15 @@ pub struct Heartbeat {
     pub network: u8,
     pub sequence: u64,
     pub sent_at_ms: u64,
+    /// The echo of the receiver's last heartbeat on this network (0: none heard yet).
+    pub echo: Echo,
+}
+
+/// "Your heartbeat `sequence` reached me `held_us` microseconds before I sent this."
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Echo {
+    pub sequence: u64,
+    pub held_us: u64,
 }
 
 /// The leader's answer to a heartbeat of `to`: "you may run roles for `lease_ms` from the
@@ -85,7 +97,9 @@ impl HeartbeatCodec {
 
     pub fn encode(&self, datagram: &Datagram) -> [u8; DATAGRAM_LEN] {
         let (kind, from, network, sequence, sent_at_ms, to, lease_ms, committed) = match *datagram {
-            Datagram::Heartbeat(h) => (KIND_HEARTBEAT, h.from, h.network, h.sequence, h.sent_at_ms, 0, 0, 0),
+            Datagram::Heartbeat(h) => {
+                (KIND_HEARTBEAT, h.from, h.network, h.sequence, h.sent_at_ms, h.echo.sequence, h.echo.held_us, 0)
+            }
             Datagram::LeaseGrant(g) => {
                 (KIND_LEASE_GRANT, g.from, g.network, g.sequence, g.sent_at_ms, g.to, g.lease_ms, g.committed_index)
             }
@@ -128,7 +142,10 @@ impl HeartbeatCodec {
         };
         let (from, network, sequence, sent_at_ms) = (u64_at(14), bytes[22], u64_at(23), u64_at(31));
         match bytes[5] {
-            KIND_HEARTBEAT => Ok(Datagram::Heartbeat(Heartbeat { from, network, sequence, sent_at_ms })),
+            KIND_HEARTBEAT => {
+                let echo = Echo { sequence: u64_at(39), held_us: u64_at(47) };
+                Ok(Datagram::Heartbeat(Heartbeat { from, network, sequence, sent_at_ms, echo }))
+            }
             KIND_LEASE_GRANT => Ok(Datagram::LeaseGrant(LeaseGrant {
                 from,
                 to: u64_at(39),
@@ -150,7 +167,8 @@ mod tests {
     #[test]
     fn round_trip_and_rejections() {
         let codec = HeartbeatCodec::new(b"k", "cluster-1");
-        let hb = Datagram::Heartbeat(Heartbeat { from: 7, network: 1, sequence: 42, sent_at_ms: 123 });
+        let echo = Echo { sequence: 41, held_us: 350 };
+        let hb = Datagram::Heartbeat(Heartbeat { from: 7, network: 1, sequence: 42, sent_at_ms: 123, echo });
         let bytes = codec.encode(&hb);
         assert_eq!(codec.decode(&bytes), Ok(hb));
         let grant = Datagram::LeaseGrant(LeaseGrant {

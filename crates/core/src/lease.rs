@@ -65,6 +65,8 @@ impl LeaseTiming {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Lease {
     deadline_ms: Option<u64>,
+    /// The send time of the newest heartbeat a grant answered: the lease's age runs from it.
+    renewed_at_ms: Option<u64>,
 }
 
 impl Lease {
@@ -78,7 +80,13 @@ impl Lease {
         if self.deadline_ms.is_none_or(|d| deadline > d) {
             self.deadline_ms = Some(deadline);
         }
+        self.renewed_at_ms = self.renewed_at_ms.max(Some(sent_at_ms));
         true
+    }
+
+    /// How long ago the lease was last renewed (none: never granted).
+    pub fn age_ms(&self, now_ms: u64) -> Option<u64> {
+        self.renewed_at_ms.map(|at| now_ms.saturating_sub(at))
     }
 
     pub fn deadline_ms(&self) -> Option<u64> {
@@ -104,12 +112,15 @@ mod tests {
     fn holder_lease_runs_from_the_send_time() {
         let mut lease = Lease::default();
         assert!(!lease.valid(0));
+        assert_eq!(lease.age_ms(0), None);
         assert!(lease.granted(1000, 2000, 1010));
+        assert_eq!(lease.age_ms(1500), Some(500));
         assert!(lease.valid(2999));
         assert!(!lease.valid(3000));
         // An older grant arriving late never shortens it.
         assert!(lease.granted(900, 2000, 1020));
         assert_eq!(lease.deadline_ms(), Some(3000));
+        assert_eq!(lease.age_ms(1500), Some(500));
         assert!(!lease.granted(5000, 2000, 1030));
     }
 

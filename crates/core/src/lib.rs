@@ -32,6 +32,7 @@ pub mod plan;
 pub mod policy;
 pub mod quorum;
 pub mod role;
+pub mod round_trip;
 pub mod state;
 pub mod validation;
 pub mod view;

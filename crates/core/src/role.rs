@@ -264,6 +264,9 @@ pub struct RoleRecord {
     /// Migrations begun so far; each gets the next number as its id.
     #[serde(default)]
     pub migrations: u64,
+    /// Failovers so far (`failovers_ms` keeps only the recent ones).
+    #[serde(default)]
+    pub failovers: u64,
     /// The owner resumes a migrated guest instead of booting it (this generation only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume: Option<Resume>,
@@ -305,6 +308,7 @@ impl RoleRecord {
             revision: 0,
             migration: None,
             migrations: 0,
+            failovers: 0,
             resume: None,
             last_migration: None,
         }

@@ -538,6 +538,10 @@ impl ClusterState {
                 record.owner = d.owner;
                 record.releasing = d.releasing;
                 record.set_state(d.state, d.detail.clone(), d.now_ms);
+                // A failover appends its time; pruning the window only drops old ones.
+                if d.failovers_ms.last() > record.failovers_ms.last() {
+                    record.failovers += 1;
+                }
                 record.failovers_ms = d.failovers_ms.clone();
                 record.failed_on = d.failed_on.clone();
                 record.held = d.held;

@@ -142,6 +142,11 @@ pub struct RoleDetailView {
     /// The last migration and how it went (times in ms).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_migration: Option<MigrationResult>,
+    /// Failovers and migrations since the role was created.
+    #[serde(default)]
+    pub failovers: u64,
+    #[serde(default)]
+    pub migrations: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -183,6 +188,8 @@ impl RoleDetailView {
             last_migration: record.last_migration.clone(),
             spec: record.spec.clone(),
             decisions: record.decisions.clone(),
+            failovers: record.failovers,
+            migrations: record.migrations,
         }
     }
 }

@@ -91,8 +91,7 @@ fn malformed_request_bodies_get_a_client_error_and_change_nothing() {
     let online = c.wait_online("keep143", std::time::Duration::from_secs(15), |_| true);
     assert!(online.is_some(), "{:?}\n{}", c.role("keep143"), c.log(0));
     let before = (c.json(&["role", "show", "keep143"])["generation"].clone(), c.json(&["cluster", "show"]));
-    let config: toml::Value = toml::from_str(&std::fs::read_to_string(&c.config).expect("config")).expect("toml");
-    let token = config["token"].as_str().expect("token").to_string();
+    let token = c.admin_token();
     let api = c.nodes[0].api.clone();
     let paths = [
         "/api/v1/roles",
@@ -117,16 +116,10 @@ fn malformed_request_bodies_get_a_client_error_and_change_nothing() {
         b"{\"to\": {\"deep\": [[[[[]]]]]}}",
         &[0xff, 0xfe, 0x00, 0x7b, 0x22, 0x80],
     ];
-    halo_security::install_crypto_provider();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let rt = runtime();
     let mut answers = 0;
     rt.block_on(async {
-        let tls = halo_security::tls::unverified_client_config_with(None).expect("tls");
-        let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .timeout(std::time::Duration::from_secs(10))
-            .build()
-            .expect("client");
+        let http = https(None);
         for path in paths {
             for body in bodies {
                 let response = http

@@ -33,7 +33,7 @@ fn bench_committed_writes_per_second() {
     let mut c = Cluster::new(121, 3, 0);
     c.form();
     let config: toml::Value = toml::from_str(&std::fs::read_to_string(&c.config).expect("config")).expect("toml");
-    let token = config["token"].as_str().expect("token").to_string();
+    let token = c.admin_token();
     let ca = config["ca_cert_pem"].as_str().expect("ca").to_string();
     let leader = c.leader().expect("leader");
     let api = c.nodes[c.index_of(&leader)].api.clone();

@@ -6,16 +6,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn runtime() -> tokio::runtime::Runtime {
-    halo_security::install_crypto_provider();
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
-}
-
-fn client(identity: Option<(&str, &str)>) -> reqwest::Client {
-    let tls = halo_security::tls::unverified_client_config_with(identity).expect("tls");
-    reqwest::Client::builder().tls_backend_preconfigured(tls).timeout(Duration::from_secs(5)).build().expect("client")
-}
-
 #[test]
 fn api_requires_a_valid_bearer_token_and_changes_nothing_without_one() {
     let mut c = Cluster::new(105, 1, 0);
@@ -23,7 +13,7 @@ fn api_requires_a_valid_bearer_token_and_changes_nothing_without_one() {
     let api = c.nodes[0].api.clone();
     let rt = runtime();
     rt.block_on(async {
-        let http = client(None);
+        let http = https(None);
         let url = format!("https://{api}/api/v1/status");
         let none = http.get(&url).send().await.expect("answer");
         assert_eq!(none.status(), 401);
@@ -108,12 +98,12 @@ fn raft_rpc_refuses_peers_without_a_cluster_certificate() {
     let rt = runtime();
     rt.block_on(async {
         let body = serde_json::json!({});
-        let anonymous = client(None).post(&url).json(&body).send().await;
+        let anonymous = https(None).post(&url).json(&body).send().await;
         assert!(anonymous.is_err(), "a client without a certificate reached Raft: {anonymous:?}");
-        let foreign = client(Some((&cert, &key))).post(&url).json(&body).send().await;
+        let foreign = https(Some((&cert, &key))).post(&url).json(&body).send().await;
         assert!(foreign.is_err(), "a foreign cluster's certificate reached Raft: {foreign:?}");
         // Our own node's certificate gets through TLS (the empty body is then rejected).
-        let member = client(Some((&own_cert, &own_key))).post(&url).json(&body).send().await.expect("TLS accepted");
+        let member = https(Some((&own_cert, &own_key))).post(&url).json(&body).send().await.expect("TLS accepted");
         assert!(member.status().is_client_error());
     });
 }

@@ -69,9 +69,10 @@ impl StateReader {
         self.db.events(after, limit)
     }
 
-    /// Resolves when the applied state changes.
-    pub async fn changed(&mut self) {
-        let _ = self.changed.changed().await;
+    /// Resolves when the applied state changes: true, or false once the state machine is gone
+    /// (it never changes again).
+    pub async fn changed(&mut self) -> bool {
+        self.changed.changed().await.is_ok()
     }
 }
 

@@ -86,6 +86,11 @@ pub async fn run(agent: Arc<Agent>, mut events: mpsc::UnboundedReceiver<GuardEve
     }
 }
 
+/// How long an operation that began at `since_ms` (monotonic) took until `now`.
+fn took(since_ms: u64, now: u64) -> Duration {
+    Duration::from_millis(now.saturating_sub(since_ms))
+}
+
 /// A finished probe run: role, resource index, the workload it probed, and the outcome.
 type ProbeResult = (String, usize, String, Result<(), String>);
 
@@ -307,8 +312,11 @@ impl Executor {
                     resource.next_monitor_ms = now + resource.spec.timeouts.monitor_interval();
                     let (probe, timeout) = (probe.clone(), Duration::from_millis(resource.spec.timeouts.monitor()));
                     let (done, role, workload) = (self.probe_done.clone(), name.clone(), workload.clone());
+                    let (agent, kind) = (self.agent.clone(), resource.spec.kind.clone());
                     tokio::spawn(async move {
+                        let started = std::time::Instant::now();
                         let result = probe.run(timeout).await;
+                        agent.metrics.action(&kind, "probe", result.is_ok(), started.elapsed());
                         let _ = done.send((role, index, workload, result));
                     });
                 }
@@ -393,7 +401,9 @@ impl Executor {
                 let Some((name, index)) = self.operations.get(&id).cloned() else { return };
                 let Some(resource) = self.roles.get_mut(&name).map(|l| &mut l.resources[index]) else { return };
                 if resource.in_flight.as_ref().is_some_and(|f| f.id == id && f.op == Op::Spawn) {
-                    resource.in_flight = None;
+                    if let Some(flight) = resource.in_flight.take() {
+                        self.agent.metrics.action(&resource.spec.kind, "spawn", true, took(flight.since_ms, now));
+                    }
                     resource.up = Some(id.clone());
                     resource.term_sent_ms = None;
                     resource.kill_sent = false;
@@ -411,7 +421,9 @@ impl Executor {
                 let Some((name, index)) = self.operations.remove(&id) else { return };
                 let Some(local) = self.roles.get_mut(&name) else { return };
                 let resource = &mut local.resources[index];
-                resource.in_flight = None;
+                if let Some(flight) = resource.in_flight.take() {
+                    self.agent.metrics.action(&resource.spec.kind, "spawn", false, took(flight.since_ms, now));
+                }
                 let detail = format!("resource '{}' could not start: {error}", resource.spec.name);
                 tracing::warn!(role = %name, "{detail}");
                 self.failed.insert(name.clone(), (local.generation, detail));
@@ -463,6 +475,8 @@ impl Executor {
             (Some(c), _) => Ok(c),
             (None, _) => Err(format!("{} of '{rname}' died of signal {}", flight.op.as_str(), sig.unwrap_or(0))),
         };
+        let ok = matches!(outcome, Ok(ocf::OCF_SUCCESS));
+        self.agent.metrics.action(&resource.spec.kind, flight.op.as_str(), ok, took(flight.since_ms, now));
         let described = |c: i32| format!("{} of '{rname}' returned {c} ({})", flight.op.as_str(), ocf::describe(c));
         match (flight.op, outcome) {
             (Op::Start, Ok(ocf::OCF_SUCCESS)) => {

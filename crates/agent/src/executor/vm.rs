@@ -39,6 +39,16 @@ enum Outcome {
     PoweredDown(Result<(), String>),
 }
 
+impl Outcome {
+    fn ok(&self) -> bool {
+        match self {
+            Outcome::Booted(r) | Outcome::Healthy(r) | Outcome::Resumed(r) | Outcome::PoweredDown(r) => r.is_ok(),
+            Outcome::Prepared(r) => r.is_ok(),
+            Outcome::Migrated(r) => r.is_ok(),
+        }
+    }
+}
+
 /// A quick migration's target restores the saved guest instead of booting it.
 pub(super) fn restore_if_resumed(role: &RoleRecord, resources: &mut [LocalResource]) {
     let Some(file) = role.resume.as_ref().filter(|r| r.mode == MoveMode::Quick).and_then(|r| r.state_file.clone())
@@ -165,7 +175,9 @@ impl Executor {
         if resource.in_flight.as_ref().is_none_or(|f| f.id != flight) {
             return; // about an operation that no longer matters
         }
-        resource.in_flight = None;
+        if let Some(op) = resource.in_flight.take() {
+            self.agent.metrics.action(halo_core::vm::KIND, op.op.as_str(), outcome.ok(), super::took(op.since_ms, now));
+        }
         let rname = resource.spec.name.clone();
         let Driver::Vm(vm) = &mut resource.driver else { return };
         match outcome {

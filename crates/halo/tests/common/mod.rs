@@ -250,6 +250,13 @@ impl Cluster {
         }
     }
 
+    /// The admin token from this cluster's client config.
+    pub fn admin_token(&self) -> String {
+        let config: toml::Value = toml::from_str(&std::fs::read_to_string(&self.config).expect("client config"))
+            .expect("client config parses");
+        config["token"].as_str().expect("token").to_string()
+    }
+
     pub fn log(&self, i: usize) -> String {
         std::fs::read_to_string(self.dir.path().join(format!("{}.log", self.nodes[i].name))).unwrap_or_default()
     }
@@ -269,6 +276,19 @@ impl Drop for Cluster {
             self.crash(i);
         }
     }
+}
+
+/// A single-threaded runtime for tests that speak HTTP themselves.
+pub fn runtime() -> tokio::runtime::Runtime {
+    halo_security::install_crypto_provider();
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+}
+
+/// An HTTPS client that does not check the server (tests check what the API does, not TLS),
+/// optionally presenting a client certificate (cert, key).
+pub fn https(identity: Option<(&str, &str)>) -> reqwest::Client {
+    let tls = halo_security::tls::unverified_client_config_with(identity).expect("tls");
+    reqwest::Client::builder().tls_backend_preconfigured(tls).timeout(Duration::from_secs(10)).build().expect("client")
 }
 
 /// Pids of processes whose environment has `key=value`.
