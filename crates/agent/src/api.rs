@@ -34,9 +34,9 @@ const MAX_TOKEN_TTL_SECONDS: u64 = 7 * 24 * 3600;
     paths(status, list_nodes, show_node, remove_node, issue_token, show_cluster, set_properties, ca, admit, bootstrap_create, bootstrap_join,
         crate::roles_api::list_roles, crate::roles_api::create_role, crate::roles_api::show_role, crate::roles_api::delete_role,
         crate::roles_api::start_role, crate::roles_api::stop_role, crate::roles_api::move_role,
-        crate::roles_api::pause_node, crate::roles_api::resume_node, crate::events_api::events, crate::events_api::stream, crate::validate_api::validate, crate::validate_api::probe,
+        crate::roles_api::pause_node, crate::roles_api::resume_node, crate::events_api::events, crate::events_api::stream, crate::log_api::cluster_log, crate::validate_api::validate, crate::validate_api::probe,
         crate::roles_api::apply_roles, crate::roles_api::plan, crate::roles_api::set_fence),
-    components(schemas(crate::validate_api::ValidationView, halo_core::view::ValidationSummaryView, halo_core::validation::ValidationRecord, crate::survey::ProbeRequest, crate::survey::ProbeReply, crate::survey::ReachTarget,
+    components(schemas(crate::log_api::ClusterLogView, crate::log_api::MissingNode, crate::cluster_log::LogLine, crate::validate_api::ValidationView, halo_core::view::ValidationSummaryView, halo_core::validation::ValidationRecord, crate::survey::ProbeRequest, crate::survey::ProbeReply, crate::survey::ReachTarget,
         halo_core::validation::Survey, halo_core::validation::survey::NodeSurvey, halo_core::validation::survey::NodeFacts,
         halo_core::validation::survey::ClockReading, halo_core::validation::survey::Reach, halo_core::validation::survey::StorageSurvey,
         halo_core::validation::survey::StorageOnNode, halo_core::validation::survey::StorageError, halo_core::validation::survey::StorageFault,
@@ -72,6 +72,7 @@ pub fn api_router(agent: AppState) -> Router {
         .route("/metrics", get(metrics))
         .merge(crate::roles_api::routes())
         .merge(crate::events_api::routes())
+        .merge(crate::log_api::routes())
         .merge(crate::validate_api::routes())
         .route_layer(middleware::from_fn_with_state(agent.clone(), require_admin));
     Router::new()
@@ -95,6 +96,7 @@ pub fn peer_router(agent: AppState) -> Router {
         .route("/raft/transfer-leader", post(raft_transfer_leader))
         .route("/peer/v1/leader", post(peer_leader))
         .merge(crate::validate_api::peer_routes())
+        .merge(crate::log_api::peer_routes())
         .with_state(agent)
 }
 

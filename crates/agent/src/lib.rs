@@ -6,11 +6,13 @@
 //! it), [`heartbeat`] and [`peer`] (node-to-node I/O, leases), [`api`] and [`serve`] (HTTPS),
 //! [`qmp`] (the QEMU Machine Protocol client), [`vm`] and [`vm_ops`] (VM roles: QEMU command
 //! line, KVM probe, QMP operations and migration), [`survey`] and [`host`] (what `halo
-//! validate` asks of each node), [`metrics`] (`/metrics`). Decisions come from `halo-core`; the cluster database from
+//! validate` asks of each node), [`metrics`] (`/metrics`), [`cluster_log`] and [`log_api`] (the
+//! agent's structured log and `halo log`). Decisions come from `halo-core`; the cluster database from
 //! `halo-store`.
 
 pub mod api;
 pub mod clock;
+pub mod cluster_log;
 pub mod config;
 pub mod error;
 pub mod events_api;
@@ -22,6 +24,7 @@ pub mod heartbeat;
 pub mod host;
 pub mod identity;
 pub mod join;
+pub mod log_api;
 pub mod manager;
 pub mod metrics;
 pub mod ocf;

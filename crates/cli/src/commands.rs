@@ -65,6 +65,8 @@ pub enum Command {
         #[arg(long, default_value_t = 50)]
         last: usize,
     },
+    /// Every agent's log in one time-ordered view (UTC and local time), gathered from all nodes.
+    Log(crate::log::LogArgs),
     /// Start a local 3-node cluster on this machine and keep it running until Ctrl-C.
     Demo(crate::demo::DemoArgs),
     /// The fence guard, started by the agent itself (not for people to run).
@@ -185,6 +187,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Validate(args) => crate::validate::run(args, json).await,
         Command::Events { follow, last } => events(&connect()?.0, follow, last, json).await,
+        Command::Log(args) => crate::log::run(&connect()?.0, args, json).await,
         Command::Node(NodeCommand::List) => {
             let nodes: Vec<NodeView> = connect()?.0.get("/api/v1/nodes").await?;
             if json {

@@ -5,6 +5,7 @@ pub mod client;
 pub mod commands;
 pub mod demo;
 pub mod html;
+pub mod log;
 pub mod output;
 pub mod role;
 pub mod validate;

@@ -1,5 +1,6 @@
 //! The `halo` binary: the agent daemon and the command line in one executable.
 
+use anyhow::Context;
 use clap::Parser;
 use halo_cli::{Cli, Command};
 
@@ -18,12 +19,19 @@ fn main() {
 
 fn run_agent(args: &halo_agent::AgentArgs) -> anyhow::Result<()> {
     let config = halo_agent::AgentConfig::from_args(args)?;
-    tracing_subscriber::fmt()
-        .with_env_filter(
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    // Every line goes to stderr for the service manager's journal, and to the structured log
+    // in the data directory that `halo log` gathers.
+    let file = halo_agent::cluster_log::LogFile::open(&config.data_dir.join("logs"), &config.name)
+        .with_context(|| format!("opening the agent log in {}", config.data_dir.join("logs").display()))?;
+    tracing_subscriber::registry()
+        .with(
             tracing_subscriber::EnvFilter::try_from_env("HALO_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
         )
-        .with_target(false)
+        .with(tracing_subscriber::fmt::layer().with_target(false))
+        .with(file.layer())
         .init();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(halo_agent::run(config, halo_cli::demo::shutdown_signal()))

@@ -260,3 +260,64 @@ fn wait_for_samples(rt: &tokio::runtime::Runtime, api: &str, token: &str, peer: 
     assert!(ready, "no round trip to {peer}: {samples:?}");
     samples
 }
+
+#[test]
+fn halo_log_merges_every_nodes_lines_in_time_order() {
+    let mut c = Cluster::new(164, 3, 0);
+    c.form();
+    let started = wall_ms();
+    let out = c.halo(&["role", "create", "web", "--type", "process", "--param", "command=exec sleep 100000"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let owner = c.wait_online("web", Duration::from_secs(15), |_| true).expect("web online");
+
+    let log = c.json(&["log", "--since", "10m"]);
+    let lines = log["lines"].as_array().expect("lines");
+    let nodes: std::collections::BTreeSet<&str> = lines.iter().filter_map(|l| l["node"].as_str()).collect();
+    assert_eq!(nodes.into_iter().collect::<Vec<_>>(), ["n1", "n2", "n3"], "{log:#}");
+    let times: Vec<u64> = lines.iter().map(|l| l["at_ms"].as_u64().expect("at_ms")).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "not in time order: {times:?}");
+    assert!(lines.iter().all(|l| l["utc"].as_str().is_some_and(|t| t.ends_with('Z')) && l["local"].is_string()));
+    assert_eq!(log["missing"], serde_json::json!([]));
+    assert_eq!(log["truncated"], false);
+    // The owner's line about starting web, with its structured fields.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["node"] == owner.as_str() && l["message"] == "resource started" && l["fields"]["role"] == "web"),
+        "{log:#}"
+    );
+
+    // An absolute --since, and one node only.
+    let since = humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(started)).to_string();
+    let recent = c.json(&["log", "--since", &since, "--node", &owner]);
+    let recent = recent["lines"].as_array().expect("lines");
+    assert!(!recent.is_empty());
+    assert!(recent.iter().all(|l| l["node"] == owner.as_str() && l["at_ms"].as_u64() >= Some(started)), "{recent:#?}");
+    let limited = c.json(&["log", "--since", "10m", "--limit", "3"]);
+    assert_eq!(limited["lines"].as_array().map(Vec::len), Some(3));
+    assert_eq!(limited["truncated"], true);
+
+    // For people: UTC, local time, node, level, message.
+    let out = c.halo(&["log", "--since", "10m"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.lines().any(|l| l.contains("Z  ") && l.contains(" n2 ") && l.contains("INFO")), "{shown}");
+
+    // A node that is down is named, and the others' lines still come.
+    c.crash(2);
+    let out = c.halo(&["log", "--since", "10m", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no lines from n3"), "{}", text(&out));
+    let partial: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(partial["missing"][0]["node"], "n3");
+    assert!(partial["lines"].as_array().is_some_and(|l| l.iter().any(|l| l["node"] == "n1")));
+
+    for (args, says) in [
+        (vec!["log", "--since", "last tuesday"], "--since 'last tuesday'"),
+        (vec!["log", "--node", "ghost"], "no node named 'ghost'"),
+    ] {
+        let out = c.halo(&args);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(says), "{}", text(&out));
+    }
+}
