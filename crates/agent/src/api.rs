@@ -82,6 +82,7 @@ pub fn api_router(agent: AppState) -> Router {
         .route("/api/v1/bootstrap/create", post(bootstrap_create))
         .route("/api/v1/bootstrap/join", post(bootstrap_join))
         .merge(crate::validate_api::probe_routes())
+        .merge(crate::console::routes(agent.clone()))
         .merge(protected)
         .fallback(|| async { ApiError::not_found("no such API path") })
         .with_state(agent)
@@ -109,14 +110,18 @@ async fn require_admin(State(agent): State<AppState>, headers: HeaderMap, reques
 
 /// The request carries the cluster's admin token.
 pub(crate) fn check_admin(agent: &Agent, headers: &HeaderMap) -> Result<(), ApiError> {
-    let member = agent.require_member()?;
     let presented = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(halo_security::sha256_hex);
+        .and_then(|v| v.strip_prefix("Bearer "));
+    check_token(agent, presented)
+}
+
+/// `presented` is the cluster's admin token (the API's bearer token, the console's cookie).
+pub(crate) fn check_token(agent: &Agent, presented: Option<&str>) -> Result<(), ApiError> {
+    let member = agent.require_member()?;
     let expected = member.reader.state().cluster.as_ref().map(|c| c.admin_token_sha256.clone());
-    match (presented, expected) {
+    match (presented.map(halo_security::sha256_hex), expected) {
         (Some(p), Some(e)) if p == e => Ok(()),
         _ => Err(ApiError::unauthorized()),
     }

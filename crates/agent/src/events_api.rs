@@ -67,16 +67,22 @@ pub async fn stream(
         Some(after) => after,
         None => newest(&reader)?,
     };
+    Ok(live(reader, after))
+}
+
+/// The events after `after` as server-sent events, then each new one as it is recorded.
+pub fn live(reader: StateReader, after: u64) -> Sse<impl Stream<Item = Result<sse::Event, Infallible>>> {
     let feed = Feed { reader, after, pending: VecDeque::new() };
     let stream = futures::stream::unfold(feed, |mut feed| async move {
         let event = feed.next().await?;
         let data = serde_json::to_string(&event).unwrap_or_default();
         Some((Ok(sse::Event::default().id(event.seq.to_string()).data(data)), feed))
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
-fn newest(reader: &StateReader) -> Result<u64, ApiError> {
+/// The sequence number of the newest event recorded (0: none yet).
+pub fn newest(reader: &StateReader) -> Result<u64, ApiError> {
     let last = reader.events(None, 1).map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(last.last().map_or(0, |e| e.seq))
 }

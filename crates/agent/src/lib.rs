@@ -7,13 +7,14 @@
 //! [`qmp`] (the QEMU Machine Protocol client), [`vm`] and [`vm_ops`] (VM roles: QEMU command
 //! line, KVM probe, QMP operations and migration), [`survey`] and [`host`] (what `halo
 //! validate` asks of each node), [`metrics`] (`/metrics`), [`cluster_log`] and [`log_api`] (the
-//! agent's structured log and `halo log`). Decisions come from `halo-core`; the cluster database from
+//! agent's structured log and `halo log`), [`console`] (the web console). Decisions come from `halo-core`; the cluster database from
 //! `halo-store`.
 
 pub mod api;
 pub mod clock;
 pub mod cluster_log;
 pub mod config;
+pub mod console;
 pub mod error;
 pub mod events_api;
 pub mod executor;

@@ -148,6 +148,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         println!("  halo role move vm --to node3 # live migration of the VM role; its uptime goes on:");
         println!("  tail -f {}/node*/vms/vm.guest/serial.log", dir.display());
     }
+    println!(
+        "Web console: https://{}/console/ (log in with the admin token, the `token` in the config above)",
+        apis[0]
+    );
+    println!("  halo log --since 5m          # every agent's log, merged in time order");
     println!("Agent logs: {}/node{{1,2,3}}.log. Press Ctrl-C to stop.", dir.display());
     println!("demo ready");
 
