@@ -169,17 +169,13 @@ fn local_series(registry: &mut Registry, agent: &Agent, member: &crate::runtime:
 
     let round_trips = Family::<Labels, FloatGauge>::default();
     let paths = Family::<Labels, Gauge>::default();
-    let now_us = clock::monotonic_us();
-    // A round trip older than the node timeout describes a path that is silent now.
-    let max_age_us = state.settings.node_timeout_ms * 1000;
     for peer in state.nodes.values().filter(|n| n.id != member.id) {
         for index in 0..peer.networks.len() {
             let labels = vec![("peer", peer.name.clone()), ("network", index.to_string())];
             let alive = agent.detector.lock().is_ok_and(|d| d.network_alive(peer.id, index, now_ms));
             paths.get_or_create(&labels).set(alive as i64);
-            let measured = agent.round_trips.lock().ok().and_then(|r| r.get(peer.id, index, now_us, max_age_us));
-            if let Some(rtt) = measured {
-                round_trips.get_or_create(&labels).set(rtt.smoothed_us as f64 / 1e6);
+            if let Some(us) = agent.round_trip_us(peer.id, index) {
+                round_trips.get_or_create(&labels).set(us as f64 / 1e6);
             }
         }
     }

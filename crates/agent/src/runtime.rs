@@ -167,6 +167,14 @@ impl Agent {
             && applied_index >= self.lease_index.load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    /// This node's smoothed heartbeat round trip to `peer` on `network`, in µs; none when that
+    /// path has been silent for longer than the node timeout (its last figure is stale).
+    pub fn round_trip_us(&self, peer: u64, network: usize) -> Option<u64> {
+        let max_age_us = self.member()?.reader.state().settings.node_timeout_ms.saturating_mul(1000);
+        let measured = self.round_trips.lock().ok()?;
+        measured.get(peer, network, clock::monotonic_us(), max_age_us).map(|r| r.smoothed_us)
+    }
+
     /// How long ago this node's lease was last renewed (none: never granted).
     pub fn lease_age_ms(&self, now_ms: u64) -> Option<u64> {
         self.lease.lock().ok().and_then(|l| l.age_ms(now_ms))

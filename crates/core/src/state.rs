@@ -538,10 +538,9 @@ impl ClusterState {
                 record.owner = d.owner;
                 record.releasing = d.releasing;
                 record.set_state(d.state, d.detail.clone(), d.now_ms);
-                // A failover appends its time; pruning the window only drops old ones.
-                if d.failovers_ms.last() > record.failovers_ms.last() {
-                    record.failovers += 1;
-                }
+                // A failover appends its time; pruning the window only drops old ones. (Counted
+                // by membership, not by order: a new leader's clock may be behind the last's.)
+                record.failovers += d.failovers_ms.iter().filter(|t| !record.failovers_ms.contains(t)).count() as u64;
                 record.failovers_ms = d.failovers_ms.clone();
                 record.failed_on = d.failed_on.clone();
                 record.held = d.held;

@@ -158,18 +158,10 @@ async fn node_page(
 ) -> Result<Markup, Page> {
     let status = crate::api::current_status(&agent).await?;
     let Some(node) = status.nodes.iter().find(|n| n.name == name) else {
-        return Err(Page::not_found(&agent, format!("no node named '{name}'")));
+        return Err(Page::not_found(format!("no node named '{name}'")));
     };
-    let round_trips = round_trips(&agent, node.id, node.networks.len());
+    let round_trips: Vec<Option<u64>> = (0..node.networks.len()).map(|i| agent.round_trip_us(node.id, i)).collect();
     Ok(pages::node(&context(&agent, &status, done), &status, node, &round_trips))
-}
-
-/// This node's smoothed heartbeat round trip to `node` on each network, in microseconds.
-fn round_trips(agent: &Agent, node: u64, networks: usize) -> Vec<Option<u64>> {
-    let now_us = crate::clock::monotonic_us();
-    let Ok(measured) = agent.round_trips.lock() else { return vec![None; networks] };
-    let max_age_us = agent.member().map_or(0, |m| m.reader.state().settings.node_timeout_ms.saturating_mul(1000));
-    (0..networks).map(|i| measured.get(node, i, now_us, max_age_us).map(|r| r.smoothed_us)).collect()
 }
 
 async fn role_page(
@@ -178,8 +170,7 @@ async fn role_page(
     Query(done): Query<Done>,
 ) -> Result<Markup, Page> {
     let status = crate::api::current_status(&agent).await?;
-    let Json(role) =
-        roles_api::show_role(State(agent.clone()), Path(name)).await.map_err(|e| Page::error(&agent, e))?;
+    let Json(role) = roles_api::show_role(State(agent.clone()), Path(name)).await?;
     let history: Vec<_> = recent_events(&agent, 1000)?
         .into_iter()
         .filter(|e| e.subject == role.role.name && e.kind == "role")
@@ -247,7 +238,7 @@ async fn node_action(
         "drain" => ("Drain", "Every role on it is moved to other nodes (VMs live), then it is paused."),
         "failback" => ("Resume with failback", "Roles that prefer it move back to it now."),
         "resume" => ("Resume", ""),
-        _ => return Err(Page::not_found(&agent, format!("no node action '{action}'"))),
+        _ => return Err(Page::not_found(format!("no node action '{action}'"))),
     };
     if action != "resume" && form.confirm != "yes" {
         let (title, back) = (format!("{question} node {name}?"), format!("/console/nodes/{}", segment(&name)));
@@ -272,7 +263,7 @@ async fn node_action(
                 .await
         }
     };
-    result.map_err(|e| Page::error(&agent, e))?;
+    result?;
     Ok(Redirect::to(&format!("/console/nodes/{}?done={action}", segment(&name))).into_response())
 }
 
@@ -292,7 +283,7 @@ async fn role_action(
             let how = if form.mode.is_empty() { String::new() } else { format!(" ({} migration)", form.mode) };
             ("Move", format!("It moves from {} to {to}{how}.", owner.as_deref().unwrap_or("no node")))
         }
-        _ => return Err(Page::not_found(&agent, format!("no role action '{action}'"))),
+        _ => return Err(Page::not_found(format!("no role action '{action}'"))),
     };
     if action != "start" && form.confirm != "yes" {
         let (title, back) = (format!("{question} role {name}?"), format!("/console/roles/{}", segment(&name)));
@@ -319,7 +310,7 @@ async fn role_action(
             roles_api::move_role(State(agent.clone()), role, Json(body)).await
         }
     };
-    result.map_err(|e| Page::error(&agent, e))?;
+    result?;
     Ok(Redirect::to(&format!("/console/roles/{}?done={action}", segment(&name))).into_response())
 }
 
@@ -342,20 +333,19 @@ struct Page {
 }
 
 impl Page {
-    fn error(agent: &Agent, e: ApiError) -> Self {
+    fn error(e: ApiError) -> Self {
         let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        Self { status, body: pages::problem(&agent.config.name, &e.message) }
+        Self { status, body: pages::problem(&e.message) }
     }
 
-    fn not_found(agent: &Agent, message: String) -> Self {
-        Self::error(agent, ApiError::not_found(message))
+    fn not_found(message: String) -> Self {
+        Self::error(ApiError::not_found(message))
     }
 }
 
 impl From<ApiError> for Page {
     fn from(e: ApiError) -> Self {
-        let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        Self { status, body: pages::problem("", &e.message) }
+        Self::error(e)
     }
 }
 

@@ -17,18 +17,25 @@ fn role_href(name: &str) -> String {
     format!("/console/roles/{}", segment(name))
 }
 
+/// The `<head>`: the page's title, the stylesheet, and on live pages the script.
+fn head(title: &str, live: bool) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            title { (title) " · halo" }
+            link rel="stylesheet" href="/console/assets/console.css";
+            @if live { script src="/console/assets/console.js" defer {} }
+        }
+    }
+}
+
 /// The frame of every page behind the login.
 fn frame(ctx: &Context, title: &str, content: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · " (ctx.cluster) " · halo" }
-                link rel="stylesheet" href="/console/assets/console.css";
-                script src="/console/assets/console.js" defer {}
-            }
+            (head(&format!("{title} · {}", ctx.cluster), true))
             body {
                 header {
                     a.brand href="/console/" { "halo" }
@@ -69,12 +76,7 @@ fn bare(title: &str, content: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · halo" }
-                link rel="stylesheet" href="/console/assets/console.css";
-            }
+            (head(title, false))
             body.bare { main { (content) } }
         }
     }
@@ -99,7 +101,7 @@ pub fn login(member: bool, error: Option<&str>) -> Markup {
     )
 }
 
-pub fn problem(_node: &str, message: &str) -> Markup {
+pub fn problem(message: &str) -> Markup {
     bare(
         "Problem",
         html! {
