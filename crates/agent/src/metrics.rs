@@ -59,8 +59,9 @@ pub fn render(agent: &Agent) -> String {
     let member = agent.member();
     registry.register("cluster_member", "Whether this node belongs to a cluster", gauge(member.is_some() as i64));
     if let Some(member) = member {
-        cluster_series(&mut registry, &member.reader.state());
-        local_series(&mut registry, agent, member);
+        let state = member.reader.state();
+        cluster_series(&mut registry, &state);
+        local_series(&mut registry, agent, member, &state);
     }
     registry.register_with_unit(
         "action_duration",
@@ -148,8 +149,12 @@ fn cluster_series(registry: &mut Registry, state: &halo_core::state::ClusterStat
 }
 
 /// What only this node knows.
-fn local_series(registry: &mut Registry, agent: &Agent, member: &crate::runtime::Member) {
-    let state = member.reader.state();
+fn local_series(
+    registry: &mut Registry,
+    agent: &Agent,
+    member: &crate::runtime::Member,
+    state: &halo_core::state::ClusterState,
+) {
     let now_ms = clock::monotonic_ms();
     if agent.guard.is_some() {
         let remaining = FloatGauge::default();
