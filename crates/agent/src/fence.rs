@@ -12,6 +12,8 @@ use std::time::Duration;
 use halo_core::state::FenceDevice;
 use tokio::io::AsyncWriteExt;
 
+use crate::child::DiesWithParent;
+
 /// How long a fence agent may take before its attempt counts as failed.
 const FENCE_TIMEOUT: Duration = Duration::from_secs(30);
 /// After a failed attempt, try again this much later (the lease covers the meantime).
@@ -81,18 +83,13 @@ impl Fencing {
 
 /// Run `device.agent` with `action=off` for node `name`; Ok only on exit 0.
 pub async fn power_off(device: &FenceDevice, name: &str) -> Result<(), String> {
-    let mut input = format!("action=off\nnodename={name}\n");
-    if !device.params.contains_key("plug") && !device.params.contains_key("port") {
-        input.push_str(&format!("plug={name}\n"));
-    }
-    for (k, v) in &device.params {
-        input.push_str(&format!("{k}={v}\n"));
-    }
+    let input = device.power_off_input(name).map_err(|e| format!("fence device of '{name}' refused: {e}"))?;
     let mut child = tokio::process::Command::new(&device.agent)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
+        .dies_with_parent()
         .spawn()
         .map_err(|e| format!("cannot run {}: {e}", device.agent))?;
     if let Some(mut stdin) = child.stdin.take() {

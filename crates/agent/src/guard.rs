@@ -23,6 +23,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
+use crate::child::DiesWithParent;
 use crate::clock;
 
 /// The environment variable that marks a workload as belonging to the guard of one data dir.
@@ -190,7 +191,8 @@ impl Guard {
             return Err(format!("workload {} is already running", request.id));
         }
         let mut command = Command::new(&request.program);
-        command.args(&request.args).env(MARKER, &self.marker).stdin(Stdio::null()).process_group(0);
+        // Dies with this guard (whose main loop started it): a workload never outlives its guard.
+        command.args(&request.args).env(MARKER, &self.marker).stdin(Stdio::null()).process_group(0).dies_with_parent();
         for (key, value) in &request.env {
             command.env(key, value);
         }

@@ -14,9 +14,45 @@ use tokio::net::UdpSocket;
 use crate::clock;
 use crate::runtime::Agent;
 
-/// Start the sender and one receiver per network; returns when any of them ends.
-pub async fn run(agent: Arc<Agent>, sockets: Vec<UdpSocket>) {
-    let sockets: Vec<Arc<UdpSocket>> = sockets.into_iter().map(Arc::new).collect();
+/// Run the heartbeats on a thread and runtime of their own, so that nothing else the agent
+/// does (a slow request, a burst of log appends) can delay a heartbeat, a grant or a lease
+/// renewal. Returns when they end; dropping the returned future stops them.
+pub async fn run(agent: Arc<Agent>, sockets: Vec<std::net::UdpSocket>) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (done, finished) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::Builder::new().name("heartbeat".into()).spawn(move || {
+        match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(runtime) => runtime.block_on(async move {
+                tokio::select! {
+                    () = run_here(agent, sockets) => {}
+                    _ = stopped => {}
+                }
+            }),
+            Err(e) => tracing::error!("cannot start the heartbeat runtime: {e}"),
+        }
+        let _ = done.send(());
+    });
+    if let Err(e) = thread {
+        tracing::error!("cannot start the heartbeat thread: {e}");
+        return;
+    }
+    let _ = finished.await;
+    drop(stop);
+}
+
+/// The sender and one receiver per network; returns when any of them ends.
+async fn run_here(agent: Arc<Agent>, sockets: Vec<std::net::UdpSocket>) {
+    let mut bound = Vec::new();
+    for socket in sockets {
+        match UdpSocket::from_std(socket) {
+            Ok(socket) => bound.push(Arc::new(socket)),
+            Err(e) => {
+                tracing::error!("heartbeat socket: {e}");
+                return;
+            }
+        }
+    }
+    let sockets = bound;
     let mut tasks = tokio::task::JoinSet::new();
     for (network, socket) in sockets.iter().enumerate() {
         tasks.spawn(receive(agent.clone(), socket.clone(), network));

@@ -11,6 +11,7 @@
 //! `halo-store`.
 
 pub mod api;
+pub mod child;
 pub mod clock;
 pub mod cluster_log;
 pub mod config;
@@ -64,8 +65,10 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         peer_listeners.push(
             TcpListener::bind(net).await.with_context(|| format!("cannot listen on network address {net} (TCP)"))?,
         );
-        sockets
-            .push(UdpSocket::bind(net).await.with_context(|| format!("cannot listen on network address {net} (UDP)"))?);
+        let socket =
+            UdpSocket::bind(net).await.with_context(|| format!("cannot listen on network address {net} (UDP)"))?;
+        // Handed to the heartbeat thread's own runtime (see `heartbeat::run`).
+        sockets.push(socket.into_std().with_context(|| format!("heartbeat socket on {net}"))?);
     }
 
     match agent.identity().member {
@@ -94,13 +97,14 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         // Learn now, off the runtime, whether KVM works here: VM starts then need not wait.
         std::thread::spawn(|| {
             if vm::qemu_installed() {
-                vm::kvm_works();
+                vm::kvm_if_known();
             }
         });
     }
 
     shutdown.await;
     tracing::info!("shutting down");
+    agent.begin_shutdown();
     if let Some(member) = agent.member() {
         let _ = member.raft.shutdown().await;
     }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use halo_core::role::{ResourceSpec, Timeouts};
 
+use crate::child::DiesWithParent;
 use crate::guard::SpawnRequest;
 
 pub fn ocf_root() -> PathBuf {
@@ -58,6 +59,7 @@ pub async fn meta_data(agent: &OcfAgent) -> Result<MetaData, String> {
         .arg("meta-data")
         .env("OCF_ROOT", ocf_root())
         .kill_on_drop(true)
+        .dies_with_parent()
         .output();
     let output = tokio::time::timeout(Duration::from_secs(10), run)
         .await

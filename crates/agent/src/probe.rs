@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::child::DiesWithParent;
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Probe {
     Tcp(String),
@@ -66,6 +68,7 @@ impl Probe {
                     .stdout(std::process::Stdio::null())
                     .stderr(std::process::Stdio::null())
                     .kill_on_drop(true)
+                    .dies_with_parent()
                     .status()
                     .await
                     .map_err(|e| format!("probe {self}: {e}"))?;

@@ -41,6 +41,23 @@ pub struct VmRun {
     pub last_beat_ms: u64,
 }
 
+impl VmRun {
+    /// The accelerator its QEMU uses. The executor starts no VM before it is known
+    /// ([`waits_for_kvm_probe`]), and once known it never changes.
+    pub fn accelerator(&self) -> &'static str {
+        let accel = vm::accelerator(&self.spec);
+        debug_assert!(accel.is_some(), "a VM was started before the KVM probe answered");
+        accel.unwrap_or("tcg")
+    }
+}
+
+/// Whether one of these resources is a VM that lets this node choose its accelerator while
+/// the KVM probe has not answered yet: such a role waits (a tick or a few seconds, once per
+/// agent) rather than block the runtime on the probe.
+pub fn waits_for_kvm_probe(resources: &[LocalResource]) -> bool {
+    resources.iter().any(|r| matches!(&r.driver, Driver::Vm(vm) if vm::accelerator(&vm.spec).is_none()))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
     /// A process workload (or QEMU) being spawned.
@@ -200,7 +217,7 @@ impl LocalResource {
             Driver::Vm(vm) => SpawnRequest {
                 id: id.to_string(),
                 program: vm::QEMU.into(),
-                args: vm::command_line(&vm.spec, &vm.files, vm::accelerator(&vm.spec), &vm.boot),
+                args: vm::command_line(&vm.spec, &vm.files, vm.accelerator(), &vm.boot),
                 cwd: None,
                 env: Vec::new(),
                 log,

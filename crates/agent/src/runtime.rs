@@ -61,6 +61,8 @@ pub struct Agent {
     pub survey_locks: crate::survey::local::HeldLocks,
     /// What `/metrics` accumulates between scrapes.
     pub metrics: crate::metrics::Metrics,
+    /// Set once the agent is stopping: it starts nothing new from then on.
+    shutting_down: std::sync::atomic::AtomicBool,
 }
 
 /// A lease extension smaller than this is not worth waking the fence guard for.
@@ -122,6 +124,7 @@ impl Agent {
             last_grant: Mutex::default(),
             survey_locks: Default::default(),
             metrics: Default::default(),
+            shutting_down: Default::default(),
             guard,
             config,
         };
@@ -160,10 +163,21 @@ impl Agent {
         self.last_grant.lock().ok().and_then(|g| g.get(&node).copied())
     }
 
-    /// Whether this node may start roles now: it holds a lease, and its copy of the database
-    /// has caught up with what the leader had committed when it granted.
+    /// The agent is stopping: from now on it starts nothing (what runs is left to the guard
+    /// and the lease).
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.shutting_down.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Whether this node may start roles now: it holds a lease, its copy of the database has
+    /// caught up with what the leader had committed when it granted, and it is not stopping.
     pub fn may_start_roles(&self, applied_index: u64, now_ms: u64) -> bool {
-        self.lease_remaining_ms(now_ms) > 0
+        !self.stopping()
+            && self.lease_remaining_ms(now_ms) > 0
             && applied_index >= self.lease_index.load(std::sync::atomic::Ordering::SeqCst)
     }
 

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use halo_core::vm::{Accel, VmSpec};
 
+use crate::child::DiesWithParent;
+
 pub const QEMU: &str = "qemu-system-x86_64";
 
 /// Where one VM's QMP socket and serial console log live on this node.
@@ -100,22 +102,36 @@ pub fn shell_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
 }
 
-/// The accelerator for `vm` on this node.
-pub fn accelerator(vm: &VmSpec) -> &'static str {
+/// The accelerator for `vm` on this node; none while the KVM probe has not answered yet. The
+/// probe runs on a thread of its own (started by the first question), so no caller waits.
+pub fn accelerator(vm: &VmSpec) -> Option<&'static str> {
     match vm.accel {
-        Accel::Kvm => "kvm",
-        Accel::Tcg => "tcg",
-        Accel::Auto if kvm_works() => "kvm",
-        Accel::Auto => "tcg",
+        Accel::Kvm => Some("kvm"),
+        Accel::Tcg => Some("tcg"),
+        Accel::Auto => kvm_if_known().map(|works| if works { "kvm" } else { "tcg" }),
     }
 }
 
 static KVM: OnceLock<bool> = OnceLock::new();
+static PROBE: std::sync::Once = std::sync::Once::new();
+
+/// Whether KVM works here, if the probe has answered; otherwise starts it (once) and says none.
+pub fn kvm_if_known() -> Option<bool> {
+    if let Some(&works) = KVM.get() {
+        return Some(works);
+    }
+    PROBE.call_once(|| {
+        // This thread waits for the probe's QEMU and kills it, so the QEMU dies with it too.
+        std::thread::spawn(kvm_works);
+    });
+    None
+}
 
 /// Whether KVM really runs guests here. `/dev/kvm` existing is not enough: nested setups
 /// expose one that QEMU cannot use, failing only once the guest's CPU starts. So the probe
 /// runs the firmware with the host's CPU model and checks that it gets as far as saying it
-/// runs on KVM. Blocking (at most ~3 s), once per agent: call it off the runtime.
+/// runs on KVM. Blocking (at most ~3 s), once per agent: never call it on the runtime (the
+/// executor asks [`kvm_if_known`]; the survey runs it with `spawn_blocking`).
 pub fn kvm_works() -> bool {
     *KVM.get_or_init(|| {
         let works = probe_kvm();
@@ -142,6 +158,7 @@ fn probe_kvm() -> bool {
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
+        .dies_with_parent()
         .spawn();
     let Ok(mut child) = child else { return false };
     let deadline = Instant::now() + Duration::from_secs(3);
@@ -171,11 +188,7 @@ pub fn qemu_installed() -> bool {
 
 /// The first line of `qemu-system-x86_64 --version`, if it is installed here.
 pub fn qemu_version() -> Option<String> {
-    let out = std::process::Command::new(QEMU)
-        .arg("--version")
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .output()
+    let out = crate::child::output_within(std::process::Command::new(QEMU).arg("--version"), Duration::from_secs(10))
         .ok()
         .filter(|o| o.status.success())?;
     String::from_utf8_lossy(&out.stdout).lines().next().map(|l| l.trim().to_string())

@@ -11,6 +11,7 @@
 //! - [`policy`]: the manager's decisions (place, fail over, stop) as commands; [`plan`]: the
 //!   same policy run on a copy, for `halo plan --fail N`.
 //! - [`execution`]: what a node should run, from the committed state (the executor's rules).
+//! - [`fence`]: fence devices and the exact input halo gives their agents.
 //! - [`events`]: every visible state change in words, derived from before/after states.
 //! - [`vm`]: the `vm` resource type's definition; [`migration`]: live and quick migration.
 //! - [`view`]: the stable JSON shapes the API and the CLI exchange.
@@ -22,6 +23,7 @@ pub mod capacity;
 pub mod command;
 pub mod events;
 pub mod execution;
+pub mod fence;
 pub mod heartbeat;
 pub mod lease;
 pub mod liveness;

@@ -38,12 +38,7 @@ pub struct ClusterState {
     pub last_validation: Option<crate::validation::ValidationRecord>,
 }
 
-/// A standard `fence_*` agent and its parameters (given to it on stdin as `key=value` lines).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
-pub struct FenceDevice {
-    pub agent: String,
-    pub params: BTreeMap<String, String>,
-}
+pub use crate::fence::FenceDevice;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ClusterInfo {
@@ -344,27 +339,9 @@ impl ClusterState {
                 let record = self.nodes.get(node).ok_or(Rejection::UnknownNodeId(*node))?;
                 match device {
                     Some(device) => {
-                        let ok = device.agent.starts_with("fence_")
-                            && device.agent.len() <= 64
-                            && device.agent.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-                        if !ok {
-                            return Err(Rejection::InvalidFenceDevice {
-                                node: record.name.clone(),
-                                reason: format!("'{}' is not a fence agent name (fence_...)", device.agent),
-                            });
-                        }
-                        if let Some(k) = device.params.keys().find(|k| k.is_empty() || k.contains(['=', '\n'])) {
-                            return Err(Rejection::InvalidFenceDevice {
-                                node: record.name.clone(),
-                                reason: format!("invalid parameter name '{k}'"),
-                            });
-                        }
-                        if device.params.values().any(|v| v.contains('\n')) {
-                            return Err(Rejection::InvalidFenceDevice {
-                                node: record.name.clone(),
-                                reason: "parameter values cannot contain newlines".into(),
-                            });
-                        }
+                        device
+                            .check()
+                            .map_err(|reason| Rejection::InvalidFenceDevice { node: record.name.clone(), reason })?;
                         self.fence_devices.insert(*node, device.clone());
                     }
                     None => {

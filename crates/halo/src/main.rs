@@ -33,7 +33,11 @@ fn run_agent(args: &halo_agent::AgentArgs) -> anyhow::Result<()> {
         .with(tracing_subscriber::fmt::layer().with_target(false))
         .with(file.layer())
         .init();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    // Several workers: one slow task (a TLS handshake, a large read) never holds up the rest.
+    // Heartbeats and the fence guard's link do not depend on it at all: they have threads
+    // of their own.
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build()?;
     runtime.block_on(halo_agent::run(config, halo_cli::demo::shutdown_signal()))
 }
 

@@ -16,10 +16,35 @@ fn a_hung_node_is_powered_off_and_its_role_restarts_at_once() {
     c.env.push(("PATH".into(), path));
     c.form();
     assert!(c.halo(&["cluster", "set", "profile=fast"]).status.success());
+    // A lease far longer than the test waits: the role can only come back in time through
+    // the fence agent, never by the lease running out first on a slow machine.
+    const LEASE_MS: u64 = 20_000;
+    assert!(c.halo(&["cluster", "set", &format!("lease_ms={LEASE_MS}")]).status.success());
     for node in &c.nodes {
         let datadir = format!("datadir={}", node.data_dir.display());
         let out = c.halo(&["node", "fence", &node.name, "--agent", "fence_halotest", "--param", &datadir]);
         assert!(out.status.success(), "{}", text(&out));
+        // A device cannot turn a power-off into something else: fence agents take the last
+        // value of a key, so `action=status` after halo's `action=off` would make a status
+        // query that exits 0 count as a confirmed power-off. Refused, and the device stays as
+        // it was (the power-off below goes through it).
+        for param in ["action=status", "option=status", "nodename=n9", "Action=reboot"] {
+            let out = c.halo(&[
+                "node",
+                "fence",
+                &node.name,
+                "--agent",
+                "fence_halotest",
+                "--param",
+                &datadir,
+                "--param",
+                param,
+            ]);
+            assert!(!out.status.success(), "{param} was accepted");
+            let err = String::from_utf8_lossy(&out.stderr).to_string();
+            let key = param.split('=').next().unwrap_or_default();
+            assert!(err.contains(&format!("parameter '{key}' is reserved")), "{err}");
+        }
     }
     let dir = c.dir.path().join("work");
     let command = lock_workload(&dir);
@@ -53,6 +78,7 @@ fn a_hung_node_is_powered_off_and_its_role_restarts_at_once() {
     let started: u64 =
         lines(&dir, "starts").last().and_then(|l| l.split_whitespace().nth(2)?.parse().ok()).unwrap_or(0);
     println!("hung node fenced -> role started elsewhere: {} ms", started.saturating_sub(frozen_at));
+    assert!(started.saturating_sub(frozen_at) < LEASE_MS, "came back by the lease, not the fence");
     let fenced = std::fs::read_to_string(format!("{}.fenced", c.nodes[victim].data_dir.display())).unwrap_or_default();
     assert!(fenced.contains("off"), "the fence agent did not run");
     let why = String::from_utf8_lossy(&c.halo(&["role", "why", "fenced124"]).stdout).to_string();

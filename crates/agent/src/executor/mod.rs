@@ -202,6 +202,9 @@ impl Executor {
                 return;
             }
         };
+        if crate::resource::waits_for_kvm_probe(&resources) {
+            return;
+        }
         vm::restore_if_resumed(role, &mut resources);
         tracing::info!(role = %name, generation = role.generation, "starting role");
         self.roles.insert(
@@ -226,7 +229,8 @@ impl Executor {
     /// Start the first resource that is not up, once those before it are up.
     fn start_next(&mut self, name: &str) {
         let Some(local) = self.roles.get(name) else { return };
-        if local.stopping || local.busy() {
+        // A stopping agent restarts nothing in place either.
+        if local.stopping || local.busy() || self.agent.stopping() {
             return;
         }
         let Some(index) = local.resources.iter().position(|r| r.up.is_none()) else { return };

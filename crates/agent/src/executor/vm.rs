@@ -430,6 +430,9 @@ impl Executor {
                 return;
             }
         };
+        if crate::resource::waits_for_kvm_probe(&resources) {
+            return;
+        }
         for resource in &mut resources {
             if let Driver::Vm(vm) = &mut resource.driver {
                 vm.incoming = Some(id);
