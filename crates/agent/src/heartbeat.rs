@@ -1,18 +1,19 @@
 //! Heartbeat I/O: one UDP socket per local network. A single sender wakes once per interval
 //! and sends on every network to every peer (one wake-up, not one per network); a receiver per
-//! socket feeds what it hears into the failure detector. The leader answers each heartbeat with
-//! a lease grant while Raft confirms its leadership; a node's grants become its lease (see
-//! `halo_core::lease`). The decisions live in halo-core.
+//! socket hands what it hears to the endpoint and sends back the grant it answers with.
+//! Everything the datagrams mean (freshness, the failure detector, the grant rule, the leases)
+//! is `halo_core::heartbeat::Endpoint`, which the simulator runs too; this file only moves
+//! bytes, reads the clock and tells the fence guard about the lease.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use halo_core::heartbeat::{DATAGRAM_LEN, Datagram, Heartbeat, HeartbeatCodec, LeaseGrant};
+use halo_core::heartbeat::{DATAGRAM_LEN, HeartbeatCodec, Leadership, Outgoing, View};
 use halo_core::state::ClusterState;
 use tokio::net::UdpSocket;
 
 use crate::clock;
-use crate::runtime::Agent;
+use crate::runtime::{Agent, Member};
 
 /// Run the heartbeats on a thread and runtime of their own, so that nothing else the agent
 /// does (a slow request, a burst of log appends) can delay a heartbeat, a grant or a lease
@@ -54,8 +55,8 @@ async fn run_here(agent: Arc<Agent>, sockets: Vec<std::net::UdpSocket>) {
     }
     let sockets = bound;
     let mut tasks = tokio::task::JoinSet::new();
-    for (network, socket) in sockets.iter().enumerate() {
-        tasks.spawn(receive(agent.clone(), socket.clone(), network));
+    for network in 0..sockets.len() {
+        tasks.spawn(receive(agent.clone(), sockets.clone(), network));
     }
     tasks.spawn(send(agent, sockets));
     tasks.join_next().await;
@@ -71,8 +72,14 @@ fn codec_for(state: &ClusterState, current: &mut Option<(String, HeartbeatCodec)
     current.as_ref().map(|(_, c)| c.clone())
 }
 
+/// What the endpoint needs to know of the cluster and of this node's leadership now.
+fn view<'a>(agent: &Agent, member: &Member, state: &'a ClusterState) -> View<'a> {
+    let leadership =
+        member.leadership().map(|(acked_ago_ms, committed_index)| Leadership { acked_ago_ms, committed_index });
+    View { state, timing: agent.lease_timing(state), leadership }
+}
+
 async fn send(agent: Arc<Agent>, sockets: Vec<Arc<UdpSocket>>) {
-    let mut sequence = 0u64;
     let mut codec = None;
     loop {
         let Some(member) = agent.member() else {
@@ -84,51 +91,34 @@ async fn send(agent: Arc<Agent>, sockets: Vec<Arc<UdpSocket>>) {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        sequence += 1;
-        let now_us = clock::monotonic_us();
-        let now = now_us / 1000;
-        watch_members(&agent, &state, member.id, now);
-        // The leader's own (shorter) lease runs from the last time a quorum confirmed its
-        // leadership; a leader that must be fenced stops renewing it.
-        let timing = agent.lease_timing(&state);
-        if let Some((ago, committed)) = member.leadership()
-            && timing.may_grant(Some(ago))
-            && state.nodes.get(&member.id).is_some_and(|n| n.fence_request.is_none())
-        {
-            agent.lease_granted(now.saturating_sub(ago), timing.leader_lease_ms(), committed, now);
-            agent.granted_to(member.id, now.saturating_sub(ago));
+        let view = view(&agent, member, &state);
+        let (out, deadline) = {
+            let mut heartbeats = agent.heartbeats();
+            let out = heartbeats.beat(&view, clock::monotonic_us());
+            (out, heartbeats.lease().deadline_ms())
+        };
+        agent.sync_guard(deadline);
+        for outgoing in out {
+            transmit(&sockets, &current, &state, outgoing);
         }
-        send_round(&agent, &sockets, &current, &state, member.id, sequence, now_us);
         tokio::time::sleep(Duration::from_millis(state.settings.heartbeat_interval_ms)).await;
     }
 }
 
-/// One heartbeat to every peer on every network, each echoing the last one heard from it there.
-fn send_round(
-    agent: &Agent,
-    sockets: &[Arc<UdpSocket>],
-    codec: &HeartbeatCodec,
-    state: &ClusterState,
-    me: u64,
-    sequence: u64,
-    now_us: u64,
-) {
-    let mut round_trips = agent.round_trips.lock().unwrap_or_else(|p| p.into_inner());
-    round_trips.sent(sequence, now_us);
-    for (network, socket) in sockets.iter().enumerate() {
-        for node in state.nodes.values().filter(|n| n.id != me) {
-            let Some(Ok(address)) = node.networks.get(network).map(|n| n.address.parse()) else { continue };
-            let echo = round_trips.echo_for(node.id, network, now_us);
-            let heartbeat = Heartbeat { from: me, network: network as u8, sequence, sent_at_ms: now_us / 1000, echo };
-            // Losses are expected (that is what the detector is for); never block on them.
-            let _ = socket.try_send_to(&codec.encode(&Datagram::Heartbeat(heartbeat)), address);
-        }
-    }
+/// Send one datagram from our socket on its network to the receiver's registered address
+/// there (never to where a packet came from). Losses are expected (that is what the detector
+/// is for): never block on them.
+fn transmit(sockets: &[Arc<UdpSocket>], codec: &HeartbeatCodec, state: &ClusterState, outgoing: Outgoing) {
+    let Some(socket) = sockets.get(outgoing.network) else { return };
+    let address = state.nodes.get(&outgoing.to).and_then(|n| n.networks.get(outgoing.network));
+    let Some(Ok(address)) = address.map(|a| a.address.parse::<std::net::SocketAddr>()) else { return };
+    let _ = socket.try_send_to(&codec.encode(&outgoing.datagram), address);
 }
 
-async fn receive(agent: Arc<Agent>, socket: Arc<UdpSocket>, network: usize) {
+async fn receive(agent: Arc<Agent>, sockets: Vec<Arc<UdpSocket>>, network: usize) {
     let mut buf = [0u8; 512];
     let mut codec = None;
+    let Some(socket) = sockets.get(network).cloned() else { return };
     loop {
         let Ok((len, _from)) = socket.recv_from(&mut buf).await else { continue };
         if len != DATAGRAM_LEN {
@@ -137,69 +127,16 @@ async fn receive(agent: Arc<Agent>, socket: Arc<UdpSocket>, network: usize) {
         let Some(member) = agent.member() else { continue };
         let state = member.reader.state();
         let Some(current) = codec_for(&state, &mut codec) else { continue };
-        let now_us = clock::monotonic_us();
-        let now = now_us / 1000;
-        match current.decode(&buf[..len]) {
-            Ok(Datagram::Heartbeat(hb)) => {
-                if let Ok(mut d) = agent.detector.lock() {
-                    d.heard(hb.from, network, now);
-                }
-                if let Ok(mut r) = agent.round_trips.lock() {
-                    r.heard(hb.from, network, hb.sequence, hb.echo, now_us);
-                }
-                if let Some((grant, address)) = grant_for(&agent, member, &state, &hb) {
-                    agent.granted_to(hb.from, now);
-                    let _ = socket.try_send_to(&current.encode(&Datagram::LeaseGrant(grant)), address);
-                }
-            }
-            Ok(Datagram::LeaseGrant(grant)) if grant.to == member.id => {
-                if let Ok(mut d) = agent.detector.lock() {
-                    d.heard(grant.from, network, now);
-                }
-                agent.lease_granted(grant.sent_at_ms, grant.lease_ms, grant.committed_index, now);
-            }
-            _ => {}
+        let Ok(datagram) = current.decode(&buf[..len]) else { continue };
+        let view = view(&agent, member, &state);
+        let (answer, deadline) = {
+            let mut heartbeats = agent.heartbeats();
+            let answer = heartbeats.receive(datagram, network, &view, clock::monotonic_us());
+            (answer, heartbeats.lease().deadline_ms())
+        };
+        agent.sync_guard(deadline);
+        if let Some(answer) = answer {
+            transmit(&sockets, &current, &state, answer);
         }
-    }
-}
-
-/// The leader's answer to a heartbeat: a lease, while a quorum recently confirmed it leads,
-/// unless the node is to be fenced. Sent to the node's registered address on that network,
-/// never to the packet's source.
-fn grant_for(
-    agent: &Agent,
-    member: &crate::runtime::Member,
-    state: &ClusterState,
-    hb: &Heartbeat,
-) -> Option<(LeaseGrant, std::net::SocketAddr)> {
-    let node = state.nodes.get(&hb.from).filter(|n| !n.witness && n.fence_request.is_none())?;
-    let (ago, committed_index) = member.leadership()?;
-    if !agent.lease_timing(state).may_grant(Some(ago)) {
-        return None;
-    }
-    let address = node.networks.get(hb.network as usize)?.address.parse().ok()?;
-    let grant = LeaseGrant {
-        from: member.id,
-        to: hb.from,
-        network: hb.network,
-        sequence: hb.sequence,
-        sent_at_ms: hb.sent_at_ms,
-        lease_ms: state.settings.lease_ms,
-        committed_index,
-    };
-    Some((grant, address))
-}
-
-/// Keep the detector's watch list (and the round trips) equal to the current members.
-fn watch_members(agent: &Agent, state: &ClusterState, me: u64, now: u64) {
-    if let Ok(mut d) = agent.detector.lock() {
-        d.set_timeout_ms(state.settings.node_timeout_ms);
-        for node in state.nodes.values().filter(|n| n.id != me) {
-            d.watch(node.id, node.networks.len(), now);
-        }
-        d.retain(|id| state.nodes.contains_key(&id));
-    }
-    if let Ok(mut r) = agent.round_trips.lock() {
-        r.retain(|id| state.nodes.contains_key(&id));
     }
 }

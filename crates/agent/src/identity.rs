@@ -111,6 +111,23 @@ impl DataDir {
         Ok(NodeTls { cert_pem: read("node.crt")?, key_pem: read("node.key")?, ca_pem: read("ca.crt")? })
     }
 
+    /// This start's incarnation: one more than the last one, kept on disk (durably, before any
+    /// heartbeat leaves), so every heartbeat sequence of this run is above every earlier one
+    /// (`halo_core::heartbeat::first_sequence`).
+    pub fn next_incarnation(&self) -> anyhow::Result<u32> {
+        let last = match std::fs::read_to_string(self.path("incarnation")) {
+            Ok(text) => text
+                .trim()
+                .parse::<u32>()
+                .with_context(|| format!("{} is not a number", self.path("incarnation").display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(e).context("reading the incarnation counter"),
+        };
+        let next = last.checked_add(1).context("the incarnation counter is exhausted")?;
+        self.write("incarnation", &format!("{next}\n"))?;
+        Ok(next)
+    }
+
     /// Write `name` atomically and durably: readers see the old or the new file, never half.
     pub fn write(&self, name: &str, contents: &str) -> anyhow::Result<()> {
         use std::io::Write;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use halo_core::command::{Command, NodeStateUpdate};
-use halo_core::liveness::{self, Observed, Takeover};
+use halo_core::liveness::{self, Takeover};
 use halo_core::membership::judge;
 use halo_core::policy::{self, Inputs, Liveness};
 use halo_core::state::NodeState;
@@ -73,16 +73,9 @@ fn liveness(
 ) -> BTreeMap<u64, Liveness> {
     let now = clock::monotonic_ms();
     let timing = agent.lease_timing(state);
-    let Ok(detector) = agent.detector.lock() else { return BTreeMap::new() };
     let mut out = BTreeMap::new();
     for node in state.nodes.values() {
-        let assessment = detector.assess(node.id, now);
-        let seen = Observed {
-            alive: assessment.alive,
-            ever_heard: assessment.ever_heard,
-            last_heard_ms: assessment.last_heard_ms,
-            last_granted_ms: agent.last_granted(node.id),
-        };
+        let seen = agent.heartbeats().observed(node.id, now);
         let device = state.fence_devices.get(&node.id);
         let fence = || device.and_then(|d| agent.fencing.confirmed_off(node.id, &node.name, d, now));
         let verdict = liveness::verdict(node, member.id, &seen, &timing, takeover, now, fence);
@@ -133,11 +126,7 @@ async fn tick(agent: &Agent, member: &Member) -> Result<(), crate::error::ApiErr
 
     let mut updates = Vec::new();
     for record in state.nodes.values() {
-        let assessment = agent
-            .detector
-            .lock()
-            .map(|d| d.assess(record.id, now))
-            .map_err(|_| crate::error::ApiError::internal("failure detector lock poisoned"))?;
+        let assessment = agent.heartbeats().assess(record.id, now);
         let is_self = record.id == member.id;
 
         // Admitted but not in Raft yet (e.g. the previous leader crashed mid-admission).

@@ -177,7 +177,7 @@ fn local_series(
     for peer in state.nodes.values().filter(|n| n.id != member.id) {
         for index in 0..peer.networks.len() {
             let labels = vec![("peer", peer.name.clone()), ("network", index.to_string())];
-            let alive = agent.detector.lock().is_ok_and(|d| d.network_alive(peer.id, index, now_ms));
+            let alive = agent.heartbeats().network_alive(peer.id, index, now_ms);
             paths.get_or_create(&labels).set(alive as i64);
             if let Some(us) = agent.round_trip_us(peer.id, index) {
                 round_trips.get_or_create(&labels).set(us as f64 / 1e6);

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use halo_core::membership::FailureDetector;
+use halo_core::heartbeat::Endpoint;
 use halo_store::openraft::errors::{NetworkError, RPCError, RaftError, ReplicationClosed, StreamingError, Unreachable};
 use halo_store::openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use halo_store::openraft::raft::{
@@ -28,7 +28,7 @@ use crate::clock;
 #[derive(Clone)]
 pub struct PeerClients {
     by_network: Arc<Vec<reqwest::Client>>,
-    detector: Arc<Mutex<FailureDetector>>,
+    heartbeats: Arc<Mutex<Endpoint>>,
     /// Node id of each peer, by its first network address, for the detector lookup.
     ids: Arc<Mutex<BTreeMap<String, u64>>>,
 }
@@ -37,7 +37,7 @@ impl PeerClients {
     pub fn new(
         tls: &crate::identity::NodeTls,
         local_networks: &[String],
-        detector: Arc<Mutex<FailureDetector>>,
+        heartbeats: Arc<Mutex<Endpoint>>,
     ) -> anyhow::Result<Self> {
         let mut by_network = Vec::new();
         for net in local_networks {
@@ -53,7 +53,7 @@ impl PeerClients {
                 .context("building peer HTTPS client")?;
             by_network.push(client);
         }
-        Ok(Self { by_network: Arc::new(by_network), detector, ids: Arc::new(Mutex::new(BTreeMap::new())) })
+        Ok(Self { by_network: Arc::new(by_network), heartbeats, ids: Arc::new(Mutex::new(BTreeMap::new())) })
     }
 
     pub fn remember(&self, id: u64, node: &PeerNode) {
@@ -67,8 +67,9 @@ impl PeerClients {
         let count = node.networks.len().min(self.by_network.len());
         let id = node.networks.first().and_then(|a| self.ids.lock().ok().and_then(|ids| ids.get(a).copied()));
         let now = clock::monotonic_ms();
-        let heard =
-            |i: usize| id.is_some_and(|id| self.detector.lock().map(|d| d.network_alive(id, i, now)).unwrap_or(false));
+        let heard = |i: usize| {
+            id.is_some_and(|id| self.heartbeats.lock().map(|h| h.network_alive(id, i, now)).unwrap_or(false))
+        };
         let mut order: Vec<usize> = (0..count).filter(|&i| heard(i)).collect();
         order.extend((0..count).filter(|&i| !heard(i)));
         order

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use halo_core::command::{Command, CommandResult};
-use halo_core::lease::{Lease, LeaseTiming};
-use halo_core::membership::FailureDetector;
+use halo_core::heartbeat::{Endpoint, first_sequence};
+use halo_core::lease::LeaseTiming;
 use halo_core::state::{
     ClusterInfo, ClusterSettings, ClusterState, NetworkRecord, NetworkState, NodeRecord, NodeState,
 };
@@ -40,23 +40,18 @@ pub struct Agent {
     pub identity: Mutex<Identity>,
     pub api_tls: TlsSlot,
     pub peer_tls: TlsSlot,
-    pub detector: Arc<Mutex<FailureDetector>>,
-    /// Heartbeat round trips to each peer on each network, as this node measures them.
-    pub round_trips: Mutex<halo_core::round_trip::RoundTrips>,
+    /// This node's end of the heartbeat protocol: failure detector, round trips, the leases it
+    /// grants while it leads and the one it holds (`halo_core::heartbeat::Endpoint`).
+    pub heartbeats: Arc<Mutex<Endpoint>>,
+    /// This run of the agent (see `DataDir::next_incarnation`).
+    incarnation: u32,
     member: OnceCell<Arc<Member>>,
     /// Serializes create and join: an agent bootstraps once.
     pub bootstrap: tokio::sync::Mutex<()>,
-    /// This node's right to run roles, from the leader's grants.
-    lease: Mutex<Lease>,
-    /// The highest commit index any grant carried: roles start only once it is applied.
-    lease_index: std::sync::atomic::AtomicU64,
     /// The fence guard that enforces the lease; none on a witness, which runs nothing.
     pub guard: Option<Arc<GuardLink>>,
     /// Fence-agent attempts against silent nodes (used while this node leads).
     pub fencing: Arc<crate::fence::Fencing>,
-    /// While this node leads: when it last granted each node a lease (monotonic ms; for another
-    /// node, when its heartbeat arrived, which is after the node dates the lease from).
-    pub last_grant: Mutex<BTreeMap<u64, u64>>,
     /// Test locks held for a validation survey's storage test.
     pub survey_locks: crate::survey::local::HeldLocks,
     /// What `/metrics` accumulates between scrapes.
@@ -103,6 +98,7 @@ impl Agent {
     pub fn new(config: AgentConfig) -> anyhow::Result<(Self, Option<mpsc::UnboundedReceiver<GuardEvent>>)> {
         let data = DataDir::open(&config.data_dir)?;
         let identity = data.load_or_create_identity(&config.name)?;
+        let incarnation = data.next_incarnation()?;
         let (guard, events) = if config.witness {
             (None, None)
         } else {
@@ -114,14 +110,12 @@ impl Agent {
             identity: Mutex::new(identity),
             api_tls: Arc::new(std::sync::RwLock::new(None)),
             peer_tls: Arc::new(std::sync::RwLock::new(None)),
-            detector: Arc::new(Mutex::new(FailureDetector::new(ClusterSettings::default().node_timeout_ms))),
-            round_trips: Mutex::default(),
+            // Replaced by the node's own once it is a member (`start_member`).
+            heartbeats: Arc::new(Mutex::new(Endpoint::new(0, first_sequence(incarnation), 0))),
+            incarnation,
             member: OnceCell::new(),
             bootstrap: tokio::sync::Mutex::new(()),
-            lease: Mutex::new(Lease::default()),
-            lease_index: std::sync::atomic::AtomicU64::new(0),
             fencing: Arc::default(),
-            last_grant: Mutex::default(),
             survey_locks: Default::default(),
             metrics: Default::default(),
             shutting_down: Default::default(),
@@ -136,31 +130,19 @@ impl Agent {
         state.settings.lease_timing(3 * self.config.timing.raft_heartbeat_ms)
     }
 
-    /// A lease grant arrived (or, on the leader, a quorum confirmed it). The fence guard hears
-    /// of every extension worth waking it for.
-    pub fn lease_granted(&self, sent_at_ms: u64, lease_ms: u64, committed_index: u64, now_ms: u64) {
-        let Ok(mut lease) = self.lease.lock() else { return };
-        if !lease.granted(sent_at_ms, lease_ms, now_ms) {
-            return;
-        }
-        self.lease_index.fetch_max(committed_index, std::sync::atomic::Ordering::SeqCst);
-        let (Some(guard), Some(deadline_ms)) = (&self.guard, lease.deadline_ms()) else { return };
+    /// The heartbeat endpoint, even if a panic poisoned its lock (it holds no invariant a
+    /// half-done step could break that the next step does not repair).
+    pub fn heartbeats(&self) -> std::sync::MutexGuard<'_, Endpoint> {
+        self.heartbeats.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Tell the fence guard about the lease this node now holds, if it grew enough to be
+    /// worth waking it for. Called after every heartbeat step.
+    pub fn sync_guard(&self, deadline_ms: Option<u64>) {
+        let (Some(guard), Some(deadline_ms)) = (&self.guard, deadline_ms) else { return };
         if guard.deadline_ms().is_none_or(|d| deadline_ms >= d + GUARD_LEASE_STEP_MS) {
             guard.send(ToGuard::Lease { deadline_ms });
         }
-    }
-
-    /// As leader, this node granted `node` a lease dated no earlier than `at_ms`.
-    pub fn granted_to(&self, node: u64, at_ms: u64) {
-        if let Ok(mut grants) = self.last_grant.lock() {
-            let last = grants.entry(node).or_default();
-            *last = (*last).max(at_ms);
-        }
-    }
-
-    /// When this node, as leader, last granted `node` a lease.
-    pub fn last_granted(&self, node: u64) -> Option<u64> {
-        self.last_grant.lock().ok().and_then(|g| g.get(&node).copied())
     }
 
     /// The agent is stopping: from now on it starts nothing (what runs is left to the guard
@@ -173,25 +155,23 @@ impl Agent {
         self.shutting_down.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// Whether this node may start roles now: it holds a lease, its copy of the database has
-    /// caught up with what the leader had committed when it granted, and it is not stopping.
+    /// Whether this node may start roles now: it holds a lease (as the fence guard enforces
+    /// it), its copy of the database has caught up with what the leader had committed when it
+    /// granted, and it is not stopping.
     pub fn may_start_roles(&self, applied_index: u64, now_ms: u64) -> bool {
-        !self.stopping()
-            && self.lease_remaining_ms(now_ms) > 0
-            && applied_index >= self.lease_index.load(std::sync::atomic::Ordering::SeqCst)
+        !self.stopping() && self.lease_remaining_ms(now_ms) > 0 && self.heartbeats().may_start(applied_index, now_ms)
     }
 
     /// This node's smoothed heartbeat round trip to `peer` on `network`, in µs; none when that
     /// path has been silent for longer than the node timeout (its last figure is stale).
     pub fn round_trip_us(&self, peer: u64, network: usize) -> Option<u64> {
         let max_age_us = self.member()?.reader.state().settings.node_timeout_ms.saturating_mul(1000);
-        let measured = self.round_trips.lock().ok()?;
-        measured.get(peer, network, clock::monotonic_us(), max_age_us).map(|r| r.smoothed_us)
+        self.heartbeats().round_trip(peer, network, clock::monotonic_us(), max_age_us).map(|r| r.smoothed_us)
     }
 
     /// How long ago this node's lease was last renewed (none: never granted).
     pub fn lease_age_ms(&self, now_ms: u64) -> Option<u64> {
-        self.lease.lock().ok().and_then(|l| l.age_ms(now_ms))
+        self.heartbeats().lease().age_ms(now_ms)
     }
 
     /// How much longer this node may run roles: what the fence guard enforces.
@@ -233,7 +213,9 @@ impl Agent {
         let db = Database::open(&self.data.database_path())?;
         let machine = StateMachine::open(db.clone())?;
         let reader = machine.reader();
-        let peers = PeerClients::new(&tls, &self.config.networks, self.detector.clone())?;
+        *self.heartbeats() =
+            Endpoint::new(node_id, first_sequence(self.incarnation), reader.state().settings.node_timeout_ms);
+        let peers = PeerClients::new(&tls, &self.config.networks, self.heartbeats.clone())?;
         let t = &self.config.timing;
         let raft_config = halo_store::openraft::Config {
             cluster_name: "halo".into(),

@@ -61,7 +61,9 @@ pub fn verdict(
     {
         return Liveness::Lost(why);
     }
-    let last_heard = seen.last_heard_ms.unwrap_or(since);
+    // A grant is made on receipt of a heartbeat, after the holder dated its lease: whichever
+    // came later bounds the lease.
+    let last_heard = seen.last_heard_ms.max(seen.last_granted_ms).unwrap_or(since);
     let lost_at = if takeover.former == Some(node.id) {
         timing.lost_at_former_leader(last_heard, since)
     } else {

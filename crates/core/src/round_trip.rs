@@ -8,16 +8,19 @@ use std::collections::{BTreeMap, VecDeque};
 use crate::NodeId;
 use crate::heartbeat::Echo;
 
-/// How many of our own recent sends are remembered: an echo of anything older is stale.
-const SENDS_KEPT: usize = 64;
+/// At most this many of our own recent sends are remembered (and no older than the window
+/// set with [`RoundTrips::keep_sends_for_us`]): an echo of anything older is stale.
+const SENDS_KEPT: usize = 4096;
 
 /// Weight of a new sample in the smoothed round trip, as in TCP's SRTT (1/8).
 const SMOOTHING: u64 = 8;
 
 #[derive(Debug, Clone, Default)]
 pub struct RoundTrips {
-    /// Our recent heartbeat sequences and when they left.
+    /// Our recent heartbeat sequences and when they left, oldest first (sequences only grow).
     sent: VecDeque<(u64, u64)>,
+    /// How long a send is remembered (0: only the count bounds it).
+    keep_us: u64,
     /// Per (peer, network): the last heartbeat heard from it and when it arrived.
     heard: BTreeMap<(NodeId, usize), (u64, u64)>,
     /// Per (peer, network): the latest and the smoothed round trip.
@@ -33,18 +36,32 @@ pub struct RoundTrip {
 }
 
 impl RoundTrips {
+    /// Remember our sends for `keep_us`: an echo is only fresh within that window.
+    pub fn keep_sends_for_us(&mut self, keep_us: u64) {
+        self.keep_us = keep_us;
+    }
+
     /// Heartbeat `sequence` left now (on every network at once).
     pub fn sent(&mut self, sequence: u64, now_us: u64) {
+        debug_assert!(self.sent.back().is_none_or(|&(s, _)| s < sequence), "heartbeat sequences only grow");
         self.sent.push_back((sequence, now_us));
-        while self.sent.len() > SENDS_KEPT {
+        while self.sent.len() > SENDS_KEPT
+            || (self.keep_us > 0 && self.sent.front().is_some_and(|&(_, at)| now_us.saturating_sub(at) > self.keep_us))
+        {
             self.sent.pop_front();
         }
+    }
+
+    /// When our heartbeat `sequence` left, if it is one we still remember.
+    pub fn sent_at_us(&self, sequence: u64) -> Option<u64> {
+        let index = self.sent.binary_search_by_key(&sequence, |&(s, _)| s).ok()?;
+        self.sent.get(index).map(|&(_, at)| at)
     }
 
     /// A heartbeat from `peer` on `network` arrived now, echoing `echo`.
     pub fn heard(&mut self, peer: NodeId, network: usize, sequence: u64, echo: Echo, now_us: u64) {
         self.heard.insert((peer, network), (sequence, now_us));
-        let Some(&(_, sent_us)) = self.sent.iter().find(|(s, _)| *s == echo.sequence && echo.sequence != 0) else {
+        let Some(sent_us) = self.sent_at_us(echo.sequence).filter(|_| echo.sequence != 0) else {
             return;
         };
         let elapsed = now_us.saturating_sub(sent_us);
@@ -116,6 +133,7 @@ mod tests {
         rt.heard(5, 1, 12, Echo { sequence: 99, held_us: 0 }, 200_000);
         rt.heard(5, 1, 13, Echo { sequence: 2, held_us: 500_000 }, 200_000);
         assert_eq!(rt.get(5, 1, 200_000, u64::MAX), Some(r));
+        rt.keep_sends_for_us(50_000);
         for s in 3..200 {
             rt.sent(s, 200_000 + s);
         }

@@ -107,3 +107,70 @@ fn raft_rpc_refuses_peers_without_a_cluster_certificate() {
         assert!(member.status().is_client_error());
     });
 }
+
+/// Heartbeats are signed but could be recorded: one captured from a node and replayed to the
+/// leader after the node died must not keep it `up`. The capture is real (a raw socket sees
+/// every UDP datagram the node sends the leader on network 0), the replay a plain UDP socket.
+#[test]
+fn replayed_heartbeats_do_not_keep_a_dead_node_up() {
+    use nix::sys::socket::{
+        AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, recv, setsockopt, socket, sockopt,
+    };
+    use std::os::fd::AsRawFd;
+
+    let mut c = Cluster::new(166, 3, 0);
+    c.form();
+    let leader = c.leader().expect("leader");
+    let victim = c.nodes.iter().rposition(|n| n.name != leader).expect("a follower");
+    let victim_name = c.nodes[victim].name.clone();
+    let leader_net = c.nodes[c.index_of(&leader)].nets[0].clone();
+    let ip = |address: &str| address.split(':').next().expect("ip").parse::<std::net::Ipv4Addr>().expect("ipv4");
+    let (from_ip, to_ip) = (ip(&c.nodes[victim].nets[0]), ip(&leader_net));
+
+    // Capture what the victim sends the leader's heartbeat port for two seconds.
+    let raw = socket(AddressFamily::Inet, SockType::Raw, SockFlag::empty(), SockProtocol::Udp).expect("raw socket");
+    setsockopt(&raw, sockopt::ReceiveTimeout, &nix::sys::time::TimeVal::new(0, 100_000)).expect("timeout");
+    let mut captured: Vec<Vec<u8>> = Vec::new();
+    let until = std::time::Instant::now() + Duration::from_secs(2);
+    let mut buf = [0u8; 2048];
+    while std::time::Instant::now() < until {
+        let Ok(len) = recv(raw.as_raw_fd(), &mut buf, MsgFlags::empty()) else { continue };
+        let packet = &buf[..len];
+        let header = usize::from(packet[0] & 0x0f) * 4;
+        if len < header + 8 {
+            continue;
+        }
+        let (src, dst) = (&packet[12..16], &packet[16..20]);
+        let port = u16::from_be_bytes([packet[header + 2], packet[header + 3]]);
+        if src == from_ip.octets() && dst == to_ip.octets() && port == NET_PORT {
+            captured.push(packet[header + 8..].to_vec());
+        }
+    }
+    drop(raw);
+    assert!(captured.len() >= 5, "captured only {} heartbeats", captured.len());
+
+    // The node dies; its recorded heartbeats go on arriving, in order and over and over.
+    c.crash(victim);
+    let died = std::time::Instant::now();
+    let replay = std::thread::spawn(move || {
+        let socket = std::net::UdpSocket::bind((from_ip, 0)).expect("replay socket");
+        let end = std::time::Instant::now() + Duration::from_secs(6);
+        for datagram in captured.iter().cycle() {
+            if std::time::Instant::now() >= end {
+                break;
+            }
+            let _ = socket.send_to(datagram, &leader_net);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
+    let state = |c: &Cluster| {
+        c.status().and_then(|s| {
+            s["nodes"].as_array()?.iter().find(|n| n["name"] == victim_name.as_str()).map(|n| n["state"].clone())
+        })
+    };
+    // Down after the node timeout (1 s), as without the replay; generous for a busy machine.
+    assert!(wait_until(Duration::from_secs(4), || state(&c).is_some_and(|s| s == "down")), "{:?}", c.status());
+    println!("dead node down after {} ms despite the replay", died.elapsed().as_millis());
+    replay.join().expect("replay thread");
+    assert_eq!(state(&c).expect("status"), "down", "the replay brought it back up");
+}

@@ -16,9 +16,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use halo_core::NodeId;
 use halo_core::capacity::Capacity;
 use halo_core::command::{Command, NodeStateUpdate, RoleReport, RoleReportOutcome};
-use halo_core::lease::{Lease, LeaseTiming};
-use halo_core::liveness::{self, Observed, Takeover};
-use halo_core::membership::{FailureDetector, judge};
+use halo_core::heartbeat::{Datagram, Endpoint, Leadership, View, first_sequence};
+use halo_core::lease::LeaseTiming;
+use halo_core::liveness::{self, Takeover};
+use halo_core::membership::judge;
 use halo_core::migration::{MigrationReport, MoveMode};
 use halo_core::policy::{self, Inputs, Liveness};
 use halo_core::role::{Desired, RoleState};
@@ -77,8 +78,8 @@ impl Default for Config {
 
 #[derive(Debug, Clone)]
 enum Msg {
-    Heartbeat { from: NodeId, sent_at: u64 },
-    Grant { from: NodeId, sent_at: u64, lease_ms: u64, committed: u64 },
+    /// A heartbeat or a lease grant, exactly as the agent's endpoint makes it.
+    Datagram(Datagram),
     Report(RoleReport),
     Migration(MigrationReport),
 }
@@ -101,9 +102,10 @@ pub struct Node {
     /// has applied.
     pub state: ClusterState,
     pub applied: usize,
-    lease: Lease,
-    lease_index: u64,
-    detector: FailureDetector,
+    /// Its end of the heartbeat protocol, the agent's own code: detector, leases, grants.
+    heartbeats: Endpoint,
+    /// Bumped at every restart, as the agent's counter on disk.
+    incarnation: u32,
     /// Workloads alive on this node: role → generation it was started under.
     pub running: BTreeMap<String, u64>,
     /// Workloads whose stop failed: they run on until the guard kills everything.
@@ -111,7 +113,6 @@ pub struct Node {
     /// While it leads (or believes it does): its term and the local time of the last Raft
     /// heartbeat a majority acknowledged.
     leading: Option<(u64, u64)>,
-    last_grant: BTreeMap<NodeId, u64>,
     takeover: Option<Takeover>,
     followed: Option<(NodeId, u64, u64)>,
     next_heartbeat: u64,
@@ -133,7 +134,15 @@ impl Node {
     }
 
     pub fn lease_valid(&self, t: u64) -> bool {
-        self.lease.valid(self.now(t))
+        self.heartbeats.lease().valid(self.now(t))
+    }
+
+    /// Its leadership as the Raft model has it (a leader commits what it applied at once).
+    fn leadership(&self, local: u64) -> Option<Leadership> {
+        self.leading.map(|(_, acked)| Leadership {
+            acked_ago_ms: local.saturating_sub(acked),
+            committed_index: self.applied as u64,
+        })
     }
 
     /// Everything the node's guard started dies (a lease that ran out, a crash).
@@ -210,11 +219,7 @@ impl World {
         }
         let nodes = (1..=cfg.nodes as NodeId)
             .map(|id| {
-                let mut detector = FailureDetector::new(settings.node_timeout_ms);
                 let offset_ms = rng.random_range(0..100_000);
-                for other in (1..=cfg.nodes as NodeId).filter(|&o| o != id) {
-                    detector.watch(other, NETWORKS, offset_ms);
-                }
                 Node {
                     id,
                     up: true,
@@ -224,13 +229,11 @@ impl World {
                     offset_ms,
                     state: genesis.clone(),
                     applied: 0,
-                    lease: Lease::default(),
-                    lease_index: 0,
-                    detector,
+                    heartbeats: Endpoint::new(id, first_sequence(1), settings.node_timeout_ms),
+                    incarnation: 1,
                     running: BTreeMap::new(),
                     stuck: BTreeSet::new(),
                     leading: None,
-                    last_grant: BTreeMap::new(),
                     takeover: None,
                     followed: None,
                     next_heartbeat: 0,
@@ -359,28 +362,15 @@ impl World {
             }
             let t = self.time;
             match packet.msg {
-                Msg::Heartbeat { from, sent_at } => {
+                Msg::Datagram(datagram) => {
+                    let timing = self.timing();
                     let to = packet.to;
-                    let node = self.node(to);
+                    let node = &mut self.nodes[to as usize - 1];
                     let local = node.now(t);
-                    node.detector.heard(from, packet.network, local);
-                    let timing = node.state.settings.lease_timing(GRANT_WINDOW_MS);
-                    let granting = node.leading.filter(|&(_, acked)| timing.may_grant(Some(local - acked.min(local))));
-                    let to_fence = node.state.nodes.get(&from).is_none_or(|n| n.fence_request.is_some());
-                    if granting.is_some() && !to_fence {
-                        let last = node.last_grant.entry(from).or_default();
-                        *last = (*last).max(local);
-                        let (lease_ms, committed) = (node.state.settings.lease_ms, node.applied as u64);
-                        let grant = Msg::Grant { from: to, sent_at, lease_ms, committed };
-                        self.send(to, from, packet.network, grant);
-                    }
-                }
-                Msg::Grant { from, sent_at, lease_ms, committed } => {
-                    let node = self.node(packet.to);
-                    let local = node.now(t);
-                    node.detector.heard(from, packet.network, local);
-                    if node.lease.granted(sent_at, lease_ms, local) {
-                        node.lease_index = node.lease_index.max(committed);
+                    let view = View { state: &node.state, timing, leadership: node.leadership(local) };
+                    let answer = node.heartbeats.receive(datagram, packet.network, &view, local * 1000);
+                    if let Some(answer) = answer {
+                        self.send(to, answer.to, answer.network, Msg::Datagram(answer.datagram));
                     }
                 }
                 Msg::Report(report) => {
@@ -477,7 +467,6 @@ impl World {
                     .map(|(id, _, _)| id);
                 node.takeover = Some(Takeover { at_ms, former });
                 node.leading = Some((term, at_ms));
-                node.last_grant.clear();
                 self.note(format!("node {winner} leads term {term} (former leader {former:?})"));
             }
         }
@@ -492,21 +481,10 @@ impl World {
         let node = self.node(id);
         node.next_heartbeat = t + node.state.settings.heartbeat_interval_ms;
         let local = node.now(t);
-        // The leader's own lease, from its last quorum acknowledgement.
-        if let Some((_, acked)) = node.leading
-            && timing.may_grant(Some(local.saturating_sub(acked)))
-            && node.state.nodes.get(&id).is_some_and(|n| n.fence_request.is_none())
-        {
-            if node.lease.granted(acked, timing.leader_lease_ms(), local) {
-                node.lease_index = node.lease_index.max(node.applied as u64);
-            }
-            let last = node.last_grant.entry(id).or_default();
-            *last = (*last).max(acked);
-        }
-        for other in (1..=self.cfg.nodes as NodeId).filter(|&o| o != id) {
-            for network in 0..NETWORKS {
-                self.send(id, other, network, Msg::Heartbeat { from: id, sent_at: local });
-            }
+        let view = View { state: &node.state, timing, leadership: node.leadership(local) };
+        let out = node.heartbeats.beat(&view, local * 1000);
+        for o in out {
+            self.send(id, o.to, o.network, Msg::Datagram(o.datagram));
         }
     }
 
@@ -521,8 +499,8 @@ impl World {
         let node = self.node(id);
         node.next_executor = t + EXECUTOR_TICK_MS;
         let local = node.now(t);
-        let lease_held = node.lease.valid(local);
-        let may_start = lease_held && node.applied as u64 >= node.lease_index;
+        let lease_held = node.heartbeats.lease().valid(local);
+        let may_start = node.heartbeats.may_start(node.applied as u64, local);
         let state = &node.state;
         let stopping: Vec<String> = node
             .running
@@ -607,7 +585,7 @@ impl World {
         let t = self.time;
         let node = self.node(id);
         let holds = !node.running.is_empty() || !node.copies.is_empty();
-        if node.up && holds && !node.lease.valid(node.now(t)) {
+        if node.up && holds && !node.heartbeats.lease().valid(node.now(t)) {
             let killed: Vec<String> = node.running.keys().chain(node.copies.keys()).cloned().collect();
             node.lose_workloads();
             self.note(format!("node {id}: lease ran out, guard killed {}", killed.join(", ")));
@@ -628,18 +606,13 @@ impl World {
         let mut live = BTreeMap::new();
         let (mut wanted, mut heard) = (Vec::new(), Vec::new());
         for record in state.nodes.values() {
-            let assessment = node.detector.assess(record.id, local);
+            let assessment = node.heartbeats.assess(record.id, local);
             let (new_state, networks) = judge(record, &assessment, record.id == l);
             let current: Vec<NetworkState> = record.networks.iter().map(|n| n.state).collect();
             if new_state != record.state || networks != current {
                 updates.push(NodeStateUpdate { node: record.id, state: new_state, networks });
             }
-            let seen = Observed {
-                alive: assessment.alive,
-                ever_heard: assessment.ever_heard,
-                last_heard_ms: assessment.last_heard_ms,
-                last_granted_ms: node.last_grant.get(&record.id).copied(),
-            };
+            let seen = node.heartbeats.observed(record.id, local);
             let has_device = state.fence_devices.contains_key(&record.id);
             let attempt = self.fencing.get(&record.id).copied();
             let fence = || {
@@ -887,25 +860,18 @@ impl World {
     }
 
     fn undo(&mut self, undo: Undo) {
-        let t = self.time;
         match undo {
             Undo::Restart(id) => {
                 self.note(format!("restart node {id}"));
-                let cfg_nodes = self.cfg.nodes;
                 let node = self.node(id);
-                let local = node.now(t);
                 node.up = true;
                 node.paused = false;
-                node.lease = Lease::default();
-                node.lease_index = 0;
-                node.detector = FailureDetector::new(node.state.settings.node_timeout_ms);
-                for other in (1..=cfg_nodes as NodeId).filter(|&o| o != id) {
-                    node.detector.watch(other, NETWORKS, local);
-                }
+                node.incarnation += 1;
+                let timeout = node.state.settings.node_timeout_ms;
+                node.heartbeats = Endpoint::new(id, first_sequence(node.incarnation), timeout);
                 node.leading = None;
                 node.takeover = None;
                 node.followed = None;
-                node.last_grant.clear();
                 node.reported.clear();
             }
             Undo::Resume(id) => {

@@ -52,8 +52,8 @@ impl World {
             .collect();
         let node = self.node(id);
         let local = node.now(t);
-        let lease_held = node.lease.valid(local);
-        let may_start = lease_held && node.applied as u64 >= node.lease_index;
+        let lease_held = node.heartbeats.lease().valid(local);
+        let may_start = node.heartbeats.may_start(node.applied as u64, local);
         let super::Node { state, copies, running, migrating, migration_reports, reported, .. } = node;
         let mut notes = Vec::new();
         let (mut migrated, mut called_back) = (0, 0);

@@ -12,6 +12,17 @@
 //! commit index: the holder acts on its lease only once it has applied that much of the log,
 //! so a node waking from a freeze never acts on decisions that were already replaced. Fixed size, no variable
 //! fields: a malformed or forged packet is simply dropped.
+//!
+//! Wire version 4 (from 3): the layout is the same, but a sequence now carries the sender's
+//! incarnation in its high 32 bits, and receivers insist on freshness ([`endpoint`]); a node
+//! of version 3 is not heard by one of version 4, so a cluster moves to it all at once.
+//!
+//! What a node does with these datagrams is [`Endpoint`], shared by the agent and the
+//! simulator.
+
+mod endpoint;
+
+pub use endpoint::{Endpoint, Leadership, Outgoing, View, first_sequence};
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
@@ -19,7 +30,7 @@ use sha2::{Digest, Sha256};
 use crate::NodeId;
 
 const MAGIC: &[u8; 4] = b"HALO";
-const WIRE_VERSION: u8 = 3;
+const WIRE_VERSION: u8 = 4;
 const KIND_HEARTBEAT: u8 = 1;
 const KIND_LEASE_GRANT: u8 = 2;
 const BODY_LEN: usize = 4 + 1 + 1 + 8 + 8 + 1 + 8 + 8 + 8 + 8 + 8;
