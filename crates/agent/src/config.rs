@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use halo_core::capacity::{self, Capacity};
+use halo_core::timing::RaftTiming;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -45,8 +46,10 @@ pub struct AgentConfig {
     pub networks: Vec<String>,
     #[serde(default)]
     pub witness: bool,
+    /// Raft timing for a cluster this agent creates; a member runs its cluster's, and one
+    /// configured otherwise is refused (see `halo_core::timing`).
     #[serde(default)]
-    pub timing: Timing,
+    pub timing: Option<RaftTiming>,
     /// CPU and memory offered to roles, as written (see the flags); default: the machine's.
     #[serde(default)]
     pub cpu: Option<String>,
@@ -55,21 +58,6 @@ pub struct AgentConfig {
     /// The two above, parsed (or detected).
     #[serde(skip)]
     pub capacity: Capacity,
-}
-
-/// Raft timing. Node liveness timing (heartbeats on the networks) is a cluster property.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Timing {
-    pub raft_heartbeat_ms: u64,
-    pub election_timeout_min_ms: u64,
-    pub election_timeout_max_ms: u64,
-}
-
-impl Default for Timing {
-    fn default() -> Self {
-        Self { raft_heartbeat_ms: 150, election_timeout_min_ms: 600, election_timeout_max_ms: 900 }
-    }
 }
 
 impl AgentConfig {
@@ -90,7 +78,7 @@ impl AgentConfig {
                     api: args.api.clone().ok_or_else(|| missing("api"))?,
                     networks: args.net.clone(),
                     witness: args.witness,
-                    timing: Timing::default(),
+                    timing: None,
                     cpu: args.cpu.clone(),
                     memory: args.memory.clone(),
                     capacity: Capacity::default(),
@@ -138,14 +126,8 @@ impl AgentConfig {
             }
             seen.push(addr);
         }
-        let t = &self.timing;
-        if t.raft_heartbeat_ms == 0
-            || t.election_timeout_min_ms < 3 * t.raft_heartbeat_ms
-            || t.election_timeout_max_ms <= t.election_timeout_min_ms
-        {
-            bail!(
-                "invalid timing: need 0 < raft_heartbeat_ms, 3 x heartbeat <= election_timeout_min_ms < election_timeout_max_ms"
-            );
+        if let Some(timing) = &self.timing {
+            timing.check().map_err(|e| anyhow::anyhow!("invalid [timing]: {e}"))?;
         }
         Ok(())
     }

@@ -73,10 +73,10 @@ fn codec_for(state: &ClusterState, current: &mut Option<(String, HeartbeatCodec)
 }
 
 /// What the endpoint needs to know of the cluster and of this node's leadership now.
-fn view<'a>(agent: &Agent, member: &Member, state: &'a ClusterState) -> View<'a> {
+fn view<'a>(member: &Member, state: &'a ClusterState) -> View<'a> {
     let leadership =
         member.leadership().map(|(acked_ago_ms, committed_index)| Leadership { acked_ago_ms, committed_index });
-    View { state, timing: agent.lease_timing(state), leadership }
+    View { state, timing: state.settings.lease_timing(), leadership }
 }
 
 async fn send(agent: Arc<Agent>, sockets: Vec<Arc<UdpSocket>>) {
@@ -91,7 +91,7 @@ async fn send(agent: Arc<Agent>, sockets: Vec<Arc<UdpSocket>>) {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        let view = view(&agent, member, &state);
+        let view = view(member, &state);
         let (out, deadline) = {
             let mut heartbeats = agent.heartbeats();
             let out = heartbeats.beat(&view, clock::monotonic_us());
@@ -128,7 +128,7 @@ async fn receive(agent: Arc<Agent>, sockets: Vec<Arc<UdpSocket>>, network: usize
         let state = member.reader.state();
         let Some(current) = codec_for(&state, &mut codec) else { continue };
         let Ok(datagram) = current.decode(&buf[..len]) else { continue };
-        let view = view(&agent, member, &state);
+        let view = view(member, &state);
         let (answer, deadline) = {
             let mut heartbeats = agent.heartbeats();
             let answer = heartbeats.receive(datagram, network, &view, clock::monotonic_us());

@@ -23,6 +23,10 @@ pub struct Membership {
     pub node_id: u64,
     pub cluster: String,
     pub cluster_id: String,
+    /// The cluster's Raft timing as it was when this node joined, for a restart before its
+    /// copy of the database holds it (older files: none, which means the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raft: Option<halo_core::timing::RaftTiming>,
 }
 
 /// PEM material of a member node.

@@ -74,7 +74,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     match agent.identity().member {
         Some(member) => {
             let tls = agent.data.load_node_tls()?;
-            agent.start_member(member.node_id, tls).await?;
+            agent.start_member(member.node_id, tls, member.raft).await?;
             tracing::info!(node = %cfg.name, cluster = %member.cluster, "agent started as member");
         }
         None => {

@@ -46,7 +46,7 @@ pub async fn run(agent: Arc<Agent>) {
         }
         let takeover = *leader_since.get_or_insert_with(|| {
             let at_ms = clock::monotonic_ms();
-            let tenure = agent.lease_timing(&member.reader.state()).former_leader_min_tenure_ms();
+            let tenure = member.reader.state().settings.lease_timing().former_leader_min_tenure_ms();
             // Only the leader of the term right before ours (no leader between that could
             // have granted it a lease), seen leading long enough (no older grant left).
             let former = followed
@@ -72,7 +72,7 @@ fn liveness(
     takeover: Takeover,
 ) -> BTreeMap<u64, Liveness> {
     let now = clock::monotonic_ms();
-    let timing = agent.lease_timing(state);
+    let timing = state.settings.lease_timing();
     let mut out = BTreeMap::new();
     for node in state.nodes.values() {
         let seen = agent.heartbeats().observed(node.id, now);

@@ -78,17 +78,8 @@ pub async fn plan(
     let state = member.reader.state();
     let node = node_id(&agent, &query.fail)?;
     let leader = member.metrics().current_leader;
-    let recoveries = halo_core::plan::fail(&state, node, leader, plan_timing(&agent, &state));
+    let recoveries = halo_core::plan::fail(&state, node, leader, halo_core::plan::PlanTiming::of(&state.settings));
     Ok(Json(PlanView { node: query.fail, leader: leader == Some(node), recoveries }))
-}
-
-/// The timing a plan's worst case depends on besides the cluster settings.
-pub fn plan_timing(agent: &Agent, state: &halo_core::state::ClusterState) -> halo_core::plan::PlanTiming {
-    // Pre-vote and Raft's leader lease make an election take up to two election timeouts.
-    halo_core::plan::PlanTiming {
-        election_ms: 2 * agent.config.timing.election_timeout_max_ms,
-        grant_window_ms: agent.lease_timing(state).grant_window_ms,
-    }
 }
 
 #[derive(Debug, serde::Deserialize, serde::Serialize, utoipa::ToSchema)]

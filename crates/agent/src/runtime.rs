@@ -8,10 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use halo_core::command::{Command, CommandResult};
 use halo_core::heartbeat::{Endpoint, first_sequence};
-use halo_core::lease::LeaseTiming;
-use halo_core::state::{
-    ClusterInfo, ClusterSettings, ClusterState, NetworkRecord, NetworkState, NodeRecord, NodeState,
-};
+use halo_core::state::{ClusterInfo, ClusterSettings, NetworkRecord, NetworkState, NodeRecord, NodeState};
+use halo_core::timing::{Profile, RaftTiming};
 use halo_core::view::{
     AdmissionRequest, AdmissionResponse, DatabaseView, NetworkView, NodeView, RoleDetailView, RoleView, StatusView,
 };
@@ -70,6 +68,8 @@ pub struct Member {
     pub reader: StateReader,
     pub peers: PeerClients,
     pub tls: NodeTls,
+    /// The Raft timing this member runs (its cluster's).
+    pub raft_timing: RaftTiming,
 }
 
 /// Requests only the leader may carry out; followers forward them over the peer transport.
@@ -123,11 +123,6 @@ impl Agent {
             config,
         };
         Ok((agent, events))
-    }
-
-    /// Lease timing for the current settings; the grant window follows the Raft heartbeat.
-    pub fn lease_timing(&self, state: &ClusterState) -> LeaseTiming {
-        state.settings.lease_timing(3 * self.config.timing.raft_heartbeat_ms)
     }
 
     /// The heartbeat endpoint, even if a panic poisoned its lock (it holds no invariant a
@@ -209,14 +204,32 @@ impl Agent {
     }
 
     /// Become a member: open the database, start Raft, switch the listeners to cluster TLS.
-    pub async fn start_member(&self, node_id: u64, tls: NodeTls) -> anyhow::Result<Arc<Member>> {
+    /// Raft runs with the cluster's timing: as this node's copy of the database has it, else
+    /// as the caller knows it (`raft`: from `create`, the admission, or the membership file).
+    pub async fn start_member(
+        &self,
+        node_id: u64,
+        tls: NodeTls,
+        raft: Option<RaftTiming>,
+    ) -> anyhow::Result<Arc<Member>> {
         let db = Database::open(&self.data.database_path())?;
         let machine = StateMachine::open(db.clone())?;
         let reader = machine.reader();
+        let stored = reader.state();
+        let t = if stored.cluster.is_some() { stored.settings.raft } else { raft.unwrap_or_default() };
+        if let Some(mine) = self.config.timing
+            && mine != t
+        {
+            anyhow::bail!(
+                "this agent's [timing] ({}) differs from its cluster's ({}); every node runs the same Raft \
+                 timing, fixed when the cluster was created: remove [timing] from the agent's configuration",
+                describe(&mine),
+                describe(&t)
+            );
+        }
         *self.heartbeats() =
             Endpoint::new(node_id, first_sequence(self.incarnation), reader.state().settings.node_timeout_ms);
         let peers = PeerClients::new(&tls, &self.config.networks, self.heartbeats.clone())?;
-        let t = &self.config.timing;
         let raft_config = halo_store::openraft::Config {
             cluster_name: "halo".into(),
             heartbeat_interval: t.raft_heartbeat_ms,
@@ -238,7 +251,7 @@ impl Agent {
             Some(halo_security::tls::server_config(&tls.cert_pem, &tls.key_pem, Some(&tls.ca_pem))?),
         );
         set_slot(&self.api_tls, Some(halo_security::tls::server_config(&tls.cert_pem, &tls.key_pem, None)?));
-        let member = Arc::new(Member { id: node_id, raft, reader, peers, tls });
+        let member = Arc::new(Member { id: node_id, raft, reader, peers, tls, raft_timing: t });
         self.member.set(member.clone()).map_err(|_| anyhow::anyhow!("agent is already a member"))?;
         Ok(member)
     }
@@ -269,9 +282,11 @@ impl Agent {
         };
         let tls = NodeTls { cert_pem: cert, key_pem: key, ca_pem: ca.cert_pem.clone() };
         self.data.save_node_tls(&tls)?;
-        let membership = Membership { node_id: 1, cluster: name.to_string(), cluster_id: cluster.id.clone() };
+        let raft = self.config.timing.unwrap_or_default();
+        let membership =
+            Membership { node_id: 1, cluster: name.to_string(), cluster_id: cluster.id.clone(), raft: Some(raft) };
         self.save_membership(membership)?;
-        let member = self.start_member(1, tls).await?;
+        let member = self.start_member(1, tls, Some(raft)).await.map_err(|e| ApiError::internal(format!("{e:#}")))?;
         member
             .raft
             .initialize(BTreeMap::from([(1u64, self.peer_node())]))
@@ -291,8 +306,11 @@ impl Agent {
             capacity: Some(self.config.capacity),
             fence_request: None,
         };
-        let command =
-            Command::CreateCluster { cluster: Box::new(cluster), first_node, settings: ClusterSettings::default() };
+        let command = Command::CreateCluster {
+            cluster: Box::new(cluster),
+            first_node,
+            settings: ClusterSettings::of(Profile::Default, raft),
+        };
         // The single-node cluster elects itself at once; wait for that, then commit.
         let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
         loop {
@@ -328,6 +346,7 @@ impl Agent {
             witness: self.config.witness,
             capacity: Some(self.config.capacity),
             csr_pem: ca::certificate_request(&key, &self.config.name).map_err(|e| ApiError::internal(e.to_string()))?,
+            raft: self.config.timing,
         };
         let mut failures = Vec::new();
         let mut admitted = None;
@@ -353,8 +372,11 @@ impl Agent {
             node_id: admitted.id,
             cluster: admitted.cluster.clone(),
             cluster_id: admitted.cluster_id.clone(),
+            raft: Some(admitted.raft),
         })?;
-        self.start_member(admitted.id, tls).await?;
+        self.start_member(admitted.id, tls, Some(admitted.raft))
+            .await
+            .map_err(|e| ApiError::internal(format!("{e:#}")))?;
         Ok(admitted)
     }
 
@@ -457,7 +479,7 @@ impl Agent {
 
     /// Fail fast when the leader has not heard from a quorum recently, instead of hanging.
     fn require_quorum(&self, member: &Member) -> Result<(), ApiError> {
-        if member.has_quorum(self.config.timing.election_timeout_max_ms) {
+        if member.has_quorum(member.raft_timing.election_timeout_max_ms) {
             Ok(())
         } else {
             let voters = member.metrics().membership_config.membership().voter_ids().count();
@@ -480,6 +502,17 @@ impl Agent {
         self.require_quorum(member)?;
         let state = member.reader.state();
         let cluster = state.cluster.clone().ok_or_else(|| ApiError::conflict("no cluster"))?;
+        if let Some(theirs) = request.raft
+            && theirs != state.settings.raft
+        {
+            return Err(ApiError::bad_request(format!(
+                "agent '{}' is configured with Raft timing {}, but this cluster runs {}; every node runs the same: \
+                 remove [timing] from its configuration (it then takes the cluster's)",
+                request.name,
+                describe(&theirs),
+                describe(&state.settings.raft)
+            )));
+        }
         let ca = ClusterCa { cert_pem: cluster.ca_cert_pem.clone(), key_pem: cluster.ca_key_pem.clone() };
         let mut addresses = vec![request.api.as_str()];
         addresses.extend(request.networks.iter().map(String::as_str));
@@ -536,6 +569,7 @@ impl Agent {
             cluster_id: cluster.id,
             cert_pem: cert,
             ca_cert_pem: cluster.ca_cert_pem,
+            raft: state.settings.raft,
         })
     }
 
@@ -587,6 +621,9 @@ impl Agent {
             heartbeat_interval_ms: state.settings.heartbeat_interval_ms,
             node_timeout_ms: state.settings.node_timeout_ms,
             properties: state.properties.clone(),
+            lease_ms: state.settings.lease_ms,
+            lease_margin_ms: state.settings.lease_margin_ms,
+            raft: state.settings.raft,
         })
     }
 
@@ -602,7 +639,7 @@ impl Agent {
         let metrics = member.metrics();
         let leader_id = metrics.current_leader;
         let voters = metrics.membership_config.membership().voter_ids().count();
-        let quorum = member.is_leader() && member.has_quorum(self.config.timing.election_timeout_max_ms);
+        let quorum = member.is_leader() && member.has_quorum(member.raft_timing.election_timeout_max_ms);
         StatusView {
             cluster: state.cluster.as_ref().map(|c| c.name.clone()).unwrap_or_default(),
             leader: leader_id.and_then(|id| state.nodes.get(&id).map(|n| n.name.clone())),
@@ -712,6 +749,13 @@ pub fn node_view(index: &halo_core::placement::Index, n: &NodeRecord, leader: Op
         used: index.used_on(n.id),
         fence_request: n.fence_request.clone(),
     }
+}
+
+fn describe(t: &RaftTiming) -> String {
+    format!(
+        "raft_heartbeat_ms={}, election_timeout_min_ms={}, election_timeout_max_ms={}",
+        t.raft_heartbeat_ms, t.election_timeout_min_ms, t.election_timeout_max_ms
+    )
 }
 
 fn no_quorum(detail: &str) -> ApiError {

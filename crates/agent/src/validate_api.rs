@@ -107,7 +107,7 @@ pub async fn validate_cluster(agent: &Agent) -> Result<ValidationView, ApiError>
     let (targets, peers) = targets(&state);
     let transport = ClusterTransport { agent, member, peers };
     let found = survey::survey(&transport, &targets, &plan(&state)).await;
-    let checks = validation::judge(&state, crate::roles_api::plan_timing(agent, &state), &found);
+    let checks = validation::judge(&state, halo_core::plan::PlanTiming::of(&state.settings), &found);
     Ok(ValidationView::new(state.cluster.as_ref().map(|c| c.name.clone()).unwrap_or_default(), checks, found))
 }
 

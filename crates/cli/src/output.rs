@@ -201,6 +201,14 @@ pub fn cluster_text(c: &ClusterView) -> String {
         "cluster                {}\nid                     {}\nmax_voters             {}\nheartbeat_interval_ms  {}\nnode_timeout_ms        {}\n",
         c.name, c.id, c.max_voters, c.heartbeat_interval_ms, c.node_timeout_ms
     );
+    out.push_str(&format!(
+        "lease_ms               {}\nlease_margin_ms        {}\nraft_heartbeat_ms      {}\nelection_timeout_ms    {}-{}\n",
+        c.lease_ms,
+        c.lease_margin_ms,
+        c.raft.raft_heartbeat_ms,
+        c.raft.election_timeout_min_ms,
+        c.raft.election_timeout_max_ms
+    ));
     for (k, v) in &c.properties {
         out.push_str(&format!("{k:<22} {v}\n"));
     }

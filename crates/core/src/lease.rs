@@ -77,9 +77,11 @@ impl Lease {
             return false;
         }
         let deadline = sent_at_ms + lease_ms;
+        let before = self.deadline_ms;
         if self.deadline_ms.is_none_or(|d| deadline > d) {
             self.deadline_ms = Some(deadline);
         }
+        debug_assert!(self.deadline_ms >= before, "a grant never shortens a lease");
         self.renewed_at_ms = self.renewed_at_ms.max(Some(sent_at_ms));
         true
     }

@@ -14,6 +14,7 @@
 //! - [`fence`]: fence devices and the exact input halo gives their agents.
 //! - [`events`]: every visible state change in words, derived from before/after states.
 //! - [`vm`]: the `vm` resource type's definition; [`migration`]: live and quick migration.
+//! - [`timing`]: the timing profiles and Raft's timing, the same on every node.
 //! - [`view`]: the stable JSON shapes the API and the CLI exchange.
 //!
 //! Time is always passed in as milliseconds, so the daemon and a simulator drive the same code.
@@ -36,6 +37,7 @@ pub mod quorum;
 pub mod role;
 pub mod round_trip;
 pub mod state;
+pub mod timing;
 pub mod validation;
 pub mod view;
 pub mod vm;

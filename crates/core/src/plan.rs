@@ -10,13 +10,23 @@ use crate::NodeId;
 use crate::policy::{self, Inputs, Liveness};
 use crate::state::{ClusterState, NodeState};
 
-/// Timing the worst case depends on besides the cluster settings (the agent's Raft timing).
+/// Timing the worst case depends on besides the lease (Raft's).
 #[derive(Debug, Clone, Copy)]
 pub struct PlanTiming {
     /// Longest time to elect a new leader after the leader dies.
     pub election_ms: u64,
     /// The lease grant window (see `lease::LeaseTiming`).
     pub grant_window_ms: u64,
+}
+
+impl PlanTiming {
+    pub fn of(settings: &crate::state::ClusterSettings) -> Self {
+        // Pre-vote and Raft's leader lease make an election take up to two election timeouts.
+        Self {
+            election_ms: 2 * settings.raft.election_timeout_max_ms,
+            grant_window_ms: settings.lease_timing().grant_window_ms,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]

@@ -12,6 +12,7 @@ use crate::command::{Command, CommandResult, NodeStateUpdate, Rejection, RoleRep
 use crate::lease::LeaseTiming;
 use crate::migration::MoveMode;
 use crate::role::{Decision, Desired, MoveRequest, RoleRecord, RoleState};
+use crate::timing::{Profile, RaftTiming};
 
 /// Upper bound on voters a cluster may be configured with (Raft gets slower, not safer, past it).
 pub const MAX_VOTERS_LIMIT: usize = 7;
@@ -78,6 +79,11 @@ pub struct ClusterSettings {
     /// validates when the set of nodes changes.
     #[serde(default = "default_validation_interval_ms")]
     pub validation_interval_ms: u64,
+    /// Raft's timing, the same on every node, fixed when the cluster is created (see
+    /// `timing`). A database from before it was recorded has Raft's defaults, which is what
+    /// every agent then ran.
+    #[serde(default)]
+    pub raft: RaftTiming,
 }
 
 fn default_parallel_migrations() -> u32 {
@@ -89,53 +95,43 @@ fn default_validation_interval_ms() -> u64 {
 }
 
 fn default_lease_ms() -> u64 {
-    2000
+    Profile::Default.timing().lease_ms
 }
 
 fn default_lease_margin_ms() -> u64 {
-    200
+    Profile::Default.timing().lease_margin_ms
 }
 
 impl Default for ClusterSettings {
     fn default() -> Self {
-        Self::profile("default").unwrap_or(Self {
-            max_voters: 5,
-            heartbeat_interval_ms: 100,
-            node_timeout_ms: 1000,
-            lease_ms: default_lease_ms(),
-            lease_margin_ms: default_lease_margin_ms(),
-            shared_storage: Vec::new(),
-            parallel_migrations: default_parallel_migrations(),
-            validation_interval_ms: default_validation_interval_ms(),
-        })
+        Self::of(Profile::Default, RaftTiming::default())
     }
 }
 
-/// Named timing profiles (`halo cluster set profile=fast`), both safe by the lease rule; they
-/// differ in how long a silent node may keep its roles before others take over.
-pub const PROFILES: &[(&str, u64, u64, u64, u64)] = &[
-    // name, heartbeat ms, node timeout ms, lease ms, margin ms
-    ("default", 100, 1000, 2000, 200),
-    ("fast", 50, 400, 1000, 100),
-];
-
 impl ClusterSettings {
-    pub fn profile(name: &str) -> Option<Self> {
-        PROFILES.iter().find(|p| p.0 == name).map(|&(_, hb, timeout, lease, margin)| Self {
+    /// The settings of a new cluster with this timing.
+    pub fn of(profile: Profile, raft: RaftTiming) -> Self {
+        let t = profile.timing();
+        Self {
             max_voters: 5,
-            heartbeat_interval_ms: hb,
-            node_timeout_ms: timeout,
-            lease_ms: lease,
-            lease_margin_ms: margin,
+            heartbeat_interval_ms: t.heartbeat_interval_ms,
+            node_timeout_ms: t.node_timeout_ms,
+            lease_ms: t.lease_ms,
+            lease_margin_ms: t.lease_margin_ms,
             shared_storage: Vec::new(),
             parallel_migrations: default_parallel_migrations(),
             validation_interval_ms: default_validation_interval_ms(),
-        })
+            raft,
+        }
     }
 
-    /// Lease timing; the grant window comes from the agent's Raft timing, not from here.
-    pub fn lease_timing(&self, grant_window_ms: u64) -> LeaseTiming {
-        LeaseTiming { lease_ms: self.lease_ms, margin_ms: self.lease_margin_ms, grant_window_ms }
+    /// Lease timing, the grant window included: computed here and nowhere else.
+    pub fn lease_timing(&self) -> LeaseTiming {
+        LeaseTiming {
+            lease_ms: self.lease_ms,
+            margin_ms: self.lease_margin_ms,
+            grant_window_ms: self.raft.grant_window_ms(),
+        }
     }
 }
 
@@ -504,7 +500,12 @@ impl ClusterState {
             }
             Command::DecideRole(d) => {
                 let record = self.roles.get_mut(&d.role).ok_or_else(|| Rejection::UnknownRole(d.role.clone()))?;
-                if record.generation != d.expected_generation || record.revision != d.expected_revision {
+                // Generations never go back: a decision is made on top of the one it read, and
+                // every node acts on the newest only.
+                if record.generation != d.expected_generation
+                    || record.revision != d.expected_revision
+                    || d.generation < record.generation
+                {
                     return Err(Rejection::StaleDecision(d.role.clone()));
                 }
                 if d.generation != record.generation {
@@ -664,18 +665,23 @@ fn apply_property(settings: &mut ClusterSettings, key: &str, value: &str) -> Res
         "lease_ms" => settings.lease_ms = number(key)?,
         "lease_margin_ms" => settings.lease_margin_ms = number(key)?,
         "profile" => {
-            let named = ClusterSettings::profile(value).ok_or_else(|| Rejection::InvalidProperty {
+            let named = value
+                .parse::<Profile>()
+                .map_err(|reason| Rejection::InvalidProperty { key: key.into(), reason })?
+                .timing();
+            // A profile is heartbeat and lease timing only; what else is set stays.
+            settings.heartbeat_interval_ms = named.heartbeat_interval_ms;
+            settings.node_timeout_ms = named.node_timeout_ms;
+            settings.lease_ms = named.lease_ms;
+            settings.lease_margin_ms = named.lease_margin_ms;
+        }
+        "raft_heartbeat_ms" | "election_timeout_min_ms" | "election_timeout_max_ms" => {
+            return Err(Rejection::InvalidProperty {
                 key: key.into(),
-                reason: format!("unknown profile '{value}' (known: default, fast)"),
-            })?;
-            // A profile is timing only; what else is set stays.
-            *settings = ClusterSettings {
-                heartbeat_interval_ms: named.heartbeat_interval_ms,
-                node_timeout_ms: named.node_timeout_ms,
-                lease_ms: named.lease_ms,
-                lease_margin_ms: named.lease_margin_ms,
-                ..settings.clone()
-            };
+                reason: "Raft timing is fixed when the cluster is created (the creating agent's [timing]); \
+                         every node must run the same"
+                    .into(),
+            });
         }
         "max_voters" => settings.max_voters = number(key)? as usize,
         "shared_storage" => {
@@ -719,8 +725,41 @@ pub fn validate_settings(settings: &ClusterSettings) -> Result<(), Rejection> {
             format!("must be at least the node timeout ({} ms) and at most 600000", settings.node_timeout_ms),
         ));
     }
-    if settings.lease_margin_ms < 50 || settings.lease_margin_ms > settings.lease_ms {
-        return Err(invalid("lease_margin_ms", "must be at least 50 and at most the lease".into()));
+    if settings.lease_margin_ms < 50.max(settings.lease_ms / 100) || settings.lease_margin_ms > settings.lease_ms {
+        return Err(invalid(
+            "lease_margin_ms",
+            format!(
+                "must be at least 50 and 1 % of the lease ({} ms; it covers clock rates that differ), \
+                 and at most the lease",
+                50.max(settings.lease_ms / 100)
+            ),
+        ));
+    }
+    if settings.node_timeout_ms > 1000 * settings.heartbeat_interval_ms {
+        return Err(invalid(
+            "node_timeout_ms",
+            format!(
+                "must be at most 1000 heartbeats ({} ms): a heartbeat counts only if it answers one sent within the timeout",
+                1000 * settings.heartbeat_interval_ms
+            ),
+        ));
+    }
+    settings.raft.check().map_err(|reason| invalid("raft", reason))?;
+    // The leader's own lease (half a lease, dated from its last quorum acknowledgement) must
+    // outlast the grant window, or a healthy leader would stop granting itself between two
+    // acknowledgements; a lease shorter than that is not a lease Raft can keep.
+    let grant_window = settings.raft.grant_window_ms();
+    if settings.lease_timing().leader_lease_ms() <= grant_window {
+        return Err(invalid(
+            "lease_ms",
+            format!(
+                "must be more than twice the grant window ({grant_window} ms = {} Raft heartbeats of {} ms; the \
+                 leader's own lease, half a lease, must outlast it): at least {} ms",
+                crate::timing::GRANT_WINDOW_HEARTBEATS,
+                settings.raft.raft_heartbeat_ms,
+                2 * grant_window + 2
+            ),
+        ));
     }
     if !(1..=64).contains(&settings.parallel_migrations) {
         return Err(invalid("parallel_migrations", "must be between 1 and 64".into()));
@@ -862,5 +901,64 @@ mod tests {
         assert_eq!(s.apply(&good), CommandResult::Done);
         assert_eq!(s.properties["label.site"], "dc1");
         assert_eq!(s.settings.node_timeout_ms, 2000);
+    }
+
+    #[test]
+    fn timing_that_breaks_the_lease_argument_is_refused() {
+        let mut s = created();
+        let set = |s: &mut ClusterState, pairs: &[(&str, &str)]| {
+            let properties = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            s.apply(&Command::SetProperties { properties })
+        };
+        let reason = |r: CommandResult| match r {
+            CommandResult::Rejected(Rejection::InvalidProperty { key, reason }) => format!("{key}: {reason}"),
+            other => panic!("accepted: {other:?}"),
+        };
+        // The leader's own lease (half a lease) must outlast the grant window (3 x 150 ms).
+        let r = reason(set(&mut s, &[("node_timeout_ms", "300"), ("lease_ms", "900"), ("lease_margin_ms", "50")]));
+        assert!(r.contains("lease_ms: must be more than twice the grant window (450 ms"), "{r}");
+        assert!(reason(set(&mut s, &[("node_timeout_ms", "300"), ("lease_ms", "901")])).contains("at least 902 ms"));
+        assert_eq!(set(&mut s, &[("node_timeout_ms", "300"), ("lease_ms", "902")]), CommandResult::Done);
+        // The margin covers clock rates: at least 1 % of the lease.
+        let r = reason(set(&mut s, &[("node_timeout_ms", "1000"), ("lease_ms", "20000"), ("lease_margin_ms", "100")]));
+        assert!(r.contains("lease_margin_ms: must be at least 50 and 1 % of the lease (200 ms"), "{r}");
+        // A timeout of more heartbeats than a node remembers sends for.
+        let r = reason(set(
+            &mut s,
+            &[
+                ("heartbeat_interval_ms", "10"),
+                ("node_timeout_ms", "20000"),
+                ("lease_ms", "20000"),
+                ("lease_margin_ms", "200"),
+            ],
+        ));
+        assert!(r.contains("at most 1000 heartbeats"), "{r}");
+        // Raft timing is the cluster's, fixed at creation.
+        let r = reason(set(&mut s, &[("raft_heartbeat_ms", "50")]));
+        assert!(r.contains("fixed when the cluster is created"), "{r}");
+        // Every profile is safe with the default Raft timing.
+        for p in crate::timing::Profile::ALL {
+            assert_eq!(set(&mut s, &[("profile", p.name())]), CommandResult::Done, "{p}");
+        }
+        assert!(reason(set(&mut s, &[("profile", "turbo")])).contains("unknown profile 'turbo'"));
+    }
+
+    #[test]
+    fn a_decision_never_takes_a_generation_back() {
+        let mut s = created();
+        let spec: crate::role::RoleSpec = serde_json::from_str(
+            r#"{"name":"web","resources":[{"name":"main","type":"process","params":{"command":"sleep 1"}}]}"#,
+        )
+        .expect("spec");
+        assert_eq!(s.apply(&Command::CreateRole { spec, now_ms: 1 }), CommandResult::Done);
+        let record = s.roles["web"].clone();
+        let mut next = crate::command::RoleDecision::from_record(&record, 2);
+        next.bump();
+        assert_eq!(s.apply(&Command::DecideRole(next)), CommandResult::Done);
+        let record = s.roles["web"].clone();
+        let mut back = crate::command::RoleDecision::from_record(&record, 3);
+        back.generation = record.generation - 1;
+        assert!(matches!(s.apply(&Command::DecideRole(back)), CommandResult::Rejected(Rejection::StaleDecision(_))));
+        assert_eq!(s.roles["web"].generation, record.generation);
     }
 }

@@ -261,6 +261,10 @@ pub struct AdmissionRequest {
     pub capacity: Option<Capacity>,
     /// PEM certificate signing request for the node's key; the key never leaves the node.
     pub csr_pem: String,
+    /// The Raft timing the joining agent was configured with, if any: it must be the
+    /// cluster's (see `timing`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raft: Option<crate::timing::RaftTiming>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -271,6 +275,9 @@ pub struct AdmissionResponse {
     pub cluster_id: String,
     pub cert_pem: String,
     pub ca_cert_pem: String,
+    /// The cluster's Raft timing, which the new node runs.
+    #[serde(default)]
+    pub raft: crate::timing::RaftTiming,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -288,4 +295,11 @@ pub struct ClusterView {
     pub heartbeat_interval_ms: u64,
     pub node_timeout_ms: u64,
     pub properties: std::collections::BTreeMap<String, String>,
+    /// Lease timing and Raft's, fixed for the whole cluster.
+    #[serde(default)]
+    pub lease_ms: u64,
+    #[serde(default)]
+    pub lease_margin_ms: u64,
+    #[serde(default)]
+    pub raft: crate::timing::RaftTiming,
 }

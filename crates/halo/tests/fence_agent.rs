@@ -19,7 +19,9 @@ fn a_hung_node_is_powered_off_and_its_role_restarts_at_once() {
     // A lease far longer than the test waits: the role can only come back in time through
     // the fence agent, never by the lease running out first on a slow machine.
     const LEASE_MS: u64 = 20_000;
-    assert!(c.halo(&["cluster", "set", &format!("lease_ms={LEASE_MS}")]).status.success());
+    let out =
+        c.halo(&["cluster", "set", &format!("lease_ms={LEASE_MS}"), &format!("lease_margin_ms={}", LEASE_MS / 100)]);
+    assert!(out.status.success(), "{}", text(&out));
     for node in &c.nodes {
         let datadir = format!("datadir={}", node.data_dir.display());
         let out = c.halo(&["node", "fence", &node.name, "--agent", "fence_halotest", "--param", &datadir]);

@@ -51,3 +51,64 @@ fn a_one_node_cluster_keeps_its_quorum_and_lease_while_idle() {
     assert_eq!(c.role("solo").map(|r| r["state"].clone()), Some("online".into()), "it keeps running while idle");
     assert_eq!(role_processes("solo").len(), 1);
 }
+
+/// Raft timing is the cluster's: set by the agent that creates it, taken by every node that
+/// joins, and refused where an agent is configured otherwise (a new leader bounds the old
+/// one's late lease grants by a window that follows from the Raft heartbeat, so all must agree).
+#[test]
+fn every_node_runs_the_cluster_s_raft_timing() {
+    const FAST: &str =
+        "[timing]\nraft_heartbeat_ms = 100\nelection_timeout_min_ms = 400\nelection_timeout_max_ms = 700";
+    const OTHER: &str =
+        "[timing]\nraft_heartbeat_ms = 150\nelection_timeout_min_ms = 600\nelection_timeout_max_ms = 900";
+    let mut c = Cluster::new(167, 3, 0);
+    c.nodes[0].config_toml = Some(FAST.into());
+    c.nodes[2].config_toml = Some(OTHER.into());
+    c.start_all();
+    c.create();
+    assert!(c.join(1).status.success(), "a node without [timing] takes the cluster's");
+    let shown = c.json(&["cluster", "show"]);
+    assert_eq!(shown["raft"]["raft_heartbeat_ms"], 100, "{shown}");
+    assert_eq!(shown["raft"]["election_timeout_max_ms"], 700, "{shown}");
+
+    // An agent configured with other timing cannot join, and the cluster stays as it was.
+    let out = c.join(2);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(err.contains("agent 'n3' is configured with Raft timing raft_heartbeat_ms=150"), "{err}");
+    assert!(err.contains("this cluster runs raft_heartbeat_ms=100"), "{err}");
+    assert!(c.wait_status(Duration::from_secs(10), |s| s["nodes"].as_array().is_some_and(|n| n.len() == 2)));
+
+    // Nor can a member that is restarted with other timing: it says why and stops.
+    c.kill9(1);
+    let file = c.dir.path().join("n2-other.toml");
+    let node = &c.nodes[1];
+    let nets: Vec<String> = node.nets.iter().map(|n| format!("{n:?}")).collect();
+    std::fs::write(
+        &file,
+        format!(
+            "name = {:?}\napi = {:?}\nnetworks = [{}]\ndata_dir = {:?}\n{OTHER}\n",
+            node.name,
+            node.api,
+            nets.join(", "),
+            node.data_dir.display().to_string()
+        ),
+    )
+    .expect("config");
+    let out = std::process::Command::new(exe())
+        .arg("agent")
+        .arg("--config")
+        .arg(&file)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("agent");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(err.contains("this agent's [timing] (raft_heartbeat_ms=150"), "{err}");
+    assert!(err.contains("differs from its cluster's (raft_heartbeat_ms=100"), "{err}");
+
+    // And the cluster's cannot be changed after the fact.
+    let out = c.halo(&["cluster", "set", "raft_heartbeat_ms=50"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fixed when the cluster is created"), "{}", text(&out));
+}

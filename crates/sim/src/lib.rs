@@ -57,7 +57,7 @@ pub fn replay_command(seed: u64, cfg: &Config) -> String {
         Some(Bug::LyingFenceAgent) => " --bug lying-fence-agent",
     };
     format!(
-        "cargo run --release -p halo-sim -- --seed {seed} --profile {} --nodes {}{bug} --verbose",
+        "cargo run --profile sim -p halo-sim -- --seed {seed} --profile {} --nodes {}{bug} --verbose",
         cfg.profile, cfg.nodes
     )
 }

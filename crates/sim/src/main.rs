@@ -33,11 +33,7 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let profile: &'static str = match args.profile.as_str() {
-        "default" => "default",
-        "fast" => "fast",
-        other => bail!("unknown profile '{other}' (default, fast)"),
-    };
+    let profile: halo_core::timing::Profile = args.profile.parse().map_err(anyhow::Error::msg)?;
     if !(3..=7).contains(&args.nodes) {
         bail!("--nodes must be 3 to 7");
     }

@@ -26,15 +26,14 @@ use halo_core::role::{Desired, RoleState};
 use halo_core::state::{
     ClusterInfo, ClusterSettings, ClusterState, NetworkRecord, NetworkState, NodeRecord, NodeState,
 };
+use halo_core::timing::{Profile, RaftTiming};
 use halo_core::{execution, role::RoleSpec};
-use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 mod migration;
 
 pub const STEP_MS: u64 = 10;
-const RAFT_HEARTBEAT_MS: u64 = 150;
-const GRANT_WINDOW_MS: u64 = 3 * RAFT_HEARTBEAT_MS;
 const EXECUTOR_TICK_MS: u64 = 200;
 const MANAGER_TICK_MS: u64 = 100;
 const NETWORKS: usize = 2;
@@ -54,7 +53,7 @@ pub enum Bug {
 pub struct Config {
     pub nodes: usize,
     pub roles: usize,
-    pub profile: &'static str,
+    pub profile: Profile,
     pub duration_ms: u64,
     /// Faults are injected until then; after it the network heals and everyone is restarted.
     pub faults_until_ms: u64,
@@ -67,7 +66,7 @@ impl Default for Config {
         Self {
             nodes: 3,
             roles: 4,
-            profile: "default",
+            profile: Profile::Default,
             duration_ms: 40_000,
             faults_until_ms: 28_000,
             bug: None,
@@ -156,7 +155,8 @@ impl Node {
 
 pub struct World {
     pub cfg: Config,
-    rng: StdRng,
+    /// ChaCha8: a stream fixed by the algorithm, so recorded seeds replay across versions.
+    rng: ChaCha8Rng,
     pub time: u64,
     pub nodes: Vec<Node>,
     pub log: Vec<Command>,
@@ -207,8 +207,8 @@ enum Undo {
 
 impl World {
     pub fn new(seed: u64, cfg: Config) -> Self {
-        let mut rng = StdRng::seed_from_u64(seed);
-        let settings = ClusterSettings::profile(cfg.profile).unwrap_or_default();
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let settings = ClusterSettings::of(cfg.profile, RaftTiming::default());
         let mut genesis = genesis(cfg.nodes, settings.clone());
         // Half the clusters have a fence device on every node.
         if rng.random_bool(0.5) {
@@ -289,7 +289,7 @@ impl World {
     }
 
     fn timing(&self) -> LeaseTiming {
-        self.nodes[0].state.settings.lease_timing(GRANT_WINDOW_MS)
+        self.nodes[0].state.settings.lease_timing()
     }
 
     fn node(&mut self, id: NodeId) -> &mut Node {
@@ -322,7 +322,7 @@ impl World {
         self.admin();
         self.deliver();
         if self.time >= self.next_raft {
-            self.next_raft = self.time + RAFT_HEARTBEAT_MS;
+            self.next_raft = self.time + self.nodes[0].state.settings.raft.raft_heartbeat_ms;
             self.raft();
         }
         for i in 0..self.nodes.len() {
@@ -439,7 +439,9 @@ impl World {
                 let since = *self.leaderless_since.get_or_insert(self.time);
                 if self.election_after_ms == 0 {
                     // An election timeout, pre-vote and the vote itself.
-                    self.election_after_ms = self.rng.random_range(700..1_300);
+                    let raft = self.nodes[0].state.settings.raft;
+                    let (first, last) = (raft.election_timeout_min_ms + 100, raft.election_timeout_max_ms + 400);
+                    self.election_after_ms = self.rng.random_range(first..last);
                 }
                 if self.time < since + self.election_after_ms {
                     return;

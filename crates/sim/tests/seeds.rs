@@ -2,6 +2,7 @@
 //! hundred fresh seeds (printed, so a failure replays), and proof that the checkers catch a
 //! re-introduced bug.
 
+use halo_core::timing::Profile;
 use halo_sim::{Bug, Config, replay_command, run};
 
 fn run_seeds(cfg: &Config, seeds: impl Iterator<Item = u64>) -> (usize, usize, usize, Vec<String>) {
@@ -24,7 +25,7 @@ fn run_seeds(cfg: &Config, seeds: impl Iterator<Item = u64>) -> (usize, usize, u
 
 #[test]
 fn fixed_seeds_hold_every_invariant() {
-    for (profile, nodes) in [("default", 3), ("fast", 3), ("default", 5)] {
+    for (profile, nodes) in [(Profile::Default, 3), (Profile::Fast, 3), (Profile::Default, 5)] {
         let cfg = Config { profile, nodes, ..Config::default() };
         let (count, faults, commits, failures) = run_seeds(&cfg, 1..=60);
         println!(

@@ -28,6 +28,9 @@ pub struct Node {
     /// A command that runs the agent: its arguments, then the agent's command line (e.g.
     /// `unshare --mount ...` to give the node its own view of the file systems).
     pub wrapper: Vec<String>,
+    /// When set, the agent reads its settings from a TOML file: these lines (e.g. a
+    /// `[timing]` table) after its name, addresses and data dir.
+    pub config_toml: Option<String>,
     pub child: Option<Child>,
 }
 
@@ -58,6 +61,7 @@ impl Cluster {
                 extra_args: Vec::new(),
                 env: Vec::new(),
                 wrapper: Vec::new(),
+                config_toml: None,
                 child: None,
             })
             .collect();
@@ -81,12 +85,27 @@ impl Cluster {
             }
             None => Command::new(exe()),
         };
-        cmd.args(["agent", "--name", &node.name, "--api", &node.api, "--net", &node.nets.join(",")])
-            .arg("--data-dir")
-            .arg(&node.data_dir)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log);
+        match &node.config_toml {
+            Some(extra) => {
+                let file = self.dir.path().join(format!("{}.toml", node.name));
+                let nets: Vec<String> = node.nets.iter().map(|n| format!("{n:?}")).collect();
+                let text = format!(
+                    "name = {:?}\napi = {:?}\nnetworks = [{}]\ndata_dir = {:?}\n{extra}\n",
+                    node.name,
+                    node.api,
+                    nets.join(", "),
+                    node.data_dir.display().to_string()
+                );
+                std::fs::write(&file, text).expect("agent config");
+                cmd.arg("agent").arg("--config").arg(file);
+            }
+            None => {
+                cmd.args(["agent", "--name", &node.name, "--api", &node.api, "--net", &node.nets.join(",")])
+                    .arg("--data-dir")
+                    .arg(&node.data_dir);
+            }
+        }
+        cmd.stdin(Stdio::null()).stdout(log.try_clone().expect("log")).stderr(log);
         if node.witness {
             cmd.arg("--witness");
         }
