@@ -81,6 +81,8 @@ fn view<'a>(member: &Member, state: &'a ClusterState) -> View<'a> {
 
 async fn send(agent: Arc<Agent>, sockets: Vec<Arc<UdpSocket>>) {
     let mut codec = None;
+    // Whether this node held a lease at the last beat: one that ran out since is a lapse.
+    let mut held = false;
     loop {
         let Some(member) = agent.member() else {
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -92,12 +94,19 @@ async fn send(agent: Arc<Agent>, sockets: Vec<Arc<UdpSocket>>) {
             continue;
         };
         let view = view(member, &state);
+        let now_us = clock::monotonic_us();
         let (out, deadline) = {
             let mut heartbeats = agent.heartbeats();
-            let out = heartbeats.beat(&view, clock::monotonic_us());
+            let out = heartbeats.beat(&view, now_us);
             (out, heartbeats.lease().deadline_ms())
         };
         agent.sync_guard(deadline);
+        let holds = deadline.is_some_and(|d| d > now_us / 1000);
+        if held && !holds {
+            agent.metrics.lease_lapses.inc();
+            tracing::warn!("this node's lease ran out: it may run no roles until the leader grants it one again");
+        }
+        held = holds;
         for outgoing in out {
             transmit(&sockets, &current, &state, outgoing);
         }

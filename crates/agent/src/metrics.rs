@@ -25,12 +25,17 @@ type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
 pub struct Metrics {
     /// Resource actions by resource kind, action and result.
     actions: Family<Labels, Histogram>,
+    /// Times this node's lease ran out while it held one (the heartbeat sender notices).
+    pub lease_lapses: Counter,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         // 5 ms to about 80 s: a Dummy monitor to a guest's shutdown.
-        Self { actions: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.005, 2.0, 15))) }
+        Self {
+            actions: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.005, 2.0, 15))),
+            lease_lapses: Counter::default(),
+        }
     }
 }
 
@@ -170,6 +175,11 @@ fn local_series(
             g.set(seconds(age));
             registry.register_with_unit("lease_age", "Time since this node's lease was last renewed", Unit::Seconds, g);
         }
+        registry.register(
+            "lease_lapses",
+            "Times this node's lease ran out while it held one (a partition, a lost quorum, or a stall)",
+            agent.metrics.lease_lapses.clone(),
+        );
     }
 
     let round_trips = Family::<Labels, FloatGauge>::default();

@@ -92,6 +92,7 @@ fn an_isolated_node_stops_its_roles_and_the_majority_restarts_them() {
     create_lock_role(&c, "part115", &dir);
     let victim = owner_index(&c, "part115");
     let victim_name = c.nodes[victim].name.clone();
+    let victim_led = c.leader().as_deref() == Some(victim_name.as_str());
     let (_, before, _) = last_start(&dir);
     for net in c.nodes[victim].nets.clone() {
         c.block(&net);
@@ -109,6 +110,12 @@ fn an_isolated_node_stops_its_roles_and_the_majority_restarts_them() {
     assert_eq!(role_processes("part115").len(), 1, "nothing runs twice after healing");
     assert_eq!(c.role("part115").map(|r| r["state"].clone()), Some("online".into()));
     assert!(lines(&dir, "failures").is_empty());
+    // The isolated node noticed its lease run out; the others never lost theirs (unless the
+    // isolated node led: then theirs waited for an election).
+    assert!(c.metric(victim, "halo_lease_lapses_total").is_some_and(|n| n >= 1.0));
+    for i in (0..3).filter(|&i| i != victim && !victim_led) {
+        assert_eq!(c.metric(i, "halo_lease_lapses_total"), Some(0.0), "{}", c.nodes[i].name);
+    }
 }
 
 #[test]

@@ -276,6 +276,22 @@ impl Cluster {
         config["token"].as_str().expect("token").to_string()
     }
 
+    /// One sample of node `i`'s `/metrics`: the value of the series named exactly `series`.
+    pub fn metric(&self, i: usize, series: &str) -> Option<f64> {
+        let token = self.admin_token();
+        let text = runtime().block_on(async {
+            let response = https(None)
+                .get(format!("https://{}/metrics", self.nodes[i].api))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .ok()?;
+            response.text().await.ok()
+        })?;
+        let line = text.lines().find(|l| l.split_whitespace().next() == Some(series))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+
     pub fn log(&self, i: usize) -> String {
         std::fs::read_to_string(self.dir.path().join(format!("{}.log", self.nodes[i].name))).unwrap_or_default()
     }
