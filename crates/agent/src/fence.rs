@@ -33,20 +33,22 @@ pub struct Fencing {
 }
 
 impl Fencing {
-    /// `Some(why)` once power-off of `node` is confirmed. Starts an attempt if none is under
-    /// way (and the last one did not fail just now).
-    pub fn confirmed_off(
-        self: &std::sync::Arc<Self>,
-        node: u64,
-        name: &str,
-        device: &FenceDevice,
-        now_ms: u64,
-    ) -> Option<String> {
-        let Ok(mut attempts) = self.attempts.lock() else { return None };
+    /// `Some(why)` once the power-off of `node` is confirmed.
+    pub fn confirmed(&self, node: u64) -> Option<String> {
+        let attempts = self.attempts.lock().ok()?;
         match attempts.get(&node) {
-            Some(Attempt::Confirmed { agent }) => return Some(format!("was powered off by {agent}")),
-            Some(Attempt::Running) => return None,
-            Some(Attempt::Failed { at_ms }) if now_ms < at_ms + RETRY_MS => return None,
+            Some(Attempt::Confirmed { agent }) => Some(format!("was powered off by {agent}")),
+            _ => None,
+        }
+    }
+
+    /// Power `node` off through `device`, unless an attempt is under way, already confirmed,
+    /// or failed just now (the lease covers the meantime).
+    pub fn attempt(self: &std::sync::Arc<Self>, node: u64, name: &str, device: &FenceDevice, now_ms: u64) {
+        let Ok(mut attempts) = self.attempts.lock() else { return };
+        match attempts.get(&node) {
+            Some(Attempt::Confirmed { .. } | Attempt::Running) => return,
+            Some(Attempt::Failed { at_ms }) if now_ms < at_ms + RETRY_MS => return,
             _ => {}
         }
         attempts.insert(node, Attempt::Running);
@@ -70,7 +72,6 @@ impl Fencing {
                 }
             }
         });
-        None
     }
 
     /// The node is heard again: any fencing state about it is over.

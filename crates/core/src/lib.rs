@@ -6,6 +6,8 @@
 //! - [`quorum`]: majority arithmetic.
 //! - [`role`]: role specs and the decisions recorded about them; [`apply`]: declarative roles.
 //! - [`placement`]: which node should run a role, with reasons; [`capacity`]: CPU and memory.
+//! - [`leader`]: the leader's tick (whom it succeeded, node states, Raft membership changes,
+//!   liveness and fencing), shared by the daemon's manager and the simulator.
 //! - [`lease`]: when a node may run roles, and when the leader may assume it no longer does;
 //!   [`liveness`]: the leader's verdict on each node by that rule.
 //! - [`policy`]: the manager's decisions (place, fail over, stop) as commands; [`plan`]: the
@@ -26,6 +28,7 @@ pub mod events;
 pub mod execution;
 pub mod fence;
 pub mod heartbeat;
+pub mod leader;
 pub mod lease;
 pub mod liveness;
 pub mod membership;

@@ -15,11 +15,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use halo_core::NodeId;
 use halo_core::capacity::Capacity;
-use halo_core::command::{Command, NodeStateUpdate, RoleReport, RoleReportOutcome};
+use halo_core::command::{Command, RoleReport, RoleReportOutcome};
 use halo_core::heartbeat::{Datagram, Endpoint, Leadership, View, first_sequence};
+use halo_core::leader::{self, RaftMembers, Succession};
 use halo_core::lease::LeaseTiming;
-use halo_core::liveness::{self, Takeover};
-use halo_core::membership::judge;
+use halo_core::liveness;
 use halo_core::migration::{MigrationReport, MoveMode};
 use halo_core::policy::{self, Inputs, Liveness};
 use halo_core::role::{Desired, RoleState};
@@ -112,8 +112,8 @@ pub struct Node {
     /// While it leads (or believes it does): its term and the local time of the last Raft
     /// heartbeat a majority acknowledged.
     leading: Option<(u64, u64)>,
-    takeover: Option<Takeover>,
-    followed: Option<(NodeId, u64, u64)>,
+    /// Whom it followed and when it took over: the leader's tick's own record (`leader`).
+    succession: Succession,
     next_heartbeat: u64,
     next_executor: u64,
     /// Reports sent, to avoid flooding: (role, outcome, generation) → global time.
@@ -234,8 +234,7 @@ impl World {
                     running: BTreeMap::new(),
                     stuck: BTreeSet::new(),
                     leading: None,
-                    takeover: None,
-                    followed: None,
+                    succession: Succession::default(),
                     next_heartbeat: 0,
                     next_executor: rng.random_range(0..EXECUTOR_TICK_MS),
                     reported: BTreeMap::new(),
@@ -422,6 +421,7 @@ impl World {
                 let local = self.nodes[l as usize - 1].now(self.time);
                 let term = self.term;
                 self.node(l).leading = Some((term, local));
+                let timing = self.timing();
                 for id in 1..=self.cfg.nodes as NodeId {
                     if id != l && self.connected(l, id) {
                         self.catch_up(id);
@@ -429,9 +429,7 @@ impl World {
                         let node = self.node(id);
                         node.leading = None;
                         let seen = node.now(t);
-                        if node.followed.is_none_or(|(f, ft, _)| (f, ft) != (l, term)) {
-                            node.followed = Some((l, term, seen));
-                        }
+                        node.succession.observe(id, Some(l), term, &timing, seen);
                     }
                 }
             }
@@ -459,15 +457,10 @@ impl World {
                 self.fencing.clear();
                 self.catch_up(winner);
                 let t = self.time;
-                let tenure = self.timing().former_leader_min_tenure_ms();
+                let timing = self.timing();
                 let node = self.node(winner);
                 let at_ms = node.now(t);
-                let former = node
-                    .followed
-                    .take()
-                    .filter(|&(_, ft, seen)| ft + 1 == term && seen + tenure <= at_ms)
-                    .map(|(id, _, _)| id);
-                node.takeover = Some(Takeover { at_ms, former });
+                let former = node.succession.observe(winner, Some(winner), term, &timing, at_ms).and_then(|t| t.former);
                 node.leading = Some((term, at_ms));
                 self.note(format!("node {winner} leads term {term} (former leader {former:?})"));
             }
@@ -594,55 +587,49 @@ impl World {
         }
     }
 
-    /// The leader's manager: node states, liveness by the lease rule, the failover policy.
+    /// The leader's manager, as the agent's: the shared tick (`halo_core::leader`) on this
+    /// node's view, its commands proposed, and its fence attempts started.
     fn manager(&mut self) {
         let Some(l) = self.leader.filter(|&l| self.reaches_majority(l)) else { return };
         let t = self.time;
         let timing = self.timing();
-        let bug = self.cfg.bug;
-        let node = &self.nodes[l as usize - 1];
-        let Some(takeover) = node.takeover else { return };
+        let term = self.term;
+        // The Raft model keeps every node a caught-up voter.
+        let members: BTreeSet<NodeId> = (1..=self.cfg.nodes as NodeId).collect();
+        let log_len = self.log.len() as u64;
+        let raft = RaftMembers {
+            voters: members.clone(),
+            matched: members.iter().map(|&id| (id, log_len)).collect(),
+            members,
+            last_index: log_len,
+        };
+        let node = &mut self.nodes[l as usize - 1];
         let local = node.now(t);
-        let state = node.state.clone();
-        let mut updates = Vec::new();
-        let mut live = BTreeMap::new();
-        let (mut wanted, mut heard) = (Vec::new(), Vec::new());
-        for record in state.nodes.values() {
-            let assessment = node.heartbeats.assess(record.id, local);
-            let (new_state, networks) = judge(record, &assessment, record.id == l);
-            let current: Vec<NetworkState> = record.networks.iter().map(|n| n.state).collect();
-            if new_state != record.state || networks != current {
-                updates.push(NodeStateUpdate { node: record.id, state: new_state, networks });
-            }
-            let seen = node.heartbeats.observed(record.id, local);
-            let has_device = state.fence_devices.contains_key(&record.id);
-            let attempt = self.fencing.get(&record.id).copied();
-            let fence = || {
-                if has_device {
-                    wanted.push(record.id);
-                }
-                (attempt == Some(Fence::Confirmed)).then(|| "was powered off by fence_sim".to_string())
-            };
-            let mut verdict = liveness::verdict(record, l, &seen, &timing, takeover, local, fence);
-            if verdict == Liveness::Alive {
-                heard.push(record.id);
-            }
-            if bug == Some(Bug::SkipLeaseWait) && verdict == Liveness::Suspect {
-                verdict = Liveness::Lost("(bug) did not wait for its lease".into());
-            }
-            live.insert(record.id, verdict);
+        let Some(takeover) = node.succession.observe(l, Some(l), term, &timing, local) else { return };
+        let judgement = leader::judge_nodes(&node.state, l, &raft, |id| node.heartbeats.assess(id, local));
+        if !judgement.updates.is_empty() {
+            self.propose(Command::SetNodeStates { now_ms: EPOCH_MS + t, updates: judgement.updates });
         }
-        for id in heard {
-            self.fencing.remove(&id);
+        let node = &self.nodes[l as usize - 1];
+        let fencing = &self.fencing;
+        let confirmed = |id: NodeId| {
+            (fencing.get(&id) == Some(&Fence::Confirmed)).then(|| "was powered off by fence_sim".to_string())
+        };
+        let mut verdicts =
+            leader::verdicts(&node.state, l, takeover, local, |id| node.heartbeats.observed(id, local), confirmed);
+        if self.cfg.bug == Some(Bug::SkipLeaseWait) {
+            for verdict in verdicts.liveness.values_mut().filter(|v| **v == Liveness::Suspect) {
+                *verdict = Liveness::Lost("(bug) did not wait for its lease".into());
+            }
         }
-        for id in wanted {
+        for id in &verdicts.heard {
+            self.fencing.remove(id);
+        }
+        for &id in &verdicts.fence {
             self.start_fencing(id);
         }
-        if !updates.is_empty() {
-            self.propose(Command::SetNodeStates { now_ms: EPOCH_MS + t, updates });
-        }
         let state = self.nodes[l as usize - 1].state.clone();
-        for command in policy::decide(&Inputs { state: &state, liveness: &live, now_ms: EPOCH_MS + t }) {
+        for command in policy::decide(&Inputs { state: &state, liveness: &verdicts.liveness, now_ms: EPOCH_MS + t }) {
             if let Command::DecideRole(d) = &command
                 && let Some(decision) = &d.decision
             {
@@ -652,7 +639,7 @@ impl World {
             self.propose(command);
         }
         let state = self.nodes[l as usize - 1].state.clone();
-        for node in liveness::fenced_and_recovered(&state, &live) {
+        for node in liveness::fenced_and_recovered(&state, &verdicts.liveness) {
             self.note(format!("leader {l}: node {node} was fenced and its roles recovered"));
             self.propose(Command::ClearFenceRequest { node });
         }
@@ -872,8 +859,7 @@ impl World {
                 let timeout = node.state.settings.node_timeout_ms;
                 node.heartbeats = Endpoint::new(id, first_sequence(node.incarnation), timeout);
                 node.leading = None;
-                node.takeover = None;
-                node.followed = None;
+                node.succession = Succession::default();
                 node.reported.clear();
             }
             Undo::Resume(id) => {
