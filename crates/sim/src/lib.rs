@@ -53,7 +53,6 @@ pub fn run(seed: u64, cfg: &Config) -> Outcome {
 pub fn replay_command(seed: u64, cfg: &Config) -> String {
     let bug = match cfg.bug {
         None => "",
-        Some(Bug::SkipLeaseWait) => " --bug skip-lease-wait",
         Some(Bug::LyingFenceAgent) => " --bug lying-fence-agent",
     };
     format!(

@@ -22,7 +22,7 @@ struct Args {
     /// Timing profile: default or fast.
     #[arg(long, default_value = "default")]
     profile: String,
-    /// Re-introduce a known bug (skip-lease-wait, lying-fence-agent) to see the checkers
+    /// Break a part of the world (lying-fence-agent) to see the checkers
     /// catch it.
     #[arg(long)]
     bug: Option<String>,
@@ -39,9 +39,8 @@ fn main() -> anyhow::Result<()> {
     }
     let bug = match args.bug.as_deref() {
         None => None,
-        Some("skip-lease-wait") => Some(Bug::SkipLeaseWait),
         Some("lying-fence-agent") => Some(Bug::LyingFenceAgent),
-        Some(other) => bail!("unknown bug '{other}' (skip-lease-wait, lying-fence-agent)"),
+        Some(other) => bail!("unknown bug '{other}' (lying-fence-agent)"),
     };
     let cfg = Config { nodes: args.nodes, profile, bug, verbose: args.verbose, ..Config::default() };
     let seeds: Vec<u64> = match args.seed {

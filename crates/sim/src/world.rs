@@ -21,7 +21,7 @@ use halo_core::leader::{self, RaftMembers, Succession};
 use halo_core::lease::LeaseTiming;
 use halo_core::liveness;
 use halo_core::migration::{MigrationReport, MoveMode};
-use halo_core::policy::{self, Inputs, Liveness};
+use halo_core::policy::{self, Inputs};
 use halo_core::role::{Desired, RoleState};
 use halo_core::state::{
     ClusterInfo, ClusterSettings, ClusterState, NetworkRecord, NetworkState, NodeRecord, NodeState,
@@ -40,11 +40,11 @@ const NETWORKS: usize = 2;
 /// Wall clock at the start (for the policy's failover windows).
 const EPOCH_MS: u64 = 1_790_000_000_000;
 
-/// A deliberately broken rule, to prove the invariant checkers catch what it breaks.
+/// A deliberately broken part of the world, to prove the invariant checkers catch what it
+/// breaks. (Bugs in halo's own rules are put back into the shared code itself:
+/// `tests/mutants.rs`.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bug {
-    /// The leader recovers a silent node's roles at once, without waiting for its lease.
-    SkipLeaseWait,
     /// Fence agents report a power-off they did not do (a misconfigured device).
     LyingFenceAgent,
 }
@@ -615,13 +615,8 @@ impl World {
         let confirmed = |id: NodeId| {
             (fencing.get(&id) == Some(&Fence::Confirmed)).then(|| "was powered off by fence_sim".to_string())
         };
-        let mut verdicts =
+        let verdicts =
             leader::verdicts(&node.state, l, takeover, local, |id| node.heartbeats.observed(id, local), confirmed);
-        if self.cfg.bug == Some(Bug::SkipLeaseWait) {
-            for verdict in verdicts.liveness.values_mut().filter(|v| **v == Liveness::Suspect) {
-                *verdict = Liveness::Lost("(bug) did not wait for its lease".into());
-            }
-        }
         for id in &verdicts.heard {
             self.fencing.remove(id);
         }

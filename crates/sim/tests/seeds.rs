@@ -49,17 +49,6 @@ fn fresh_seeds_hold_every_invariant() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// Recovering a silent node's roles without waiting for its lease is the bug the lease rule
-/// exists to prevent; the S1 checker must catch it.
-#[test]
-fn the_checkers_catch_recovery_without_the_lease() {
-    let cfg = Config { bug: Some(Bug::SkipLeaseWait), ..Config::default() };
-    let caught: Vec<u64> =
-        (1..=30).filter(|&seed| run(seed, &cfg).violations.iter().any(|v| v.starts_with("S1"))).collect();
-    println!("SIM known bug (skip-lease-wait): S1 caught in {} of 30 seeds", caught.len());
-    assert!(!caught.is_empty(), "the simulator missed a known S1 bug");
-}
-
 /// A fence agent that reports a power-off it did not do breaks the one thing halo trusts it
 /// for; the S1 checker must see the role run twice.
 #[test]
