@@ -14,6 +14,8 @@
 //!   same policy run on a copy, for `halo plan --fail N`.
 //! - [`execution`]: what a node should run, from the committed state (the executor's rules).
 //! - [`fence`]: fence devices and the exact input halo gives their agents.
+//! - [`reconcile`]: the executor's plan (stop, start, report), shared by the daemon and the
+//!   simulator.
 //! - [`events`]: every visible state change in words, derived from before/after states.
 //! - [`vm`]: the `vm` resource type's definition; [`migration`]: live and quick migration.
 //! - [`timing`]: the timing profiles and Raft's timing, the same on every node.
@@ -37,6 +39,7 @@ pub mod placement;
 pub mod plan;
 pub mod policy;
 pub mod quorum;
+pub mod reconcile;
 pub mod role;
 pub mod round_trip;
 pub mod state;

@@ -15,19 +15,20 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use halo_core::NodeId;
 use halo_core::capacity::Capacity;
-use halo_core::command::{Command, RoleReport, RoleReportOutcome};
+use halo_core::command::{Command, RoleReport};
 use halo_core::heartbeat::{Datagram, Endpoint, Leadership, View, first_sequence};
 use halo_core::leader::{self, RaftMembers, Succession};
 use halo_core::lease::LeaseTiming;
 use halo_core::liveness;
 use halo_core::migration::{MigrationReport, MoveMode};
 use halo_core::policy::{self, Inputs};
-use halo_core::role::{Desired, RoleState};
+use halo_core::reconcile::{self, Held, Plan};
+use halo_core::role::Desired;
+use halo_core::role::RoleSpec;
 use halo_core::state::{
     ClusterInfo, ClusterSettings, ClusterState, NetworkRecord, NetworkState, NodeRecord, NodeState,
 };
 use halo_core::timing::{Profile, RaftTiming};
-use halo_core::{execution, role::RoleSpec};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -141,6 +142,44 @@ impl Node {
         self.leading.map(|(_, acked)| Leadership {
             acked_ago_ms: local.saturating_sub(acked),
             committed_index: self.applied as u64,
+        })
+    }
+
+    /// What it holds of each role, as the shared plan sees it: running workloads (a stuck
+    /// one is being stopped and says so), and the QEMUs that hold a guest without running it.
+    fn held(&self) -> BTreeMap<String, Held> {
+        let mut held = BTreeMap::new();
+        for (name, &generation) in &self.running {
+            let stuck = self.stuck.contains(name);
+            let stop_failed = stuck.then(|| "its stop failed and it runs on".to_string());
+            held.insert(
+                name.clone(),
+                Held { generation, running: !stuck, stopping: stuck, incoming: None, stop_failed },
+            );
+        }
+        for (name, copy) in &self.copies {
+            let copy = match *copy {
+                migration::Copy::Incoming { id } => Held { incoming: Some(id), ..Held::default() },
+                migration::Copy::Out { generation, .. } => Held { generation, ..Held::default() },
+            };
+            held.entry(name.clone()).or_insert(copy);
+        }
+        held
+    }
+
+    /// The executor's plan for this node at global time `t` (it runs no restart policy, so
+    /// nothing has failed here for good).
+    fn plan(&self, id: NodeId, t: u64) -> Plan {
+        let local = self.now(t);
+        let held = self.held();
+        let failed = BTreeMap::new();
+        reconcile::reconcile(&reconcile::Inputs {
+            state: &self.state,
+            me: id,
+            lease_held: self.heartbeats.lease().valid(local),
+            may_start: self.heartbeats.may_start(self.applied as u64, local),
+            held: &held,
+            failed: &failed,
         })
     }
 
@@ -483,7 +522,9 @@ impl World {
         }
     }
 
-    /// The executor: converge what runs to the node's applied state, and report.
+    /// The executor: the shared plan (`halo_core::reconcile`) carried out on the model. A
+    /// start or stop takes effect at once; now and then a stop fails and what it stopped runs
+    /// on (only a fence ends it).
     fn executor(&mut self, id: NodeId) {
         let t = self.time;
         if !self.active(id) || t < self.nodes[id as usize - 1].next_executor {
@@ -493,23 +534,12 @@ impl World {
         let stop_fails = self.rng.random_bool(0.03);
         let node = self.node(id);
         node.next_executor = t + EXECUTOR_TICK_MS;
-        let local = node.now(t);
-        let lease_held = node.heartbeats.lease().valid(local);
-        let may_start = node.heartbeats.may_start(node.applied as u64, local);
-        let state = &node.state;
-        let stopping: Vec<String> = node
-            .running
-            .iter()
-            .filter(|(name, generation)| {
-                !state
-                    .roles
-                    .get(*name)
-                    .is_some_and(|r| execution::runs(r, id) && r.generation == **generation && lease_held)
-            })
-            .map(|(name, _)| name.clone())
-            .collect();
-        for name in stopping {
-            // Now and then a stop fails and what it stops runs on: only a fence ends it.
+        let plan = node.plan(id, t);
+        // A migration's QEMU copies come and go with its model (`migration`).
+        for name in plan.stop {
+            if !node.running.contains_key(&name) {
+                continue;
+            }
             if node.stuck.contains(&name) || stop_fails {
                 node.stuck.insert(name);
             } else {
@@ -517,46 +547,26 @@ impl World {
             }
         }
         let mut started = Vec::new();
-        for role in state.roles.values() {
-            // A QEMU holding the guest (a migration's) is the role's local instance too.
-            let here = node.running.contains_key(&role.spec.name) || node.copies.contains_key(&role.spec.name);
-            if may_start && !here && execution::may_start(state, role, id) {
-                started.push((role.spec.name.clone(), role.generation));
-            }
+        for name in plan.start {
+            let generation = node.state.roles.get(&name).map_or(0, |r| r.generation);
+            node.running.insert(name.clone(), generation);
+            started.push((name, generation));
         }
         let mut reports = Vec::new();
-        let fencing = state.nodes.get(&id).is_some_and(|n| n.fence_request.is_some());
-        for role in state.roles.values() {
-            let name = &role.spec.name;
-            let outcome = if node.stuck.contains(name) {
-                if fencing || (role.owner != Some(id) && role.releasing != Some(id)) {
-                    continue;
-                }
-                RoleReportOutcome::StopFailed
-            } else if role.owner == Some(id) && role.state != RoleState::Online && node.running.contains_key(name) {
-                RoleReportOutcome::Online
-            } else if role.releasing == Some(id) && !node.running.contains_key(name) && !node.copies.contains_key(name)
-            {
-                RoleReportOutcome::Stopped
-            } else {
-                continue;
-            };
-            let key = format!("{name}/{outcome:?}/{}", role.generation);
+        for report in node.plan(id, t).reports {
+            let key = format!("{}/{:?}/{}", report.role, report.outcome, report.generation);
             if node.reported.get(&key).is_some_and(|&at| t < at + 500) {
                 continue;
             }
             node.reported.insert(key, t);
             reports.push(RoleReport {
-                role: name.clone(),
+                role: report.role,
                 node: id,
-                generation: role.generation,
-                outcome,
-                detail: String::new(),
+                generation: report.generation,
+                outcome: report.outcome,
+                detail: report.detail,
                 now_ms: EPOCH_MS + t,
             });
-        }
-        for (name, generation) in &started {
-            node.running.insert(name.clone(), *generation);
         }
         for (name, generation) in started {
             self.note(format!("node {id} starts {name} (generation {generation})"));

@@ -20,10 +20,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use halo_core::command::{Command, RoleReport, RoleReportOutcome};
-use halo_core::execution;
+use halo_core::command::{Command, RoleReport};
 use halo_core::migration::MigrationReport;
-use halo_core::role::{RoleRecord, RoleSpec, RoleState};
+use halo_core::reconcile::{self, Held, Inputs, Plan};
+use halo_core::role::{RoleRecord, RoleSpec};
+use halo_core::state::ClusterState;
 use tokio::sync::mpsc;
 
 use crate::clock;
@@ -141,12 +142,39 @@ impl Executor {
         self.member.id
     }
 
-    /// Should this node run `role` under its current generation? The committed state's half
-    /// of the rule is `halo_core::execution`; the lease and local failures are this node's.
-    fn wanted(&self, role: &RoleRecord, lease_ok: bool) -> bool {
-        execution::runs(role, self.me())
-            && lease_ok
-            && self.failed.get(&role.spec.name).is_none_or(|(g, _)| *g != role.generation)
+    /// What this node holds of each role, as the shared plan needs it.
+    fn held(&self) -> BTreeMap<String, Held> {
+        self.roles
+            .iter()
+            .map(|(name, local)| {
+                let held = Held {
+                    generation: local.generation,
+                    running: local.running(),
+                    stopping: local.stopping,
+                    incoming: local.incoming,
+                    stop_failed: local.resources.iter().find_map(|r| r.stop_failed.clone()),
+                };
+                (name.clone(), held)
+            })
+            .collect()
+    }
+
+    /// The shared plan's inputs now (`halo_core::reconcile`): the committed state, the lease,
+    /// what runs here.
+    fn plan(&self, state: &ClusterState, applied: u64, now: u64) -> Plan {
+        // Starting needs a lease and a database as new as the leader's when it granted it;
+        // what runs may go on while the lease holds (the database catches up within a Raft
+        // heartbeat; the fence guard ends everything with the lease anyway).
+        let held = self.held();
+        let inputs = Inputs {
+            state,
+            me: self.me(),
+            lease_held: self.agent.lease_remaining_ms(now) > 0,
+            may_start: self.agent.may_start_roles(applied, now),
+            held: &held,
+            failed: &self.failed,
+        };
+        reconcile::reconcile(&inputs)
     }
 
     fn converge(&mut self) {
@@ -154,42 +182,23 @@ impl Executor {
         let applied = self.member.reader.applied_index();
         let state = self.member.reader.state();
         let now = clock::monotonic_ms();
-        // Starting needs a lease and a database as new as the leader's when it granted it;
-        // what runs may go on while the lease holds (the database catches up within a Raft
-        // heartbeat; the fence guard ends everything with the lease anyway).
-        let may_start = self.agent.may_start_roles(applied, now);
-        let lease_held = self.agent.lease_remaining_ms(now) > 0;
-
-        // Stop what should not run here (any more, or not under this generation).
-        let names: Vec<String> = self.roles.keys().cloned().collect();
-        for name in &names {
-            let local = &self.roles[name];
-            let keep = state.roles.get(name).is_some_and(|r| match local.incoming {
-                // A migration's target keeps its waiting QEMU while the migration lasts, and
-                // until the role it is handed over is resumed from it.
-                Some(id) => {
-                    lease_held && (execution::receives(r, self.me(), id) || execution::resumes_from(r, self.me(), id))
-                }
-                None => self.wanted(r, lease_held) && local.generation == r.generation,
-            });
-            if !keep {
-                self.begin_stop(name);
-            }
+        let plan = self.plan(&state, applied, now);
+        for name in &plan.stop {
+            self.begin_stop(name);
         }
-        self.migrations(&state, may_start);
-        // Start what should run and does not.
-        let me = self.me();
-        for role in state.roles.values() {
-            if self.wanted(role, may_start)
-                && !self.roles.contains_key(&role.spec.name)
-                && execution::may_start(&state, role, me)
+        self.migrations(&state, self.agent.may_start_roles(applied, now));
+        for name in &plan.start {
+            if let Some(role) = state.roles.get(name)
+                && !self.roles.contains_key(name)
             {
                 self.begin_start(role);
             }
         }
         self.progress(now);
         self.vm_checks(now);
-        self.report(&state);
+        // Reports reflect what progress just finished (a stop that completed is reported now).
+        let reports = self.plan(&state, applied, now).reports;
+        self.report(&state, reports);
     }
 
     fn begin_start(&mut self, role: &RoleRecord) {
@@ -587,46 +596,15 @@ impl Executor {
         }
     }
 
-    /// Tell the leader whatever the committed state does not reflect yet.
-    fn report(&mut self, state: &halo_core::state::ClusterState) {
+    /// Tell the leader whatever the committed state does not reflect yet (the plan's reports).
+    fn report(&mut self, state: &halo_core::state::ClusterState, due: Vec<reconcile::Report>) {
         self.report_migrations(state);
         let me = self.me();
-        let mut due = Vec::new();
-        let fencing = state.nodes.get(&me).is_some_and(|n| n.fence_request.is_some());
-        for role in state.roles.values() {
-            let name = &role.spec.name;
-            let local = self.roles.get(name);
-            let stuck = local.and_then(|l| l.resources.iter().find_map(|r| r.stop_failed.clone()));
-            if let Some(detail) = stuck {
-                // Only a fence makes it safe to run the role anywhere else.
-                if !fencing && (role.owner == Some(me) || role.releasing == Some(me)) {
-                    due.push((role, RoleReportOutcome::StopFailed, detail));
-                }
-                continue;
-            }
-            let current = role.owner == Some(me) && local.is_none_or(|l| l.incoming.is_none());
-            if current
-                && role.state != RoleState::Online
-                && local.is_some_and(|l| l.running() && l.generation == role.generation)
-            {
-                due.push((role, RoleReportOutcome::Online, String::new()));
-            } else if role.releasing == Some(me) && local.is_none() {
-                due.push((role, RoleReportOutcome::Stopped, String::new()));
-            } else if current
-                && local.is_none()
-                && !role.failed_on.contains(&me)
-                && let Some((generation, detail)) = self.failed.get(name)
-                && *generation == role.generation
-            {
-                due.push((role, RoleReportOutcome::Failed, detail.clone()));
-            }
-        }
         let now = clock::monotonic_ms();
         self.reports_sent.retain(|_, at| now < *at + REPORT_RETRY_MS);
-        for (role, outcome, detail) in due {
-            let name = role.spec.name.clone();
+        for reconcile::Report { role: name, generation, outcome, detail } in due {
             // Throttle repeats of the same report only: a new fact goes out at once.
-            let key = format!("{name}/{outcome:?}/{}", role.generation);
+            let key = format!("{name}/{outcome:?}/{generation}");
             if self.reports_in_flight.contains(&name)
                 || self.reports_sent.get(&key).is_some_and(|&at| now < at + REPORT_RETRY_MS)
             {
@@ -634,14 +612,8 @@ impl Executor {
             }
             self.reports_sent.insert(key, now);
             self.reports_in_flight.insert(name.clone());
-            let report = RoleReport {
-                role: name.clone(),
-                node: me,
-                generation: role.generation,
-                outcome,
-                detail,
-                now_ms: clock::wall_ms(),
-            };
+            let report =
+                RoleReport { role: name.clone(), node: me, generation, outcome, detail, now_ms: clock::wall_ms() };
             let agent = self.agent.clone();
             let done = self.report_done.clone();
             tokio::spawn(async move {
