@@ -35,6 +35,11 @@ pub struct AgentArgs {
     /// Memory this node offers to roles: 8G, 512M... Default: all of this machine's.
     #[arg(long)]
     pub memory: Option<String>,
+    /// A watchdog device (/dev/watchdog, from a hardware watchdog or the softdog module) the
+    /// fence guard feeds while the node holds a lease: a node that cannot clean up after
+    /// losing its lease is reset.
+    #[arg(long)]
+    pub watchdog: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -55,6 +60,9 @@ pub struct AgentConfig {
     pub cpu: Option<String>,
     #[serde(default)]
     pub memory: Option<String>,
+    /// The watchdog device the fence guard feeds (see the flag).
+    #[serde(default)]
+    pub watchdog: Option<PathBuf>,
     /// The two above, parsed (or detected).
     #[serde(skip)]
     pub capacity: Capacity,
@@ -68,6 +76,7 @@ impl AgentConfig {
                 config.witness |= args.witness;
                 config.cpu = args.cpu.clone().or(config.cpu);
                 config.memory = args.memory.clone().or(config.memory);
+                config.watchdog = args.watchdog.clone().or(config.watchdog);
                 config
             }
             None => {
@@ -81,6 +90,7 @@ impl AgentConfig {
                     timing: None,
                     cpu: args.cpu.clone(),
                     memory: args.memory.clone(),
+                    watchdog: args.watchdog.clone(),
                     capacity: Capacity::default(),
                 }
             }

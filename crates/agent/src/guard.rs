@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::child::DiesWithParent;
 use crate::clock;
+use crate::watchdog::{self, Watchdog};
 
 /// The environment variable that marks a workload as belonging to the guard of one data dir.
 pub const MARKER: &str = "HALO_GUARD";
@@ -48,6 +49,10 @@ pub enum ToGuard {
         key: String,
         value: String,
     },
+    /// What a spawn's `undo` would undo is gone (the resource stopped cleanly): forget it.
+    Undone {
+        key: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -62,6 +67,20 @@ pub struct SpawnRequest {
     /// A workload's group dies with it; an OCF action's does not (its daemon lives on).
     #[serde(default)]
     pub keep_group: bool,
+    /// What to run at lease loss, after every workload was killed, to undo what this left in
+    /// the kernel (an address, a mount, a session), which no kill removes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undo: Option<Undo>,
+}
+
+/// The same program and environment with other arguments (an OCF agent's `stop`), run under a
+/// time limit at lease loss. Keyed by what it undoes, so a later start of the same thing
+/// replaces it and a clean stop forgets it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Undo {
+    pub key: String,
+    pub args: Vec<String>,
+    pub timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -93,11 +112,19 @@ pub enum FromGuard {
 enum Input {
     Agent(ToGuard),
     AgentGone,
-    Exited { id: String, status: std::process::ExitStatus, lingering: bool },
+    Exited {
+        id: String,
+        status: std::process::ExitStatus,
+        lingering: bool,
+    },
+    /// An undo run at lease loss finished: whether it succeeded.
+    Undid {
+        ok: bool,
+    },
 }
 
-/// Entry point of `halo fence-guard`.
-pub fn run(data_dir: &Path) -> anyhow::Result<()> {
+/// Entry point of `halo fence-guard`; `watchdog`: the device to feed while the lease holds.
+pub fn run(data_dir: &Path, watchdog: Option<&Path>) -> anyhow::Result<()> {
     let marker = data_dir.display().to_string();
     sweep_leftovers(&marker);
     let (tx, rx) = mpsc::channel::<Input>();
@@ -117,27 +144,56 @@ pub fn run(data_dir: &Path) -> anyhow::Result<()> {
         let _ = reader_tx.send(Input::AgentGone);
     });
 
-    let mut guard =
-        Guard { marker, deadline_ms: None, running: BTreeMap::new(), untracked: false, agent_gone: false, tx };
+    let mut guard = Guard {
+        marker,
+        deadline_ms: None,
+        running: BTreeMap::new(),
+        untracked: false,
+        undo: BTreeMap::new(),
+        undoing: 0,
+        undo_failed: false,
+        watchdog: watchdog.map(|p| Watchdog::new(p.to_path_buf())),
+        agent_gone: false,
+        tx,
+    };
     loop {
         let now = clock::monotonic_ms();
-        if guard.deadline_ms.is_none_or(|d| now >= d) && (!guard.running.is_empty() || guard.untracked) {
+        let leased = guard.deadline_ms.is_some_and(|d| now < d);
+        if !leased && (!guard.running.is_empty() || guard.untracked) {
             guard.fence();
         }
-        if guard.agent_gone && guard.running.is_empty() && !guard.untracked {
+        let clean = guard.running.is_empty() && !guard.untracked && guard.undoing == 0;
+        if let Some(watchdog) = &mut guard.watchdog {
+            if leased {
+                watchdog.feed(std::time::Instant::now());
+            } else if watchdog.armed() && clean && !guard.undo_failed {
+                // Everything is killed and undone: no need to reset the host.
+                watchdog.disarm();
+            }
+        }
+        if guard.agent_gone && clean {
+            if let Some(watchdog) = &mut guard.watchdog {
+                watchdog.disarm();
+            }
             return Ok(());
         }
-        // Sleep until the next message or the deadline, whichever comes first.
-        let wait = match guard.deadline_ms {
-            Some(d) if !guard.running.is_empty() || guard.untracked => {
-                Duration::from_millis(d.saturating_sub(now).max(1))
-            }
+        // Sleep until the next message or the deadline, whichever comes first (and feed the
+        // watchdog in time while the lease holds).
+        let mut wait = match guard.deadline_ms {
+            Some(d) if leased => Duration::from_millis(d.saturating_sub(now).max(1)),
             _ => Duration::from_secs(3600),
         };
+        if leased && guard.watchdog.is_some() {
+            wait = wait.min(watchdog::FEED_EVERY);
+        }
         match rx.recv_timeout(wait) {
             Ok(Input::Agent(message)) => guard.handle(message),
             Ok(Input::AgentGone) => guard.agent_gone = true,
             Ok(Input::Exited { id, status, lingering }) => guard.exited(id, status, lingering),
+            Ok(Input::Undid { ok }) => {
+                guard.undoing = guard.undoing.saturating_sub(1);
+                guard.undo_failed |= !ok;
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
         }
@@ -151,6 +207,14 @@ struct Guard {
     running: BTreeMap<String, i32>,
     /// An OCF action ran since the last fence: it may have left daemons outside our groups.
     untracked: bool,
+    /// What to run at lease loss, by what it undoes (see [`Undo`]).
+    undo: BTreeMap<String, SpawnRequest>,
+    /// Undo runs still under way: the guard outlives them.
+    undoing: usize,
+    /// An undo failed since the last lease: the watchdog stays armed and unfed (the host is
+    /// reset: what is left cannot be cleaned up otherwise).
+    undo_failed: bool,
+    watchdog: Option<Watchdog>,
     agent_gone: bool,
     tx: mpsc::Sender<Input>,
 }
@@ -161,6 +225,7 @@ impl Guard {
             ToGuard::Lease { deadline_ms } => {
                 if self.deadline_ms.is_none_or(|d| deadline_ms > d) {
                     self.deadline_ms = Some(deadline_ms);
+                    self.undo_failed = false;
                 }
             }
             ToGuard::Spawn(request) => {
@@ -179,6 +244,9 @@ impl Guard {
             ToGuard::Sweep { key, value } => {
                 let killed = sweep(&self.marker, Some(&format!("{key}={value}")));
                 eprintln!("fence guard: killed {killed} process group(s) with {key}={value}");
+            }
+            ToGuard::Undone { key } => {
+                self.undo.remove(&key);
             }
         }
     }
@@ -212,6 +280,9 @@ impl Guard {
         }
         let mut child = command.spawn().map_err(|e| format!("cannot start {}: {e}", request.program))?;
         self.untracked |= request.keep_group;
+        if let Some(undo) = &request.undo {
+            self.undo.insert(undo.key.clone(), request.clone());
+        }
         let pid = child.id();
         self.running.insert(request.id.clone(), pid as i32);
         let tx = self.tx.clone();
@@ -249,8 +320,49 @@ impl Guard {
         eprintln!("fence guard: lease ran out; killed {}", ids.join(", "));
         self.running.clear();
         self.untracked = false;
+        // Then undo what a kill leaves in the kernel, each under its own time limit.
+        for (key, request) in std::mem::take(&mut self.undo) {
+            self.undoing += 1;
+            let tx = self.tx.clone();
+            std::thread::spawn(move || {
+                let ok = undo(&key, &request);
+                let _ = tx.send(Input::Undid { ok });
+            });
+        }
         emit(&FromGuard::Fenced { ids });
     }
+}
+
+/// Run `request`'s undo (its program with the undo's arguments, in its environment), killing
+/// it at its time limit; whether it succeeded. It dies with the guard, like every child.
+fn undo(key: &str, request: &SpawnRequest) -> bool {
+    let Some(undo) = &request.undo else { return true };
+    let mut command = Command::new(&request.program);
+    command.args(&undo.args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).process_group(0);
+    command.envs(request.env.iter().map(|(k, v)| (k.as_str(), v.as_str()))).dies_with_parent();
+    if let Some(cwd) = &request.cwd {
+        command.current_dir(cwd);
+    }
+    let limit = Duration::from_millis(undo.timeout_ms);
+    let (ok, outcome) = match command.spawn() {
+        Ok(mut child) => {
+            let deadline = std::time::Instant::now() + limit;
+            loop {
+                match child.try_wait() {
+                    Ok(Some(status)) => break (status.success(), format!("{status}")),
+                    Ok(None) if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                    _ => {
+                        let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+                        let _ = child.wait();
+                        break (false, format!("killed after {} ms", undo.timeout_ms));
+                    }
+                }
+            }
+        }
+        Err(e) => (false, format!("cannot run it: {e}")),
+    };
+    eprintln!("fence guard: undid {key} ({} {}): {outcome}", request.program, undo.args.join(" "));
+    ok
 }
 
 fn emit(event: &FromGuard) {

@@ -39,14 +39,14 @@ enum Input {
 
 impl GuardLink {
     /// Start the guard supervisor; events arrive on the returned receiver.
-    pub fn start(data_dir: PathBuf) -> (Arc<Self>, mpsc::UnboundedReceiver<GuardEvent>) {
+    pub fn start(data_dir: PathBuf, watchdog: Option<PathBuf>) -> (Arc<Self>, mpsc::UnboundedReceiver<GuardEvent>) {
         let (tx, rx) = std_mpsc::channel();
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let link = Arc::new(Self { tx: tx.clone(), deadline_ms: Mutex::new(None) });
         let supervisor = link.clone();
         let spawned = std::thread::Builder::new()
             .name("guard-link".into())
-            .spawn(move || supervise(&data_dir, &rx, &tx, &events_tx, &supervisor));
+            .spawn(move || supervise(&data_dir, watchdog.as_deref(), &rx, &tx, &events_tx, &supervisor));
         if let Err(e) = spawned {
             // Without the link nothing can start: every spawn request stays unanswered and
             // the executor reports nothing running, which is safe.
@@ -72,6 +72,7 @@ impl GuardLink {
 
 fn supervise(
     data_dir: &std::path::Path,
+    watchdog: Option<&std::path::Path>,
     rx: &std_mpsc::Receiver<Input>,
     tx: &std_mpsc::Sender<Input>,
     events: &mpsc::UnboundedSender<GuardEvent>,
@@ -80,7 +81,7 @@ fn supervise(
     let mut instance = 0u64;
     loop {
         instance += 1;
-        let (mut child, mut stdin) = match start_guard(data_dir, instance, tx, events) {
+        let (mut child, mut stdin) = match start_guard(data_dir, watchdog, instance, tx, events) {
             Ok(started) => started,
             Err(e) => {
                 tracing::error!("cannot start the fence guard: {e}; retrying");
@@ -124,19 +125,18 @@ fn restart(child: &mut Child) {
 /// Start a guard and a thread that forwards what it says to the executor.
 fn start_guard(
     data_dir: &std::path::Path,
+    watchdog: Option<&std::path::Path>,
     instance: u64,
     tx: &std_mpsc::Sender<Input>,
     events: &mpsc::UnboundedSender<GuardEvent>,
 ) -> std::io::Result<(Child, ChildStdin)> {
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("halo"));
-    let mut child = std::process::Command::new(exe)
-        .arg("fence-guard")
-        .arg("--data-dir")
-        .arg(data_dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()?;
+    let mut command = std::process::Command::new(exe);
+    command.arg("fence-guard").arg("--data-dir").arg(data_dir);
+    if let Some(watchdog) = watchdog {
+        command.arg("--watchdog").arg(watchdog);
+    }
+    let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn()?;
     let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
         let _ = child.kill();
         let _ = child.wait();

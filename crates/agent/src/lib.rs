@@ -41,6 +41,7 @@ pub mod survey;
 pub mod validate_api;
 pub mod vm;
 pub mod vm_ops;
+pub mod watchdog;
 
 use std::future::Future;
 use std::sync::Arc;

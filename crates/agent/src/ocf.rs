@@ -159,6 +159,7 @@ pub fn action(
         log,
         // The daemon an agent starts may share the action's group; it must outlive the action.
         keep_group: true,
+        undo: None,
     }
 }
 

@@ -9,7 +9,7 @@ use halo_core::role::{ResourceSpec, RoleSpec};
 use halo_core::vm::VmSpec;
 use tokio::sync::oneshot;
 
-use crate::guard::SpawnRequest;
+use crate::guard::{SpawnRequest, Undo};
 use crate::ocf::{self, OcfAgent};
 use crate::probe::Probe;
 use crate::vm::{self, Boot, SerialWatch, VmFiles};
@@ -208,11 +208,19 @@ impl LocalResource {
                     env,
                     log,
                     keep_group: false,
+                    undo: None,
                 }
             }
             Driver::Ocf(agent) => {
                 let instance = format!("{}.{}", role.name, self.spec.name);
-                ocf::action(agent, op.as_str(), &instance, &self.spec.params, id, log)
+                let mut request = ocf::action(agent, op.as_str(), &instance, &self.spec.params, id, log);
+                if op == Op::Start {
+                    // What an OCF resource holds (an address, a mount) outlives its processes:
+                    // at lease loss the guard runs its stop too.
+                    request.undo =
+                        Some(Undo { key: instance, args: vec!["stop".into()], timeout_ms: self.spec.timeouts.stop() });
+                }
+                request
             }
             Driver::Vm(vm) => SpawnRequest {
                 id: id.to_string(),
@@ -222,6 +230,7 @@ impl LocalResource {
                 env: Vec::new(),
                 log,
                 keep_group: false,
+                undo: None,
             },
         };
         request.env.push(("HALO_NODE".into(), node.to_string()));

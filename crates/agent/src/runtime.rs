@@ -102,7 +102,7 @@ impl Agent {
         let (guard, events) = if config.witness {
             (None, None)
         } else {
-            let (link, events) = GuardLink::start(config.data_dir.clone());
+            let (link, events) = GuardLink::start(config.data_dir.clone(), config.watchdog.clone());
             (Some(link), Some(events))
         };
         let agent = Self {

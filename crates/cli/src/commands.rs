@@ -74,6 +74,9 @@ pub enum Command {
     FenceGuard {
         #[arg(long)]
         data_dir: std::path::PathBuf,
+        /// The watchdog device to feed while the node holds a lease.
+        #[arg(long)]
+        watchdog: Option<std::path::PathBuf>,
     },
 }
 

@@ -8,7 +8,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Agent(ref args) => run_agent(args),
-        Command::FenceGuard { ref data_dir } => halo_agent::guard::run(data_dir),
+        Command::FenceGuard { ref data_dir, ref watchdog } => halo_agent::guard::run(data_dir, watchdog.as_deref()),
         _ => run_cli(cli),
     };
     if let Err(e) = result {

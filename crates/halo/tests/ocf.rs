@@ -70,6 +70,31 @@ esac
     )
     .expect("write Stuck");
     std::fs::set_permissions(&stuck, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let tidy = root.join("resource.d/halotest/Tidy");
+    std::fs::write(
+        &tidy,
+        r#"#!/bin/sh
+# Holds a per-node state file (think: an address it added) and records every start and stop.
+state="$OCF_RESKEY_dir/tidy-$HALO_NODE"
+case "$1" in
+meta-data) cat <<'XML'
+<?xml version="1.0"?>
+<resource-agent name="Tidy" version="1.0"><parameters>
+<parameter name="dir" required="1"><content type="string"/></parameter></parameters>
+<actions><action name="start" timeout="20s"/><action name="stop" timeout="20s"/>
+<action name="monitor" timeout="20s" interval="10s"/><action name="meta-data" timeout="5s"/></actions>
+</resource-agent>
+XML
+  exit 0 ;;
+start) touch "$state"; echo "$HALO_NODE start" >> "$OCF_RESKEY_dir/actions"; exit 0 ;;
+stop) rm -f "$state"; echo "$HALO_NODE stop" >> "$OCF_RESKEY_dir/actions"; exit 0 ;;
+monitor) [ -f "$state" ] && exit 0; exit 7 ;;
+*) exit 3 ;;
+esac
+"#,
+    )
+    .expect("write Tidy");
+    std::fs::set_permissions(&tidy, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     root.display().to_string()
 }
 
@@ -241,4 +266,68 @@ fn cannot_stop(test_id: u8, on_leader: bool) {
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(c.wait_online("by129", Duration::from_secs(15), |o| o == victim).as_deref(), Some(victim));
     assert!(lines(&work, "failures").is_empty(), "{:?}", lines(&work, "failures"));
+}
+
+/// At lease loss the fence guard kills the node's workloads, then undoes what they left
+/// behind, which no kill removes (an address, a mount): it runs each OCF resource's stop.
+/// Only then does it disarm the watchdog it fed while the lease held. Here the owner's agent
+/// hangs (SIGSTOP): its guard stops the role there, the role runs elsewhere, and the hung
+/// node's watchdog (a stand-in file) is no longer fed and is disarmed, while the others' are
+/// fed on.
+#[test]
+fn a_hung_node_s_guard_stops_its_ocf_resources_and_disarms_its_watchdog() {
+    let mut c = Cluster::new(169, 3, 0);
+    let root = ocf_root(c.dir.path());
+    c.env.push(("HALO_OCF_ROOT".into(), root));
+    let watchdog = |c: &Cluster, name: &str| c.dir.path().join(format!("watchdog-{name}"));
+    for i in 0..3 {
+        let file = watchdog(&c, &c.nodes[i].name);
+        std::fs::write(&file, "").expect("watchdog stand-in");
+        c.nodes[i].extra_args.extend(["--watchdog".to_string(), file.display().to_string()]);
+    }
+    c.form();
+    let work = c.dir.path().join("tidy");
+    std::fs::create_dir_all(&work).expect("work dir");
+    let out = c.halo(&[
+        "role",
+        "create",
+        "tidy169",
+        "--type",
+        "ocf:halotest:Tidy",
+        "--param",
+        &format!("dir={}", work.display()),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let owner = c.wait_online("tidy169", Duration::from_secs(15), |_| true).expect("online");
+    let fed = |name: &str| std::fs::read_to_string(watchdog(&c, name)).unwrap_or_default();
+    for n in &c.nodes {
+        assert!(wait_until(Duration::from_secs(5), || fed(&n.name).contains('.')), "{}'s watchdog is not fed", n.name);
+    }
+    // `halo validate` knows every node feeds one.
+    let out = c.halo(&["validate", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("report");
+    let check = report["checks"].as_array().and_then(|a| a.iter().find(|c| c["id"] == "inventory.watchdog")).cloned();
+    assert_eq!(check.as_ref().map(|c| c["outcome"].clone()), Some("pass".into()), "{report:#}");
+
+    let victim = c.index_of(&owner);
+    c.freeze(victim, true);
+    let next = c.wait_online("tidy169", Duration::from_secs(20), |o| o != owner);
+    assert!(next.is_some(), "{:?}", c.role("tidy169"));
+    // The hung node's guard ran the stop: its state is gone although its agent never woke.
+    assert!(
+        wait_until(Duration::from_secs(5), || lines(&work, "actions").contains(&format!("{owner} stop"))),
+        "{:?}",
+        lines(&work, "actions")
+    );
+    assert!(!work.join(format!("tidy-{owner}")).exists());
+    // Cleaned up, so disarmed rather than left to reset the host; and fed no more.
+    assert!(wait_until(Duration::from_secs(5), || fed(&owner).ends_with('V')), "{:?}", fed(&owner));
+    let (victim_fed, others_fed): (usize, Vec<usize>) =
+        (fed(&owner).len(), c.nodes.iter().filter(|n| n.name != owner).map(|n| fed(&n.name).len()).collect());
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(fed(&owner).len(), victim_fed, "a node without a lease fed its watchdog");
+    for (n, before) in c.nodes.iter().filter(|n| n.name != owner).zip(others_fed) {
+        assert!(fed(&n.name).len() > before, "{} stopped feeding its watchdog", n.name);
+    }
+    c.freeze(victim, false);
 }

@@ -97,6 +97,9 @@ fn a_healthy_cluster_passes_under_load_and_validation_changes_nothing() {
         assert!(explanation(&report, "storage.locking").contains("refused"), "{report:#}");
         assert!(explanation(&report, "network.redundancy").contains("share interface lo"), "{report:#}");
         assert_eq!(outcome(&report, "roles.vm_shared_storage"), "skipped");
+        // These agents feed no watchdog: said, as a warning.
+        assert_eq!(outcome(&report, "inventory.watchdog"), "warning", "{report:#}");
+        assert!(explanation(&report, "inventory.watchdog").contains("No watchdog is fed on"), "{report:#}");
         assert_eq!(report["survey"]["nodes"].as_array().map(Vec::len), Some(3));
     }
     let page = std::fs::read_to_string(&html).expect("HTML report written");

@@ -511,6 +511,7 @@ impl Executor {
                 if outcome == Ok(ocf::OCF_NOT_RUNNING) {
                     tracing::warn!(role = %name, resource = %rname, "stopped by killing its processes");
                     resource.up = None;
+                    undone(&self.agent, name, &rname);
                     if !stopping {
                         self.start_next(name);
                     }
@@ -536,6 +537,7 @@ impl Executor {
             }
             (Op::Stop, Ok(ocf::OCF_SUCCESS)) => {
                 resource.up = None;
+                undone(&self.agent, name, &rname);
                 if !stopping {
                     self.start_next(name);
                 }
@@ -623,6 +625,13 @@ impl Executor {
                 let _ = done.send(name);
             });
         }
+    }
+}
+
+/// OCF resource `resource` of `role` stopped cleanly: the guard need not stop it at lease loss.
+fn undone(agent: &Agent, role: &str, resource: &str) {
+    if let Some(guard) = &agent.guard {
+        guard.send(ToGuard::Undone { key: format!("{role}.{resource}") });
     }
 }
 

@@ -85,6 +85,8 @@ async fn facts(agent: &Agent, ocf_kinds: &[String], fence_agents: &[String], fil
         disk_free_mb: host::free_space_mb(&config.data_dir).unwrap_or(0),
         interfaces,
         wall_ms: clock::wall_ms(),
+        watchdog: config.watchdog.as_ref().map(|p| p.display().to_string()),
+        watchdog_present: Path::new("/dev/watchdog").exists(),
     }
 }
 

@@ -219,6 +219,36 @@ pub fn checks(survey: &Survey, state: Option<&ClusterState>) -> Vec<Check> {
         |found| format!("Little disk space left on {}: the cluster database cannot grow there.", listing(found)),
         "Free space in the agent's data directory's file system.",
     ));
+
+    // The production safety net under the fence guard: a node that cannot clean up after
+    // losing its lease is reset by its watchdog.
+    let unguarded: Vec<String> = hosts
+        .iter()
+        .filter(|(_, f)| f.watchdog.is_none())
+        .map(|(n, f)| {
+            if f.watchdog_present {
+                format!("{n} (has /dev/watchdog, not used)")
+            } else {
+                format!("{n} (no watchdog device)")
+            }
+        })
+        .collect();
+    out.push(findings(
+        Inventory,
+        "inventory.watchdog",
+        "A watchdog under every fence guard",
+        &unguarded,
+        Outcome::Warning,
+        format!("Fed by the fence guard: {}.", each(&hosts, |f| f.watchdog.clone().unwrap_or_default())),
+        |found| {
+            format!(
+                "No watchdog is fed on {}: a node whose guard cannot clean up after losing its lease is not reset.",
+                listing(found)
+            )
+        },
+        "Enable the hardware watchdog or load softdog (modprobe softdog), and start the agent with \
+         --watchdog /dev/watchdog.",
+    ));
     out
 }
 
@@ -266,6 +296,8 @@ pub(crate) mod tests {
             disk_free_mb: 50_000,
             interfaces: vec![Some("eth0".into()), Some("eth1".into())],
             wall_ms: 1_000_000,
+            watchdog: Some("/dev/watchdog".into()),
+            watchdog_present: true,
             ..NodeFacts::default()
         }
     }
@@ -334,6 +366,19 @@ pub(crate) mod tests {
         assert_eq!(outcome(&checks, "inventory.kvm"), Outcome::Warning);
         assert!(text(&checks, "inventory.version").contains("0.2.0 on c"), "{checks:#?}");
         assert_eq!(outcome(&checks, "inventory.disk"), Outcome::Fail);
+    }
+
+    #[test]
+    fn a_node_without_a_watchdog_is_named() {
+        let mut s = survey();
+        s.nodes[0].facts.as_mut().expect("facts").watchdog = None;
+        let c = s.nodes[1].facts.as_mut().expect("facts");
+        c.watchdog = None;
+        c.watchdog_present = false;
+        let checks = checks(&s, None);
+        assert_eq!(outcome(&checks, "inventory.watchdog"), Outcome::Warning);
+        let said = text(&checks, "inventory.watchdog");
+        assert!(said.contains("a (has /dev/watchdog, not used)") && said.contains("b (no watchdog device)"), "{said}");
     }
 
     #[test]

@@ -73,6 +73,12 @@ pub struct NodeFacts {
     pub interfaces: Vec<Option<String>>,
     /// The node's wall clock when it answered.
     pub wall_ms: u64,
+    /// The watchdog device this node's fence guard feeds, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watchdog: Option<String>,
+    /// A watchdog device exists here (`/dev/watchdog`), used or not.
+    #[serde(default)]
+    pub watchdog_present: bool,
 }
 
 /// How far a node's wall clock is from the surveying node's, measured across one request:
