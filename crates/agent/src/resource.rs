@@ -119,6 +119,9 @@ pub struct LocalResource {
     pub probing: bool,
     /// The process was killed because its probe failed: its exit is expected, not a new failure.
     pub expect_exit: bool,
+    /// A service needs time to start listening: until its probe first passes, failures count
+    /// only after this instant (its start timeout after it was spawned).
+    pub probe_grace_until_ms: Option<u64>,
 }
 
 impl LocalResource {
@@ -166,6 +169,7 @@ impl LocalResource {
             probe,
             probing: false,
             expect_exit: false,
+            probe_grace_until_ms: None,
         })
     }
 

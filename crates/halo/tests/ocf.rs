@@ -11,91 +11,68 @@ use std::time::Duration;
 use common::*;
 
 /// An OCF root with Debian's heartbeat agents plus `halotest:Hang`, whose start never returns,
-/// and `halotest:Stuck`, which cannot be stopped.
+/// `halotest:Stuck`, which cannot be stopped, and `halotest:Tidy`, which records its actions.
 fn ocf_root(dir: &Path) -> String {
     let root = dir.join("ocf");
     std::fs::create_dir_all(root.join("resource.d/halotest")).expect("ocf dirs");
     std::os::unix::fs::symlink("/usr/lib/ocf/lib", root.join("lib")).expect("lib link");
     std::os::unix::fs::symlink("/usr/lib/ocf/resource.d/heartbeat", root.join("resource.d/heartbeat"))
         .expect("heartbeat link");
-    let hang = root.join("resource.d/halotest/Hang");
-    std::fs::write(
-        &hang,
-        r#"#!/bin/sh
-case "$1" in
-meta-data) cat <<'XML'
-<?xml version="1.0"?>
-<resource-agent name="Hang" version="1.0"><parameters/>
-<actions><action name="start" timeout="20s"/><action name="stop" timeout="20s"/>
-<action name="monitor" timeout="20s" interval="10s"/><action name="meta-data" timeout="5s"/></actions>
-</resource-agent>
-XML
-  exit 0 ;;
-start) exec sleep 100000 ;;
-stop) exit 0 ;;
-monitor) exit 7 ;;
-*) exit 3 ;;
-esac
-"#,
-    )
-    .expect("write Hang");
-    std::fs::set_permissions(&hang, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let stuck = root.join("resource.d/halotest/Stuck");
-    std::fs::write(
-        &stuck,
-        r#"#!/bin/sh
-# Starts a daemon holding an exclusive lock in $dir; its stop always fails, and its monitor
+    const DIR: &str = r#"<parameter name="dir" required="1"><content type="string"/></parameter>"#;
+    test_agent(&root, "Hang", "", "", "start) exec sleep 100000 ;;\nstop) exit 0 ;;\nmonitor) exit 7 ;;\n");
+    test_agent(
+        &root,
+        "Stuck",
+        DIR,
+        r#"# Starts a daemon holding an exclusive lock in $dir; its stop always fails, and its monitor
 # says "running" for as long as this node's state file exists.
 state="$OCF_RESKEY_dir/stuck-$HALO_NODE"
-case "$1" in
-meta-data) cat <<'XML'
-<?xml version="1.0"?>
-<resource-agent name="Stuck" version="1.0"><parameters>
-<parameter name="dir" required="1"><content type="string"/></parameter></parameters>
-<actions><action name="start" timeout="20s"/><action name="stop" timeout="20s"/>
-<action name="monitor" timeout="20s" interval="10s"/><action name="meta-data" timeout="5s"/></actions>
-</resource-agent>
-XML
-  exit 0 ;;
-start)
+"#,
+        r#"start)
   touch "$state"
   (exec 9>>"$OCF_RESKEY_dir/lock"; flock -n 9 || echo "$HALO_NODE" >> "$OCF_RESKEY_dir/failures"; exec sleep 100000) >/dev/null 2>&1 &
   echo "$HALO_NODE" >> "$OCF_RESKEY_dir/starts"
   exit 0 ;;
 stop) exit 1 ;;
 monitor) [ -f "$state" ] && exit 0; exit 7 ;;
-*) exit 3 ;;
-esac
 "#,
-    )
-    .expect("write Stuck");
-    std::fs::set_permissions(&stuck, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let tidy = root.join("resource.d/halotest/Tidy");
-    std::fs::write(
-        &tidy,
-        r#"#!/bin/sh
-# Holds a per-node state file (think: an address it added) and records every start and stop.
+    );
+    test_agent(
+        &root,
+        "Tidy",
+        DIR,
+        r#"# Holds a per-node state file (think: an address it added) and records every start and stop.
 state="$OCF_RESKEY_dir/tidy-$HALO_NODE"
-case "$1" in
+"#,
+        r#"start) touch "$state"; echo "$HALO_NODE start" >> "$OCF_RESKEY_dir/actions"; exit 0 ;;
+stop) rm -f "$state"; echo "$HALO_NODE stop" >> "$OCF_RESKEY_dir/actions"; exit 0 ;;
+monitor) [ -f "$state" ] && exit 0; exit 7 ;;
+"#,
+    );
+    root.display().to_string()
+}
+
+/// Write OCF agent `halotest:NAME`: its meta-data (the given parameters, the usual actions),
+/// then `preamble`, then the `case "$1"` arms of its actions.
+fn test_agent(root: &Path, name: &str, parameters: &str, preamble: &str, arms: &str) {
+    let path = root.join("resource.d/halotest").join(name);
+    let script = format!(
+        r#"#!/bin/sh
+{preamble}case "$1" in
 meta-data) cat <<'XML'
 <?xml version="1.0"?>
-<resource-agent name="Tidy" version="1.0"><parameters>
-<parameter name="dir" required="1"><content type="string"/></parameter></parameters>
+<resource-agent name="{name}" version="1.0"><parameters>{parameters}</parameters>
 <actions><action name="start" timeout="20s"/><action name="stop" timeout="20s"/>
 <action name="monitor" timeout="20s" interval="10s"/><action name="meta-data" timeout="5s"/></actions>
 </resource-agent>
 XML
   exit 0 ;;
-start) touch "$state"; echo "$HALO_NODE start" >> "$OCF_RESKEY_dir/actions"; exit 0 ;;
-stop) rm -f "$state"; echo "$HALO_NODE stop" >> "$OCF_RESKEY_dir/actions"; exit 0 ;;
-monitor) [ -f "$state" ] && exit 0; exit 7 ;;
-*) exit 3 ;;
+{arms}*) exit 3 ;;
 esac
-"#,
-    )
-    .expect("write Tidy");
-    std::fs::set_permissions(&tidy, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    root.display().to_string()
+"#
+    );
+    std::fs::write(&path, script).expect("write agent");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
 }
 
 fn owner(c: &Cluster, role: &str) -> Option<String> {

@@ -1,5 +1,6 @@
-//! Health probes of process resources: a healthy service is left alone; one that stops
-//! answering its HTTP probe is killed and restarted in place; a malformed probe is refused.
+//! Health probes of process resources: a service that takes its time to start listening and
+//! a healthy one are left alone; one that stops answering its HTTP probe is killed and
+//! restarted in place; a malformed probe is refused.
 
 mod common;
 
@@ -24,7 +25,9 @@ fn a_service_that_stops_answering_its_probe_is_restarted() {
         "--type",
         "process",
         "--param",
-        "command=exec python3 -m http.server 18125 --bind 127.0.0.1",
+        // It listens only a second after it starts (several probe intervals): still starting,
+        // not failing.
+        "command=sleep 1; exec python3 -m http.server 18125 --bind 127.0.0.1",
         "--param",
         "probe=http://127.0.0.1:18125/",
         "--monitor-interval",

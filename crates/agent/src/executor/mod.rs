@@ -420,8 +420,11 @@ impl Executor {
                     resource.up = Some(id.clone());
                     resource.term_sent_ms = None;
                     resource.kill_sent = false;
-                    // The first probe waits one interval: the service needs time to listen.
+                    // The first probe waits one interval: the service needs time to listen; and
+                    // until a probe passes, it may go on starting for its start timeout.
                     resource.next_monitor_ms = now + resource.spec.timeouts.monitor_interval();
+                    resource.probe_grace_until_ms =
+                        resource.probe.as_ref().map(|_| now + resource.spec.timeouts.start());
                     tracing::info!(role = %name, workload = %id, pid, "resource started");
                     if matches!(resource.driver, Driver::Vm(_)) {
                         self.vm_spawned(&name, index, now);
@@ -564,10 +567,20 @@ impl Executor {
         let stopping = local.stopping;
         let resource = &mut local.resources[index];
         resource.probing = false;
+        let now = clock::monotonic_ms();
         // A stale answer (about an instance that is gone) or a role on its way out: ignore.
-        let Err(detail) = result else { return };
+        let Err(detail) = result else {
+            if resource.up.as_deref() == Some(workload.as_str()) {
+                resource.probe_grace_until_ms = None;
+            }
+            return;
+        };
+        if resource.probe_grace_until_ms.is_some_and(|until| now < until) {
+            tracing::debug!(role = %name, "{detail}; still starting, not counted yet");
+            return;
+        }
         if !stopping && resource.up.as_deref() == Some(workload.as_str()) {
-            self.resource_failed(&name, index, detail, clock::monotonic_ms());
+            self.resource_failed(&name, index, detail, now);
         }
     }
 
