@@ -136,6 +136,14 @@ impl Cluster {
 
     /// A host crash: the agent, its fence guard and every workload die at once.
     pub fn crash(&mut self, i: usize) {
+        // All at once, as a host dies: the agent is frozen first, so it cannot see its guard
+        // die and start a new one (with the role again) before its own turn comes.
+        if let Some(child) = &self.nodes[i].child {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGSTOP,
+            );
+        }
         let marker = self.nodes[i].data_dir.display().to_string();
         let mut victims = processes_with_env("HALO_GUARD", &marker);
         victims.extend(processes_with_cmdline(&["fence-guard", &marker]));
