@@ -87,8 +87,9 @@ pub fn reconcile(i: &Inputs) -> Plan {
     plan
 }
 
-/// What the committed state does not reflect yet.
-fn reports(i: &Inputs) -> Vec<Report> {
+/// What the committed state does not reflect yet (the plan's `reports` alone, for a driver
+/// that asks again after carrying out the rest).
+pub fn reports(i: &Inputs) -> Vec<Report> {
     let me = i.me;
     let fencing = i.state.nodes.get(&me).is_some_and(|n| n.fence_request.is_some());
     let mut out = Vec::new();

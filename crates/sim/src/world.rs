@@ -167,13 +167,13 @@ impl Node {
         held
     }
 
-    /// The executor's plan for this node at global time `t` (it runs no restart policy, so
-    /// nothing has failed here for good).
-    fn plan(&self, id: NodeId, t: u64) -> Plan {
+    /// `rule` (the executor's plan or its reports) for this node at global time `t` (it runs
+    /// no restart policy, so nothing has failed here for good).
+    fn decide<R>(&self, id: NodeId, t: u64, rule: impl FnOnce(&reconcile::Inputs) -> R) -> R {
         let local = self.now(t);
         let held = self.held();
         let failed = BTreeMap::new();
-        reconcile::reconcile(&reconcile::Inputs {
+        rule(&reconcile::Inputs {
             state: &self.state,
             me: id,
             lease_held: self.heartbeats.lease().valid(local),
@@ -534,7 +534,7 @@ impl World {
         let stop_fails = self.rng.random_bool(0.03);
         let node = self.node(id);
         node.next_executor = t + EXECUTOR_TICK_MS;
-        let plan = node.plan(id, t);
+        let plan: Plan = node.decide(id, t, reconcile::reconcile);
         // A migration's QEMU copies come and go with its model (`migration`).
         for name in plan.stop {
             if !node.running.contains_key(&name) {
@@ -553,7 +553,7 @@ impl World {
             started.push((name, generation));
         }
         let mut reports = Vec::new();
-        for report in node.plan(id, t).reports {
+        for report in node.decide(id, t, reconcile::reports) {
             let key = format!("{}/{:?}/{}", report.role, report.outcome, report.generation);
             if node.reported.get(&key).is_some_and(|&at| t < at + 500) {
                 continue;

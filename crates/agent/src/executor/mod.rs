@@ -159,9 +159,9 @@ impl Executor {
             .collect()
     }
 
-    /// The shared plan's inputs now (`halo_core::reconcile`): the committed state, the lease,
-    /// what runs here.
-    fn plan(&self, state: &ClusterState, applied: u64, now: u64) -> Plan {
+    /// `rule` (`halo_core::reconcile`'s plan or its reports) on the inputs now: the committed
+    /// state, the lease, what runs here.
+    fn decide<R>(&self, state: &ClusterState, applied: u64, now: u64, rule: impl FnOnce(&Inputs) -> R) -> R {
         // Starting needs a lease and a database as new as the leader's when it granted it;
         // what runs may go on while the lease holds (the database catches up within a Raft
         // heartbeat; the fence guard ends everything with the lease anyway).
@@ -174,7 +174,7 @@ impl Executor {
             held: &held,
             failed: &self.failed,
         };
-        reconcile::reconcile(&inputs)
+        rule(&inputs)
     }
 
     fn converge(&mut self) {
@@ -182,7 +182,7 @@ impl Executor {
         let applied = self.member.reader.applied_index();
         let state = self.member.reader.state();
         let now = clock::monotonic_ms();
-        let plan = self.plan(&state, applied, now);
+        let plan: Plan = self.decide(&state, applied, now, reconcile::reconcile);
         for name in &plan.stop {
             self.begin_stop(name);
         }
@@ -197,7 +197,7 @@ impl Executor {
         self.progress(now);
         self.vm_checks(now);
         // Reports reflect what progress just finished (a stop that completed is reported now).
-        let reports = self.plan(&state, applied, now).reports;
+        let reports = self.decide(&state, applied, now, reconcile::reports);
         self.report(&state, reports);
     }
 

@@ -215,11 +215,6 @@ impl Endpoint {
         self.accepted.retain(|(id, _), _| state.nodes.contains_key(id));
     }
 
-    /// This node stopped leading: the grants it made are history.
-    pub fn stopped_leading(&mut self) {
-        self.last_grant.clear();
-    }
-
     /// Whether this node may start roles: it holds a lease, and its copy of the database has
     /// applied what the leader had committed when it granted (a node waking from a freeze
     /// must not act on decisions that were replaced meanwhile).
@@ -229,11 +224,6 @@ impl Endpoint {
 
     pub fn lease(&self) -> &Lease {
         &self.lease
-    }
-
-    /// The commit index this node must have applied before it starts anything.
-    pub fn lease_index(&self) -> u64 {
-        self.lease_index
     }
 
     pub fn assess(&self, node: NodeId, now_ms: u64) -> Assessment {
