@@ -33,9 +33,13 @@ pub const MARKER: &str = "HALO_GUARD";
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum ToGuard {
-    /// Workloads may run until this instant (boot-time clock, ms). Only ever extended.
+    /// Workloads may run until this instant (boot-time clock, ms). Only ever extended. While
+    /// the guard holds something to undo, it fences `cleanup_ms` earlier, so that what it
+    /// undoes is gone by the deadline (see [`Guard::fence_at`]).
     Lease {
         deadline_ms: u64,
+        #[serde(default)]
+        cleanup_ms: u64,
     },
     Spawn(SpawnRequest),
     /// Signal the whole process group of a workload.
@@ -52,6 +56,12 @@ pub enum ToGuard {
     /// What a spawn's `undo` would undo is gone (the resource stopped cleanly): forget it.
     Undone {
         key: String,
+    },
+    /// What an earlier guard of this node was to undo at lease loss: it died, and a new guard
+    /// leaves nothing of the old one's behind, so undo it now. Spawns that would hold the same
+    /// thing wait until it is undone.
+    Inherit {
+        requests: Vec<SpawnRequest>,
     },
 }
 
@@ -117,8 +127,9 @@ enum Input {
         status: std::process::ExitStatus,
         lingering: bool,
     },
-    /// An undo run at lease loss finished: whether it succeeded.
+    /// An undo finished: whether it succeeded.
     Undid {
+        key: String,
         ok: bool,
     },
 }
@@ -147,10 +158,12 @@ pub fn run(data_dir: &Path, watchdog: Option<&Path>) -> anyhow::Result<()> {
     let mut guard = Guard {
         marker,
         deadline_ms: None,
+        cleanup_ms: 0,
         running: BTreeMap::new(),
         untracked: false,
         undo: BTreeMap::new(),
-        undoing: 0,
+        undoing: BTreeMap::new(),
+        waiting: Vec::new(),
         undo_failed: false,
         watchdog: watchdog.map(|p| Watchdog::new(p.to_path_buf())),
         agent_gone: false,
@@ -158,11 +171,11 @@ pub fn run(data_dir: &Path, watchdog: Option<&Path>) -> anyhow::Result<()> {
     };
     loop {
         let now = clock::monotonic_ms();
-        let leased = guard.deadline_ms.is_some_and(|d| now < d);
-        if !leased && (!guard.running.is_empty() || guard.untracked) {
-            guard.fence();
+        let leased = guard.fence_at().is_some_and(|d| now < d);
+        if !leased && (!guard.running.is_empty() || guard.untracked || !guard.undo.is_empty()) {
+            guard.fence(now);
         }
-        let clean = guard.running.is_empty() && !guard.untracked && guard.undoing == 0;
+        let clean = guard.running.is_empty() && !guard.untracked && guard.undoing.is_empty();
         if let Some(watchdog) = &mut guard.watchdog {
             if leased {
                 watchdog.feed(std::time::Instant::now());
@@ -179,7 +192,7 @@ pub fn run(data_dir: &Path, watchdog: Option<&Path>) -> anyhow::Result<()> {
         }
         // Sleep until the next message or the deadline, whichever comes first (and feed the
         // watchdog in time while the lease holds).
-        let mut wait = match guard.deadline_ms {
+        let mut wait = match guard.fence_at() {
             Some(d) if leased => Duration::from_millis(d.saturating_sub(now).max(1)),
             _ => Duration::from_secs(3600),
         };
@@ -190,10 +203,7 @@ pub fn run(data_dir: &Path, watchdog: Option<&Path>) -> anyhow::Result<()> {
             Ok(Input::Agent(message)) => guard.handle(message),
             Ok(Input::AgentGone) => guard.agent_gone = true,
             Ok(Input::Exited { id, status, lingering }) => guard.exited(id, status, lingering),
-            Ok(Input::Undid { ok }) => {
-                guard.undoing = guard.undoing.saturating_sub(1);
-                guard.undo_failed |= !ok;
-            }
+            Ok(Input::Undid { key, ok }) => guard.undid(&key, ok),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
         }
@@ -203,14 +213,18 @@ pub fn run(data_dir: &Path, watchdog: Option<&Path>) -> anyhow::Result<()> {
 struct Guard {
     marker: String,
     deadline_ms: Option<u64>,
+    /// How long before the deadline the guard fences while it holds something to undo.
+    cleanup_ms: u64,
     /// Workload id -> process group id.
     running: BTreeMap<String, i32>,
     /// An OCF action ran since the last fence: it may have left daemons outside our groups.
     untracked: bool,
     /// What to run at lease loss, by what it undoes (see [`Undo`]).
     undo: BTreeMap<String, SpawnRequest>,
-    /// Undo runs still under way: the guard outlives them.
-    undoing: usize,
+    /// Undo runs under way, by what they undo: the guard outlives them.
+    undoing: BTreeMap<String, usize>,
+    /// Spawns that would hold what is being undone: started once it is.
+    waiting: Vec<SpawnRequest>,
     /// An undo failed since the last lease: the watchdog stays armed and unfed (the host is
     /// reset: what is left cannot be cleaned up otherwise).
     undo_failed: bool,
@@ -222,19 +236,27 @@ struct Guard {
 impl Guard {
     fn handle(&mut self, message: ToGuard) {
         match message {
-            ToGuard::Lease { deadline_ms } => {
+            ToGuard::Lease { deadline_ms, cleanup_ms } => {
                 if self.deadline_ms.is_none_or(|d| deadline_ms > d) {
                     self.deadline_ms = Some(deadline_ms);
                     self.undo_failed = false;
                 }
+                self.cleanup_ms = cleanup_ms;
             }
             ToGuard::Spawn(request) => {
-                let id = request.id.clone();
-                let event = match self.spawn(request) {
-                    Ok(pid) => FromGuard::Spawned { id, pid },
-                    Err(error) => FromGuard::SpawnFailed { id, error },
-                };
-                emit(&event);
+                let undoing = request.undo.as_ref().is_some_and(|u| self.undoing.contains_key(&u.key));
+                if undoing {
+                    self.waiting.push(request);
+                } else {
+                    self.spawn_and_tell(request);
+                }
+            }
+            ToGuard::Inherit { requests } => {
+                let now = clock::monotonic_ms();
+                for request in requests {
+                    eprintln!("fence guard: undoing what an earlier guard left: {}", request.id);
+                    self.start_undo(request, now);
+                }
             }
             ToGuard::Signal { id, signal } => {
                 if let (Some(&pgid), Ok(signal)) = (self.running.get(&id), Signal::try_from(signal)) {
@@ -251,8 +273,28 @@ impl Guard {
         }
     }
 
+    /// The instant the guard fences: the deadline, or `cleanup_ms` before it while it holds
+    /// something to undo. An undo is given until the deadline, so that what it undoes is gone
+    /// before the leader may place the role elsewhere (it waits the lease plus a margin).
+    fn fence_at(&self) -> Option<u64> {
+        let early = if self.undo.is_empty() { 0 } else { self.cleanup_ms };
+        self.deadline_ms.map(|d| d.saturating_sub(early))
+    }
+
+    fn spawn_and_tell(&mut self, request: SpawnRequest) {
+        let id = request.id.clone();
+        let event = match self.spawn(request) {
+            Ok(pid) => FromGuard::Spawned { id, pid },
+            Err(error) => FromGuard::SpawnFailed { id, error },
+        };
+        emit(&event);
+    }
+
     fn spawn(&mut self, request: SpawnRequest) -> Result<u32, String> {
-        if self.deadline_ms.is_none_or(|d| clock::monotonic_ms() >= d) {
+        let now = clock::monotonic_ms();
+        // Something that leaves state to undo needs time to undo it before the deadline.
+        let early = if request.undo.is_some() { self.cleanup_ms } else { 0 };
+        if self.deadline_ms.is_none_or(|d| now + early >= d) {
             return Err("this node holds no lease; it may not start anything".into());
         }
         if self.running.contains_key(&request.id) {
@@ -310,7 +352,7 @@ impl Guard {
         emit(&FromGuard::Exited { id, code: status.code(), signal: status.signal(), lingering });
     }
 
-    fn fence(&mut self) {
+    fn fence(&mut self, now: u64) {
         for &pgid in self.running.values() {
             let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
         }
@@ -320,48 +362,90 @@ impl Guard {
         eprintln!("fence guard: lease ran out; killed {}", ids.join(", "));
         self.running.clear();
         self.untracked = false;
-        // Then undo what a kill leaves in the kernel, each under its own time limit.
-        for (key, request) in std::mem::take(&mut self.undo) {
-            self.undoing += 1;
-            let tx = self.tx.clone();
-            std::thread::spawn(move || {
-                let ok = undo(&key, &request);
-                let _ = tx.send(Input::Undid { ok });
-            });
+        // Then undo what a kill leaves in the kernel, all at once.
+        for request in std::mem::take(&mut self.undo).into_values() {
+            self.start_undo(request, now);
         }
         emit(&FromGuard::Fenced { ids });
     }
+
+    /// Run `request`'s undo on a thread of its own, within its time limit and, where the lease
+    /// still runs, within what is left of it (but never less than [`MIN_UNDO_MS`]: a late
+    /// undo is better than none).
+    fn start_undo(&mut self, request: SpawnRequest, now: u64) {
+        let Some(undo) = &request.undo else { return };
+        let left = self.deadline_ms.map_or(0, |d| d.saturating_sub(now));
+        let limit_ms = undo.timeout_ms.min(left.max(MIN_UNDO_MS));
+        let key = undo.key.clone();
+        *self.undoing.entry(key.clone()).or_default() += 1;
+        let tx = self.tx.clone();
+        std::thread::spawn(move || {
+            let ok = run_undo(&request, limit_ms);
+            let _ = tx.send(Input::Undid { key, ok });
+        });
+    }
+
+    fn undid(&mut self, key: &str, ok: bool) {
+        self.undo_failed |= !ok;
+        if let Some(count) = self.undoing.get_mut(key) {
+            *count -= 1;
+            if *count == 0 {
+                self.undoing.remove(key);
+            }
+        }
+        if !self.undoing.contains_key(key) {
+            let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting)
+                .into_iter()
+                .partition(|r| r.undo.as_ref().is_none_or(|u| !self.undoing.contains_key(&u.key)));
+            self.waiting = waiting;
+            for request in ready {
+                self.spawn_and_tell(request);
+            }
+        }
+    }
 }
 
-/// Run `request`'s undo (its program with the undo's arguments, in its environment), killing
-/// it at its time limit; whether it succeeded. It dies with the guard, like every child.
-fn undo(key: &str, request: &SpawnRequest) -> bool {
+/// The least time an undo gets, however late the guard is: a late undo is better than none.
+const MIN_UNDO_MS: u64 = 500;
+
+/// Run `request`'s undo (its program with the undo's arguments, in its environment, its output
+/// to the request's log), killing it after `limit_ms`; whether it succeeded. It dies with the
+/// guard, like every child.
+fn run_undo(request: &SpawnRequest, limit_ms: u64) -> bool {
     let Some(undo) = &request.undo else { return true };
     let mut command = Command::new(&request.program);
-    command.args(&undo.args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).process_group(0);
+    command.args(&undo.args).stdin(Stdio::null()).process_group(0);
     command.envs(request.env.iter().map(|(k, v)| (k.as_str(), v.as_str()))).dies_with_parent();
+    match request.log.as_ref().and_then(|log| std::fs::OpenOptions::new().create(true).append(true).open(log).ok()) {
+        Some(file) => {
+            let err = file.try_clone().map_or_else(|_| Stdio::null(), Stdio::from);
+            command.stdout(file).stderr(err);
+        }
+        None => {
+            command.stdout(Stdio::null()).stderr(Stdio::null());
+        }
+    }
     if let Some(cwd) = &request.cwd {
         command.current_dir(cwd);
     }
-    let limit = Duration::from_millis(undo.timeout_ms);
+    let started = std::time::Instant::now();
+    let deadline = started + Duration::from_millis(limit_ms);
     let (ok, outcome) = match command.spawn() {
-        Ok(mut child) => {
-            let deadline = std::time::Instant::now() + limit;
-            loop {
-                match child.try_wait() {
-                    Ok(Some(status)) => break (status.success(), format!("{status}")),
-                    Ok(None) if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-                    _ => {
-                        let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
-                        let _ = child.wait();
-                        break (false, format!("killed after {} ms", undo.timeout_ms));
-                    }
+        Ok(mut child) => loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break (status.success(), format!("{status}")),
+                Ok(None) if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
+                _ => {
+                    let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+                    let _ = child.wait();
+                    break (false, format!("killed after {limit_ms} ms"));
                 }
             }
-        }
+        },
         Err(e) => (false, format!("cannot run it: {e}")),
     };
-    eprintln!("fence guard: undid {key} ({} {}): {outcome}", request.program, undo.args.join(" "));
+    let took = started.elapsed().as_millis();
+    eprintln!("fence guard: undid {} in {took} ms ({} {}): {outcome}", undo.key, request.program, undo.args.join(" "));
     ok
 }
 
@@ -431,4 +515,93 @@ fn sweep(marker: &str, also: Option<&str>) -> usize {
         }
     }
     groups.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guard() -> (Guard, mpsc::Receiver<Input>) {
+        let (tx, rx) = mpsc::channel();
+        let guard = Guard {
+            marker: "guard-unit-test".into(),
+            deadline_ms: None,
+            cleanup_ms: 0,
+            running: BTreeMap::new(),
+            untracked: false,
+            undo: BTreeMap::new(),
+            undoing: BTreeMap::new(),
+            waiting: Vec::new(),
+            undo_failed: false,
+            watchdog: None,
+            agent_gone: false,
+            tx,
+        };
+        (guard, rx)
+    }
+
+    fn request(id: &str, undo: Option<(&str, &str)>) -> SpawnRequest {
+        SpawnRequest {
+            id: id.into(),
+            program: "/bin/sh".into(),
+            args: vec!["-c".into(), "exit 0".into()],
+            cwd: None,
+            env: Vec::new(),
+            log: None,
+            keep_group: true,
+            undo: undo.map(|(key, script)| Undo {
+                key: key.into(),
+                args: vec!["-c".into(), script.into()],
+                timeout_ms: 5000,
+            }),
+        }
+    }
+
+    #[test]
+    fn it_fences_early_only_while_it_holds_something_to_undo() {
+        let (mut g, _rx) = guard();
+        g.handle(ToGuard::Lease { deadline_ms: 10_000, cleanup_ms: 500 });
+        assert_eq!(g.fence_at(), Some(10_000), "nothing to undo: the whole lease");
+        g.undo.insert("web.vip".into(), request("a", Some(("web.vip", "exit 0"))));
+        assert_eq!(g.fence_at(), Some(9_500), "time to undo before the lease ends");
+        g.handle(ToGuard::Undone { key: "web.vip".into() });
+        assert_eq!(g.fence_at(), Some(10_000));
+    }
+
+    #[test]
+    fn nothing_that_leaves_state_starts_without_time_to_undo_it() {
+        let (mut g, _rx) = guard();
+        let now = clock::monotonic_ms();
+        g.handle(ToGuard::Lease { deadline_ms: now + 300, cleanup_ms: 500 });
+        let refused = g.spawn(request("with-undo", Some(("r.a", "exit 0")))).unwrap_err();
+        assert!(refused.contains("no lease"), "{refused}");
+        assert!(g.undo.is_empty());
+        assert!(g.spawn(request("plain", None)).is_ok(), "a kill undoes a plain workload at once");
+    }
+
+    #[test]
+    fn an_undo_gets_what_is_left_of_the_lease_and_spawns_wait_for_it() {
+        let (mut g, rx) = guard();
+        let now = clock::monotonic_ms();
+        g.handle(ToGuard::Lease { deadline_ms: now + 60_000, cleanup_ms: 500 });
+        // What an earlier guard held is undone first; a start of the same thing waits for it.
+        g.handle(ToGuard::Inherit { requests: vec![request("old", Some(("r.a", "sleep 0.2")))] });
+        g.handle(ToGuard::Spawn(request("new", Some(("r.a", "exit 0")))));
+        assert_eq!(g.waiting.len(), 1);
+        assert!(!g.running.contains_key("new"));
+        let Ok(Input::Undid { key, ok }) = rx.recv_timeout(Duration::from_secs(10)) else { panic!("no undo") };
+        assert!(ok);
+        g.undid(&key, ok);
+        assert!(g.waiting.is_empty() && g.running.contains_key("new") && g.undoing.is_empty());
+        assert!(g.undo.contains_key("r.a"), "the new start holds it now");
+
+        // An undo that overruns the lease is killed at its end (here at the floor).
+        let (mut g, rx) = guard();
+        g.handle(ToGuard::Lease { deadline_ms: clock::monotonic_ms() + 100, cleanup_ms: 500 });
+        let started = std::time::Instant::now();
+        g.start_undo(request("slow", Some(("r.b", "sleep 30"))), clock::monotonic_ms());
+        let Ok(Input::Undid { ok, .. }) = rx.recv_timeout(Duration::from_secs(10)) else { panic!("no undo") };
+        assert!(!ok, "killed, so failed: the watchdog stays armed");
+        assert!(started.elapsed() < Duration::from_millis(MIN_UNDO_MS + 1500), "{:?}", started.elapsed());
+    }
 }

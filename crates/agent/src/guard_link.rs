@@ -8,6 +8,7 @@
 //! (`child`): it must go on enforcing the lease after the agent died, and exits by itself once
 //! the agent is gone and nothing of its own runs.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Stdio};
@@ -27,8 +28,17 @@ pub enum GuardEvent {
 
 pub struct GuardLink {
     tx: std_mpsc::Sender<Input>,
-    /// The last deadline sent, so that a restarted guard gets it again at once.
-    deadline_ms: Mutex<Option<u64>>,
+    /// What a restarted guard must be told at once.
+    told: Mutex<Told>,
+}
+
+#[derive(Default)]
+struct Told {
+    /// The last lease sent: (deadline, cleanup allowance).
+    lease: Option<(u64, u64)>,
+    /// The spawns whose undo the guard holds, by what they undo: a new guard undoes them
+    /// (`ToGuard::Inherit`), as it kills what the old one ran.
+    undo: BTreeMap<String, crate::guard::SpawnRequest>,
 }
 
 enum Input {
@@ -42,11 +52,11 @@ impl GuardLink {
     pub fn start(data_dir: PathBuf, watchdog: Option<PathBuf>) -> (Arc<Self>, mpsc::UnboundedReceiver<GuardEvent>) {
         let (tx, rx) = std_mpsc::channel();
         let (events_tx, events_rx) = mpsc::unbounded_channel();
-        let link = Arc::new(Self { tx: tx.clone(), deadline_ms: Mutex::new(None) });
+        let link = Arc::new(Self { tx: tx.clone(), told: Mutex::default() });
         let supervisor = link.clone();
         let spawned = std::thread::Builder::new()
             .name("guard-link".into())
-            .spawn(move || supervise(&data_dir, watchdog.as_deref(), &rx, &tx, &events_tx, &supervisor));
+            .spawn(move || supervise(&data_dir, watchdog.as_deref(), &rx, &tx, &events_tx, supervisor));
         if let Err(e) = spawned {
             // Without the link nothing can start: every spawn request stays unanswered and
             // the executor reports nothing running, which is safe.
@@ -56,17 +66,37 @@ impl GuardLink {
     }
 
     pub fn send(&self, message: ToGuard) {
-        if let ToGuard::Lease { deadline_ms } = message
-            && let Ok(mut last) = self.deadline_ms.lock()
         {
-            *last = Some(deadline_ms);
+            let mut told = self.told();
+            match &message {
+                ToGuard::Lease { deadline_ms, cleanup_ms } => told.lease = Some((*deadline_ms, *cleanup_ms)),
+                ToGuard::Spawn(request) => {
+                    if let Some(undo) = &request.undo {
+                        told.undo.insert(undo.key.clone(), request.clone());
+                    }
+                }
+                ToGuard::Undone { key } => {
+                    told.undo.remove(key);
+                }
+                _ => {}
+            }
         }
         let _ = self.tx.send(Input::ToGuard(message));
     }
 
+    fn told(&self) -> std::sync::MutexGuard<'_, Told> {
+        self.told.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The deadline the guard enforces: workloads may run until then and not a moment longer.
     pub fn deadline_ms(&self) -> Option<u64> {
-        self.deadline_ms.lock().ok().and_then(|d| *d)
+        self.told().lease.map(|(deadline, _)| deadline)
+    }
+
+    /// How long before the deadline the guard fences while it has something to undo: nothing
+    /// new starts this late in a lease.
+    pub fn cleanup_ms(&self) -> u64 {
+        self.told().lease.map_or(0, |(_, cleanup)| cleanup)
     }
 }
 
@@ -76,12 +106,12 @@ fn supervise(
     rx: &std_mpsc::Receiver<Input>,
     tx: &std_mpsc::Sender<Input>,
     events: &mpsc::UnboundedSender<GuardEvent>,
-    link: &GuardLink,
+    link: Arc<GuardLink>,
 ) {
     let mut instance = 0u64;
     loop {
         instance += 1;
-        let (mut child, mut stdin) = match start_guard(data_dir, watchdog, instance, tx, events) {
+        let (mut child, mut stdin) = match start_guard(data_dir, watchdog, instance, tx, events, &link) {
             Ok(started) => started,
             Err(e) => {
                 tracing::error!("cannot start the fence guard: {e}; retrying");
@@ -92,9 +122,20 @@ fn supervise(
         if instance > 1 {
             let _ = events.send(GuardEvent::Restarted);
         }
-        if let Some(deadline_ms) = link.deadline_ms()
-            && write_line(&mut stdin, &ToGuard::Lease { deadline_ms }).is_err()
-        {
+        // The lease, and what the old guard was to undo, reach the new one before anything
+        // the executor sends: it undoes that before it starts anything that holds it again.
+        let (lease, inherited) = {
+            let mut told = link.told();
+            (told.lease, std::mem::take(&mut told.undo).into_values().collect::<Vec<_>>())
+        };
+        let mut first = Vec::new();
+        if let Some((deadline_ms, cleanup_ms)) = lease {
+            first.push(ToGuard::Lease { deadline_ms, cleanup_ms });
+        }
+        if !inherited.is_empty() {
+            first.push(ToGuard::Inherit { requests: inherited });
+        }
+        if first.iter().any(|message| write_line(&mut stdin, message).is_err()) {
             restart(&mut child);
             continue;
         }
@@ -129,6 +170,7 @@ fn start_guard(
     instance: u64,
     tx: &std_mpsc::Sender<Input>,
     events: &mpsc::UnboundedSender<GuardEvent>,
+    link: &Arc<GuardLink>,
 ) -> std::io::Result<(Child, ChildStdin)> {
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("halo"));
     let mut command = std::process::Command::new(exe);
@@ -142,12 +184,16 @@ fn start_guard(
         let _ = child.wait();
         return Err(std::io::Error::other("the fence guard has no stdin or stdout"));
     };
-    let (tx, events) = (tx.clone(), events.clone());
+    let (tx, events, link) = (tx.clone(), events.clone(), link.clone());
     std::thread::Builder::new().name("guard-events".into()).spawn(move || {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
             match serde_json::from_str::<FromGuard>(&line) {
                 Ok(event) => {
+                    if matches!(event, FromGuard::Fenced { .. }) {
+                        // The guard undid all it held.
+                        link.told().undo.clear();
+                    }
                     let _ = events.send(GuardEvent::Message(event));
                 }
                 Err(e) => tracing::warn!("fence guard said something unreadable: {e}"),

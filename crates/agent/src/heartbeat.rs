@@ -100,7 +100,7 @@ async fn send(agent: Arc<Agent>, sockets: Vec<Arc<UdpSocket>>) {
             let out = heartbeats.beat(&view, now_us);
             (out, heartbeats.lease().deadline_ms())
         };
-        agent.sync_guard(deadline);
+        agent.sync_guard(deadline, view.timing.cleanup_ms());
         let holds = deadline.is_some_and(|d| d > now_us / 1000);
         if held && !holds {
             agent.metrics.lease_lapses.inc();
@@ -143,7 +143,7 @@ async fn receive(agent: Arc<Agent>, sockets: Vec<Arc<UdpSocket>>, network: usize
             let answer = heartbeats.receive(datagram, network, &view, clock::monotonic_us());
             (answer, heartbeats.lease().deadline_ms())
         };
-        agent.sync_guard(deadline);
+        agent.sync_guard(deadline, view.timing.cleanup_ms());
         if let Some(answer) = answer {
             transmit(&sockets, &current, &state, answer);
         }

@@ -10,6 +10,7 @@
 //! agent's structured log and `halo log`), [`console`] (the web console). Decisions come from `halo-core`; the cluster database from
 //! `halo-store`.
 
+pub mod address;
 pub mod api;
 pub mod child;
 pub mod clock;

@@ -5,10 +5,12 @@
 
 use std::path::Path;
 
+use halo_core::address::FloatingAddress;
 use halo_core::role::{ResourceSpec, RoleSpec};
 use halo_core::vm::VmSpec;
 use tokio::sync::oneshot;
 
+use crate::address;
 use crate::guard::{SpawnRequest, Undo};
 use crate::ocf::{self, OcfAgent};
 use crate::probe::Probe;
@@ -19,6 +21,16 @@ pub enum Driver {
     Process,
     Ocf(OcfAgent),
     Vm(Box<VmRun>),
+    /// A floating address (`ip`), run by halo's own actions (`address`).
+    Address(FloatingAddress),
+}
+
+impl Driver {
+    /// Run by start, stop and monitor actions with OCF exit codes (an OCF agent, or halo's
+    /// own for an address), rather than as a long-lived workload.
+    pub fn runs_actions(&self) -> bool {
+        matches!(self, Driver::Ocf(_) | Driver::Address(_))
+    }
 }
 
 /// What the executor knows of a VM on this node beyond "its QEMU runs".
@@ -145,6 +157,7 @@ impl LocalResource {
                     last_beat_ms: 0,
                 }))
             }
+            halo_core::address::KIND => Driver::Address(FloatingAddress::parse(&spec.params)?),
             kind => Driver::Ocf(ocf::locate(kind)?),
         };
         let probe = match (&driver, spec.params.get("probe")) {
@@ -225,6 +238,15 @@ impl LocalResource {
                         Some(Undo { key: instance, args: vec!["stop".into()], timeout_ms: self.spec.timeouts.stop() });
                 }
                 request
+            }
+            Driver::Address(floating) => {
+                let action = match op {
+                    Op::Start => address::Action::Start,
+                    Op::Stop => address::Action::Stop,
+                    _ => address::Action::Monitor,
+                };
+                let instance = format!("{}.{}", role.name, self.spec.name);
+                address::request(floating, action, &instance, self.spec.timeouts.stop(), id, log)
             }
             Driver::Vm(vm) => SpawnRequest {
                 id: id.to_string(),

@@ -226,6 +226,9 @@ pub async fn resolve_resources(spec: &mut RoleSpec) -> Result<(), ApiError> {
         }
         resource.agent_timeouts = halo_core::vm::TIMEOUTS;
     }
+    for resource in spec.resources.iter_mut().filter(|r| r.kind == halo_core::address::KIND) {
+        resource.agent_timeouts = halo_core::address::TIMEOUTS;
+    }
     for resource in spec.resources.iter_mut().filter(|r| r.kind.starts_with("ocf:")) {
         halo_core::role::validate_resource_kind(&resource.kind).map_err(invalid)?;
         let agent = crate::ocf::locate(&resource.kind).map_err(invalid)?;

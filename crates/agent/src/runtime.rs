@@ -133,10 +133,12 @@ impl Agent {
 
     /// Tell the fence guard about the lease this node now holds, if it grew enough to be
     /// worth waking it for. Called after every heartbeat step.
-    pub fn sync_guard(&self, deadline_ms: Option<u64>) {
+    pub fn sync_guard(&self, deadline_ms: Option<u64>, cleanup_ms: u64) {
         let (Some(guard), Some(deadline_ms)) = (&self.guard, deadline_ms) else { return };
-        if guard.deadline_ms().is_none_or(|d| deadline_ms >= d + GUARD_LEASE_STEP_MS) {
-            guard.send(ToGuard::Lease { deadline_ms });
+        if guard.deadline_ms().is_none_or(|d| deadline_ms >= d + GUARD_LEASE_STEP_MS)
+            || guard.cleanup_ms() != cleanup_ms
+        {
+            guard.send(ToGuard::Lease { deadline_ms, cleanup_ms });
         }
     }
 
@@ -151,10 +153,13 @@ impl Agent {
     }
 
     /// Whether this node may start roles now: it holds a lease (as the fence guard enforces
-    /// it), its copy of the database has caught up with what the leader had committed when it
+    /// it, with time left to undo what a start holds), its copy of the database has caught up with what the leader had committed when it
     /// granted, and it is not stopping.
     pub fn may_start_roles(&self, applied_index: u64, now_ms: u64) -> bool {
-        !self.stopping() && self.lease_remaining_ms(now_ms) > 0 && self.heartbeats().may_start(applied_index, now_ms)
+        let cleanup_ms = self.guard.as_ref().map_or(0, |g| g.cleanup_ms());
+        !self.stopping()
+            && self.lease_remaining_ms(now_ms) > cleanup_ms
+            && self.heartbeats().may_start(applied_index, now_ms)
     }
 
     /// This node's smoothed heartbeat round trip to `peer` on `network`, in µs; none when that

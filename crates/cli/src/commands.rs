@@ -78,6 +78,18 @@ pub enum Command {
         #[arg(long)]
         watchdog: Option<std::path::PathBuf>,
     },
+    /// One action of an `ip` resource, run by the fence guard (not for people to run); exits
+    /// with an OCF exit code.
+    #[command(hide = true)]
+    FloatingIp {
+        action: halo_agent::address::Action,
+        #[arg(long)]
+        address: String,
+        #[arg(long)]
+        interface: String,
+        #[arg(long, default_value_t = halo_core::address::DEFAULT_ANNOUNCE)]
+        announce: u8,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -163,7 +175,9 @@ pub enum NodeCommand {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let json = cli.json;
     match cli.command {
-        Command::Agent(_) | Command::FenceGuard { .. } => bail!("handled by the binary entry point"),
+        Command::Agent(_) | Command::FenceGuard { .. } | Command::FloatingIp { .. } => {
+            bail!("handled by the binary entry point")
+        }
         Command::Demo(args) => crate::demo::run(args).await,
         Command::Cluster(c) => cluster(c, json).await,
         Command::Status { local } => {

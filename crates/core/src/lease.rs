@@ -33,6 +33,16 @@ impl LeaseTiming {
         after_heard.max(after_takeover)
     }
 
+    /// How long before its lease ends a node's fence guard begins to fence while it holds
+    /// state that a kill does not remove (a floating address, what an OCF stop undoes): the
+    /// undo then has this long to finish, so the state is gone before the lease ends, and so
+    /// before any leader may place the role elsewhere. A quarter of the lease: longer than
+    /// removing an address takes by far, and short enough that a node keeps most of its lease
+    /// (grants come every heartbeat).
+    pub fn cleanup_ms(&self) -> u64 {
+        self.lease_ms / 4
+    }
+
     /// How long a leader's own lease lasts from the last append a quorum acknowledged. It is
     /// renewed with every acknowledgement (not carried by datagrams that may be lost), so half
     /// the lease leaves ample slack, and a crashed leader's roles come back sooner.

@@ -23,6 +23,7 @@
 //!
 //! Time is always passed in as milliseconds, so the daemon and a simulator drive the same code.
 
+pub mod address;
 pub mod apply;
 pub mod capacity;
 pub mod command;

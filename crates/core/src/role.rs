@@ -56,7 +56,7 @@ fn is_zero(n: &u64) -> bool {
 #[serde(deny_unknown_fields)]
 pub struct ResourceSpec {
     pub name: String,
-    /// `process`, `vm`, or `ocf:PROVIDER:AGENT`.
+    /// `process`, `vm`, `ip`, or `ocf:PROVIDER:AGENT`.
     #[serde(rename = "type")]
     pub kind: String,
     #[serde(default)]
@@ -355,7 +355,7 @@ impl RoleRecord {
 
 /// Resource types this halo can run. OCF agents are checked on the node that runs them.
 pub fn validate_resource_kind(kind: &str) -> Result<(), String> {
-    if kind == "process" || kind == crate::vm::KIND {
+    if kind == "process" || kind == crate::vm::KIND || kind == crate::address::KIND {
         return Ok(());
     }
     if let Some(rest) = kind.strip_prefix("ocf:") {
@@ -365,7 +365,7 @@ pub fn validate_resource_kind(kind: &str) -> Result<(), String> {
         }
         return Err(format!("'{kind}' is not of the form ocf:PROVIDER:AGENT"));
     }
-    Err(format!("unknown resource type '{kind}' (known: process, vm, ocf:PROVIDER:AGENT)"))
+    Err(format!("unknown resource type '{kind}' (known: process, vm, ip, ocf:PROVIDER:AGENT)"))
 }
 
 /// A health probe's syntax (processes and VMs): `tcp:`, `http://` or `cmd:` and something.
@@ -397,6 +397,22 @@ impl RoleSpec {
                 .sum()
         };
         Capacity { cpu_milli: self.cpu_milli, memory_mb }
+    }
+
+    /// Another role whose `ip` resource holds `address`: two roles holding one address would
+    /// answer for it on two nodes at once.
+    fn holder_of<'a>(&self, state: &'a ClusterState, address: std::net::Ipv4Addr) -> Option<&'a str> {
+        state.roles.values().filter(|r| r.spec.name != self.name).find_map(|r| {
+            r.spec.addresses().any(|a| a.is_ok_and(|a| a.address == address)).then_some(r.spec.name.as_str())
+        })
+    }
+
+    /// The definitions of the role's floating addresses.
+    pub fn addresses(&self) -> impl Iterator<Item = Result<crate::address::FloatingAddress, String>> + '_ {
+        self.resources
+            .iter()
+            .filter(|r| r.kind == crate::address::KIND)
+            .map(|r| crate::address::FloatingAddress::parse(&r.params))
     }
 
     /// The definitions of the role's VM resources.
@@ -431,6 +447,16 @@ impl RoleSpec {
                     .map_err(|e| invalid(format!("resource '{}': {e}", resource.name)))?;
                 vm.check_shared(&state.settings.shared_storage)
                     .map_err(|e| invalid(format!("resource '{}': {e}", resource.name)))?;
+            }
+            if resource.kind == crate::address::KIND {
+                let address = crate::address::FloatingAddress::parse(&resource.params)
+                    .map_err(|e| invalid(format!("resource '{}': {e}", resource.name)))?;
+                if let Some(other) = self.holder_of(state, address.address) {
+                    return Err(invalid(format!(
+                        "resource '{}': address {} is already held by role '{other}'",
+                        resource.name, address.address
+                    )));
+                }
             }
             if resource.kind == "process"
                 && let Some(probe) = resource.params.get("probe")

@@ -961,4 +961,26 @@ mod tests {
         assert!(matches!(s.apply(&Command::DecideRole(back)), CommandResult::Rejected(Rejection::StaleDecision(_))));
         assert_eq!(s.roles["web"].generation, record.generation);
     }
+
+    #[test]
+    fn a_floating_address_belongs_to_one_role() {
+        let mut s = created();
+        let vip = |role: &str, params: &str| -> crate::role::RoleSpec {
+            serde_json::from_str(&format!(
+                r#"{{"name":"{role}","resources":[{{"name":"vip","type":"ip","params":{params}}}]}}"#
+            ))
+            .expect("spec")
+        };
+        let spec = vip("web", r#"{"address":"10.0.0.5/24","interface":"eth0"}"#);
+        assert_eq!(s.apply(&Command::CreateRole { spec, now_ms: 1 }), CommandResult::Done);
+        let spec = vip("db", r#"{"address":"10.0.0.5/32","interface":"eth1"}"#);
+        let CommandResult::Rejected(r) = s.apply(&Command::CreateRole { spec, now_ms: 2 }) else {
+            panic!("taken twice")
+        };
+        assert!(r.to_string().contains("already held by role 'web'"), "{r}");
+        let spec = vip("db", r#"{"address":"fd00::5/64","interface":"eth0"}"#);
+        let CommandResult::Rejected(r) = s.apply(&Command::CreateRole { spec, now_ms: 2 }) else { panic!("IPv6") };
+        assert!(r.to_string().contains("IPv4 addresses only"), "{r}");
+        assert_eq!(s.roles.len(), 1);
+    }
 }

@@ -9,6 +9,9 @@ fn main() {
     let result = match cli.command {
         Command::Agent(ref args) => run_agent(args),
         Command::FenceGuard { ref data_dir, ref watchdog } => halo_agent::guard::run(data_dir, watchdog.as_deref()),
+        Command::FloatingIp { action, ref address, ref interface, announce } => {
+            std::process::exit(halo_agent::address::main(action, address, interface, announce))
+        }
         _ => run_cli(cli),
     };
     if let Err(e) = result {

@@ -297,6 +297,11 @@ fn a_hung_node_s_guard_stops_its_ocf_resources_and_disarms_its_watchdog() {
         lines(&work, "actions")
     );
     assert!(!work.join(format!("tidy-{owner}")).exists());
+    // And before the lease ran out, so before the new owner started it.
+    let actions = lines(&work, "actions");
+    let stopped = actions.iter().position(|a| *a == format!("{owner} stop"));
+    let restarted = actions.iter().rposition(|a| *a == format!("{} start", next.as_deref().unwrap_or_default()));
+    assert!(stopped < restarted, "{actions:?}");
     // Cleaned up, so disarmed rather than left to reset the host; and fed no more.
     assert!(wait_until(Duration::from_secs(5), || fed(&owner).ends_with('V')), "{:?}", fed(&owner));
     let (victim_fed, others_fed): (usize, Vec<usize>) =

@@ -245,7 +245,7 @@ impl Executor {
         let Some(index) = local.resources.iter().position(|r| r.up.is_none()) else { return };
         let op = match local.resources[index].driver {
             Driver::Process | Driver::Vm(_) => Op::Spawn,
-            Driver::Ocf(_) => Op::Start,
+            Driver::Ocf(_) | Driver::Address(_) => Op::Start,
         };
         self.launch(name, index, op);
     }
@@ -259,12 +259,18 @@ impl Executor {
         let logs = self.agent.data.path("logs");
         let _ = std::fs::create_dir_all(&logs);
         let request = resource.request(op, &local.spec, local.generation, &self.agent.config.name, &id, &logs);
+        // An address's announcer may still be at it: no gratuitous ARP after its stop.
+        let announcer = (op == Op::Stop && matches!(resource.driver, Driver::Address(_)))
+            .then(|| format!("{name}.{}", resource.spec.name));
         self.operations.insert(id.clone(), (name.to_string(), index));
         if let Some(local) = self.roles.get_mut(name) {
             local.resources[index].in_flight =
                 Some(InFlight { id, op, since_ms: clock::monotonic_ms(), killed: false });
         }
         if let Some(guard) = &self.agent.guard {
+            if let Some(instance) = announcer {
+                guard.send(ToGuard::Sweep { key: "OCF_RESOURCE_INSTANCE".into(), value: instance });
+            }
             guard.send(ToGuard::Spawn(request));
         }
     }
@@ -310,7 +316,7 @@ impl Executor {
                 }
                 if local.running() && !local.busy() {
                     for (index, resource) in local.resources.iter_mut().enumerate() {
-                        if matches!(resource.driver, Driver::Ocf(_)) && now >= resource.next_monitor_ms {
+                        if resource.driver.runs_actions() && now >= resource.next_monitor_ms {
                             launches.push((name.clone(), index, Op::Monitor));
                         }
                     }
@@ -372,8 +378,10 @@ impl Executor {
                         _ => {}
                     }
                 }
-                Driver::Ocf(_) if resource.stop_failed.is_none() => launches.push((name.clone(), index, Op::Stop)),
-                Driver::Ocf(_) => {}
+                Driver::Ocf(_) | Driver::Address(_) if resource.stop_failed.is_none() => {
+                    launches.push((name.clone(), index, Op::Stop))
+                }
+                Driver::Ocf(_) | Driver::Address(_) => {}
             }
         }
         for (id, sig) in signals {
@@ -603,7 +611,7 @@ impl Executor {
         tracing::warn!(role = %name, "{detail}; restarting it in place");
         match (&resource.driver, resource.up.clone()) {
             (_, None) => self.start_next(name),
-            (Driver::Ocf(_), Some(_)) => self.launch(name, index, Op::Stop),
+            (Driver::Ocf(_) | Driver::Address(_), Some(_)) => self.launch(name, index, Op::Stop),
             (Driver::Process | Driver::Vm(_), Some(workload)) => {
                 resource.expect_exit = true;
                 self.signal(&workload, signal::KILL);

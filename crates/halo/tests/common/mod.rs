@@ -213,8 +213,21 @@ impl Cluster {
 
     pub fn create(&mut self) {
         let endpoint = format!("https://{}", self.nodes[0].api);
-        let out = self.halo(&["cluster", "create", "--name", "test", "--endpoint", &endpoint]);
+        let mut args = vec!["cluster", "create", "--name", "test", "--endpoint", &endpoint];
+        let secret = self.bootstrap_secret(0);
+        args.extend(secret.iter().flat_map(|s| ["--bootstrap-secret", s.as_str()]));
+        let out = self.halo(&args);
         assert!(out.status.success(), "create failed: {}", text(&out));
+    }
+
+    /// A node that is not on this machine's loopback (its own network namespace) takes
+    /// bootstrap requests only with its secret, as a remote host would.
+    fn bootstrap_secret(&self, i: usize) -> Option<String> {
+        let node = &self.nodes[i];
+        (!node.api.starts_with("127.")).then(|| {
+            let file = node.data_dir.join("bootstrap.secret");
+            std::fs::read_to_string(&file).expect("the agent's bootstrap secret").trim().to_string()
+        })
     }
 
     pub fn token(&self, ttl: &str) -> String {
@@ -224,7 +237,10 @@ impl Cluster {
     pub fn join(&self, i: usize) -> Output {
         let token = self.token("10m");
         let endpoint = self.nodes[i].api.clone();
-        self.halo(&["cluster", "join", "--endpoint", &endpoint, "--token", &token])
+        let mut args = vec!["cluster", "join", "--endpoint", &endpoint, "--token", &token];
+        let secret = self.bootstrap_secret(i);
+        args.extend(secret.iter().flat_map(|s| ["--bootstrap-secret", s.as_str()]));
+        self.halo(&args)
     }
 
     /// Start every agent, create the cluster on the first, join the others, wait for all up.
@@ -482,4 +498,112 @@ exit 0
     .expect("write agent");
     std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default())
+}
+
+/// Hosts in network namespaces of their own, on one bridge: each node sees only its own
+/// interface (`eth0`), so an address it holds is visibly its own. Node `i` (from 1) has
+/// `10.<id>.1.i` (API and first heartbeat network), `10.<id>.2.i` (second network) and
+/// `10.<id>.3.i` (a subnet for floating addresses); the test itself, in the root namespace, is
+/// `.254` on each. Everything is removed on drop, and any leftover of an earlier run first.
+pub struct Lan {
+    pub id: u8,
+    pub count: usize,
+}
+
+impl Lan {
+    pub fn new(id: u8, count: usize) -> Self {
+        let lan = Self { id, count };
+        lan.remove();
+        let bridge = lan.bridge();
+        sh(&["ip", "link", "add", &bridge, "type", "bridge"]);
+        for net in 1..=3 {
+            sh(&["ip", "addr", "add", &format!("10.{id}.{net}.254/24"), "dev", &bridge]);
+        }
+        sh(&["ip", "link", "set", &bridge, "up"]);
+        for i in 1..=count {
+            let (ns, outside) = (lan.namespace(i), format!("h{id}n{i}"));
+            sh(&["ip", "netns", "add", &ns]);
+            sh(&["ip", "link", "add", &outside, "type", "veth", "peer", "name", "eth0", "netns", &ns]);
+            sh(&["ip", "link", "set", &outside, "master", &bridge, "up"]);
+            for net in 1..=3 {
+                sh(&["ip", "-n", &ns, "addr", "add", &format!("10.{id}.{net}.{i}/24"), "dev", "eth0"]);
+            }
+            sh(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
+            sh(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+        }
+        lan
+    }
+
+    fn bridge(&self) -> String {
+        format!("hbr{}", self.id)
+    }
+
+    pub fn namespace(&self, i: usize) -> String {
+        format!("halo-{}-n{i}", self.id)
+    }
+
+    /// Put the cluster's nodes on this LAN: each agent runs in its node's namespace.
+    pub fn place(&self, c: &mut Cluster) {
+        assert_eq!(c.nodes.len(), self.count);
+        for (i, node) in c.nodes.iter_mut().enumerate() {
+            let n = i + 1;
+            node.api = format!("10.{}.1.{n}:{API_PORT}", self.id);
+            node.nets = vec![format!("10.{}.1.{n}:{NET_PORT}", self.id), format!("10.{}.2.{n}:{NET_PORT}", self.id)];
+            node.wrapper = vec!["ip".into(), "netns".into(), "exec".into(), self.namespace(n)];
+        }
+    }
+
+    /// Whether node `i` (from 1) holds `address` on its interface.
+    pub fn holds(&self, i: usize, address: &str) -> bool {
+        let out = Command::new("ip")
+            .args(["-n", &self.namespace(i), "-o", "-4", "addr", "show", "dev", "eth0"])
+            .output()
+            .expect("ip");
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .any(|w| w.split('/').next() == Some(address) && w.contains('/'))
+    }
+
+    /// The nodes (from 1) that hold `address` now.
+    pub fn holders(&self, address: &str) -> Vec<usize> {
+        (1..=self.count).filter(|&i| self.holds(i, address)).collect()
+    }
+
+    /// Node `i`'s hardware address on the LAN.
+    pub fn mac(&self, i: usize) -> String {
+        let out =
+            Command::new("ip").args(["-n", &self.namespace(i), "-o", "link", "show", "eth0"]).output().expect("ip");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut words = text.split_whitespace();
+        words.by_ref().find(|w| *w == "link/ether");
+        words.next().expect("eth0 has a MAC").to_string()
+    }
+
+    /// The hardware address the test's own host has for `address` (its ARP cache).
+    pub fn neighbour(&self, address: &str) -> Option<String> {
+        let out = Command::new("ip").args(["neigh", "show", address, "dev", &self.bridge()]).output().expect("ip");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut words = text.split_whitespace();
+        words.by_ref().find(|w| *w == "lladdr");
+        words.next().map(str::to_string)
+    }
+
+    fn remove(&self) {
+        for i in 1..=self.count {
+            let _ = Command::new("ip").args(["netns", "del", &self.namespace(i)]).output();
+        }
+        let _ = Command::new("ip").args(["link", "del", &self.bridge()]).output();
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// Run a setup command; it must succeed.
+fn sh(args: &[&str]) {
+    let out = Command::new(args[0]).args(&args[1..]).output().expect("run setup command");
+    assert!(out.status.success(), "{args:?} failed: {}", text(&out));
 }
