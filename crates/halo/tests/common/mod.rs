@@ -50,7 +50,9 @@ pub fn exe() -> &'static str {
 impl Cluster {
     /// `count` agents (not started); the last `witnesses` of them are witnesses.
     pub fn new(test_id: u8, count: usize, witnesses: usize) -> Self {
-        let dir = tempfile::Builder::new().prefix("halo-test-").tempdir().expect("tempdir");
+        // HALO_TEST_KEEP=1 keeps the directory (agents' logs, data) for a look afterwards.
+        let keep = std::env::var_os("HALO_TEST_KEEP").is_some();
+        let dir = tempfile::Builder::new().prefix("halo-test-").keep(keep).tempdir().expect("tempdir");
         let nodes = (1..=count)
             .map(|i| Node {
                 name: format!("n{i}"),
