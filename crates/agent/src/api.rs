@@ -279,7 +279,8 @@ async fn bootstrap_create(
     Json(request): Json<CreateClusterRequest>,
 ) -> ApiResult<CreateClusterResponse> {
     require_bootstrap_trust(&agent, remote, &headers)?;
-    let (admin_token, ca_cert_pem) = agent.create_cluster(&request.name).await?;
+    let (admin_token, ca_cert_pem) =
+        agent.create_cluster(&request.name, request.profile.unwrap_or(halo_core::timing::Profile::Default)).await?;
     Ok(Json(CreateClusterResponse {
         cluster: request.name,
         node: agent.config.name.clone(),

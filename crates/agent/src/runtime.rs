@@ -262,7 +262,9 @@ impl Agent {
     }
 
     /// `halo cluster create`: this agent becomes the first node of a new cluster.
-    pub async fn create_cluster(&self, name: &str) -> Result<(String, String), ApiError> {
+    /// `profile` sets the lease timing and, unless this agent's `[timing]` says otherwise, the
+    /// Raft timing.
+    pub async fn create_cluster(&self, name: &str, profile: Profile) -> Result<(String, String), ApiError> {
         let _guard = self.bootstrap.lock().await;
         self.refuse_if_member()?;
         halo_core::state::validate_node_name(name).map_err(|_| {
@@ -287,7 +289,7 @@ impl Agent {
         };
         let tls = NodeTls { cert_pem: cert, key_pem: key, ca_pem: ca.cert_pem.clone() };
         self.data.save_node_tls(&tls)?;
-        let raft = self.config.timing.unwrap_or_default();
+        let raft = self.config.timing.unwrap_or(profile.raft());
         let membership =
             Membership { node_id: 1, cluster: name.to_string(), cluster_id: cluster.id.clone(), raft: Some(raft) };
         self.save_membership(membership)?;
@@ -314,7 +316,7 @@ impl Agent {
         let command = Command::CreateCluster {
             cluster: Box::new(cluster),
             first_node,
-            settings: ClusterSettings::of(Profile::Default, raft),
+            settings: ClusterSettings::of(profile, raft),
         };
         // The single-node cluster elects itself at once; wait for that, then commit.
         let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;

@@ -103,6 +103,10 @@ pub enum ClusterCommand {
         /// Needed when the agent is not on this machine (its DATA_DIR/bootstrap.secret).
         #[arg(long, env = "HALO_BOOTSTRAP_SECRET")]
         bootstrap_secret: Option<String>,
+        /// Timing profile (`default` or `fast`): the lease timing, and the Raft timing, which
+        /// is fixed from then on (a creating agent's `[timing]` overrides the latter).
+        #[arg(long)]
+        profile: Option<halo_core::timing::Profile>,
     },
     /// Issue a join token carrying the peers and the CA fingerprint.
     Token {
@@ -355,10 +359,10 @@ fn remember_endpoints(mut config: ClientConfig, status: &StatusView) {
 
 async fn cluster(command: ClusterCommand, json: bool) -> anyhow::Result<()> {
     match command {
-        ClusterCommand::Create { name, endpoint, bootstrap_secret } => {
+        ClusterCommand::Create { name, endpoint, bootstrap_secret, profile } => {
             let api = Api::bootstrap(&endpoint, bootstrap_secret)?;
-            let created: CreateClusterResponse =
-                api.post("/api/v1/bootstrap/create", &CreateClusterRequest { name: name.clone() }).await?;
+            let request = CreateClusterRequest { name: name.clone(), profile };
+            let created: CreateClusterResponse = api.post("/api/v1/bootstrap/create", &request).await?;
             let config = ClientConfig {
                 cluster: created.cluster.clone(),
                 endpoints: vec![normalize_endpoint(&created.endpoint)?],

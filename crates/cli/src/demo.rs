@@ -80,7 +80,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
 
     let created: CreateClusterResponse = Api::bootstrap(&apis[0], None)?
-        .post("/api/v1/bootstrap/create", &CreateClusterRequest { name: "demo".into() })
+        .post("/api/v1/bootstrap/create", &CreateClusterRequest { name: "demo".into(), profile: None })
         .await?;
     let config = ClientConfig {
         cluster: created.cluster.clone(),

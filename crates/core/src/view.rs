@@ -207,6 +207,10 @@ pub struct ErrorView {
 #[serde(deny_unknown_fields)]
 pub struct CreateClusterRequest {
     pub name: String,
+    /// The cluster's timing profile, and with it its Raft timing (fixed from then on);
+    /// default when absent. Sent only when given, so an older agent still takes the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<crate::timing::Profile>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -130,8 +130,9 @@ fn crash_bench(test_id: u8, profile: &str, fence_agent: bool) {
         let path = install_fence_agent(c.dir.path());
         c.env.push(("PATH".into(), path));
     }
+    // Created with the profile, as an admin who wants it would: its Raft timing too.
+    c.profile = Some(profile.into());
     c.form();
-    assert!(c.halo(&["cluster", "set", &format!("profile={profile}")]).status.success());
     for node in c.nodes.iter().filter(|_| fence_agent) {
         let datadir = format!("datadir={}", node.data_dir.display());
         let out = c.halo(&["node", "fence", &node.name, "--agent", "fence_halotest", "--param", &datadir]);

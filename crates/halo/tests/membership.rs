@@ -111,4 +111,26 @@ fn every_node_runs_the_cluster_s_raft_timing() {
     let out = c.halo(&["cluster", "set", "raft_heartbeat_ms=50"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("fixed when the cluster is created"), "{}", text(&out));
+    drop(c);
+
+    // A cluster created with a profile runs that profile's Raft timing, and so does a node
+    // that joins it; an unknown profile is refused before anything is created.
+    let mut c = Cluster::new(172, 2, 0);
+    c.start_all();
+    let endpoint = format!("https://{}", c.nodes[0].api);
+    let out = c.halo(&["cluster", "create", "--name", "t", "--endpoint", &endpoint, "--profile", "turbo"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown profile 'turbo'"), "{}", text(&out));
+    c.profile = Some("fast".into());
+    c.create();
+    assert!(c.join(1).status.success());
+    let shown = c.json(&["cluster", "show"]);
+    assert_eq!(
+        (shown["lease_ms"].as_u64(), shown["heartbeat_interval_ms"].as_u64()),
+        (Some(1000), Some(50)),
+        "{shown}"
+    );
+    assert_eq!(shown["raft"]["raft_heartbeat_ms"], 50, "{shown}");
+    assert_eq!(shown["raft"]["election_timeout_max_ms"], 300, "{shown}");
+    assert!(c.wait_status(Duration::from_secs(15), |s| s["quorum"] == true && up_count(s) == 2), "{:?}", c.status());
 }

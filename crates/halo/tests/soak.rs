@@ -13,8 +13,9 @@ use common::*;
 fn soak(test_id: u8, profile: &str) {
     let seconds: u64 = std::env::var("HALO_SOAK_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(600);
     let mut c = Cluster::new(test_id, 3, 0);
+    // Created with the profile, Raft timing included: what an admin who wants it runs.
+    c.profile = Some(profile.into());
     c.form();
-    assert!(c.halo(&["cluster", "set", &format!("profile={profile}")]).status.success());
     for i in 0..3 {
         let name = format!("soak{test_id}-{i}");
         let out = c.halo(&["role", "create", &name, "--type", "process", "--param", "command=exec sleep 100000"]);

@@ -28,7 +28,7 @@ use halo_core::role::RoleSpec;
 use halo_core::state::{
     ClusterInfo, ClusterSettings, ClusterState, NetworkRecord, NetworkState, NodeRecord, NodeState,
 };
-use halo_core::timing::{Profile, RaftTiming};
+use halo_core::timing::Profile;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -247,7 +247,7 @@ enum Undo {
 impl World {
     pub fn new(seed: u64, cfg: Config) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let settings = ClusterSettings::of(cfg.profile, RaftTiming::default());
+        let settings = ClusterSettings::of(cfg.profile, cfg.profile.raft());
         let mut genesis = genesis(cfg.nodes, settings.clone());
         // Half the clusters have a fence device on every node.
         if rng.random_bool(0.5) {

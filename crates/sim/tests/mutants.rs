@@ -33,7 +33,7 @@ const MUTANTS: &[Mutant] = &[
         file: "crates/core/src/heartbeat/endpoint.rs",
         from: "        self.lease.valid(now_ms) && applied_index >= self.lease_index",
         to: "        self.lease.valid(now_ms)",
-        profile: "fast",
+        profile: "default",
         seeds: 300,
     },
 ];

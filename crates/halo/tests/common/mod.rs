@@ -40,6 +40,8 @@ pub struct Cluster {
     pub config: PathBuf,
     /// Extra environment for every agent started.
     pub env: Vec<(String, String)>,
+    /// `halo cluster create --profile` (with it the Raft timing); none: the default.
+    pub profile: Option<String>,
     iptables_rules: Vec<Vec<String>>,
 }
 
@@ -52,7 +54,7 @@ impl Cluster {
     pub fn new(test_id: u8, count: usize, witnesses: usize) -> Self {
         // HALO_TEST_KEEP=1 keeps the directory (agents' logs, data) for a look afterwards.
         let keep = std::env::var_os("HALO_TEST_KEEP").is_some();
-        let dir = tempfile::Builder::new().prefix("halo-test-").keep(keep).tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new().prefix("halo-test-").disable_cleanup(keep).tempdir().expect("tempdir");
         let nodes = (1..=count)
             .map(|i| Node {
                 name: format!("n{i}"),
@@ -68,7 +70,7 @@ impl Cluster {
             })
             .collect();
         let config = dir.path().join("client.toml");
-        Self { dir, nodes, config, env: Vec::new(), iptables_rules: Vec::new() }
+        Self { dir, nodes, config, env: Vec::new(), profile: None, iptables_rules: Vec::new() }
     }
 
     pub fn start(&mut self, i: usize) {
@@ -218,6 +220,7 @@ impl Cluster {
         let mut args = vec!["cluster", "create", "--name", "test", "--endpoint", &endpoint];
         let secret = self.bootstrap_secret(0);
         args.extend(secret.iter().flat_map(|s| ["--bootstrap-secret", s.as_str()]));
+        args.extend(self.profile.iter().flat_map(|p| ["--profile", p.as_str()]));
         let out = self.halo(&args);
         assert!(out.status.success(), "create failed: {}", text(&out));
     }
