@@ -255,7 +255,8 @@ impl Guard {
                 let now = clock::monotonic_ms();
                 for request in requests {
                     eprintln!("fence guard: undoing what an earlier guard left: {}", request.id);
-                    self.start_undo(request, now);
+                    // No lease is running out here: the undo gets its own time limit.
+                    self.start_undo(request, now, false);
                 }
             }
             ToGuard::Signal { id, signal } => {
@@ -364,18 +365,18 @@ impl Guard {
         self.untracked = false;
         // Then undo what a kill leaves in the kernel, all at once.
         for request in std::mem::take(&mut self.undo).into_values() {
-            self.start_undo(request, now);
+            self.start_undo(request, now, true);
         }
         emit(&FromGuard::Fenced { ids });
     }
 
-    /// Run `request`'s undo on a thread of its own, within its time limit and, where the lease
-    /// still runs, within what is left of it (but never less than [`MIN_UNDO_MS`]: a late
-    /// undo is better than none).
-    fn start_undo(&mut self, request: SpawnRequest, now: u64) {
+    /// Run `request`'s undo on a thread of its own, within its time limit and, at lease loss
+    /// (`fencing`), within what is left of the lease (but never less than [`MIN_UNDO_MS`]: a
+    /// late undo is better than none).
+    fn start_undo(&mut self, request: SpawnRequest, now: u64, fencing: bool) {
         let Some(undo) = &request.undo else { return };
         let left = self.deadline_ms.map_or(0, |d| d.saturating_sub(now));
-        let limit_ms = undo.timeout_ms.min(left.max(MIN_UNDO_MS));
+        let limit_ms = if fencing { undo.timeout_ms.min(left.max(MIN_UNDO_MS)) } else { undo.timeout_ms };
         let key = undo.key.clone();
         *self.undoing.entry(key.clone()).or_default() += 1;
         let tx = self.tx.clone();
@@ -599,7 +600,7 @@ mod tests {
         let (mut g, rx) = guard();
         g.handle(ToGuard::Lease { deadline_ms: clock::monotonic_ms() + 100, cleanup_ms: 500 });
         let started = std::time::Instant::now();
-        g.start_undo(request("slow", Some(("r.b", "sleep 30"))), clock::monotonic_ms());
+        g.start_undo(request("slow", Some(("r.b", "sleep 30"))), clock::monotonic_ms(), true);
         let Ok(Input::Undid { ok, .. }) = rx.recv_timeout(Duration::from_secs(10)) else { panic!("no undo") };
         assert!(!ok, "killed, so failed: the watchdog stays armed");
         assert!(started.elapsed() < Duration::from_millis(MIN_UNDO_MS + 1500), "{:?}", started.elapsed());

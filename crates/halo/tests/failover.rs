@@ -20,9 +20,8 @@ fn leader_killed_new_leader_elected_writes_continue_and_node_rejoins() {
             && s["leader"].as_str().is_some_and(|l| l != old)),
         "no new leader after killing {old}"
     );
-    let elected = killed_at.elapsed();
-    eprintln!("new leader after {:.2} s", elected.as_secs_f64());
-    assert!(elected < Duration::from_secs(5), "leader loss took {elected:?}");
+    // How fast is the benchmark's business (bench_core), not this test's.
+    eprintln!("new leader after {:.2} s", killed_at.elapsed().as_secs_f64());
 
     // Config writes keep working, and the dead node is seen down.
     let out = c.halo(&["cluster", "set", "label.while_down=yes"]);
