@@ -143,5 +143,12 @@ mod tests {
         assert!(short.check().unwrap_err().contains("at least 3 Raft heartbeats"));
         let inverted = RaftTiming { election_timeout_max_ms: 600, ..RaftTiming::default() };
         assert!(inverted.check().is_err());
+        // Each profile's own Raft timing works, and its lease rule holds with it.
+        for p in Profile::ALL {
+            assert!(p.raft().check().is_ok(), "{p}");
+            let settings = crate::state::ClusterSettings::of(p, p.raft());
+            assert!(crate::state::validate_settings(&settings).is_ok(), "{p}");
+        }
+        assert_eq!(Profile::Fast.raft().grant_window_ms(), 150);
     }
 }

@@ -89,6 +89,12 @@ fn crash_runs(c: &mut Cluster, profile: &str, key: &str, dir: &std::path::Path, 
         } else {
             follower_crash.push(seconds)
         }
+        // A power switch still at work would power the node off again once it is back (the
+        // role may have come back by the lease before the fence agent finished).
+        assert!(
+            wait_until(Duration::from_secs(30), || fence_agents_running().is_empty()),
+            "the fence agent did not finish"
+        );
         c.start(victim);
         assert!(c.wait_status(Duration::from_secs(30), |s| s["quorum"] == true && up_count(s) == 3));
         assert!(c.wait_online(role, Duration::from_secs(30), |_| true).is_some());

@@ -362,6 +362,11 @@ pub fn processes_with_env(key: &str, value: &str) -> Vec<i32> {
 }
 
 /// Pids of processes whose command line contains all of `words`.
+/// The test fence agents (`install_fence_agent`) running now.
+pub fn fence_agents_running() -> Vec<i32> {
+    scan_proc("cmdline", |args| args.iter().any(|a| a.ends_with("/fence_halotest")))
+}
+
 pub fn processes_with_cmdline(words: &[&str]) -> Vec<i32> {
     scan_proc("cmdline", |args| words.iter().all(|w| args.iter().any(|a| a == w)))
 }
