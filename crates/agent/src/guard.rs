@@ -155,20 +155,7 @@ pub fn run(data_dir: &Path, watchdog: Option<&Path>) -> anyhow::Result<()> {
         let _ = reader_tx.send(Input::AgentGone);
     });
 
-    let mut guard = Guard {
-        marker,
-        deadline_ms: None,
-        cleanup_ms: 0,
-        running: BTreeMap::new(),
-        untracked: false,
-        undo: BTreeMap::new(),
-        undoing: BTreeMap::new(),
-        waiting: Vec::new(),
-        undo_failed: false,
-        watchdog: watchdog.map(|p| Watchdog::new(p.to_path_buf())),
-        agent_gone: false,
-        tx,
-    };
+    let mut guard = Guard::new(marker, watchdog.map(|p| Watchdog::new(p.to_path_buf())), tx);
     loop {
         let now = clock::monotonic_ms();
         let leased = guard.fence_at().is_some_and(|d| now < d);
@@ -234,6 +221,24 @@ struct Guard {
 }
 
 impl Guard {
+    /// A guard with no lease yet, running nothing.
+    fn new(marker: String, watchdog: Option<Watchdog>, tx: mpsc::Sender<Input>) -> Self {
+        Self {
+            marker,
+            deadline_ms: None,
+            cleanup_ms: 0,
+            running: BTreeMap::new(),
+            untracked: false,
+            undo: BTreeMap::new(),
+            undoing: BTreeMap::new(),
+            waiting: Vec::new(),
+            undo_failed: false,
+            watchdog,
+            agent_gone: false,
+            tx,
+        }
+    }
+
     fn handle(&mut self, message: ToGuard) {
         match message {
             ToGuard::Lease { deadline_ms, cleanup_ms } => {
@@ -524,20 +529,7 @@ mod tests {
 
     fn guard() -> (Guard, mpsc::Receiver<Input>) {
         let (tx, rx) = mpsc::channel();
-        let guard = Guard {
-            marker: "guard-unit-test".into(),
-            deadline_ms: None,
-            cleanup_ms: 0,
-            running: BTreeMap::new(),
-            untracked: false,
-            undo: BTreeMap::new(),
-            undoing: BTreeMap::new(),
-            waiting: Vec::new(),
-            undo_failed: false,
-            watchdog: None,
-            agent_gone: false,
-            tx,
-        };
+        let guard = Guard::new("guard-unit-test".into(), None, tx);
         (guard, rx)
     }
 
