@@ -319,7 +319,9 @@ async fn raft_append(
     State(agent): State<AppState>,
     Json(req): Json<halo_store::openraft::raft::AppendEntriesRequest<halo_store::TypeConfig>>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(raft_of(&agent)?.append_entries(req).await).into_response())
+    let member = agent.require_member()?;
+    member.took_append(&req.vote);
+    Ok(Json(member.raft.append_entries(req).await).into_response())
 }
 
 async fn raft_vote(
@@ -349,7 +351,10 @@ async fn raft_snapshot(
     Json((vote, meta, data)): Json<SnapshotRequest>,
 ) -> Result<Response, ApiError> {
     let snapshot = Snapshot { meta, snapshot: std::io::Cursor::new(data) };
-    let result = raft_of(&agent)?
+    let member = agent.require_member()?;
+    member.took_append(&vote);
+    let result = member
+        .raft
         .install_full_snapshot(vote, snapshot)
         .await
         .map_err(halo_store::openraft::errors::RaftError::<halo_store::TypeConfig>::Fatal);

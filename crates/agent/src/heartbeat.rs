@@ -76,7 +76,7 @@ fn codec_for(state: &ClusterState, current: &mut Option<(String, HeartbeatCodec)
 fn view<'a>(member: &Member, state: &'a ClusterState) -> View<'a> {
     let leadership =
         member.leadership().map(|(acked_ago_ms, committed_index)| Leadership { acked_ago_ms, committed_index });
-    View { state, timing: state.settings.lease_timing(), leadership }
+    View { state, timing: state.settings.lease_timing(), leadership, report: member.voter_report() }
 }
 
 async fn send(agent: Arc<Agent>, sockets: Vec<Arc<UdpSocket>>) {

@@ -14,8 +14,8 @@ use halo_core::command::Command;
 use halo_core::leader::{self, RaftMembers, Succession};
 use halo_core::liveness::{self, Takeover};
 use halo_core::policy::{self, Inputs};
-use halo_store::PeerNode;
 use halo_store::openraft::ChangeMembers;
+use halo_store::{PeerNode, leadership};
 
 use crate::clock;
 use crate::runtime::{Agent, Member};
@@ -26,17 +26,33 @@ pub async fn run(agent: Arc<Agent>) {
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut succession = Succession::default();
+    // The takeover whose former leader was last logged.
+    let mut told_former = None;
     loop {
         ticker.tick().await;
         let Some(member) = agent.member().cloned() else { continue };
         let metrics = member.metrics();
-        let leader =
-            if member.is_leader() { Some(member.id) } else { metrics.current_leader.filter(|&l| l != member.id) };
-        let timing = member.reader.state().settings.lease_timing();
+        let leader = leadership::leader(&metrics).filter(|l| l.node != member.id || member.is_leader());
         let now = clock::monotonic_ms();
-        let Some(takeover) = succession.observe(member.id, leader, metrics.current_term, &timing, now) else {
+        if succession.observe(member.id, leader, now).is_none() {
             continue;
-        };
+        }
+        // The voters' reports, this node's own among them, may name whom it replaced.
+        let own = member.voter_report().map(|report| (member.id, now, report));
+        let reports: Vec<_> = agent.heartbeats().voter_reports().chain(own).collect();
+        let Some(takeover) = succession.hear_voters(&leadership::voters(&metrics), reports) else { continue };
+        if let Some(former) = takeover.former
+            && told_former != Some(takeover.at_ms)
+        {
+            told_former = Some(takeover.at_ms);
+            let state = member.reader.state();
+            let name = state.nodes.get(&former.id).map_or_else(|| format!("node {}", former.id), |n| n.name.clone());
+            let ends = former.acked_by_ms.min(takeover.at_ms) + state.settings.lease_timing().leader_lease_ms();
+            tracing::info!(
+                "took over from {name}: by the voters' reports its own lease ends {:+} ms from the takeover",
+                ends as i64 - takeover.at_ms as i64
+            );
+        }
         if let Err(e) = tick(&agent, &member).await {
             tracing::debug!("manager: {e}");
         }

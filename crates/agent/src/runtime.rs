@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use halo_core::command::{Command, CommandResult};
+use halo_core::former_leader::AppendReceipts;
 use halo_core::heartbeat::{Endpoint, first_sequence};
 use halo_core::state::{ClusterInfo, ClusterSettings, NetworkRecord, NetworkState, NodeRecord, NodeState};
 use halo_core::timing::{Profile, RaftTiming};
@@ -70,6 +71,9 @@ pub struct Member {
     pub tls: NodeTls,
     /// The Raft timing this member runs (its cluster's).
     pub raft_timing: RaftTiming,
+    /// The appends this node took and its leaderships, for its voter report
+    /// (`halo_core::former_leader`).
+    pub receipts: Arc<std::sync::Mutex<AppendReceipts>>,
 }
 
 /// Requests only the leader may carry out; followers forward them over the peer transport.
@@ -248,15 +252,16 @@ impl Agent {
         }
         .validate()
         .context("invalid Raft timing")?;
-        let raft = Raft::new(node_id, Arc::new(raft_config), peers.clone(), LogStore::new(db), machine)
-            .await
-            .context("starting Raft")?;
+        let log = LogStore::new(db, node_id, clock::monotonic_ms()).context("reading the Raft vote")?;
+        let receipts = log.receipts();
+        let raft =
+            Raft::new(node_id, Arc::new(raft_config), peers.clone(), log, machine).await.context("starting Raft")?;
         set_slot(
             &self.peer_tls,
             Some(halo_security::tls::server_config(&tls.cert_pem, &tls.key_pem, Some(&tls.ca_pem))?),
         );
         set_slot(&self.api_tls, Some(halo_security::tls::server_config(&tls.cert_pem, &tls.key_pem, None)?));
-        let member = Arc::new(Member { id: node_id, raft, reader, peers, tls, raft_timing: t });
+        let member = Arc::new(Member { id: node_id, raft, reader, peers, tls, raft_timing: t, receipts });
         self.member.set(member.clone()).map_err(|_| anyhow::anyhow!("agent is already a member"))?;
         Ok(member)
     }
@@ -670,6 +675,29 @@ impl Agent {
 }
 
 impl Member {
+    /// The receipts, even if a panic poisoned their lock (each step leaves them whole).
+    pub fn receipts(&self) -> std::sync::MutexGuard<'_, AppendReceipts> {
+        self.receipts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An append or a snapshot from the leader `vote` names arrived: recorded before Raft
+    /// takes it, so this node's voter report never misses one it acknowledged.
+    pub fn took_append(&self, vote: &halo_store::openraft::alias::VoteOf<halo_store::TypeConfig>) {
+        let now = clock::monotonic_ms();
+        self.receipts().took(halo_store::leadership::leader_of(vote), now);
+    }
+
+    /// What this node says as a voter now: its vote, and the last leader before it.
+    pub fn voter_report(&self) -> Option<halo_core::former_leader::VoterReport> {
+        // The vote first: a receipt recorded after it can only be for this vote or a later one.
+        let vote = {
+            use halo_store::openraft::type_config::async_runtime::WatchReceiver;
+            let metrics = self.raft.metrics();
+            halo_store::leadership::vote(&metrics.borrow_watched())
+        };
+        self.receipts().report(vote, clock::monotonic_ms())
+    }
+
     /// A copy of Raft's current metrics (leader, term, membership, replication progress).
     pub fn metrics(&self) -> halo_store::openraft::RaftMetrics<halo_store::TypeConfig> {
         use halo_store::openraft::type_config::async_runtime::WatchReceiver;

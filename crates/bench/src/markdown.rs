@@ -131,11 +131,11 @@ lease plus a margin have passed since it was last heard, and that node's fence g
 workloads when its lease runs out (ARCHITECTURE.md, S1). A follower's crash therefore costs the \
 lease plus the margin plus about 0.1 s.
 - **A crash of the coordinator's own node** (halo's Raft leader, Pacemaker's DC) costs an \
-election first: halo's new leader then waits for the old leader's own lease, which is half a \
-lease, dated from before some voter voted for the new leader (`LeaseTiming::lost_at_former_leader`). \
-The election is most of it: openraft waits its leader lease plus an election timeout of silence, \
-1.5-1.8 s with the default Raft timing and 0.5-0.6 s for a cluster created with `--profile fast`, \
-as the `fast` benchmarks are.
+election first: openraft waits its leader lease plus an election timeout of silence, 1.5-1.8 s \
+with the default Raft timing and 0.5-0.6 s for a cluster created with `--profile fast`, as the \
+`fast` benchmarks are. The old leader's own lease (half a lease) has then ended by what the voters \
+report of its last appends (`halo_core::former_leader`), so the new leader recovers its roles \
+at once.
 - **Restart in place** is detected by halo the moment the process exits (the fence guard waits \
 on each workload in its own thread); Pacemaker finds out at its next monitor, every second here \
 (its fastest common setting).

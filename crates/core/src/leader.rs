@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::NodeId;
 use crate::command::NodeStateUpdate;
-use crate::lease::LeaseTiming;
+use crate::former_leader::{self, LeaderId, VoterReport, Voters};
+use crate::lease::Former;
 use crate::liveness::{self, Observed, Takeover};
 use crate::membership::{Assessment, judge};
 use crate::policy::Liveness;
@@ -20,49 +21,60 @@ pub const CAUGHT_UP_LAG: u64 = 10;
 /// Who led, as this node saw it, carried from tick to tick.
 #[derive(Debug, Clone, Default)]
 pub struct Succession {
-    /// While following: the leader, its term, and since when this node has seen it lead.
-    followed: Option<(NodeId, u64, u64)>,
-    /// While leading: the term and when (and from whom) this node took over.
-    takeover: Option<(u64, Takeover)>,
+    /// While following: the leader, and since when this node has seen it lead.
+    followed: Option<Followed>,
+    /// While leading: who this node is as leader, when it took over (and from whom, once the
+    /// voters said), and the leader it followed last before.
+    leading: Option<(LeaderId, Takeover, Option<Followed>)>,
 }
 
+/// A leader this node followed, and since when (its clock).
+type Followed = (LeaderId, u64);
+
 impl Succession {
-    /// Raft says `leader` leads `term`, as node `me` sees it at `now_ms`. While `me` leads,
-    /// returns its takeover: when it began to lead, and the leader it replaced if the lease
-    /// rule lets it recover that one's roles early ([`LeaseTiming::lost_at_former_leader`]):
-    /// only the leader of the term right before (no leader in between could have granted it
-    /// a lease), seen leading long enough (no grant from before its term is left).
-    pub fn observe(
-        &mut self,
-        me: NodeId,
-        leader: Option<NodeId>,
-        term: u64,
-        timing: &LeaseTiming,
-        now_ms: u64,
-    ) -> Option<Takeover> {
-        if leader == Some(me) {
-            if let Some((t, takeover)) = self.takeover
-                && t == term
+    /// Raft says `leader` leads, as node `me` sees it at `now_ms`. While `me` leads, returns
+    /// its takeover: when it began to lead, and the leader it replaced once the voters named
+    /// it ([`Self::hear_voters`]).
+    pub fn observe(&mut self, me: NodeId, leader: Option<LeaderId>, now_ms: u64) -> Option<Takeover> {
+        if let Some(l) = leader
+            && l.node == me
+        {
+            if let Some((led, takeover, _)) = self.leading
+                && led == l
             {
                 return Some(takeover);
             }
-            let tenure = timing.former_leader_min_tenure_ms();
-            let former = self
-                .followed
-                .take()
-                .filter(|&(_, t, seen)| t + 1 == term && seen + tenure <= now_ms)
-                .map(|(id, _, _)| id);
-            let takeover = Takeover { at_ms: now_ms, former };
-            self.takeover = Some((term, takeover));
+            let takeover = Takeover { at_ms: now_ms, former: None };
+            self.leading = Some((l, takeover, self.followed.take()));
             return Some(takeover);
         }
-        self.takeover = None;
+        self.leading = None;
         if let Some(l) = leader
-            && self.followed.is_none_or(|(f, t, _)| (f, t) != (l, term))
+            && self.followed.is_none_or(|(f, _)| f != l)
         {
-            self.followed = Some((l, term, now_ms));
+            self.followed = Some((l, now_ms));
         }
         None
+    }
+
+    /// While leading: what the voters reported ([`former_leader::bound`]). If they name the
+    /// leader this node followed last, the lease rule lets it recover that one's roles early
+    /// ([`crate::lease::LeaseTiming::lost_at_former_leader`]). Once found, this holds for the
+    /// rest of the leadership (the receipts it rests on are final).
+    pub fn hear_voters(
+        &mut self,
+        voters: &Voters,
+        reports: impl IntoIterator<Item = (NodeId, u64, VoterReport)>,
+    ) -> Option<Takeover> {
+        let (me, takeover, followed) = self.leading.as_mut()?;
+        if takeover.former.is_none()
+            && let Some((last, seen)) = *followed
+            && let Some(bound) = former_leader::bound(voters, *me, reports)
+            && bound.former == last
+        {
+            takeover.former = Some(Former { id: last.node, seen_leading_ms: seen, acked_by_ms: bound.acked_by_ms });
+        }
+        Some(*takeover)
     }
 }
 
@@ -172,27 +184,31 @@ mod tests {
     use crate::placement::tests_support::node;
     use crate::state::{ClusterSettings, FenceDevice};
 
-    const T: LeaseTiming = LeaseTiming { lease_ms: 2000, margin_ms: 200, grant_window_ms: 450 };
-
     #[test]
-    fn a_takeover_names_the_former_leader_only_after_a_full_tenure_in_the_term_before() {
+    fn a_takeover_names_the_leader_followed_last_once_the_voters_confirm_it() {
+        let (f, me) = (LeaderId { term: 4, node: 1 }, LeaderId { term: 5, node: 2 });
         let mut s = Succession::default();
-        assert_eq!(s.observe(2, Some(1), 4, &T, 1_000), None);
-        // Seen leading term 4 for 1 450 ms (grant window + lease - leader lease): it may be
-        // recovered early when node 2 leads term 5.
-        let t = s.observe(2, Some(2), 5, &T, 2_450).expect("leads");
-        assert_eq!(t, Takeover { at_ms: 2_450, former: Some(1) });
-        assert_eq!(s.observe(2, Some(2), 5, &T, 2_550), Some(t), "the same term keeps its takeover");
-        // Too short a tenure, or a term in between: the full wait.
+        assert_eq!(s.observe(2, Some(f), 1_000), None);
+        let t = s.observe(2, Some(me), 2_450).expect("leads");
+        assert_eq!(t, Takeover { at_ms: 2_450, former: None }, "not before the voters said");
+        assert_eq!(s.observe(2, Some(me), 2_550), Some(t), "the same leadership keeps its takeover");
+        let voters = Voters { ids: BTreeSet::from([1, 2, 3]), uniform: true, logged_in_term: 1 };
+        let report = |last, age_ms| VoterReport { vote: me, last: former_leader::LastAppend { leader: last, age_ms } };
+        // Node 2 is a voter too: its own report counts (it took appends from the former leader).
+        let bounded = s.hear_voters(&voters, [(2, 2_500, report(f, 200)), (3, 2_500, report(f, 300))]).expect("leads");
+        assert_eq!(bounded.former, Some(Former { id: 1, seen_leading_ms: 1_000, acked_by_ms: 2_300 }));
+        assert_eq!(s.hear_voters(&voters, []), Some(bounded), "kept for the leadership");
+        assert_eq!(s.observe(2, Some(me), 2_600), Some(bounded));
+        // Someone led in between as the voters saw it: nothing early.
         let mut s = Succession::default();
-        s.observe(2, Some(1), 4, &T, 1_000);
-        assert_eq!(s.observe(2, Some(2), 5, &T, 2_000).and_then(|t| t.former), None);
-        let mut s = Succession::default();
-        s.observe(2, Some(1), 4, &T, 1_000);
-        assert_eq!(s.observe(2, Some(2), 6, &T, 9_000).and_then(|t| t.former), None);
-        // Leading a later term again is a new takeover, even with no tick between.
-        let again = s.observe(2, Some(2), 8, &T, 20_000).expect("leads");
-        assert_eq!(again.at_ms, 20_000);
+        s.observe(2, Some(f), 1_000);
+        s.observe(2, Some(me), 2_450);
+        let between = LeaderId { term: 5, node: 1 };
+        let t = s.hear_voters(&voters, [(2, 2_500, report(between, 200)), (3, 2_500, report(f, 300))]);
+        assert_eq!(t.and_then(|t| t.former), None);
+        // Leading again later is a new takeover, even with no tick between.
+        let again = s.observe(2, Some(LeaderId { term: 8, node: 2 }), 20_000).expect("leads");
+        assert_eq!(again, Takeover { at_ms: 20_000, former: None });
     }
 
     fn cluster() -> ClusterState {

@@ -7,6 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::NodeId;
+
 /// Lease durations; part of the cluster settings.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub struct LeaseTiming {
@@ -50,25 +52,34 @@ impl LeaseTiming {
         self.lease_ms / 2
     }
 
-    /// How long this node must have seen a leader lead before it may recover that leader's
-    /// roles by [`Self::lost_at_former_leader`]: long enough for every lease granted to it
-    /// before its term to have ended by then.
-    pub fn former_leader_min_tenure_ms(&self) -> u64 {
-        self.grant_window_ms + self.lease_ms - self.leader_lease_ms()
+    /// When a new leader may treat the leader it replaced (`former`: a majority of voters
+    /// named it the last leader before this one that a quorum acknowledged, so no leader in
+    /// between granted it anything) as running nothing. It may hold three kinds of lease,
+    /// and each has ended by then:
+    /// - its own, dated from the send time of an append a quorum acknowledged: by the voters'
+    ///   reports, no later than `acked_by_ms`; and some voter of that quorum voted for us and
+    ///   took no append from it since, so no later than our takeover either;
+    /// - grants of earlier leaders: made within the grant window after their last quorum
+    ///   acknowledgement, which came before its term began, and so before we first saw it lead;
+    /// - ours, if it was heard after we took over: dated from a send before we granted.
+    pub fn lost_at_former_leader(&self, former: &Former, took_over_ms: u64, last_granted_ms: Option<u64>) -> u64 {
+        let own_lease = former.acked_by_ms.min(took_over_ms) + self.leader_lease_ms();
+        let earlier_grants = former.seen_leading_ms + self.grant_window_ms + self.lease_ms;
+        let our_grant = last_granted_ms.map_or(0, |at| at + self.lease_ms);
+        own_lease.max(earlier_grants).max(our_grant) + self.margin_ms
     }
+}
 
-    /// When a new leader may treat the leader it replaced as running nothing: that leader's
-    /// term came right before this one (no leader in between granted it anything), and it led
-    /// for at least [`Self::former_leader_min_tenure_ms`] (grants from before its term have
-    /// ended by the takeover plus its own lease). Its own lease was dated from an append a
-    /// quorum acknowledged; some voter of that quorum voted for this leader afterwards and
-    /// took no append from it since, so that lease ends before `took over + leader lease`.
-    /// Heard after the takeover, it may hold a full lease from this leader, as anyone would.
-    pub fn lost_at_former_leader(&self, last_heard_ms: u64, leader_since_ms: u64) -> u64 {
-        let own_lease = leader_since_ms + self.leader_lease_ms();
-        let our_grant = last_heard_ms + self.lease_ms;
-        own_lease.max(our_grant) + self.margin_ms
-    }
+/// The leader a new leader replaced, as the voters' reports established it
+/// ([`crate::former_leader::bound`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Former {
+    pub id: NodeId,
+    /// When the new leader first saw it lead (its own clock).
+    pub seen_leading_ms: u64,
+    /// The latest instant (the new leader's clock) at which it can have sent an append a
+    /// quorum acknowledged.
+    pub acked_by_ms: u64,
 }
 
 /// The holder's side: the latest deadline any grant gave it.
@@ -142,12 +153,16 @@ mod tests {
         assert_eq!(T.lost_at(1000, 0), 3200);
         // A leader that took over at 5000 waits for grants the old leader may still have made.
         assert_eq!(T.lost_at(1000, 5000), 5000 + 450 + 2000 + 200);
-        // The leader it replaced held only its own lease, from before any vote for us.
-        assert_eq!(T.lost_at_former_leader(1000, 5000), 5000 + 1000 + 200);
-        // Still heard after we took over, it got a full lease from us like any node.
-        assert_eq!(T.lost_at_former_leader(6000, 5000), 6000 + 2000 + 200);
-        assert_eq!(T.lost_at_former_leader(4500, 5000), 4500 + 2000 + 200);
-        assert_eq!(T.former_leader_min_tenure_ms(), 450 + 1000);
+        // The leader it replaced held only its own lease, from before the voters' receipts...
+        let former = Former { id: 2, seen_leading_ms: 0, acked_by_ms: 4100 };
+        assert_eq!(T.lost_at_former_leader(&former, 5000, None), 4100 + 1000 + 200);
+        // ... and from before some voter voted for us.
+        assert_eq!(T.lost_at_former_leader(&Former { acked_by_ms: 7000, ..former }, 5000, None), 5000 + 1000 + 200);
+        // Granted by us after we took over, it holds a full lease from us like any node.
+        assert_eq!(T.lost_at_former_leader(&former, 5000, Some(6000)), 6000 + 2000 + 200);
+        // Seen leading only briefly: an earlier leader's grant may still run.
+        let brief = Former { seen_leading_ms: 4000, ..former };
+        assert_eq!(T.lost_at_former_leader(&brief, 5000, None), 4000 + 450 + 2000 + 200);
         assert!(T.may_grant(Some(300)));
         assert!(!T.may_grant(Some(451)));
         assert!(!T.may_grant(None));

@@ -7,7 +7,8 @@
 //! - [`role`]: role specs and the decisions recorded about them; [`apply`]: declarative roles.
 //! - [`placement`]: which node should run a role, with reasons; [`capacity`]: CPU and memory.
 //! - [`leader`]: the leader's tick (whom it succeeded, node states, Raft membership changes,
-//!   liveness and fencing), shared by the daemon's manager and the simulator.
+//!   liveness and fencing), shared by the daemon's manager and the simulator;
+//!   [`former_leader`]: how soon it may recover the roles of the leader it replaced.
 //! - [`lease`]: when a node may run roles, and when the leader may assume it no longer does;
 //!   [`liveness`]: the leader's verdict on each node by that rule.
 //! - [`policy`]: the manager's decisions (place, fail over, stop) as commands; [`plan`]: the
@@ -30,6 +31,7 @@ pub mod command;
 pub mod events;
 pub mod execution;
 pub mod fence;
+pub mod former_leader;
 pub mod heartbeat;
 pub mod leader;
 pub mod lease;

@@ -2,7 +2,7 @@
 //! its failure detector observed. Pure: the daemon's manager and the simulator both call it.
 
 use crate::NodeId;
-use crate::lease::LeaseTiming;
+use crate::lease::{Former, LeaseTiming};
 use crate::policy::Liveness;
 use crate::state::NodeRecord;
 
@@ -11,7 +11,7 @@ use crate::state::NodeRecord;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Takeover {
     pub at_ms: u64,
-    pub former: Option<NodeId>,
+    pub former: Option<Former>,
 }
 
 /// What the leader observed of one node, on its own monotonic clock.
@@ -64,8 +64,8 @@ pub fn verdict(
     // A grant is made on receipt of a heartbeat, after the holder dated its lease: whichever
     // came later bounds the lease.
     let last_heard = seen.last_heard_ms.max(seen.last_granted_ms).unwrap_or(since);
-    let lost_at = if takeover.former == Some(node.id) {
-        timing.lost_at_former_leader(last_heard, since)
+    let lost_at = if let Some(former) = takeover.former.filter(|f| f.id == node.id) {
+        timing.lost_at_former_leader(&former, since, seen.last_granted_ms)
     } else {
         timing.lost_at(last_heard, since)
     };
@@ -131,13 +131,20 @@ mod tests {
     }
 
     #[test]
-    fn the_former_leader_is_lost_at_takeover_plus_its_own_lease() {
+    fn the_former_leader_is_lost_once_its_own_lease_ended_as_the_voters_bound_it() {
         let n = node(2, "b", NodeState::Up);
-        let seen = Observed { alive: false, ever_heard: true, last_heard_ms: Some(9_000), last_granted_ms: None };
-        let takeover = Takeover { at_ms: 10_000, former: Some(2) };
-        assert_eq!(verdict(&n, 1, &seen, &T, takeover, 11_199, no_fence), Liveness::Suspect);
-        assert!(matches!(verdict(&n, 1, &seen, &T, takeover, 11_200, no_fence), Liveness::Lost(_)));
-        let other = Takeover { former: Some(3), ..takeover };
-        assert_eq!(verdict(&n, 1, &seen, &T, other, 11_200, no_fence), Liveness::Suspect);
+        let seen = Observed { alive: false, ever_heard: true, last_heard_ms: Some(9_900), last_granted_ms: None };
+        let former = Former { id: 2, seen_leading_ms: 0, acked_by_ms: 9_300 };
+        let takeover = Takeover { at_ms: 10_000, former: Some(former) };
+        // Heard before the takeover, it got no grant from us; the voters' word is enough.
+        assert_eq!(verdict(&n, 1, &seen, &T, takeover, 10_499, no_fence), Liveness::Suspect);
+        assert!(matches!(verdict(&n, 1, &seen, &T, takeover, 10_500, no_fence), Liveness::Lost(_)));
+        // Any other node, or the former leader before the voters said: the full wait.
+        let other = Takeover { former: Some(Former { id: 3, ..former }), ..takeover };
+        assert_eq!(verdict(&n, 1, &seen, &T, other, 12_649, no_fence), Liveness::Suspect);
+        assert!(matches!(verdict(&n, 1, &seen, &T, other, 12_650, no_fence), Liveness::Lost(_)));
+        // Granted a lease by us after the takeover: it may run on for a full lease.
+        let granted = Observed { last_granted_ms: Some(10_050), ..seen };
+        assert_eq!(verdict(&n, 1, &granted, &T, takeover, 12_249, no_fence), Liveness::Suspect);
     }
 }

@@ -45,7 +45,7 @@ proptest! {
 
     #[test]
     fn a_datagram_with_any_byte_changed_is_refused(index in 0..DATAGRAM_LEN, flip in 1u8..=255) {
-        let hb = Heartbeat { from: 3, network: 1, sequence: 9, sent_at_ms: 1234, echo: Default::default() };
+        let hb = Heartbeat { from: 3, network: 1, sequence: 9, sent_at_ms: 1234, echo: Default::default(), report: None };
         let mut bytes = codec().encode(&Datagram::Heartbeat(hb));
         bytes[index] ^= flip;
         prop_assert!(codec().decode(&bytes).is_err());

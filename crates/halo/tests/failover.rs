@@ -40,6 +40,38 @@ fn leader_killed_new_leader_elected_writes_continue_and_node_rejoins() {
     }));
 }
 
+/// A hung leader (its agent stopped; its fence guard and workload run on) that owns a role:
+/// the new leader learns from the voters' reports when the old one's own lease ends and brings
+/// the role back then, never while the old one may still run it (the workload takes an
+/// exclusive lock: two at once leave a failure).
+#[test]
+fn a_hung_leaders_role_comes_back_by_the_voters_reports_and_never_runs_twice() {
+    let mut c = Cluster::new(173, 3, 0);
+    c.profile = Some("fast".into());
+    c.form();
+    let old = c.leader().expect("a leader");
+    let dir = c.dir.path().join("work");
+    let command = lock_workload(&dir);
+    let create = ["role", "create", "lead173", "--type", "process", "--preferred", &old, "--param"];
+    let out = c.halo(&[&create[..], &[&format!("command={command}")]].concat());
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(c.wait_online("lead173", Duration::from_secs(15), |_| true).as_deref(), Some(old.as_str()));
+    assert!(wait_until(Duration::from_secs(5), || !lines(&dir, "starts").is_empty()));
+
+    let old_i = c.index_of(&old);
+    c.freeze(old_i, true);
+    let next = c.wait_online("lead173", Duration::from_secs(15), |o| o != old);
+    let next = next.unwrap_or_else(|| panic!("not recovered: {:?}", c.role("lead173")));
+    let leader = c.leader().expect("a new leader");
+    let said = format!("took over from {old}: by the voters' reports");
+    assert!(c.log(c.index_of(&leader)).contains(&said), "{leader}'s log does not say: {said}");
+    assert!(wait_until(Duration::from_secs(5), || lines(&dir, "starts").last().is_some_and(|l| l.starts_with(&next))));
+    assert_eq!(lines(&dir, "failures"), Vec::<String>::new(), "two instances at once");
+    c.freeze(old_i, false);
+    assert!(c.wait_status(Duration::from_secs(20), |s| up_count(s) == 3));
+    assert_eq!(lines(&dir, "failures"), Vec::<String>::new(), "two instances at once");
+}
+
 #[test]
 fn whole_cluster_restart_keeps_every_acknowledged_write() {
     let mut c = Cluster::new(102, 3, 0);

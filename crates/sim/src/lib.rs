@@ -20,6 +20,8 @@ pub struct Outcome {
     /// VM migrations handed over, and ones called back after the guest had left.
     pub migrated: usize,
     pub migrations_called_back: usize,
+    /// Takeovers where the voters' reports bounded the former leader's lease.
+    pub bounded_takeovers: usize,
     pub commits: usize,
     pub violations: Vec<String>,
     pub trace: Vec<String>,
@@ -43,6 +45,7 @@ pub fn run(seed: u64, cfg: &Config) -> Outcome {
         fenced: world.fenced,
         migrated: world.migrated,
         migrations_called_back: world.migrations_called_back,
+        bounded_takeovers: world.bounded_takeovers,
         commits: world.log.len(),
         violations: world.violations,
         trace: world.trace,

@@ -49,7 +49,7 @@ fn main() -> anyhow::Result<()> {
     };
     let started = Instant::now();
     let (mut faults, mut ops, mut fenced, mut commits, mut failed) = (0, 0, 0, 0, 0);
-    let (mut migrated, mut called_back) = (0, 0);
+    let (mut migrated, mut called_back, mut bounded) = (0, 0, 0);
     for &seed in &seeds {
         let outcome = run(seed, &cfg);
         faults += outcome.faults;
@@ -57,6 +57,7 @@ fn main() -> anyhow::Result<()> {
         fenced += outcome.fenced;
         migrated += outcome.migrated;
         called_back += outcome.migrations_called_back;
+        bounded += outcome.bounded_takeovers;
         commits += outcome.commits;
         if let Some(first) = outcome.violations.first() {
             failed += 1;
@@ -66,7 +67,8 @@ fn main() -> anyhow::Result<()> {
     let secs = started.elapsed().as_secs_f64();
     println!(
         "{} seed(s), {faults} faults, {ops} admin operations, {fenced} fence power-offs, {migrated} VM migrations \
-         ({called_back} called back after the guest left), {commits} commits, {failed} with violations; {:.1} seeds/s",
+         ({called_back} called back after the guest left), {bounded} takeovers bounded by voter reports, \
+         {commits} commits, {failed} with violations; {:.1} seeds/s",
         seeds.len(),
         seeds.len() as f64 / secs.max(1e-9)
     );

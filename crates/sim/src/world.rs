@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use halo_core::NodeId;
 use halo_core::capacity::Capacity;
 use halo_core::command::{Command, RoleReport};
+use halo_core::former_leader::{AppendReceipts, LeaderId, Voters};
 use halo_core::heartbeat::{Datagram, Endpoint, Leadership, View, first_sequence};
 use halo_core::leader::{self, RaftMembers, Succession};
 use halo_core::lease::LeaseTiming;
@@ -115,6 +116,10 @@ pub struct Node {
     leading: Option<(u64, u64)>,
     /// Whom it followed and when it took over: the leader's tick's own record (`leader`).
     succession: Succession,
+    /// Its Raft vote (durable across crashes), and the appends it took and its candidacies
+    /// since it last started: its voter report (`former_leader`), as the agent's.
+    vote: LeaderId,
+    receipts: AppendReceipts,
     next_heartbeat: u64,
     next_executor: u64,
     /// Reports sent, to avoid flooding: (role, outcome, generation) → global time.
@@ -225,6 +230,10 @@ pub struct World {
     /// left, whose source resumed it.
     pub migrated: usize,
     pub migrations_called_back: usize,
+    /// Takeovers where the voters' reports bounded the former leader's lease, and the last
+    /// term counted.
+    pub bounded_takeovers: usize,
+    bounded_term: u64,
     pub trace: Vec<String>,
     pub violations: Vec<String>,
 }
@@ -274,6 +283,8 @@ impl World {
                     stuck: BTreeSet::new(),
                     leading: None,
                     succession: Succession::default(),
+                    vote: LeaderId::default(),
+                    receipts: AppendReceipts::new(id, LeaderId::default(), 0),
                     next_heartbeat: 0,
                     next_executor: rng.random_range(0..EXECUTOR_TICK_MS),
                     reported: BTreeMap::new(),
@@ -311,6 +322,8 @@ impl World {
             fenced: 0,
             migrated: 0,
             migrations_called_back: 0,
+            bounded_takeovers: 0,
+            bounded_term: 0,
             trace: Vec::new(),
             violations: Vec::new(),
             cfg,
@@ -405,7 +418,7 @@ impl World {
                     let to = packet.to;
                     let node = &mut self.nodes[to as usize - 1];
                     let local = node.now(t);
-                    let view = View { state: &node.state, timing, leadership: node.leadership(local) };
+                    let view = View { state: &node.state, timing, leadership: node.leadership(local), report: None };
                     let answer = node.heartbeats.receive(datagram, packet.network, &view, local * 1000);
                     if let Some(answer) = answer {
                         self.send(to, answer.to, answer.network, Msg::Datagram(answer.datagram));
@@ -460,24 +473,34 @@ impl World {
                 let local = self.nodes[l as usize - 1].now(self.time);
                 let term = self.term;
                 self.node(l).leading = Some((term, local));
-                let timing = self.timing();
+                let leader = LeaderId { term, node: l };
                 for id in 1..=self.cfg.nodes as NodeId {
                     if id != l && self.connected(l, id) {
-                        self.catch_up(id);
+                        // An append: recorded as taken before it is acknowledged.
                         let t = self.time;
                         let node = self.node(id);
-                        node.leading = None;
                         let seen = node.now(t);
-                        node.succession.observe(id, Some(l), term, &timing, seen);
+                        node.receipts.took(leader, seen);
+                        node.vote = node.vote.max(leader);
+                        self.catch_up(id);
+                        let node = self.node(id);
+                        node.leading = None;
+                        node.succession.observe(id, Some(leader), seen);
                     }
                 }
             }
             None => {
                 let since = *self.leaderless_since.get_or_insert(self.time);
                 if self.election_after_ms == 0 {
-                    // An election timeout, pre-vote and the vote itself.
+                    // An election timeout, pre-vote and the vote itself; now and then one
+                    // quicker than openraft allows (it waits out a leader lease of silence
+                    // first), since halo's safety must not rest on a slow election.
                     let raft = self.nodes[0].state.settings.raft;
-                    let (first, last) = (raft.election_timeout_min_ms + 100, raft.election_timeout_max_ms + 400);
+                    let (first, last) = if self.rng.random_bool(0.25) {
+                        (raft.raft_heartbeat_ms, raft.election_timeout_min_ms)
+                    } else {
+                        (raft.election_timeout_min_ms + 100, raft.election_timeout_max_ms + 400)
+                    };
                     self.election_after_ms = self.rng.random_range(first..last);
                 }
                 if self.time < since + self.election_after_ms {
@@ -492,16 +515,25 @@ impl World {
                 self.election_after_ms = 0;
                 self.term += 1;
                 let term = self.term;
+                let elected = LeaderId { term, node: winner };
+                // It leads (its vote for itself is committed), and the voters it reaches voted
+                // for it: they take nothing from an earlier leader from now on.
+                self.node(winner).receipts.committed(elected);
+                for id in 1..=self.cfg.nodes as NodeId {
+                    if self.connected(winner, id) {
+                        let node = self.node(id);
+                        node.vote = node.vote.max(elected);
+                    }
+                }
                 self.leader = Some(winner);
                 self.fencing.clear();
                 self.catch_up(winner);
                 let t = self.time;
-                let timing = self.timing();
                 let node = self.node(winner);
                 let at_ms = node.now(t);
-                let former = node.succession.observe(winner, Some(winner), term, &timing, at_ms).and_then(|t| t.former);
+                node.succession.observe(winner, Some(elected), at_ms);
                 node.leading = Some((term, at_ms));
-                self.note(format!("node {winner} leads term {term} (former leader {former:?})"));
+                self.note(format!("node {winner} leads term {term}"));
             }
         }
     }
@@ -515,7 +547,8 @@ impl World {
         let node = self.node(id);
         node.next_heartbeat = t + node.state.settings.heartbeat_interval_ms;
         let local = node.now(t);
-        let view = View { state: &node.state, timing, leadership: node.leadership(local) };
+        let report = node.receipts.report(node.vote, local);
+        let view = View { state: &node.state, timing, leadership: node.leadership(local), report };
         let out = node.heartbeats.beat(&view, local * 1000);
         for o in out {
             self.send(id, o.to, o.network, Msg::Datagram(o.datagram));
@@ -602,7 +635,6 @@ impl World {
     fn manager(&mut self) {
         let Some(l) = self.leader.filter(|&l| self.reaches_majority(l)) else { return };
         let t = self.time;
-        let timing = self.timing();
         let term = self.term;
         // The Raft model keeps every node a caught-up voter.
         let members: BTreeSet<NodeId> = (1..=self.cfg.nodes as NodeId).collect();
@@ -615,7 +647,23 @@ impl World {
         };
         let node = &mut self.nodes[l as usize - 1];
         let local = node.now(t);
-        let Some(takeover) = node.succession.observe(l, Some(l), term, &timing, local) else { return };
+        if node.succession.observe(l, Some(LeaderId { term, node: l }), local).is_none() {
+            return;
+        }
+        // The Raft model's membership: every node a voter since the cluster was made.
+        let voters = Voters { ids: (1..=self.cfg.nodes as NodeId).collect(), uniform: true, logged_in_term: 0 };
+        let own = node.receipts.report(node.vote, local).map(|report| (l, local, report));
+        let reports: Vec<_> = node.heartbeats.voter_reports().chain(own).collect();
+        let Some(takeover) = node.succession.hear_voters(&voters, reports) else { return };
+        if let Some(former) = takeover.former
+            && self.bounded_term < term
+        {
+            self.bounded_term = term;
+            self.bounded_takeovers += 1;
+            let line = format!("leader {l}: the voters bound former leader {}'s last acknowledged append", former.id);
+            self.note(line);
+        }
+        let node = &mut self.nodes[l as usize - 1];
         let judgement = leader::judge_nodes(&node.state, l, &raft, |id| node.heartbeats.assess(id, local));
         if !judgement.updates.is_empty() {
             self.propose(Command::SetNodeStates { now_ms: EPOCH_MS + t, updates: judgement.updates });
@@ -857,6 +905,7 @@ impl World {
         match undo {
             Undo::Restart(id) => {
                 self.note(format!("restart node {id}"));
+                let t = self.time;
                 let node = self.node(id);
                 node.up = true;
                 node.paused = false;
@@ -865,6 +914,8 @@ impl World {
                 node.heartbeats = Endpoint::new(id, first_sequence(node.incarnation), timeout);
                 node.leading = None;
                 node.succession = Succession::default();
+                let now = node.now(t);
+                node.receipts = AppendReceipts::new(id, node.vote, now);
                 node.reported.clear();
             }
             Undo::Resume(id) => {

@@ -36,6 +36,15 @@ const MUTANTS: &[Mutant] = &[
         profile: "default",
         seeds: 300,
     },
+    Mutant {
+        what: "a new leader takes the former leader's own lease as over at once, whatever the voters \
+               reported (former_leader::bound)",
+        file: "crates/core/src/former_leader.rs",
+        from: "Some(Bound { former, acked_by_ms: receipts[majority - 1] })",
+        to: "Some(Bound { former, acked_by_ms: 0 })",
+        profile: "fast",
+        seeds: 300,
+    },
 ];
 
 /// The crates the simulator is built from; the workspace's other members are left out.

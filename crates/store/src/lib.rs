@@ -5,6 +5,7 @@
 //! (log append, vote) is committed with fsync before it is acknowledged.
 
 mod db;
+pub mod leadership;
 mod log;
 mod machine;
 

@@ -11,8 +11,14 @@ use openraft::storage::{IOFlushed, RaftLogStorage};
 use openraft::{LogState, OptionalSend, RaftLogReader};
 use redb::{ReadableDatabase, ReadableTable};
 
+use std::sync::{Arc, Mutex};
+
+use halo_core::NodeId;
+use halo_core::former_leader::AppendReceipts;
+
 use crate::TypeConfig;
-use crate::db::{Database, LOG, io as store_io, off_runtime};
+use crate::db::{Database, LOG, StoreError, io as store_io, off_runtime};
+use crate::leadership::leader_of;
 
 type Entry = <TypeConfig as openraft::RaftTypeConfig>::Entry;
 
@@ -23,11 +29,21 @@ const PURGED: &str = "last_purged";
 #[derive(Clone)]
 pub struct LogStore {
     db: Database,
+    /// Node `me`'s appends taken and candidacies (`halo_core::former_leader`): every vote
+    /// Raft persists passes here first.
+    receipts: Arc<Mutex<AppendReceipts>>,
 }
 
 impl LogStore {
-    pub fn new(db: Database) -> Self {
-        Self { db }
+    /// Node `me`'s log, opened at `now_ms`; its receipts start from the vote it persisted last.
+    pub fn new(db: Database, me: NodeId, now_ms: u64) -> Result<Self, StoreError> {
+        let vote = db.get_meta::<VoteOf<TypeConfig>>(VOTE)?.map(|v| leader_of(&v)).unwrap_or_default();
+        Ok(Self { db, receipts: Arc::new(Mutex::new(AppendReceipts::new(me, vote, now_ms))) })
+    }
+
+    /// The receipts, shared with the Raft append handler (`took`) and the heartbeats (`report`).
+    pub fn receipts(&self) -> Arc<Mutex<AppendReceipts>> {
+        self.receipts.clone()
     }
 
     fn read_range(&self, range: impl RangeBounds<u64>) -> Result<Vec<Entry>, io::Error> {
@@ -111,6 +127,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &VoteOf<TypeConfig>) -> Result<(), io::Error> {
         let (db, vote) = (self.db.clone(), *vote);
+        // A committed vote for this node is its leadership: recorded before it is durable, so
+        // before any append under it leaves.
+        if vote.is_committed() {
+            self.receipts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).committed(leader_of(&vote));
+        }
         off_runtime(move || Ok(db.put_meta(VOTE, &vote)?)).await
     }
 

@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 
 use super::{Datagram, Heartbeat, LeaseGrant};
 use crate::NodeId;
+use crate::former_leader::VoterReport;
 use crate::lease::{Lease, LeaseTiming};
 use crate::liveness::Observed;
 use crate::membership::{Assessment, FailureDetector};
@@ -46,6 +47,8 @@ pub struct View<'a> {
     pub timing: LeaseTiming,
     /// Some while this node is the Raft leader.
     pub leadership: Option<Leadership>,
+    /// This node's voter report, sent on its heartbeats ([`crate::former_leader`]).
+    pub report: Option<VoterReport>,
 }
 
 /// A datagram to send to `to` on network `network`.
@@ -71,6 +74,8 @@ pub struct Endpoint {
     /// another node, when the heartbeat it answered arrived, which is after the node dates the
     /// lease from).
     last_grant: BTreeMap<NodeId, u64>,
+    /// Each peer's latest voter report, and when it arrived (this node's clock).
+    reports: BTreeMap<NodeId, (u64, VoterReport)>,
 }
 
 impl Endpoint {
@@ -85,6 +90,7 @@ impl Endpoint {
             lease: Lease::default(),
             lease_index: 0,
             last_grant: BTreeMap::new(),
+            reports: BTreeMap::new(),
         }
     }
 
@@ -101,7 +107,14 @@ impl Endpoint {
         for node in view.state.nodes.values().filter(|n| n.id != self.me) {
             for network in 0..node.networks.len() {
                 let echo = self.round_trips.echo_for(node.id, network, now_us);
-                let heartbeat = Heartbeat { from: self.me, network: network as u8, sequence, sent_at_ms: now, echo };
+                let heartbeat = Heartbeat {
+                    from: self.me,
+                    network: network as u8,
+                    sequence,
+                    sent_at_ms: now,
+                    echo,
+                    report: view.report,
+                };
                 out.push(Outgoing { to: node.id, network, datagram: Datagram::Heartbeat(heartbeat) });
             }
         }
@@ -131,6 +144,11 @@ impl Endpoint {
             return None;
         }
         *last = hb.sequence;
+        // Authentic and new: a report says what it says whenever it was made (it is final
+        // once made), and it arrived after it was made.
+        if let Some(report) = hb.report {
+            self.reports.insert(hb.from, (now, report));
+        }
         self.round_trips.heard(hb.from, network, hb.sequence, hb.echo, now_us);
         let fresh = self
             .round_trips
@@ -213,6 +231,12 @@ impl Endpoint {
         self.detector.retain(|id| state.nodes.contains_key(&id));
         self.round_trips.retain(|id| state.nodes.contains_key(&id));
         self.accepted.retain(|(id, _), _| state.nodes.contains_key(id));
+        self.reports.retain(|id, _| state.nodes.contains_key(id));
+    }
+
+    /// Each peer's latest voter report, with when it arrived.
+    pub fn voter_reports(&self) -> impl Iterator<Item = (NodeId, u64, VoterReport)> + '_ {
+        self.reports.iter().map(|(&id, &(arrived_ms, report))| (id, arrived_ms, report))
     }
 
     /// Whether this node may start roles: it holds a lease, and its copy of the database has
@@ -269,11 +293,16 @@ mod tests {
     }
 
     fn leading(state: &ClusterState) -> View<'_> {
-        View { state, timing: TIMING, leadership: Some(Leadership { acked_ago_ms: 10, committed_index: 7 }) }
+        View {
+            state,
+            timing: TIMING,
+            leadership: Some(Leadership { acked_ago_ms: 10, committed_index: 7 }),
+            report: None,
+        }
     }
 
     fn following(state: &ClusterState) -> View<'_> {
-        View { state, timing: TIMING, leadership: None }
+        View { state, timing: TIMING, leadership: None, report: None }
     }
 
     /// Node 2's heartbeat to node 1 on network 0, from one round of `beat`.
@@ -302,6 +331,26 @@ mod tests {
         assert_eq!(node2.lease().deadline_ms(), Some(1_100 + 2000));
         assert!(node2.may_start(7, 1_200));
         assert!(!node2.may_start(6, 1_200), "the log the leader had committed is not applied yet");
+    }
+
+    #[test]
+    fn a_heartbeat_carries_its_senders_voter_report_to_every_peer() {
+        use crate::former_leader::{LastAppend, LeaderId};
+        let state = cluster();
+        let mut leader = Endpoint::new(1, first_sequence(1), 1000);
+        let mut node2 = Endpoint::new(2, first_sequence(1), 1000);
+        let report = VoterReport {
+            vote: LeaderId { term: 5, node: 1 },
+            last: LastAppend { leader: LeaderId { term: 4, node: 3 }, age_ms: 700 },
+        };
+        let view = View { report: Some(report), ..following(&state) };
+        let hb = heartbeat_to(&node2.beat(&view, 1_000_000), 1);
+        // Not fresh (it echoes nothing), but authentic and new: the report is kept.
+        assert_eq!(leader.receive(hb, 0, &leading(&state), 1_001_000), None);
+        assert_eq!(leader.voter_reports().collect::<Vec<_>>(), vec![(2, 1_001, report)]);
+        // A replay is not a new arrival.
+        leader.receive(hb, 0, &leading(&state), 1_500_000);
+        assert_eq!(leader.voter_reports().collect::<Vec<_>>(), vec![(2, 1_001, report)]);
     }
 
     #[test]
@@ -339,6 +388,7 @@ mod tests {
             sequence: first_sequence(9),
             sent_at_ms: 5,
             echo: Echo { sequence: first_sequence(1), held_us: 10 },
+            report: None,
         });
         assert_eq!(leader.receive(late, 0, &leading(&state), 2_500_000), None);
         assert!(!leader.assess(2, 2_500).ever_heard);
@@ -397,6 +447,7 @@ mod tests {
             state: &state,
             timing: TIMING,
             leadership: Some(Leadership { acked_ago_ms: 451, committed_index: 7 }),
+            report: None,
         };
         assert_eq!(exchange(&mut leader, &stale, 1_000_000), None);
         assert_eq!(leader.lease().deadline_ms(), None, "nor does it renew its own");

@@ -2,7 +2,9 @@
 //!
 //! Two kinds share one fixed layout (big endian): magic `HALO` | version u8 | kind u8 |
 //! cluster id hash 8 bytes | sender node id u64 | network index u8 | sequence u64 |
-//! sent at ms u64 | lease holder u64 | lease ms u64 | committed index u64 | HMAC-SHA256 32 bytes.
+//! sent at ms u64 | lease holder u64 | lease ms u64 | committed index u64 | vote term u64 |
+//! vote node u64 | last leader term u64 | last leader node u64 | last append age ms u64 |
+//! HMAC-SHA256 32 bytes.
 //! A heartbeat uses the lease holder and lease ms fields for its echo (the sequence of the
 //! last heartbeat it heard from the receiver on this network, and how many microseconds ago),
 //! which gives every node the round trip to every peer on every network without extra
@@ -13,9 +15,14 @@
 //! so a node waking from a freeze never acts on decisions that were already replaced. Fixed size, no variable
 //! fields: a malformed or forged packet is simply dropped.
 //!
-//! Wire version 4 (from 3): the layout is the same, but a sequence now carries the sender's
-//! incarnation in its high 32 bits, and receivers insist on freshness ([`endpoint`]); a node
-//! of version 3 is not heard by one of version 4, so a cluster moves to it all at once.
+//! A heartbeat also carries its sender's voter report ([`crate::former_leader`]): its vote
+//! (term 0: no report), the last leader before it whose appends it took, and how long before
+//! sending the last one arrived. A grant leaves these zero.
+//!
+//! Wire version 5 (from 4): the voter report was added. Version 4 (from 3) made a sequence
+//! carry the sender's incarnation in its high 32 bits, and receivers insist on freshness
+//! ([`endpoint`]). A node of one version does not hear a node of another (the length and the
+//! version byte differ), so a cluster moves to a new wire version all at once.
 //!
 //! What a node does with these datagrams is [`Endpoint`], shared by the agent and the
 //! simulator.
@@ -28,12 +35,13 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 use crate::NodeId;
+use crate::former_leader::{LastAppend, LeaderId, VoterReport};
 
 const MAGIC: &[u8; 4] = b"HALO";
-const WIRE_VERSION: u8 = 4;
+const WIRE_VERSION: u8 = 5;
 const KIND_HEARTBEAT: u8 = 1;
 const KIND_LEASE_GRANT: u8 = 2;
-const BODY_LEN: usize = 4 + 1 + 1 + 8 + 8 + 1 + 8 + 8 + 8 + 8 + 8;
+const BODY_LEN: usize = 4 + 1 + 1 + 8 + 8 + 1 + 8 + 8 + 8 + 8 + 8 + 5 * 8;
 pub const DATAGRAM_LEN: usize = BODY_LEN + 32;
 
 /// "I am alive", sent by every node to every peer on every network.
@@ -45,6 +53,8 @@ pub struct Heartbeat {
     pub sent_at_ms: u64,
     /// The echo of the receiver's last heartbeat on this network (0: none heard yet).
     pub echo: Echo,
+    /// The sender's word about the term it left, for a new leader ([`crate::former_leader`]).
+    pub report: Option<VoterReport>,
 }
 
 /// "Your heartbeat `sequence` reached me `held_us` microseconds before I sent this."
@@ -107,13 +117,34 @@ impl HeartbeatCodec {
     }
 
     pub fn encode(&self, datagram: &Datagram) -> [u8; DATAGRAM_LEN] {
-        let (kind, from, network, sequence, sent_at_ms, to, lease_ms, committed) = match *datagram {
+        let (kind, from, network, sequence, sent_at_ms, to, lease_ms, committed, report) = match *datagram {
             Datagram::Heartbeat(h) => {
-                (KIND_HEARTBEAT, h.from, h.network, h.sequence, h.sent_at_ms, h.echo.sequence, h.echo.held_us, 0)
+                let report = h.report.map_or([0; 5], |r| {
+                    [r.vote.term, r.vote.node, r.last.leader.term, r.last.leader.node, r.last.age_ms]
+                });
+                (
+                    KIND_HEARTBEAT,
+                    h.from,
+                    h.network,
+                    h.sequence,
+                    h.sent_at_ms,
+                    h.echo.sequence,
+                    h.echo.held_us,
+                    0,
+                    report,
+                )
             }
-            Datagram::LeaseGrant(g) => {
-                (KIND_LEASE_GRANT, g.from, g.network, g.sequence, g.sent_at_ms, g.to, g.lease_ms, g.committed_index)
-            }
+            Datagram::LeaseGrant(g) => (
+                KIND_LEASE_GRANT,
+                g.from,
+                g.network,
+                g.sequence,
+                g.sent_at_ms,
+                g.to,
+                g.lease_ms,
+                g.committed_index,
+                [0; 5],
+            ),
         };
         let mut out = [0u8; DATAGRAM_LEN];
         out[0..4].copy_from_slice(MAGIC);
@@ -127,6 +158,9 @@ impl HeartbeatCodec {
         out[39..47].copy_from_slice(&to.to_be_bytes());
         out[47..55].copy_from_slice(&lease_ms.to_be_bytes());
         out[55..63].copy_from_slice(&committed.to_be_bytes());
+        for (i, field) in report.iter().enumerate() {
+            out[63 + 8 * i..71 + 8 * i].copy_from_slice(&field.to_be_bytes());
+        }
         let mut mac = self.mac();
         mac.update(&out[..BODY_LEN]);
         out[BODY_LEN..].copy_from_slice(&mac.finalize().into_bytes());
@@ -155,7 +189,11 @@ impl HeartbeatCodec {
         match bytes[5] {
             KIND_HEARTBEAT => {
                 let echo = Echo { sequence: u64_at(39), held_us: u64_at(47) };
-                Ok(Datagram::Heartbeat(Heartbeat { from, network, sequence, sent_at_ms, echo }))
+                let report = (u64_at(63) != 0).then(|| VoterReport {
+                    vote: LeaderId { term: u64_at(63), node: u64_at(71) },
+                    last: LastAppend { leader: LeaderId { term: u64_at(79), node: u64_at(87) }, age_ms: u64_at(95) },
+                });
+                Ok(Datagram::Heartbeat(Heartbeat { from, network, sequence, sent_at_ms, echo, report }))
             }
             KIND_LEASE_GRANT => Ok(Datagram::LeaseGrant(LeaseGrant {
                 from,
@@ -179,9 +217,17 @@ mod tests {
     fn round_trip_and_rejections() {
         let codec = HeartbeatCodec::new(b"k", "cluster-1");
         let echo = Echo { sequence: 41, held_us: 350 };
-        let hb = Datagram::Heartbeat(Heartbeat { from: 7, network: 1, sequence: 42, sent_at_ms: 123, echo });
+        let hb =
+            Datagram::Heartbeat(Heartbeat { from: 7, network: 1, sequence: 42, sent_at_ms: 123, echo, report: None });
         let bytes = codec.encode(&hb);
         assert_eq!(codec.decode(&bytes), Ok(hb));
+        for age_ms in [0, 950, u64::MAX] {
+            let last = LastAppend { leader: LeaderId { term: 8, node: 3 }, age_ms };
+            let report = Some(VoterReport { vote: LeaderId { term: 9, node: 2 }, last });
+            let hb =
+                Datagram::Heartbeat(Heartbeat { from: 7, network: 1, sequence: 43, sent_at_ms: 124, echo, report });
+            assert_eq!(codec.decode(&codec.encode(&hb)), Ok(hb));
+        }
         let grant = Datagram::LeaseGrant(LeaseGrant {
             from: 1,
             to: 7,
