@@ -74,13 +74,13 @@ impl Index {
     /// What the roles other than `role` take of `node`.
     pub fn used(&self, node: NodeId, role: &RoleRecord) -> Capacity {
         let used = self.nodes.get(&node).map(|n| n.used).unwrap_or_default();
-        if counted(role).contains(&node) { used.minus(role.spec.needs()) } else { used }
+        if counted(role).any(|n| n == node) { used.minus(role.spec.needs()) } else { used }
     }
 
     /// How many roles other than `role` run (or are being released) on `node`.
     pub fn load(&self, node: NodeId, role: &RoleRecord) -> usize {
         let load = self.nodes.get(&node).map_or(0, |n| n.load);
-        if present(role).contains(&node) { load.saturating_sub(1) } else { load }
+        if present(role).any(|n| n == node) { load.saturating_sub(1) } else { load }
     }
 
     /// Another role on `node` sharing an anti-affinity class with `role`: its name and the class.
@@ -93,20 +93,15 @@ impl Index {
     }
 }
 
-/// Nodes where the role counts for load and anti-affinity.
-fn present(role: &RoleRecord) -> Vec<NodeId> {
-    let mut nodes: Vec<NodeId> = role.owner.into_iter().chain(role.releasing).collect();
-    nodes.dedup();
-    nodes
+/// Nodes where the role counts for load and anti-affinity: its owner and the node releasing
+/// it, each once. (No allocation: placement asks this for every node of every role.)
+fn present(role: &RoleRecord) -> impl Iterator<Item = NodeId> + Clone {
+    let owner = role.owner;
+    owner.into_iter().chain(role.releasing.filter(|&r| Some(r) != owner))
 }
 
 /// Nodes where the role takes capacity: also a migration's target, which holds room for it.
-fn counted(role: &RoleRecord) -> Vec<NodeId> {
-    let mut nodes = present(role);
-    if let Some(to) = role.migration.as_ref().map(|m| m.to)
-        && !nodes.contains(&to)
-    {
-        nodes.push(to);
-    }
-    nodes
+fn counted(role: &RoleRecord) -> impl Iterator<Item = NodeId> + Clone {
+    let target = role.migration.as_ref().map(|m| m.to).filter(|&to| !present(role).any(|n| n == to));
+    present(role).chain(target)
 }
