@@ -43,7 +43,7 @@ const MUTANTS: &[Mutant] = &[
         from: "Some(Bound { former, acked_by_ms: receipts[majority - 1] })",
         to: "Some(Bound { former, acked_by_ms: 0 })",
         profile: "fast",
-        seeds: 300,
+        seeds: 600,
     },
 ];
 
