@@ -78,6 +78,7 @@ pub fn request(
             args: arguments(Action::Stop, address),
             timeout_ms: stop_timeout_ms,
         }),
+        private: false,
     }
 }
 

@@ -39,6 +39,46 @@ impl DiesWithParent for tokio::process::Command {
     }
 }
 
+/// The file-creation mask a child starts with. The agent and its guard create everything
+/// private ([`crate::identity::keep_files_private`]); a workload gets what a service manager
+/// gives a service, unless it keeps its files private too (a VM: its serial log, its sockets).
+pub trait StartsWithUmask {
+    fn starts_with_umask(&mut self, mask: Umask) -> &mut Self;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Umask {
+    /// 022: files others may read, as systemd gives a service.
+    Service,
+    /// 077: files only their owner may read.
+    Private,
+}
+
+impl Umask {
+    pub fn mode(self) -> nix::sys::stat::Mode {
+        let bits = match self {
+            Umask::Service => 0o022,
+            Umask::Private => 0o077,
+        };
+        nix::sys::stat::Mode::from_bits_truncate(bits)
+    }
+}
+
+impl StartsWithUmask for std::process::Command {
+    fn starts_with_umask(&mut self, mask: Umask) -> &mut Self {
+        use std::os::unix::process::CommandExt;
+        let mode = mask.mode();
+        // SAFETY: the closure runs in the forked child before exec; umask is async-signal-safe
+        // and allocates nothing.
+        unsafe {
+            self.pre_exec(move || {
+                nix::sys::stat::umask(mode);
+                Ok(())
+            })
+        }
+    }
+}
+
 fn after_fork(parent: u32) -> io::Result<()> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
     // The parent may have died before the line above: then nobody would ever kill us.

@@ -23,7 +23,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
-use crate::child::DiesWithParent;
+use crate::child::{DiesWithParent, StartsWithUmask, Umask};
 use crate::clock;
 use crate::watchdog::{self, Watchdog};
 
@@ -81,6 +81,10 @@ pub struct SpawnRequest {
     /// the kernel (an address, a mount, a session), which no kill removes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub undo: Option<Undo>,
+    /// The workload keeps the files it creates private (umask 077, as the agent's own): a
+    /// VM's serial log and sockets. Others start with a service's umask (022).
+    #[serde(default)]
+    pub private: bool,
 }
 
 /// The same program and environment with other arguments (an OCF agent's `stop`), run under a
@@ -309,6 +313,7 @@ impl Guard {
         let mut command = Command::new(&request.program);
         // Dies with this guard (whose main loop started it): a workload never outlives its guard.
         command.args(&request.args).env(MARKER, &self.marker).stdin(Stdio::null()).process_group(0).dies_with_parent();
+        command.starts_with_umask(if request.private { Umask::Private } else { Umask::Service });
         for (key, value) in &request.env {
             command.env(key, value);
         }
@@ -422,6 +427,7 @@ fn run_undo(request: &SpawnRequest, limit_ms: u64) -> bool {
     let mut command = Command::new(&request.program);
     command.args(&undo.args).stdin(Stdio::null()).process_group(0);
     command.envs(request.env.iter().map(|(k, v)| (k.as_str(), v.as_str()))).dies_with_parent();
+    command.starts_with_umask(if request.private { Umask::Private } else { Umask::Service });
     match request.log.as_ref().and_then(|log| std::fs::OpenOptions::new().create(true).append(true).open(log).ok()) {
         Some(file) => {
             let err = file.try_clone().map_or_else(|_| Stdio::null(), Stdio::from);
@@ -547,6 +553,7 @@ mod tests {
                 args: vec!["-c".into(), script.into()],
                 timeout_ms: 5000,
             }),
+            private: false,
         }
     }
 

@@ -41,9 +41,38 @@ pub struct DataDir {
     root: PathBuf,
 }
 
+/// Everything the agent and its fence guard create is readable by their user only: the data
+/// directory holds the cluster CA's key, the heartbeat key and fence passwords (in the
+/// database), node keys and secrets. Set once at start, before any file exists, so nothing is
+/// ever created open and tightened afterwards. Workloads start with their own mask
+/// ([`crate::child::Umask`]).
+pub fn keep_files_private() {
+    nix::sys::stat::umask(crate::child::Umask::Private.mode());
+}
+
 impl DataDir {
+    /// The data directory, created 0700. One made by an earlier halo (0755) is closed: its
+    /// files were readable by every local user through it.
     pub fn open(root: &Path) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(root).with_context(|| format!("cannot create data directory {}", root.display()))?;
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root)
+            .with_context(|| format!("cannot create data directory {}", root.display()))?;
+        let mode = std::fs::metadata(root)
+            .with_context(|| format!("cannot read data directory {}", root.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("cannot make data directory {} private", root.display()))?;
+            tracing::warn!(
+                "data directory {} was open to other users ({:o}); it is 0700 now",
+                root.display(),
+                mode & 0o777
+            );
+        }
         Ok(Self { root: root.to_path_buf() })
     }
 

@@ -160,6 +160,7 @@ pub fn action(
         // The daemon an agent starts may share the action's group; it must outlive the action.
         keep_group: true,
         undo: None,
+        private: false,
     }
 }
 

@@ -226,6 +226,7 @@ impl LocalResource {
                     log,
                     keep_group: false,
                     undo: None,
+                    private: false,
                 }
             }
             Driver::Ocf(agent) => {
@@ -257,6 +258,7 @@ impl LocalResource {
                 log,
                 keep_group: false,
                 undo: None,
+                private: true,
             },
         };
         request.env.push(("HALO_NODE".into(), node.to_string()));

@@ -7,8 +7,14 @@ use halo_cli::{Cli, Command};
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Agent(ref args) => run_agent(args),
-        Command::FenceGuard { ref data_dir, ref watchdog } => halo_agent::guard::run(data_dir, watchdog.as_deref()),
+        Command::Agent(ref args) => {
+            halo_agent::identity::keep_files_private();
+            run_agent(args)
+        }
+        Command::FenceGuard { ref data_dir, ref watchdog } => {
+            halo_agent::identity::keep_files_private();
+            halo_agent::guard::run(data_dir, watchdog.as_deref())
+        }
         Command::FloatingIp { action, ref address, ref interface, announce } => {
             std::process::exit(halo_agent::address::main(action, address, interface, announce))
         }

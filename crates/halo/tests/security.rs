@@ -174,3 +174,46 @@ fn replayed_heartbeats_do_not_keep_a_dead_node_up() {
     replay.join().expect("replay thread");
     assert_eq!(state(&c).expect("status"), "down", "the replay brought it back up");
 }
+
+/// Every file and directory the agent and its fence guard create is its user's alone (the
+/// database holds the cluster CA's key), created that way; a data directory an earlier halo
+/// left open is closed; the client config holding the admin token is 0600. Workloads still
+/// get a service's umask (022) for what they create.
+#[test]
+fn data_directories_and_the_client_config_are_private_and_workloads_keep_a_service_umask() {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let mut c = Cluster::new(174, 2, 0);
+    // As an earlier halo left it: open to every local user.
+    std::fs::DirBuilder::new().mode(0o755).create(&c.nodes[0].data_dir).expect("old data dir");
+    std::fs::set_permissions(&c.nodes[0].data_dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    c.form();
+    let work = c.dir.path().join("work");
+    std::fs::create_dir_all(&work).expect("work dir");
+    let command = format!("umask > {w}/umask; touch {w}/made; exec sleep 100000", w = work.display());
+    let out = c.halo(&["role", "create", "files174", "--type", "process", "--param", &format!("command={command}")]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(c.wait_online("files174", Duration::from_secs(15), |_| true).is_some(), "{:?}", c.role("files174"));
+    assert!(wait_until(Duration::from_secs(5), || work.join("made").exists()));
+    assert_eq!(std::fs::read_to_string(work.join("umask")).expect("umask").trim(), "0022");
+    let made = std::fs::metadata(work.join("made")).expect("made").permissions().mode() & 0o777;
+    assert_eq!(made, 0o644, "a workload's file");
+
+    let mode = |p: &std::path::Path| std::fs::symlink_metadata(p).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode(&c.config), 0o600, "the client config");
+    for node in &c.nodes {
+        assert_eq!(mode(&node.data_dir), 0o700, "{}", node.data_dir.display());
+        let mut seen = 0;
+        let mut stack = vec![node.data_dir.clone()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).expect("read dir").flatten() {
+                let path = entry.path();
+                seen += 1;
+                assert_eq!(mode(&path) & 0o077, 0, "{} is open to others: {:o}", path.display(), mode(&path));
+                if entry.file_type().expect("type").is_dir() {
+                    stack.push(path);
+                }
+            }
+        }
+        assert!(seen >= 8, "only {seen} entries under {}", node.data_dir.display());
+    }
+}
