@@ -76,7 +76,7 @@ fn codec_for(state: &ClusterState, current: &mut Option<(String, HeartbeatCodec)
 fn view<'a>(member: &Member, state: &'a ClusterState) -> View<'a> {
     let leadership =
         member.leadership().map(|(acked_ago_ms, committed_index)| Leadership { acked_ago_ms, committed_index });
-    View { state, timing: state.settings.lease_timing(), leadership, report: member.voter_report() }
+    View { state, timing: state.settings.lease_timing(), leadership, report: None }
 }
 
 async fn send(agent: Arc<Agent>, sockets: Vec<Arc<UdpSocket>>) {
@@ -93,7 +93,8 @@ async fn send(agent: Arc<Agent>, sockets: Vec<Arc<UdpSocket>>) {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        let view = view(member, &state);
+        // Only what is sent carries this node's voter report.
+        let view = View { report: member.voter_report(), ..view(member, &state) };
         let now_us = clock::monotonic_us();
         let (out, deadline) = {
             let mut heartbeats = agent.heartbeats();

@@ -105,17 +105,9 @@ impl AppendReceipts {
     pub fn report(&self, vote: LeaderId, now_ms: u64) -> Option<VoterReport> {
         let took = self.by_leader.range(..vote).next_back().map(|(&leader, &at)| (leader, now_ms.saturating_sub(at)));
         let led = self.led.range(..vote).next_back().map(|&leader| (leader, 0));
-        // The higher leader; its own leadership if the same ("until now" is the later).
-        let (leader, age_ms) = match (took, led) {
-            (Some(t), Some(l)) => {
-                if l.0 >= t.0 {
-                    l
-                } else {
-                    t
-                }
-            }
-            (t, l) => t.or(l)?,
-        };
+        // The higher leader; on a tie its own leadership, which comes last ("until now" is
+        // the later, and `max_by_key` keeps the last of equals).
+        let (leader, age_ms) = took.into_iter().chain(led).max_by_key(|&(leader, _)| leader)?;
         Some(VoterReport { vote, last: LastAppend { leader, age_ms } })
     }
 }
