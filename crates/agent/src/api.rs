@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -75,14 +75,20 @@ pub fn api_router(agent: AppState) -> Router {
         .merge(crate::log_api::routes())
         .merge(crate::validate_api::routes())
         .route_layer(middleware::from_fn_with_state(agent.clone(), require_admin));
-    Router::new()
-        .route("/api/v1/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
-        .route("/api/v1/ca", get(ca))
+    let throttle = Arc::new(crate::throttle::Throttle::default());
+    // Anyone may call these before presenting a credential: small bodies, limited per address.
+    let open = Router::new()
         .route("/api/v1/join", post(admit))
         .route("/api/v1/bootstrap/create", post(bootstrap_create))
         .route("/api/v1/bootstrap/join", post(bootstrap_join))
+        .route_layer(middleware::from_fn_with_state(throttle.clone(), crate::throttle::limit))
+        .layer(DefaultBodyLimit::max(crate::admission::MAX_REQUEST_BYTES));
+    Router::new()
+        .route("/api/v1/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
+        .route("/api/v1/ca", get(ca))
+        .merge(open)
         .merge(crate::validate_api::probe_routes())
-        .merge(crate::console::routes(agent.clone()))
+        .merge(crate::console::routes(agent.clone(), throttle))
         .merge(protected)
         .fallback(|| async { ApiError::not_found("no such API path") })
         .with_state(agent)

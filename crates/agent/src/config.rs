@@ -125,8 +125,8 @@ impl AgentConfig {
         if self.networks.is_empty() {
             bail!("no network given: each node needs at least one --net HOST:PORT");
         }
-        if self.networks.len() > 8 {
-            bail!("{} networks given; at most 8 are supported", self.networks.len());
+        if self.networks.len() > halo_core::state::MAX_NETWORKS {
+            bail!("{} networks given; at most {} are supported", self.networks.len(), halo_core::state::MAX_NETWORKS);
         }
         let mut seen = vec![api];
         for net in &self.networks {

@@ -11,6 +11,7 @@
 //! `halo-store`.
 
 pub mod address;
+pub mod admission;
 pub mod api;
 pub mod child;
 pub mod clock;
@@ -39,6 +40,7 @@ pub mod roles_api;
 pub mod runtime;
 pub mod serve;
 pub mod survey;
+pub mod throttle;
 pub mod validate_api;
 pub mod vm;
 pub mod vm_ops;

@@ -490,7 +490,7 @@ impl Agent {
     }
 
     /// Fail fast when the leader has not heard from a quorum recently, instead of hanging.
-    fn require_quorum(&self, member: &Member) -> Result<(), ApiError> {
+    pub(crate) fn require_quorum(&self, member: &Member) -> Result<(), ApiError> {
         if member.has_quorum(member.raft_timing.election_timeout_max_ms) {
             Ok(())
         } else {
@@ -508,81 +508,6 @@ impl Agent {
             Ok(Err(e)) => Err(ApiError::unavailable(format!("write failed: {e}"))),
             Err(_) => Err(no_quorum(&format!("the write was not committed within {} s", WRITE_TIMEOUT.as_secs()))),
         }
-    }
-
-    async fn admit(&self, member: &Arc<Member>, request: AdmissionRequest) -> Result<AdmissionResponse, ApiError> {
-        self.require_quorum(member)?;
-        let state = member.reader.state();
-        let cluster = state.cluster.clone().ok_or_else(|| ApiError::conflict("no cluster"))?;
-        if let Some(theirs) = request.raft
-            && theirs != state.settings.raft
-        {
-            return Err(ApiError::bad_request(format!(
-                "agent '{}' is configured with Raft timing {}, but this cluster runs {}; every node runs the same: \
-                 remove [timing] from its configuration (it then takes the cluster's)",
-                request.name,
-                describe(&theirs),
-                describe(&state.settings.raft)
-            )));
-        }
-        let ca = ClusterCa { cert_pem: cluster.ca_cert_pem.clone(), key_pem: cluster.ca_key_pem.clone() };
-        let mut addresses = vec![request.api.as_str()];
-        addresses.extend(request.networks.iter().map(String::as_str));
-        for address in &addresses {
-            address
-                .parse::<std::net::SocketAddr>()
-                .map_err(|_| ApiError::bad_request(format!("invalid address '{address}' in join request")))?;
-        }
-        // Sign before committing anything, so a bad CSR changes nothing.
-        let cert = ca
-            .issue_node_certificate(&request.csr_pem, &request.name, &ca::hosts_of(addresses))
-            .map_err(|e| ApiError::bad_request(format!("invalid certificate request: {e}")))?;
-        let now = clock::wall_ms();
-        let node = NodeRecord {
-            id: 0,
-            name: request.name.clone(),
-            api: request.api.clone(),
-            networks: request
-                .networks
-                .iter()
-                .map(|a| NetworkRecord { address: a.clone(), state: NetworkState::Up })
-                .collect(),
-            state: NodeState::Joining,
-            witness: request.witness,
-            voter: false,
-            joined_at_ms: now,
-            state_since_ms: now,
-            drain: false,
-            capacity: request.capacity,
-            fence_request: None,
-        };
-        let command = Command::AdmitNode {
-            token_id: request.token_id.clone(),
-            token_secret_sha256: halo_security::sha256_hex(&request.token_secret),
-            now_ms: now,
-            node,
-        };
-        let (id, voter) = match self.write_as_leader(member, command).await? {
-            CommandResult::NodeAdmitted { id, voter } => (id, voter),
-            CommandResult::Rejected(r) => return Err(rejection_error(&r)),
-            _ => return Err(ApiError::internal("admission returned no node id")),
-        };
-        let peer =
-            PeerNode { name: request.name.clone(), api: request.api.clone(), networks: request.networks.clone() };
-        // Non-blocking: the new node starts Raft only after it gets this answer. The manager
-        // promotes it to voter once it has caught up (and retries this if we crash now).
-        if let Err(e) = member.raft.add_learner(id, peer, false).await {
-            tracing::warn!("adding learner {id} failed, the manager will retry: {e}");
-        }
-        Ok(AdmissionResponse {
-            id,
-            voter,
-            cluster: cluster.name,
-            cluster_id: cluster.id,
-            cert_pem: cert,
-            ca_cert_pem: cluster.ca_cert_pem,
-            raft: state.settings.raft,
-        })
     }
 
     async fn remove(&self, member: &Arc<Member>, name: &str) -> Result<(), ApiError> {
@@ -786,7 +711,7 @@ pub fn node_view(index: &halo_core::placement::Index, n: &NodeRecord, leader: Op
     }
 }
 
-fn describe(t: &RaftTiming) -> String {
+pub(crate) fn describe(t: &RaftTiming) -> String {
     format!(
         "raft_heartbeat_ms={}, election_timeout_min_ms={}, election_timeout_max_ms={}",
         t.raft_heartbeat_ms, t.election_timeout_min_ms, t.election_timeout_max_ms
@@ -799,7 +724,7 @@ fn no_quorum(detail: &str) -> ApiError {
     ))
 }
 
-fn rejection_error(r: &halo_core::command::Rejection) -> ApiError {
+pub(crate) fn rejection_error(r: &halo_core::command::Rejection) -> ApiError {
     use halo_core::command::Rejection as R;
     match r {
         R::UnknownToken | R::TokenExpired | R::TokenUsed(_) => {
@@ -807,7 +732,7 @@ fn rejection_error(r: &halo_core::command::Rejection) -> ApiError {
         }
         R::UnknownNodeId(_) | R::UnknownRole(_) => ApiError::not_found(r.to_string()),
         R::CannotMove { .. } | R::RoleNotRunning(_) | R::WitnessRunsNoRoles(_) => ApiError::conflict(r.to_string()),
-        R::InvalidProperty { .. } | R::InvalidNodeName(_) | R::InvalidRole { .. } => {
+        R::InvalidProperty { .. } | R::InvalidNodeName(_) | R::InvalidNode { .. } | R::InvalidRole { .. } => {
             ApiError::bad_request(r.to_string())
         }
         _ => ApiError::conflict(r.to_string()),

@@ -260,6 +260,8 @@ pub enum Rejection {
     AddressInUse { address: String, node: String },
     #[error("invalid node name '{0}': use 1-63 letters, digits, '-', '_' or '.', starting with a letter or digit")]
     InvalidNodeName(String),
+    #[error("invalid node '{node}': {reason}")]
+    InvalidNode { node: String, reason: String },
     #[error("no node with id {0}")]
     UnknownNodeId(NodeId),
     #[error("invalid property '{key}': {reason}")]

@@ -17,6 +17,13 @@ use crate::timing::{Profile, RaftTiming};
 /// Upper bound on voters a cluster may be configured with (Raft gets slower, not safer, past it).
 pub const MAX_VOTERS_LIMIT: usize = 7;
 
+/// Most heartbeat networks a node may have (each costs a socket and a datagram per interval).
+pub const MAX_NETWORKS: usize = 8;
+
+/// Longest address (`HOST:PORT`) a node record may hold; a bracketed IPv6 address with a port
+/// fits in 47 bytes.
+pub const MAX_ADDRESS_LEN: usize = 64;
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ClusterState {
     /// Format version of this structure as persisted in snapshots.
@@ -216,6 +223,57 @@ impl NetworkState {
 }
 
 impl ClusterState {
+    /// Whether `node` may be admitted with this join token at `now_ms`. The state machine's own
+    /// rule, asked by the leader too before it signs or proposes anything: a refused join then
+    /// costs no log entry.
+    pub fn check_admission(
+        &self,
+        token_id: &str,
+        token_secret_sha256: &str,
+        now_ms: u64,
+        node: &NodeRecord,
+    ) -> Result<(), Rejection> {
+        self.require_cluster()?;
+        let token = self.join_tokens.get(token_id).ok_or(Rejection::UnknownToken)?;
+        if token.secret_sha256 != token_secret_sha256 {
+            return Err(Rejection::UnknownToken);
+        }
+        if token.expires_at_ms <= now_ms {
+            return Err(Rejection::TokenExpired);
+        }
+        if let Some(by) = &token.used_by {
+            return Err(Rejection::TokenUsed(by.clone()));
+        }
+        validate_node_name(&node.name)?;
+        if node.networks.is_empty() || node.networks.len() > MAX_NETWORKS {
+            return Err(Rejection::InvalidNode {
+                node: node.name.clone(),
+                reason: format!("{} heartbeat networks given; 1 to {MAX_NETWORKS} are supported", node.networks.len()),
+            });
+        }
+        for address in std::iter::once(&node.api).chain(node.networks.iter().map(|n| &n.address)) {
+            if address.len() > MAX_ADDRESS_LEN {
+                return Err(Rejection::InvalidNode {
+                    node: node.name.clone(),
+                    reason: format!("an address of {} bytes (at most {MAX_ADDRESS_LEN})", address.len()),
+                });
+            }
+        }
+        if self.node_by_name(&node.name).is_some() {
+            return Err(Rejection::DuplicateNodeName(node.name.clone()));
+        }
+        for network in &node.networks {
+            if let Some(other) = self
+                .nodes
+                .values()
+                .find(|n| n.networks.iter().any(|x| x.address == network.address) || n.api == network.address)
+            {
+                return Err(Rejection::AddressInUse { address: network.address.clone(), node: other.name.clone() });
+            }
+        }
+        Ok(())
+    }
+
     pub fn node_by_name(&self, name: &str) -> Option<&NodeRecord> {
         self.nodes.values().find(|n| n.name == name)
     }
@@ -259,33 +317,7 @@ impl ClusterState {
                 Ok(CommandResult::Done)
             }
             Command::AdmitNode { token_id, token_secret_sha256, now_ms, node } => {
-                self.require_cluster()?;
-                let token = self.join_tokens.get(token_id).ok_or(Rejection::UnknownToken)?;
-                if &token.secret_sha256 != token_secret_sha256 {
-                    return Err(Rejection::UnknownToken);
-                }
-                if token.expires_at_ms <= *now_ms {
-                    return Err(Rejection::TokenExpired);
-                }
-                if let Some(by) = &token.used_by {
-                    return Err(Rejection::TokenUsed(by.clone()));
-                }
-                validate_node_name(&node.name)?;
-                if self.node_by_name(&node.name).is_some() {
-                    return Err(Rejection::DuplicateNodeName(node.name.clone()));
-                }
-                for network in &node.networks {
-                    if let Some(other) = self
-                        .nodes
-                        .values()
-                        .find(|n| n.networks.iter().any(|x| x.address == network.address) || n.api == network.address)
-                    {
-                        return Err(Rejection::AddressInUse {
-                            address: network.address.clone(),
-                            node: other.name.clone(),
-                        });
-                    }
-                }
+                self.check_admission(token_id, token_secret_sha256, *now_ms, node)?;
                 let id = self.next_node_id;
                 self.next_node_id += 1;
                 // A witness must vote: it exists to break ties. Others vote while there is room.
@@ -867,6 +899,29 @@ mod tests {
         ));
         assert_eq!(s.nodes.len(), 1);
         assert!(s.join_tokens["t"].used_by.is_none());
+    }
+
+    #[test]
+    fn oversized_node_records_are_refused_before_the_token_is_spent() {
+        let mut s = created();
+        token(&mut s, "t", 100);
+        let mut many = node("m", "127.0.0.7");
+        many.networks = (0..=MAX_NETWORKS)
+            .map(|i| NetworkRecord { address: format!("127.0.2.{i}:7000"), state: NetworkState::Up })
+            .collect();
+        assert!(matches!(admit(&mut s, "t", 1, many), CommandResult::Rejected(Rejection::InvalidNode { .. })));
+        let mut none = node("n", "127.0.0.8");
+        none.networks.clear();
+        assert!(matches!(admit(&mut s, "t", 1, none), CommandResult::Rejected(Rejection::InvalidNode { .. })));
+        let long = node("l", &format!("{}:1", "a".repeat(MAX_ADDRESS_LEN)));
+        assert!(matches!(admit(&mut s, "t", 1, long), CommandResult::Rejected(Rejection::InvalidNode { .. })));
+        assert_eq!(s.nodes.len(), 1);
+        assert!(s.join_tokens["t"].used_by.is_none());
+        // The leader's question gives the state machine's answer, and changes nothing.
+        let before = s.clone();
+        assert_eq!(s.check_admission("t", "wrong", 1, &node("b", "127.0.0.2")), Err(Rejection::UnknownToken));
+        assert_eq!(s.check_admission("t", "h", 1, &node("b", "127.0.0.2")), Ok(()));
+        assert_eq!(s, before);
     }
 
     #[test]

@@ -217,3 +217,68 @@ fn data_directories_and_the_client_config_are_private_and_workloads_keep_a_servi
         assert!(seen >= 8, "only {seen} entries under {}", node.data_dir.display());
     }
 }
+
+/// Join is open to anyone on the network, so a refused join must cost nothing: no log entry
+/// (the leader checks the token before it proposes), no token spent, and a stranger who keeps
+/// trying is slowed to a trickle (429) without slowing anyone else down.
+#[test]
+fn bogus_joins_are_refused_without_growing_the_log_and_are_rate_limited_per_address() {
+    let mut c = Cluster::new(175, 2, 0);
+    c.start_all();
+    c.create();
+    // Let the leader's first validation land, so nothing else writes while we measure.
+    assert!(c.wait_status(Duration::from_secs(30), |s| s["validation"].is_object()), "{:?}", c.status());
+    let good = c.token("10m");
+    let token = halo_security::token::JoinToken::decode(&good).expect("decodes");
+    let applied = |c: &Cluster| c.status().expect("status")["database"]["applied_index"].as_u64().expect("index");
+    let before = applied(&c);
+
+    let api = c.nodes[0].api.clone();
+    let stranger: std::net::IpAddr = "127.0.0.66".parse().expect("address");
+    let request = |token_id: &str, secret: &str, networks: usize| {
+        serde_json::json!({
+            "token_id": token_id, "token_secret": secret, "name": "intruder", "api": "127.0.0.66:7000",
+            "networks": (0..networks).map(|i| format!("127.0.0.66:{}", 7001 + i)).collect::<Vec<_>>(),
+            "witness": false, "csr_pem": "not a certificate request",
+        })
+    };
+    let rt = runtime();
+    let answers: Vec<(u16, Option<String>)> = rt.block_on(async {
+        let tls = halo_security::tls::unverified_client_config_with(None).expect("tls");
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .local_address(stranger)
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("client");
+        let mut answers = Vec::new();
+        for i in 0..30 {
+            let url = format!("https://{api}/api/v1/join");
+            let sent = match i % 4 {
+                0 => http.post(&url).json(&request("no-such-token", &token.secret, 1)),
+                1 => http.post(&url).json(&request(&token.id, &"0".repeat(64), 1)),
+                // The real token, but a record no follower should have to store.
+                2 => http.post(&url).json(&request(&token.id, &token.secret, 9)),
+                _ => http.post(&url).header("content-type", "application/json").body(vec![b' '; 80 * 1024]),
+            };
+            let response = sent.send().await.expect("an answer");
+            let retry = response.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
+            answers.push((response.status().as_u16(), retry));
+        }
+        answers
+    });
+    let statuses: Vec<u16> = answers.iter().map(|a| a.0).collect();
+    // The first ten are judged on their merits: bad token 403, oversized record 400, body 413.
+    assert_eq!(&statuses[..8], &[403, 403, 400, 413, 403, 403, 400, 413], "{statuses:?}");
+    assert!(statuses.iter().all(|s| [400, 403, 413, 429].contains(s)), "{statuses:?}");
+    let limited: Vec<_> = answers.iter().filter(|a| a.0 == 429).collect();
+    assert!(limited.len() >= 15, "a stranger kept being served: {statuses:?}");
+    assert!(limited.iter().all(|a| a.1.is_some()), "429 without Retry-After: {answers:?}");
+
+    assert_eq!(applied(&c), before, "refused joins wrote to the cluster log");
+    // The token was not spent, and the node it was made for joins from its own address.
+    let api1 = c.nodes[1].api.clone();
+    let out = c.halo(&["cluster", "join", "--endpoint", &api1, "--token", &good]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(c.wait_status(Duration::from_secs(30), |s| up_count(s) == 2), "{:?}", c.status());
+}

@@ -14,7 +14,7 @@ mod pages;
 
 use std::sync::Arc;
 
-use axum::extract::{Form, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Form, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -33,10 +33,12 @@ type AppState = Arc<Agent>;
 const COOKIE: &str = "halo_session";
 /// A console session lasts a working day; then the token is asked for again.
 const SESSION_SECONDS: u64 = 12 * 3600;
+/// Largest login form: a token and a few form fields.
+const LOGIN_BYTES: usize = 4096;
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; \
                    form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-pub fn routes(agent: AppState) -> Router<AppState> {
+pub fn routes(agent: AppState, throttle: Arc<crate::throttle::Throttle>) -> Router<AppState> {
     let protected = Router::new()
         .route("/console/", get(overview))
         .route("/console/nodes/{name}", get(node_page))
@@ -50,7 +52,14 @@ pub fn routes(agent: AppState) -> Router<AppState> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/console/") }))
         .route("/console", get(|| async { Redirect::to("/console/") }))
-        .route("/console/login", get(login_page).post(login))
+        .route(
+            "/console/login",
+            get(login_page).merge(
+                post(login)
+                    .route_layer(middleware::from_fn_with_state(throttle, crate::throttle::limit))
+                    .layer(DefaultBodyLimit::max(LOGIN_BYTES)),
+            ),
+        )
         .route("/console/assets/console.js", get(script))
         .route("/console/assets/console.css", get(style))
         .merge(protected)
