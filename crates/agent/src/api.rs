@@ -91,17 +91,19 @@ pub fn api_router(agent: AppState) -> Router {
         .merge(crate::console::routes(agent.clone(), throttle))
         .merge(protected)
         .fallback(|| async { ApiError::not_found("no such API path") })
+        .layer(DefaultBodyLimit::max(halo_store::wire::MAX_COMMAND_BYTES))
         .with_state(agent)
 }
 
 pub fn peer_router(agent: AppState) -> Router {
+    use halo_store::wire::{MAX_APPEND_BYTES, MAX_FORWARDED_BYTES, MAX_SNAPSHOT_BYTES};
     Router::new()
-        .route("/raft/append", post(raft_append))
+        .route("/raft/append", post(raft_append).layer(DefaultBodyLimit::max(MAX_APPEND_BYTES)))
         .route("/raft/vote", post(raft_vote))
         .route("/raft/pre-vote", post(raft_pre_vote))
-        .route("/raft/snapshot", post(raft_snapshot))
+        .route("/raft/snapshot", post(raft_snapshot).layer(DefaultBodyLimit::max(MAX_SNAPSHOT_BYTES)))
         .route("/raft/transfer-leader", post(raft_transfer_leader))
-        .route("/peer/v1/leader", post(peer_leader))
+        .route("/peer/v1/leader", post(peer_leader).layer(DefaultBodyLimit::max(MAX_FORWARDED_BYTES)))
         .merge(crate::validate_api::peer_routes())
         .merge(crate::log_api::peer_routes())
         .with_state(agent)
@@ -346,16 +348,18 @@ async fn raft_pre_vote(
     Ok(Json(raft_of(&agent)?.pre_vote(req).await).into_response())
 }
 
-type SnapshotRequest = (
-    halo_store::openraft::alias::VoteOf<halo_store::TypeConfig>,
-    halo_store::openraft::alias::SnapshotMetaOf<halo_store::TypeConfig>,
-    Vec<u8>,
-);
-
+/// A snapshot: binary (`halo_store::wire`), or the JSON an older sender uses.
 async fn raft_snapshot(
     State(agent): State<AppState>,
-    Json((vote, meta, data)): Json<SnapshotRequest>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
+    use halo_store::wire;
+    let binary = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == wire::SNAPSHOT_CONTENT_TYPE.as_bytes());
+    let decoded = if binary { wire::decode_snapshot(&body) } else { wire::decode_json_snapshot(&body) };
+    let (vote, meta, data) = decoded.map_err(|e| ApiError::bad_request(format!("snapshot refused: {e}")))?;
     let snapshot = Snapshot { meta, snapshot: std::io::Cursor::new(data) };
     let member = agent.require_member()?;
     member.took_append(&vote);

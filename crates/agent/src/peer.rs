@@ -17,7 +17,7 @@ use halo_store::openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use halo_store::openraft::{OptionalSend, alias::SnapshotOf, alias::VoteOf};
-use halo_store::{PeerNode, SnapshotData, TypeConfig};
+use halo_store::{PeerNode, SnapshotData, TypeConfig, wire};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -83,10 +83,28 @@ impl PeerClients {
         body: &Req,
         timeout: Duration,
     ) -> Result<Resp, PeerError> {
+        let body = serde_json::to_vec(body).map_err(|e| PeerError::Protocol(format!("encoding {path}: {e}")))?;
+        self.post_bytes(node, path, JSON, body.into(), timeout).await
+    }
+
+    /// POST `body` (of `content_type`) to `path` on `node`, trying its networks in route order.
+    pub async fn post_bytes<Resp: DeserializeOwned>(
+        &self,
+        node: &PeerNode,
+        path: &str,
+        content_type: &'static str,
+        body: axum::body::Bytes,
+        timeout: Duration,
+    ) -> Result<Resp, PeerError> {
         let mut last = PeerError::Unreachable(format!("node '{}' has no network in common with us", node.name));
         for i in self.route(node) {
             let url = format!("https://{}{path}", node.networks[i]);
-            match self.by_network[i].post(&url).json(body).timeout(timeout).send().await {
+            let request = self.by_network[i]
+                .post(&url)
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(body.clone())
+                .timeout(timeout);
+            match request.send().await {
                 Ok(resp) if resp.status().is_success() => {
                     return resp.json().await.map_err(|e| PeerError::Protocol(format!("{url}: {e}")));
                 }
@@ -102,6 +120,8 @@ impl PeerClients {
         Err(last)
     }
 }
+
+const JSON: &str = "application/json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum PeerError {
@@ -134,8 +154,21 @@ impl RaftClient {
         req: &Req,
         option: &RPCOption,
     ) -> Result<Resp, RPCError<TypeConfig>> {
+        let body = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        self.call_bytes(path, JSON, body, option.soft_ttl()).await
+    }
+
+    /// Send an encoded request; a large body gets the time its transfer takes on top.
+    async fn call_bytes<Resp: DeserializeOwned>(
+        &self,
+        path: &str,
+        content_type: &'static str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Resp, RPCError<TypeConfig>> {
+        let timeout = timeout + wire::transfer_allowance(body.len());
         let result: Result<Result<Resp, RaftError<TypeConfig>>, PeerError> =
-            self.peers.post(&self.node, path, req, option.soft_ttl()).await;
+            self.peers.post_bytes(&self.node, path, content_type, body.into(), timeout).await;
         match result {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(raft)) => Err(RPCError::Network(NetworkError::new(&raft))),
@@ -153,7 +186,21 @@ impl RaftNetworkV2<TypeConfig> for RaftClient {
         req: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call("/raft/append", &req, &option).await
+        let encode = |req: &AppendEntriesRequest<TypeConfig>| {
+            serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))
+        };
+        let mut body = encode(&req)?;
+        let fitted = wire::fit_append(req, body.len(), wire::APPEND_BATCH_BYTES)
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        if fitted.cut_after.is_some() {
+            body = encode(&fitted.request)?;
+        }
+        let response = self.call_bytes("/raft/append", JSON, body, option.soft_ttl()).await?;
+        // The follower took what we sent: it matches up to the last entry of the cut.
+        Ok(match (response, fitted.cut_after) {
+            (AppendEntriesResponse::Success, Some(last)) => AppendEntriesResponse::PartialSuccess(Some(last)),
+            (response, _) => response,
+        })
     }
 
     async fn vote(
@@ -179,10 +226,11 @@ impl RaftNetworkV2<TypeConfig> for RaftClient {
         cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        let req = (vote, snapshot.meta, snapshot.snapshot.into_inner());
+        let body = wire::encode_snapshot(&vote, &snapshot.meta, snapshot.snapshot.get_ref())
+            .map_err(|e| StreamingError::from(RPCError::Network(NetworkError::new(&e))))?;
         tokio::select! {
             closed = cancel => Err(StreamingError::Closed(closed)),
-            res = self.call("/raft/snapshot", &req, &option) => Ok(res?),
+            res = self.call_bytes("/raft/snapshot", wire::SNAPSHOT_CONTENT_TYPE, body, option.soft_ttl()) => Ok(res?),
         }
     }
 

@@ -247,6 +247,9 @@ impl Agent {
             // A node returning from a partition or a SIGSTOP must not depose a healthy leader.
             enable_pre_vote: Some(true),
             snapshot_policy: halo_store::openraft::SnapshotPolicy::LogsSinceLast(500),
+            // Sending and installing a whole snapshot: the transport adds the time its size
+            // takes (`wire::transfer_allowance`) to three quarters of this.
+            install_snapshot_timeout: 10_000,
             max_in_snapshot_log_to_keep: 100,
             ..Default::default()
         }
@@ -593,6 +596,10 @@ impl Agent {
                 applied_index: metrics.last_applied.map_or(0, |l| l.index),
                 snapshot_index: metrics.snapshot.map(|l| l.index),
                 purged_index: metrics.purged.map(|l| l.index),
+                snapshot_bytes: member.reader.snapshot_bytes().unwrap_or_else(|e| {
+                    tracing::warn!("cannot read the snapshot's size: {e}");
+                    None
+                }),
             },
             validation: state.last_validation.as_ref().map(halo_core::view::ValidationSummaryView::of),
         }

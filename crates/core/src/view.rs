@@ -75,6 +75,9 @@ pub struct DatabaseView {
     pub applied_index: u64,
     pub snapshot_index: Option<u64>,
     pub purged_index: Option<u64>,
+    /// Size of this node's latest snapshot: about the size of the whole cluster state.
+    #[serde(default)]
+    pub snapshot_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -8,6 +8,7 @@ mod db;
 pub mod leadership;
 mod log;
 mod machine;
+pub mod wire;
 
 use std::io::Cursor;
 

@@ -23,7 +23,6 @@ use crate::db::{Database, io as store_io, off_runtime};
 const APPLIED: &str = "applied";
 /// Event numbers are `log index * EVENTS_PER_ENTRY + i`: the same on every node.
 pub(crate) const EVENTS_PER_ENTRY: u64 = 64;
-const SNAPSHOT: &str = "snapshot";
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Applied {
@@ -31,12 +30,6 @@ struct Applied {
     membership: StoredMembershipOf<TypeConfig>,
     /// Shared with readers: a reader holds the state it was handed while apply builds the next.
     state: Arc<ClusterState>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct StoredSnapshot {
-    meta: SnapshotMetaOf<TypeConfig>,
-    data: Vec<u8>,
 }
 
 #[derive(Clone)]
@@ -62,6 +55,11 @@ impl StateReader {
     /// Index of the last applied log entry (0 if none).
     pub fn applied_index(&self) -> u64 {
         self.applied.read().ok().and_then(|a| a.last_applied.as_ref().map(|l| l.index)).unwrap_or(0)
+    }
+
+    /// Size of the stored snapshot's data; `None` without a snapshot.
+    pub fn snapshot_bytes(&self) -> Result<Option<u64>, crate::StoreError> {
+        self.db.snapshot_bytes()
     }
 
     /// Events recorded on this node: after `after`, or the newest `limit`; oldest first.
@@ -103,14 +101,12 @@ impl StateMachine {
         Ok(())
     }
 
-    fn snapshot_of(applied: &Applied) -> Result<StoredSnapshot, io::Error> {
-        Ok(StoredSnapshot {
-            meta: SnapshotMetaOf::<TypeConfig> {
-                last_log_id: applied.last_applied,
-                last_membership: applied.membership.clone(),
-            },
-            data: serde_json::to_vec(&applied.state).map_err(store_io)?,
-        })
+    fn snapshot_of(applied: &Applied) -> Result<(SnapshotMetaOf<TypeConfig>, Vec<u8>), io::Error> {
+        let meta = SnapshotMetaOf::<TypeConfig> {
+            last_log_id: applied.last_applied,
+            last_membership: applied.membership.clone(),
+        };
+        Ok((meta, serde_json::to_vec(&applied.state).map_err(store_io)?))
     }
 }
 
@@ -122,12 +118,12 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     type SnapshotData = Cursor<Vec<u8>>;
 
     async fn build_snapshot(&mut self) -> Result<SnapshotOf<TypeConfig, Self::SnapshotData>, io::Error> {
-        let stored = {
+        let (meta, data) = {
             let applied = self.applied.read().map_err(|_| lock_poisoned())?;
             Self::snapshot_of(&applied)?
         };
-        self.db.put_meta(SNAPSHOT, &stored)?;
-        Ok(SnapshotOf::<TypeConfig, _> { meta: stored.meta, snapshot: Cursor::new(stored.data) })
+        self.db.put_snapshot(&meta, &data)?;
+        Ok(SnapshotOf::<TypeConfig, _> { meta, snapshot: Cursor::new(data) })
     }
 }
 
@@ -199,14 +195,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             membership: meta.last_membership.clone(),
             state: Arc::new(state),
         };
-        self.db.put_meta(SNAPSHOT, &StoredSnapshot { meta: meta.clone(), data })?;
+        self.db.put_snapshot(meta, &data)?;
         self.persist(&applied)?;
         self.publish(applied)?;
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<SnapshotOf<TypeConfig, Self::SnapshotData>>, io::Error> {
-        let stored: Option<StoredSnapshot> = self.db.get_meta(SNAPSHOT)?;
-        Ok(stored.map(|s| SnapshotOf::<TypeConfig, _> { meta: s.meta, snapshot: Cursor::new(s.data) }))
+        let stored: Option<(SnapshotMetaOf<TypeConfig>, Vec<u8>)> = self.db.get_snapshot()?;
+        Ok(stored.map(|(meta, data)| SnapshotOf::<TypeConfig, _> { meta, snapshot: Cursor::new(data) }))
     }
 }
