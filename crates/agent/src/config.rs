@@ -63,9 +63,55 @@ pub struct AgentConfig {
     /// The watchdog device the fence guard feeds (see the flag).
     #[serde(default)]
     pub watchdog: Option<PathBuf>,
+    /// What one client may hold open on each listener.
+    #[serde(default)]
+    pub connections: ConnectionLimits,
     /// The two above, parsed (or detected).
     #[serde(skip)]
     pub capacity: Capacity,
+}
+
+/// `[connections]`: bounds on what clients hold open on each listener (API and each peer
+/// network), so a slow or idle client cannot keep a place forever and many cannot starve
+/// the rest.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectionLimits {
+    /// A connection that moves no byte this long, while none of its requests is being
+    /// answered, is closed (a pooled client reconnects).
+    pub idle_timeout_s: u64,
+    /// A client sends a request's headers within this, or its connection is closed.
+    pub header_timeout_s: u64,
+    /// Open connections per listener.
+    pub max: usize,
+    /// Open connections per listener from one client address (an IPv6 /64).
+    pub per_address: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self { idle_timeout_s: 60, header_timeout_s: 10, max: 1024, per_address: 64 }
+    }
+}
+
+impl ConnectionLimits {
+    pub fn idle_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.idle_timeout_s)
+    }
+
+    pub fn header_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.header_timeout_s)
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        if self.idle_timeout_s == 0 || self.header_timeout_s == 0 || self.max == 0 || self.per_address == 0 {
+            bail!("invalid [connections]: every limit must be above zero ({self:?})");
+        }
+        if self.per_address > self.max {
+            bail!("invalid [connections]: per_address {} is above max {}", self.per_address, self.max);
+        }
+        Ok(())
+    }
 }
 
 impl AgentConfig {
@@ -91,6 +137,7 @@ impl AgentConfig {
                     cpu: args.cpu.clone(),
                     memory: args.memory.clone(),
                     watchdog: args.watchdog.clone(),
+                    connections: ConnectionLimits::default(),
                     capacity: Capacity::default(),
                 }
             }
@@ -139,7 +186,7 @@ impl AgentConfig {
         if let Some(timing) = &self.timing {
             timing.check().map_err(|e| anyhow::anyhow!("invalid [timing]: {e}"))?;
         }
-        Ok(())
+        self.connections.check()
     }
 }
 
@@ -165,6 +212,10 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("invalid --net address 'nohost'"));
         c.networks = vec![];
         assert!(c.validate().unwrap_err().to_string().contains("no network"));
+        c.networks = vec!["127.0.0.1:2".into()];
+        c.connections.per_address = 0;
+        assert!(c.validate().unwrap_err().to_string().contains("invalid [connections]"));
+        c.connections = ConnectionLimits::default();
         c.memory = Some("lots".into());
         assert!(c.offered_capacity().unwrap_err().to_string().contains("--memory: invalid memory amount 'lots'"));
         c.memory = None;

@@ -51,6 +51,9 @@ impl GuardLink {
     /// Start the guard supervisor; events arrive on the returned receiver.
     pub fn start(data_dir: PathBuf, watchdog: Option<PathBuf>) -> (Arc<Self>, mpsc::UnboundedReceiver<GuardEvent>) {
         let (tx, rx) = std_mpsc::channel();
+        // Unbounded by design, bounded in fact: the guard reports its own children (one exit
+        // each) and its own end; the executor drains it continuously. Blocking this thread on a
+        // full channel would stop it from feeding the guard.
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let link = Arc::new(Self { tx: tx.clone(), told: Mutex::default() });
         let supervisor = link.clone();

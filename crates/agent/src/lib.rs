@@ -88,9 +88,10 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     }
 
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(serve::serve(api, agent.api_tls.clone(), api::api_router(agent.clone())));
+    let limits = cfg.connections;
+    tasks.spawn(serve::serve(api, agent.api_tls.clone(), api::api_router(agent.clone()), limits));
     for listener in peer_listeners {
-        tasks.spawn(serve::serve(listener, agent.peer_tls.clone(), api::peer_router(agent.clone())));
+        tasks.spawn(serve::serve(listener, agent.peer_tls.clone(), api::peer_router(agent.clone()), limits));
     }
     tasks.spawn(heartbeat::run(agent.clone(), sockets));
     tasks.spawn(manager::run(agent.clone()));

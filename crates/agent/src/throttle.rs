@@ -48,13 +48,13 @@ impl Throttle {
             self.limiter.retain_recent();
         }
         self.limiter
-            .check_key(&source(remote))
+            .check_key(&client(remote))
             .map_err(|not_until| not_until.wait_time_from(self.clock.now()).as_secs().max(1))
     }
 }
 
 /// The unit one client controls: an IPv4 address, or an IPv6 /64 (one host gets a whole /64).
-fn source(remote: IpAddr) -> IpAddr {
+pub(crate) fn client(remote: IpAddr) -> IpAddr {
     match remote {
         IpAddr::V4(_) => remote,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

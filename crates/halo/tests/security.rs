@@ -282,3 +282,83 @@ fn bogus_joins_are_refused_without_growing_the_log_and_are_rate_limited_per_addr
     assert!(out.status.success(), "{}", text(&out));
     assert!(c.wait_status(Duration::from_secs(30), |s| up_count(s) == 2), "{:?}", c.status());
 }
+
+/// A client that connects and sends nothing, one that sends its headers a byte at a time,
+/// and one that opens more connections than its share: each is cut off, and the cluster
+/// keeps answering everyone else. (Short limits set in `[connections]`; the defaults are
+/// 60 s idle, 10 s for headers, 64 per address.)
+#[test]
+fn idle_and_slow_connections_are_dropped_and_one_client_cannot_hold_every_place() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut c = Cluster::new(178, 1, 0);
+    c.nodes[0].config_toml =
+        Some("[connections]\nidle_timeout_s = 2\nheader_timeout_s = 2\nmax = 64\nper_address = 4\n".into());
+    c.form();
+    let api: std::net::SocketAddr = c.nodes[0].api.parse().expect("api address");
+    let rt = runtime();
+    rt.block_on(async {
+        let mut tls = halo_security::tls::unverified_client_config_with(None).expect("tls");
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls));
+        let connect = |from: &str| {
+            let (connector, from) = (connector.clone(), from.parse::<std::net::IpAddr>().expect("address"));
+            async move {
+                let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+                socket.bind((from, 0).into()).expect("bind");
+                let tcp = socket.connect(api).await?;
+                let name = rustls::pki_types::ServerName::try_from("halo").expect("name");
+                connector.connect(name, tcp).await
+            }
+        };
+        // Closed: the read ends (0 bytes or an error) instead of waiting forever.
+        async fn closed_within(stream: &mut (impl AsyncReadExt + Unpin), limit: Duration) -> Option<Duration> {
+            let start = std::time::Instant::now();
+            let mut buf = [0u8; 1024];
+            loop {
+                match tokio::time::timeout(limit.saturating_sub(start.elapsed()), stream.read(&mut buf)).await {
+                    Ok(Ok(0) | Err(_)) => return Some(start.elapsed()),
+                    Ok(Ok(_)) => continue,
+                    Err(_) => return None,
+                }
+            }
+        }
+
+        // Idle: connected, says nothing.
+        let mut idle = connect("127.0.0.61").await.expect("connects");
+        let took = closed_within(&mut idle, Duration::from_secs(10)).await.expect("an idle connection was kept");
+        assert!(took >= Duration::from_millis(1500), "closed before the idle limit: {took:?}");
+
+        // Slow: sends a byte of headers every 300 ms, so it is never idle; the header limit ends it.
+        let slow = connect("127.0.0.62").await.expect("connects");
+        let (mut reader, mut writer) = tokio::io::split(slow);
+        let trickle = tokio::spawn(async move {
+            for byte in b"GET /api/v1/status HTTP/1.1\r\nHost: halo\r\nX-Slow: ".iter().cycle().take(200) {
+                if writer.write_all(&[*byte]).await.is_err() || writer.flush().await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        });
+        let took = closed_within(&mut reader, Duration::from_secs(10)).await.expect("a slow client was kept");
+        assert!(took >= Duration::from_millis(1500), "closed before the header limit: {took:?}");
+        trickle.abort();
+
+        // Greedy: four connections from one address hold its share; a fifth is refused.
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            held.push(connect("127.0.0.63").await.expect("within its share"));
+        }
+        let fifth = connect("127.0.0.63").await;
+        let refused = match fifth {
+            Err(_) => true,
+            Ok(mut stream) => closed_within(&mut stream, Duration::from_secs(1)).await.is_some(),
+        };
+        assert!(refused, "a fifth connection from one address was served");
+        // Everyone else is still answered meanwhile.
+        let other = connect("127.0.0.64").await;
+        assert!(other.is_ok(), "another client was refused: {other:?}");
+        drop(held);
+    });
+    assert!(c.status().is_some(), "the API stopped answering");
+}

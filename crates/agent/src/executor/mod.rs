@@ -50,6 +50,9 @@ pub async fn run(agent: Arc<Agent>, mut events: mpsc::UnboundedReceiver<GuardEve
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    // Unbounded by design, bounded in fact: each carries one result per task this executor
+    // started itself (an operation, a probe, a VM step), and at most one task runs per local
+    // resource; a bounded channel could only make a finished task wait on the loop it reports to.
     let (report_done, mut reports) = mpsc::unbounded_channel();
     let (probe_done, mut probes) = mpsc::unbounded_channel();
     let (vm_done, mut vm_results) = mpsc::unbounded_channel();
