@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use halo_core::command::{Command, CommandResult};
-use halo_core::state::{NetworkRecord, NetworkState, NodeRecord, NodeState};
+use halo_core::state::{CertificateRecord, NetworkRecord, NetworkState, NodeRecord, NodeState};
 use halo_core::view::{AdmissionRequest, AdmissionResponse};
 use halo_security::ca::{self, ClusterCa};
 use halo_store::PeerNode;
@@ -72,7 +72,14 @@ impl Agent {
         let cert = ca
             .issue_node_certificate(&request.csr_pem, &request.name, &ca::hosts_of(addresses))
             .map_err(|e| ApiError::bad_request(format!("invalid certificate request: {e}")))?;
-        let command = Command::AdmitNode { token_id: request.token_id.clone(), token_secret_sha256, now_ms: now, node };
+        let certificate = CertificateRecord { serial: cert.serial.clone(), not_after_ms: cert.not_after_ms };
+        let command = Command::AdmitNode {
+            token_id: request.token_id.clone(),
+            token_secret_sha256,
+            now_ms: now,
+            node,
+            certificate: Some(certificate),
+        };
         let (id, voter) = match self.write_as_leader(member, command).await? {
             CommandResult::NodeAdmitted { id, voter } => (id, voter),
             CommandResult::Rejected(r) => return Err(rejection_error(&r)),
@@ -90,9 +97,10 @@ impl Agent {
             voter,
             cluster: cluster.name,
             cluster_id: cluster.id,
-            cert_pem: cert,
+            cert_pem: cert.pem,
             ca_cert_pem: cluster.ca_cert_pem,
             raft: state.settings.raft,
+            revoked: state.revoked.keys().cloned().collect(),
         })
     }
 }

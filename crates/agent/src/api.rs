@@ -19,6 +19,7 @@ use utoipa::{IntoParams, OpenApi};
 
 use crate::clock;
 use crate::error::ApiError;
+use crate::peer_identity::PeerIdentity;
 use crate::runtime::{Agent, LeaderReply, LeaderRequest};
 use crate::serve::RemoteAddr;
 
@@ -97,15 +98,19 @@ pub fn api_router(agent: AppState) -> Router {
 
 pub fn peer_router(agent: AppState) -> Router {
     use halo_store::wire::{MAX_APPEND_BYTES, MAX_FORWARDED_BYTES, MAX_SNAPSHOT_BYTES};
+    // Requests that speak for no Raft node; the Raft routes check what they claim themselves.
+    let members_only = Router::new()
+        .route("/peer/v1/leader", post(peer_leader).layer(DefaultBodyLimit::max(MAX_FORWARDED_BYTES)))
+        .merge(crate::validate_api::peer_routes())
+        .merge(crate::log_api::peer_routes())
+        .route_layer(middleware::from_fn_with_state(agent.clone(), crate::peer_identity::members_only));
     Router::new()
         .route("/raft/append", post(raft_append).layer(DefaultBodyLimit::max(MAX_APPEND_BYTES)))
         .route("/raft/vote", post(raft_vote))
         .route("/raft/pre-vote", post(raft_pre_vote))
         .route("/raft/snapshot", post(raft_snapshot).layer(DefaultBodyLimit::max(MAX_SNAPSHOT_BYTES)))
         .route("/raft/transfer-leader", post(raft_transfer_leader))
-        .route("/peer/v1/leader", post(peer_leader).layer(DefaultBodyLimit::max(MAX_FORWARDED_BYTES)))
-        .merge(crate::validate_api::peer_routes())
-        .merge(crate::log_api::peer_routes())
+        .merge(members_only)
         .with_state(agent)
 }
 
@@ -319,38 +324,60 @@ async fn bootstrap_join(
 
 // ---- peer routes: reachable only with a cluster certificate (enforced by the TLS layer) ----
 
-fn raft_of(agent: &Agent) -> Result<&halo_store::Raft, ApiError> {
-    Ok(&agent.require_member()?.raft)
+/// The member a Raft request reaches, once its certificate may speak for `claimed` (the
+/// leader of an append, the candidate of a vote: `peer_identity`).
+fn member_for<'a>(
+    agent: &'a Agent,
+    identity: Option<Extension<PeerIdentity>>,
+    claimed: &halo_store::openraft::alias::VoteOf<halo_store::TypeConfig>,
+) -> Result<&'a std::sync::Arc<crate::runtime::Member>, ApiError> {
+    let member = agent.require_member()?;
+    let claimed = halo_store::leadership::leader_of(claimed).node;
+    crate::peer_identity::check(
+        &member.reader.state(),
+        &member.revoked,
+        identity.as_ref().map(|e| &e.0),
+        Some(claimed),
+    )?;
+    Ok(member)
 }
+
+type Peer = Option<Extension<PeerIdentity>>;
 
 async fn raft_append(
     State(agent): State<AppState>,
+    identity: Peer,
     Json(req): Json<halo_store::openraft::raft::AppendEntriesRequest<halo_store::TypeConfig>>,
 ) -> Result<Response, ApiError> {
-    let member = agent.require_member()?;
+    let member = member_for(&agent, identity, &req.vote)?;
     member.took_append(&req.vote);
     Ok(Json(member.raft.append_entries(req).await).into_response())
 }
 
 async fn raft_vote(
     State(agent): State<AppState>,
+    identity: Peer,
     Json(req): Json<halo_store::openraft::raft::VoteRequest<halo_store::TypeConfig>>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(raft_of(&agent)?.vote(req).await).into_response())
+    let member = member_for(&agent, identity, &req.vote)?;
+    Ok(Json(member.raft.vote(req).await).into_response())
 }
 
 /// Pre-Vote: would this node vote for the candidate? A node that was cut off (or stopped)
 /// asks first, so its return does not depose a healthy leader.
 async fn raft_pre_vote(
     State(agent): State<AppState>,
+    identity: Peer,
     Json(req): Json<halo_store::openraft::raft::VoteRequest<halo_store::TypeConfig>>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(raft_of(&agent)?.pre_vote(req).await).into_response())
+    let member = member_for(&agent, identity, &req.vote)?;
+    Ok(Json(member.raft.pre_vote(req).await).into_response())
 }
 
 /// A snapshot: binary (`halo_store::wire`), or the JSON an older sender uses.
 async fn raft_snapshot(
     State(agent): State<AppState>,
+    identity: Peer,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
@@ -360,8 +387,8 @@ async fn raft_snapshot(
         .is_some_and(|v| v.as_bytes() == wire::SNAPSHOT_CONTENT_TYPE.as_bytes());
     let decoded = if binary { wire::decode_snapshot(&body) } else { wire::decode_json_snapshot(&body) };
     let (vote, meta, data) = decoded.map_err(|e| ApiError::bad_request(format!("snapshot refused: {e}")))?;
+    let member = member_for(&agent, identity, &vote)?;
     let snapshot = Snapshot { meta, snapshot: std::io::Cursor::new(data) };
-    let member = agent.require_member()?;
     member.took_append(&vote);
     let result = member
         .raft
@@ -373,9 +400,12 @@ async fn raft_snapshot(
 
 async fn raft_transfer_leader(
     State(agent): State<AppState>,
+    identity: Peer,
     Json(req): Json<halo_store::openraft::raft::TransferLeaderRequest<halo_store::TypeConfig>>,
 ) -> Result<Response, ApiError> {
-    let result = raft_of(&agent)?
+    let member = member_for(&agent, identity, req.from_leader())?;
+    let result = member
+        .raft
         .handle_transfer_leader(req)
         .await
         .map_err(halo_store::openraft::errors::RaftError::<halo_store::TypeConfig>::Fatal);

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use halo_core::heartbeat::{DATAGRAM_LEN, HeartbeatCodec, Leadership, Outgoing, View};
+use halo_core::heartbeat::{DATAGRAM_LEN, HeartbeatCodec, KeyRing, Leadership, Outgoing, View};
 use halo_core::state::ClusterState;
 use tokio::net::UdpSocket;
 
@@ -62,14 +62,20 @@ async fn run_here(agent: Arc<Agent>, sockets: Vec<std::net::UdpSocket>) {
     tasks.join_next().await;
 }
 
-/// The codec follows the cluster's id and key, which exist only once the cluster does.
-fn codec_for(state: &ClusterState, current: &mut Option<(String, HeartbeatCodec)>) -> Option<HeartbeatCodec> {
+/// The keys follow the cluster's id and key, which exist only once the cluster does. After a
+/// key change the previous key is heard for two node timeouts (at least 5 s), the time every
+/// node takes to apply the change.
+fn keys_for<'a>(state: &ClusterState, ring: &'a mut Option<KeyRing>, now_us: u64) -> Option<&'a KeyRing> {
     let cluster = state.cluster.as_ref()?;
-    if current.as_ref().is_none_or(|(id, _)| id != &cluster.id) {
-        let key = hex::decode(&cluster.heartbeat_key_hex).unwrap_or_default();
-        *current = Some((cluster.id.clone(), HeartbeatCodec::new(&key, &cluster.id)));
+    let grace_us = state.settings.node_timeout_ms.saturating_mul(2).max(5_000).saturating_mul(1000);
+    if ring.as_ref().is_some_and(|r| !r.is_for(&cluster.id, &cluster.heartbeat_key_hex)) {
+        tracing::info!("heartbeat key changed; the previous one is heard for {} ms more", grace_us / 1000);
     }
-    current.as_ref().map(|(_, c)| c.clone())
+    if let Err(e) = KeyRing::follow(ring, &cluster.id, &cluster.heartbeat_key_hex, now_us, grace_us) {
+        tracing::error!("cannot use the cluster's heartbeat key: {e}");
+        return None;
+    }
+    ring.as_ref()
 }
 
 /// What the endpoint needs to know of the cluster and of this node's leadership now.
@@ -80,7 +86,7 @@ fn view<'a>(member: &Member, state: &'a ClusterState) -> View<'a> {
 }
 
 async fn send(agent: Arc<Agent>, sockets: Vec<Arc<UdpSocket>>) {
-    let mut codec = None;
+    let mut keys = None;
     // Whether this node held a lease at the last beat: one that ran out since is a lapse.
     let mut held = false;
     loop {
@@ -89,13 +95,13 @@ async fn send(agent: Arc<Agent>, sockets: Vec<Arc<UdpSocket>>) {
             continue;
         };
         let state = member.reader.state();
-        let Some(current) = codec_for(&state, &mut codec) else {
+        let now_us = clock::monotonic_us();
+        let Some(current) = keys_for(&state, &mut keys, now_us).map(KeyRing::sending) else {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
         // Only what is sent carries this node's voter report.
         let view = View { report: member.voter_report(), ..view(member, &state) };
-        let now_us = clock::monotonic_us();
         let (out, deadline) = {
             let mut heartbeats = agent.heartbeats();
             let out = heartbeats.beat(&view, now_us);
@@ -109,7 +115,7 @@ async fn send(agent: Arc<Agent>, sockets: Vec<Arc<UdpSocket>>) {
         }
         held = holds;
         for outgoing in out {
-            transmit(&sockets, &current, &state, outgoing);
+            transmit(&sockets, current, &state, outgoing);
         }
         tokio::time::sleep(Duration::from_millis(state.settings.heartbeat_interval_ms)).await;
     }
@@ -127,7 +133,7 @@ fn transmit(sockets: &[Arc<UdpSocket>], codec: &HeartbeatCodec, state: &ClusterS
 
 async fn receive(agent: Arc<Agent>, sockets: Vec<Arc<UdpSocket>>, network: usize) {
     let mut buf = [0u8; 512];
-    let mut codec = None;
+    let mut keys = None;
     let Some(socket) = sockets.get(network).cloned() else { return };
     loop {
         let Ok((len, _from)) = socket.recv_from(&mut buf).await else { continue };
@@ -136,12 +142,14 @@ async fn receive(agent: Arc<Agent>, sockets: Vec<Arc<UdpSocket>>, network: usize
         }
         let Some(member) = agent.member() else { continue };
         let state = member.reader.state();
-        let Some(current) = codec_for(&state, &mut codec) else { continue };
-        let Ok(datagram) = current.decode(&buf[..len]) else { continue };
+        let now_us = clock::monotonic_us();
+        let Some(ring) = keys_for(&state, &mut keys, now_us) else { continue };
+        let Ok(datagram) = ring.decode(&buf[..len], now_us) else { continue };
+        let current = ring.sending().clone();
         let view = view(member, &state);
         let (answer, deadline) = {
             let mut heartbeats = agent.heartbeats();
-            let answer = heartbeats.receive(datagram, network, &view, clock::monotonic_us());
+            let answer = heartbeats.receive(datagram, network, &view, now_us);
             (answer, heartbeats.lease().deadline_ms())
         };
         agent.sync_guard(deadline, view.timing.cleanup_ms());

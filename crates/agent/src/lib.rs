@@ -33,6 +33,7 @@ pub mod manager;
 pub mod metrics;
 pub mod ocf;
 pub mod peer;
+pub mod peer_identity;
 pub mod probe;
 pub mod qmp;
 pub mod resource;
@@ -78,7 +79,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     match agent.identity().member {
         Some(member) => {
             let tls = agent.data.load_node_tls()?;
-            agent.start_member(member.node_id, tls, member.raft).await?;
+            agent.start_member(member.node_id, tls, member.raft, std::collections::BTreeSet::new()).await?;
             tracing::info!(node = %cfg.name, cluster = %member.cluster, "agent started as member");
         }
         None => {

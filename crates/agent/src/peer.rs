@@ -38,11 +38,12 @@ impl PeerClients {
         tls: &crate::identity::NodeTls,
         local_networks: &[String],
         heartbeats: Arc<Mutex<Endpoint>>,
+        revoked: &halo_security::revocation::Revoked,
     ) -> anyhow::Result<Self> {
         let mut by_network = Vec::new();
         for net in local_networks {
             let ip: std::net::IpAddr = net.parse::<std::net::SocketAddr>().context("network address")?.ip();
-            let config = halo_security::tls::client_config(&tls.ca_pem, Some((&tls.cert_pem, &tls.key_pem)))?;
+            let config = halo_security::tls::peer_client_config(&tls.ca_pem, &tls.cert_pem, &tls.key_pem, revoked)?;
             let client = reqwest::Client::builder()
                 .tls_backend_preconfigured(config)
                 .local_address(ip)

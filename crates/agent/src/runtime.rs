@@ -74,6 +74,9 @@ pub struct Member {
     /// The appends this node took and its leaderships, for its voter report
     /// (`halo_core::former_leader`).
     pub receipts: Arc<std::sync::Mutex<AppendReceipts>>,
+    /// Certificates no node may use, as the cluster database lists them (shared with the TLS
+    /// verifiers of both directions).
+    pub revoked: halo_security::revocation::Revoked,
 }
 
 /// Requests only the leader may carry out; followers forward them over the peer transport.
@@ -208,18 +211,21 @@ impl Agent {
     /// Serve the API with the bootstrap certificate until the agent joins a cluster.
     pub fn use_bootstrap_tls(&self) -> anyhow::Result<()> {
         let (cert, key) = self.data.bootstrap_tls(&self.config.name, &self.hosts())?;
-        set_slot(&self.api_tls, Some(halo_security::tls::server_config(&cert, &key, None)?));
+        set_slot(&self.api_tls, Some(halo_security::tls::server_config(&cert, &key)?));
         Ok(())
     }
 
     /// Become a member: open the database, start Raft, switch the listeners to cluster TLS.
     /// Raft runs with the cluster's timing: as this node's copy of the database has it, else
     /// as the caller knows it (`raft`: from `create`, the admission, or the membership file).
+    /// `revoked`: the serials the leader named at admission, in force until this node has the
+    /// cluster's state (`peer_identity::follow_revocations`).
     pub async fn start_member(
         &self,
         node_id: u64,
         tls: NodeTls,
         raft: Option<RaftTiming>,
+        revoked: BTreeSet<String>,
     ) -> anyhow::Result<Arc<Member>> {
         let db = Database::open(&self.data.database_path())?;
         let machine = StateMachine::open(db.clone())?;
@@ -238,7 +244,10 @@ impl Agent {
         }
         *self.heartbeats() =
             Endpoint::new(node_id, first_sequence(self.incarnation), reader.state().settings.node_timeout_ms);
-        let peers = PeerClients::new(&tls, &self.config.networks, self.heartbeats.clone())?;
+        let revoked_set = halo_security::revocation::Revoked::default();
+        let seed = if stored.cluster.is_some() { stored.revoked.keys().cloned().collect() } else { revoked };
+        revoked_set.replace(seed.clone());
+        let peers = PeerClients::new(&tls, &self.config.networks, self.heartbeats.clone(), &revoked_set)?;
         let raft_config = halo_store::openraft::Config {
             cluster_name: "halo".into(),
             heartbeat_interval: t.raft_heartbeat_ms,
@@ -261,10 +270,12 @@ impl Agent {
             Raft::new(node_id, Arc::new(raft_config), peers.clone(), log, machine).await.context("starting Raft")?;
         set_slot(
             &self.peer_tls,
-            Some(halo_security::tls::server_config(&tls.cert_pem, &tls.key_pem, Some(&tls.ca_pem))?),
+            Some(halo_security::tls::peer_server_config(&tls.cert_pem, &tls.key_pem, &tls.ca_pem, &revoked_set)?),
         );
-        set_slot(&self.api_tls, Some(halo_security::tls::server_config(&tls.cert_pem, &tls.key_pem, None)?));
-        let member = Arc::new(Member { id: node_id, raft, reader, peers, tls, raft_timing: t, receipts });
+        set_slot(&self.api_tls, Some(halo_security::tls::server_config(&tls.cert_pem, &tls.key_pem)?));
+        tokio::spawn(crate::peer_identity::follow_revocations(reader.clone(), revoked_set.clone(), seed));
+        let member =
+            Arc::new(Member { id: node_id, raft, reader, peers, tls, raft_timing: t, receipts, revoked: revoked_set });
         self.member.set(member.clone()).map_err(|_| anyhow::anyhow!("agent is already a member"))?;
         Ok(member)
     }
@@ -295,13 +306,18 @@ impl Agent {
             admin_token_sha256: halo_security::sha256_hex(&admin_token),
             heartbeat_key_hex: halo_security::random_secret(),
         };
-        let tls = NodeTls { cert_pem: cert, key_pem: key, ca_pem: ca.cert_pem.clone() };
+        let first_certificate =
+            halo_core::state::CertificateRecord { serial: cert.serial, not_after_ms: cert.not_after_ms };
+        let tls = NodeTls { cert_pem: cert.pem, key_pem: key, ca_pem: ca.cert_pem.clone() };
         self.data.save_node_tls(&tls)?;
         let raft = self.config.timing.unwrap_or(profile.raft());
         let membership =
             Membership { node_id: 1, cluster: name.to_string(), cluster_id: cluster.id.clone(), raft: Some(raft) };
         self.save_membership(membership)?;
-        let member = self.start_member(1, tls, Some(raft)).await.map_err(|e| ApiError::internal(format!("{e:#}")))?;
+        let member = self
+            .start_member(1, tls, Some(raft), BTreeSet::new())
+            .await
+            .map_err(|e| ApiError::internal(format!("{e:#}")))?;
         member
             .raft
             .initialize(BTreeMap::from([(1u64, self.peer_node())]))
@@ -325,6 +341,7 @@ impl Agent {
             cluster: Box::new(cluster),
             first_node,
             settings: ClusterSettings::of(profile, raft),
+            first_certificate: Some(first_certificate),
         };
         // The single-node cluster elects itself at once; wait for that, then commit.
         let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
@@ -389,7 +406,7 @@ impl Agent {
             cluster_id: admitted.cluster_id.clone(),
             raft: Some(admitted.raft),
         })?;
-        self.start_member(admitted.id, tls, Some(admitted.raft))
+        self.start_member(admitted.id, tls, Some(admitted.raft), admitted.revoked.iter().cloned().collect())
             .await
             .map_err(|e| ApiError::internal(format!("{e:#}")))?;
         Ok(admitted)
@@ -542,7 +559,13 @@ impl Agent {
                 .map_err(|_| no_quorum("the membership change was not committed in time"))?
                 .map_err(|e| ApiError::unavailable(format!("membership change failed: {e}")))?;
         }
-        match self.write_as_leader(member, Command::RemoveNode { node: node.id }).await? {
+        // The removed node knew the heartbeat key: every node switches to a new one.
+        let command = Command::RemoveNode {
+            node: node.id,
+            heartbeat_key_hex: Some(halo_security::random_secret()),
+            now_ms: clock::wall_ms(),
+        };
+        match self.write_as_leader(member, command).await? {
             CommandResult::Rejected(r) => Err(rejection_error(&r)),
             _ => Ok(()),
         }

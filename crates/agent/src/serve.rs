@@ -31,10 +31,6 @@ pub type TlsSlot = Arc<RwLock<Option<Arc<ServerConfig>>>>;
 #[derive(Debug, Clone, Copy)]
 pub struct RemoteAddr(pub SocketAddr);
 
-/// Whether the client presented a certificate issued by the cluster CA (peer listener only).
-#[derive(Debug, Clone, Copy)]
-pub struct PeerVerified(pub bool);
-
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub async fn serve(listener: TcpListener, tls: TlsSlot, router: axum::Router, limits: ConnectionLimits) {
@@ -67,13 +63,22 @@ pub async fn serve(listener: TcpListener, tls: TlsSlot, router: axum::Router, li
                 }
                 Err(_) => return,
             };
-            let verified = PeerVerified(stream.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty()));
+            // On the peer listener the handshake verified it; on the API there is none.
+            let identity = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .and_then(|cert| halo_security::revocation::identity(cert.as_ref()).ok())
+                .map(crate::peer_identity::PeerIdentity);
             let activity = Arc::new(Activity::new());
             let busy = activity.clone();
             let service = tower::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let mut req = req.map(axum::body::Body::new);
                 req.extensions_mut().insert(RemoteAddr(remote));
-                req.extensions_mut().insert(verified);
+                if let Some(identity) = &identity {
+                    req.extensions_mut().insert(identity.clone());
+                }
                 let (router, busy) = (router.clone(), busy.clone());
                 async move {
                     let _answering = busy.answering();

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::NodeId;
 use crate::migration::{Migration, MigrationReport, MigrationResult, MoveMode};
 use crate::role::{Decision, Desired, RoleRecord, RoleSpec, RoleState};
-use crate::state::{ClusterInfo, ClusterSettings, NetworkState, NodeRecord, NodeState};
+use crate::state::{CertificateRecord, ClusterInfo, ClusterSettings, NetworkState, NodeRecord, NodeState};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "command", rename_all = "snake_case")]
@@ -18,6 +18,10 @@ pub enum Command {
         cluster: Box<ClusterInfo>,
         first_node: NodeRecord,
         settings: ClusterSettings,
+        /// The first node's certificate (absent in entries from before certificates were
+        /// recorded).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        first_certificate: Option<CertificateRecord>,
     },
     IssueJoinToken {
         id: String,
@@ -30,14 +34,23 @@ pub enum Command {
         token_secret_sha256: String,
         now_ms: u64,
         node: NodeRecord,
+        /// The certificate the leader signed for it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        certificate: Option<CertificateRecord>,
     },
     /// Node and network states as judged by the leader's failure detector.
     SetNodeStates {
         now_ms: u64,
         updates: Vec<NodeStateUpdate>,
     },
+    /// Remove a node: its certificates are revoked, and the heartbeat key it knew is
+    /// replaced by `heartbeat_key_hex` (random, from the proposing leader).
     RemoveNode {
         node: NodeId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        heartbeat_key_hex: Option<String>,
+        #[serde(default)]
+        now_ms: u64,
     },
     /// Validated all together: one bad key rejects the whole command.
     SetProperties {
@@ -318,7 +331,7 @@ impl std::fmt::Display for Command {
             Command::IssueJoinToken { id, .. } => write!(f, "issue join token {id}"),
             Command::AdmitNode { node, .. } => write!(f, "admit node {}", node.name),
             Command::SetNodeStates { updates, .. } => write!(f, "set {} node state(s)", updates.len()),
-            Command::RemoveNode { node } => write!(f, "remove node {node}"),
+            Command::RemoveNode { node, .. } => write!(f, "remove node {node}"),
             Command::SetProperties { properties } => write!(f, "set {} propert(ies)", properties.len()),
             Command::CreateRole { spec, .. } => write!(f, "create role {}", spec.name),
             Command::DeleteRole { role } => write!(f, "delete role {role}"),

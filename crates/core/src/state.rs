@@ -44,6 +44,28 @@ pub struct ClusterState {
     /// The report of the leader's latest periodic validation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_validation: Option<crate::validation::ValidationRecord>,
+    /// Per node: the certificates the cluster CA issued it that have not expired.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub certificates: BTreeMap<NodeId, Vec<CertificateRecord>>,
+    /// Certificates no node may use any more (a removed node's), by serial, until they expire.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub revoked: BTreeMap<String, RevokedCertificate>,
+}
+
+/// A certificate the cluster CA issued to a node.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CertificateRecord {
+    /// Serial number, lowercase hex.
+    pub serial: String,
+    pub not_after_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RevokedCertificate {
+    /// The node it was issued to.
+    pub node: String,
+    pub not_after_ms: u64,
+    pub revoked_at_ms: u64,
 }
 
 pub use crate::fence::FenceDevice;
@@ -292,7 +314,7 @@ impl ClusterState {
 
     fn try_apply(&mut self, command: &Command) -> Result<CommandResult, Rejection> {
         match command {
-            Command::CreateCluster { cluster, first_node, settings } => {
+            Command::CreateCluster { cluster, first_node, settings, first_certificate } => {
                 if let Some(existing) = &self.cluster {
                     return Err(Rejection::AlreadyCreated(existing.name.clone()));
                 }
@@ -302,6 +324,9 @@ impl ClusterState {
                 self.settings = settings.clone();
                 self.next_node_id = first_node.id + 1;
                 self.nodes.insert(first_node.id, first_node.clone());
+                if let Some(certificate) = first_certificate {
+                    self.certificates.insert(first_node.id, vec![certificate.clone()]);
+                }
                 Ok(CommandResult::Done)
             }
             Command::IssueJoinToken { id, secret_sha256, expires_at_ms } => {
@@ -316,7 +341,7 @@ impl ClusterState {
                 );
                 Ok(CommandResult::Done)
             }
-            Command::AdmitNode { token_id, token_secret_sha256, now_ms, node } => {
+            Command::AdmitNode { token_id, token_secret_sha256, now_ms, node, certificate } => {
                 self.check_admission(token_id, token_secret_sha256, *now_ms, node)?;
                 let id = self.next_node_id;
                 self.next_node_id += 1;
@@ -333,6 +358,9 @@ impl ClusterState {
                     ..node.clone()
                 };
                 self.nodes.insert(id, record);
+                if let Some(certificate) = certificate {
+                    self.certificates.insert(id, vec![certificate.clone()]);
+                }
                 if let Some(token) = self.join_tokens.get_mut(token_id) {
                     token.used_by = Some(node.name.clone());
                 }
@@ -354,13 +382,27 @@ impl ClusterState {
                 }
                 Ok(CommandResult::Done)
             }
-            Command::RemoveNode { node } => {
+            Command::RemoveNode { node, heartbeat_key_hex, now_ms } => {
                 self.require_cluster()?;
                 let record = self.nodes.get(node).ok_or(Rejection::UnknownNodeId(*node))?;
                 if self.roles.values().any(|r| r.owner == Some(*node)) {
                     return Err(Rejection::NodeOwnsRoles(record.name.clone()));
                 }
+                let name = record.name.clone();
                 self.nodes.remove(node);
+                for certificate in self.certificates.remove(node).unwrap_or_default() {
+                    let revoked = RevokedCertificate {
+                        node: name.clone(),
+                        not_after_ms: certificate.not_after_ms,
+                        revoked_at_ms: *now_ms,
+                    };
+                    self.revoked.insert(certificate.serial, revoked);
+                }
+                // An expired certificate fails the TLS check on its own.
+                self.revoked.retain(|_, r| r.not_after_ms > *now_ms);
+                if let (Some(key), Some(cluster)) = (heartbeat_key_hex, self.cluster.as_mut()) {
+                    cluster.heartbeat_key_hex = key.clone();
+                }
                 Ok(CommandResult::Done)
             }
             Command::SetFenceDevice { node, device } => {
@@ -851,6 +893,7 @@ mod tests {
             cluster: Box::new(cluster),
             first_node: first,
             settings: ClusterSettings::default(),
+            first_certificate: Some(CertificateRecord { serial: "a1".into(), not_after_ms: 1_000 }),
         });
         assert_eq!(r, CommandResult::Done);
         s
@@ -862,7 +905,14 @@ mod tests {
     }
 
     fn admit(s: &mut ClusterState, token: &str, now: u64, n: NodeRecord) -> CommandResult {
-        s.apply(&Command::AdmitNode { token_id: token.into(), token_secret_sha256: "h".into(), now_ms: now, node: n })
+        let certificate = Some(CertificateRecord { serial: format!("{}1", n.name), not_after_ms: 1_000 });
+        s.apply(&Command::AdmitNode {
+            token_id: token.into(),
+            token_secret_sha256: "h".into(),
+            now_ms: now,
+            node: n,
+            certificate,
+        })
     }
 
     #[test]
@@ -935,9 +985,31 @@ mod tests {
         }
         assert!(s.node_by_name("b").is_some_and(|n| n.voter));
         assert!(s.node_by_name("c").is_some_and(|n| !n.voter));
-        assert_eq!(s.apply(&Command::RemoveNode { node: 3 }), CommandResult::Done);
+        assert_eq!(s.apply(&Command::RemoveNode { node: 3, heartbeat_key_hex: None, now_ms: 1 }), CommandResult::Done);
         token(&mut s, "t9", 100);
         assert_eq!(admit(&mut s, "t9", 1, node("d", "127.0.2.1")), CommandResult::NodeAdmitted { id: 4, voter: false });
+    }
+
+    #[test]
+    fn a_removed_node_s_certificates_are_revoked_until_they_expire_and_the_heartbeat_key_changes() {
+        let mut s = created();
+        token(&mut s, "t", 100);
+        assert_eq!(admit(&mut s, "t", 1, node("b", "127.0.0.2")), CommandResult::NodeAdmitted { id: 2, voter: true });
+        assert_eq!(s.certificates[&2], vec![CertificateRecord { serial: "b1".into(), not_after_ms: 1_000 }]);
+        let remove = Command::RemoveNode { node: 2, heartbeat_key_hex: Some("fresh".into()), now_ms: 10 };
+        assert_eq!(s.apply(&remove), CommandResult::Done);
+        assert!(!s.certificates.contains_key(&2));
+        assert_eq!(s.revoked["b1"], RevokedCertificate { node: "b".into(), not_after_ms: 1_000, revoked_at_ms: 10 });
+        assert_eq!(s.cluster.as_ref().map(|c| c.heartbeat_key_hex.as_str()), Some("fresh"));
+        // Once it has expired, no TLS check accepts it: the entry goes at the next removal.
+        token(&mut s, "t2", 2_000);
+        let _ = admit(&mut s, "t2", 1_500, node("c", "127.0.0.3"));
+        assert_eq!(
+            s.apply(&Command::RemoveNode { node: 3, heartbeat_key_hex: None, now_ms: 1_500 }),
+            CommandResult::Done
+        );
+        assert!(s.revoked.is_empty(), "both had expired: {:?}", s.revoked);
+        assert_eq!(s.cluster.as_ref().map(|c| c.heartbeat_key_hex.as_str()), Some("fresh"), "kept without a new one");
     }
 
     #[test]

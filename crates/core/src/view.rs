@@ -285,6 +285,10 @@ pub struct AdmissionResponse {
     /// The cluster's Raft timing, which the new node runs.
     #[serde(default)]
     pub raft: crate::timing::RaftTiming,
+    /// Serials of the certificates the cluster revoked, which the new node refuses from its
+    /// first handshake on.
+    #[serde(default)]
+    pub revoked: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -362,3 +362,103 @@ fn idle_and_slow_connections_are_dropped_and_one_client_cannot_hold_every_place(
     });
     assert!(c.status().is_some(), "the API stopped answering");
 }
+
+/// A node's certificate speaks only for that node, and a removed node's certificate speaks
+/// for nobody: refused in the handshake on every peer route of every node, and on a
+/// connection it opened before its removal. The heartbeat key it knew is replaced.
+#[test]
+fn a_removed_nodes_certificate_is_refused_on_every_peer_route_and_a_member_speaks_only_for_itself() {
+    use halo_store::TypeConfig;
+    use halo_store::openraft::Vote;
+    use halo_store::openraft::raft::{AppendEntriesRequest, VoteRequest};
+
+    let mut c = Cluster::new(179, 3, 0);
+    c.form();
+    let identity = |i: usize| {
+        let read = |f: &str| std::fs::read_to_string(c.nodes[i].data_dir.join(f)).expect("tls file");
+        (read("node.crt"), read("node.key"))
+    };
+    let id_of = |name: &str| {
+        let s = c.status().expect("status");
+        s["nodes"].as_array().and_then(|n| n.iter().find(|n| n["name"] == name)).and_then(|n| n["id"].as_u64())
+    };
+    let n1 = id_of("n1").expect("n1");
+    let (cert2, key2) = identity(1);
+    let (cert3, key3) = identity(2);
+    let peers: Vec<String> = c.nodes.iter().map(|n| format!("https://{}", n.nets[0])).collect();
+    let peer = |i: usize| peers[i].clone();
+    let routes = [
+        "/raft/append",
+        "/raft/vote",
+        "/raft/pre-vote",
+        "/raft/snapshot",
+        "/raft/transfer-leader",
+        "/peer/v1/leader",
+        "/peer/v1/probe",
+        "/peer/v1/log",
+    ];
+    let rt = runtime();
+    let early = https(Some((&cert3, &key3)));
+    rt.block_on(async {
+        // n2 claims to be n1: as the leader of an append, as a candidate.
+        let as_n2 = https(Some((&cert2, &key2)));
+        let append = AppendEntriesRequest::<TypeConfig> {
+            vote: Vote::new_committed(1_000, n1),
+            prev_log_id: None,
+            entries: Vec::new(),
+            leader_commit: None,
+        };
+        let vote = VoteRequest::<TypeConfig>::new(Vote::new(1_000, n1), None);
+        for (route, body) in [
+            ("/raft/append", serde_json::to_value(&append).expect("json")),
+            ("/raft/vote", serde_json::to_value(&vote).expect("json")),
+            ("/raft/pre-vote", serde_json::to_value(&vote).expect("json")),
+        ] {
+            let answer = as_n2.post(format!("{}{route}", peer(2))).json(&body).send().await.expect("an answer");
+            let status = answer.status();
+            let text = answer.text().await.unwrap_or_default();
+            assert_eq!(status, 403, "{route}: n2 spoke for n1: {text}");
+            assert!(text.contains(&format!("cannot speak for node id {n1}")), "{route}: {text}");
+        }
+        // n3 opens a connection while still a member (and keeps it).
+        let before = early.post(format!("{}/peer/v1/log", peer(0))).json(&serde_json::json!({})).send().await;
+        assert!(before.is_ok_and(|r| r.status() != 403), "n3 refused while a member");
+    });
+
+    c.kill9(2);
+    let out = c.halo(&["node", "remove", "n3"]);
+    assert!(out.status.success(), "{}", text(&out));
+    rt.block_on(async {
+        let removed = https(Some((&cert3, &key3)));
+        for i in [0, 1] {
+            for route in routes {
+                let answer = removed.post(format!("{}{route}", peer(i))).json(&serde_json::json!({})).send().await;
+                assert!(answer.is_err(), "{route} on node {i}: a revoked certificate got through TLS: {answer:?}");
+            }
+        }
+        // The connection n3 opened before its removal is refused request by request.
+        let answer = early
+            .post(format!("{}/peer/v1/log", peer(0)))
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .expect("the connection opened before the removal is still open");
+        let status = answer.status();
+        let text = answer.text().await.unwrap_or_default();
+        assert_eq!(status, 403, "{text}");
+        assert!(text.contains("revoked"), "{text}");
+    });
+    // Every node took the new heartbeat key and still hears the others.
+    for i in [0, 1] {
+        assert!(
+            wait_until(Duration::from_secs(10), || c.log(i).contains("heartbeat key changed")),
+            "{} kept the removed node's heartbeat key: {}",
+            c.nodes[i].name,
+            c.log(i)
+        );
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let s = c.status().expect("status");
+    assert_eq!(up_count(&s), 2, "a node was lost over the key change: {s}");
+    assert!(s["nodes"].as_array().is_some_and(|n| n.iter().all(|n| n["state"] == "up")), "{s}");
+}

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
 
 use crate::SecurityError;
@@ -33,19 +33,41 @@ impl ClusterCa {
         Ok(Self { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
     }
 
-    /// Sign the public key in `csr_pem` for node `name`, valid for `hosts` (IPs or DNS names).
-    pub fn issue_node_certificate(&self, csr_pem: &str, name: &str, hosts: &[String]) -> Result<String, SecurityError> {
+    /// Sign the public key in `csr_pem` for node `name`, valid for `hosts` (IPs or DNS names),
+    /// under a fresh random serial (what revocation names).
+    pub fn issue_node_certificate(
+        &self,
+        csr_pem: &str,
+        name: &str,
+        hosts: &[String],
+    ) -> Result<IssuedCertificate, SecurityError> {
         let csr = CertificateSigningRequestParams::from_pem(csr_pem)?;
-        let params = node_params(name, hosts)?;
+        let mut params = node_params(name, hosts)?;
+        let mut serial: [u8; 16] = rand::random();
+        // A positive DER integer without a padding byte: the serial reads back as written.
+        serial[0] = (serial[0] & 0x7f) | 0x01;
+        params.serial_number = Some(SerialNumber::from_slice(&serial));
         let key = KeyPair::from_pem(&self.key_pem)?;
         let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, key)?;
-        Ok(params.signed_by(&csr.public_key, &issuer)?.pem())
+        let pem = params.signed_by(&csr.public_key, &issuer)?.pem();
+        let identity = crate::revocation::identity_of_pem(&pem)?;
+        debug_assert_eq!(identity.serial, hex::encode(serial));
+        Ok(IssuedCertificate { pem, serial: identity.serial, not_after_ms: identity.not_after_ms })
     }
 
     /// SHA-256 of the CA certificate's DER: what a join token pins.
     pub fn fingerprint(&self) -> Result<String, SecurityError> {
         fingerprint(&self.cert_pem)
     }
+}
+
+/// A node certificate as issued: the PEM, and what the cluster records of it.
+#[derive(Debug, Clone)]
+pub struct IssuedCertificate {
+    pub pem: String,
+    /// Serial number, lowercase hex.
+    pub serial: String,
+    pub not_after_ms: u64,
 }
 
 /// SHA-256 (hex) of the first certificate in `cert_pem`.
@@ -117,7 +139,12 @@ mod tests {
         let key = generate_node_key().expect("key");
         let csr = certificate_request(&key, "n1").expect("csr");
         let cert = ca.issue_node_certificate(&csr, "n1", &["127.0.0.1".into()]).expect("cert");
-        assert!(cert.contains("BEGIN CERTIFICATE"));
+        assert!(cert.pem.contains("BEGIN CERTIFICATE"));
+        let identity = crate::revocation::identity_of_pem(&cert.pem).expect("identity");
+        assert_eq!((identity.name.as_str(), identity.serial.len()), ("n1", 32));
+        assert_eq!(identity.serial, cert.serial);
+        let again = ca.issue_node_certificate(&csr, "n1", &[]).expect("cert");
+        assert_ne!(again.serial, cert.serial, "every certificate gets its own serial");
         assert_eq!(ca.fingerprint().expect("fp").len(), 64);
         assert_eq!(hosts_of(["127.0.0.1:7400", "127.0.0.1:7401", "[::1]:1"]), vec!["127.0.0.1", "::1"]);
     }

@@ -2,6 +2,7 @@
 //! configurations built from them. No networking here; the agent and the CLI use these.
 
 pub mod ca;
+pub mod revocation;
 pub mod tls;
 pub mod token;
 

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
@@ -9,6 +10,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 
 use crate::SecurityError;
+use crate::revocation::{CheckedClients, CheckedServers, Revoked};
 
 pub fn certs_from_pem(pem: &str) -> Result<Vec<CertificateDer<'static>>, SecurityError> {
     let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
@@ -33,26 +35,52 @@ fn roots(ca_pem: &str) -> Result<RootCertStore, SecurityError> {
     Ok(roots)
 }
 
-/// Server side. With `client_ca`, every client must present a certificate issued by it
-/// (node-to-node traffic); without, any client may connect (the API, which uses bearer tokens).
-pub fn server_config(
-    cert_pem: &str,
-    key_pem: &str,
-    client_ca: Option<&str>,
-) -> Result<Arc<ServerConfig>, SecurityError> {
-    let builder = ServerConfig::builder();
-    let builder = match client_ca {
-        Some(ca) => {
-            let verifier = WebPkiClientVerifier::builder(Arc::new(roots(ca)?))
-                .build()
-                .map_err(|e| SecurityError::Tls(rustls::Error::General(e.to_string())))?;
-            builder.with_client_cert_verifier(verifier)
-        }
-        None => builder.with_no_client_auth(),
-    };
-    let mut config = builder.with_single_cert(certs_from_pem(cert_pem)?, key_from_pem(key_pem)?)?;
+/// Server side for the API: any client may connect (it authenticates with a bearer token).
+pub fn server_config(cert_pem: &str, key_pem: &str) -> Result<Arc<ServerConfig>, SecurityError> {
+    let mut config = ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs_from_pem(cert_pem)?, key_from_pem(key_pem)?)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// Server side between nodes: every client presents a certificate the cluster CA issued and
+/// the cluster has not revoked.
+pub fn peer_server_config(
+    cert_pem: &str,
+    key_pem: &str,
+    ca_pem: &str,
+    revoked: &Revoked,
+) -> Result<Arc<ServerConfig>, SecurityError> {
+    let inner = WebPkiClientVerifier::builder(Arc::new(roots(ca_pem)?))
+        .build()
+        .map_err(|e| SecurityError::Tls(rustls::Error::General(e.to_string())))?;
+    let verifier = CheckedClients { inner, revoked: revoked.clone() };
+    let mut config = ServerConfig::builder()
+        .with_client_cert_verifier(Arc::new(verifier))
+        .with_single_cert(certs_from_pem(cert_pem)?, key_from_pem(key_pem)?)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Client side between nodes: presents this node's certificate, and accepts a server whose
+/// certificate the cluster CA issued and the cluster has not revoked.
+pub fn peer_client_config(
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+    revoked: &Revoked,
+) -> Result<ClientConfig, SecurityError> {
+    let inner = WebPkiServerVerifier::builder(Arc::new(roots(ca_pem)?))
+        .build()
+        .map_err(|e| SecurityError::Tls(rustls::Error::General(e.to_string())))?;
+    let verifier = CheckedServers { inner, revoked: revoked.clone() };
+    let mut config = ClientConfig::builder()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_client_auth_cert(certs_from_pem(cert_pem)?, key_from_pem(key_pem)?)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 /// Client side: trust only the cluster CA; present `identity` (cert, key) when given.

@@ -94,6 +94,69 @@ pub enum HeartbeatError {
     OtherCluster,
     #[error("heartbeat signature does not verify")]
     BadSignature,
+    #[error("the cluster's heartbeat key is not hex")]
+    BadKey,
+}
+
+/// The heartbeat keys one node holds: the cluster's current key and, for `grace_us` after it
+/// changed, the previous one. A key changes when a node is removed (it knew the old one);
+/// nodes apply that change a moment apart, and the grace keeps them hearing each other
+/// meanwhile, while the removed node's key stops working once it ends.
+#[derive(Clone)]
+pub struct KeyRing {
+    cluster_id: String,
+    key_hex: String,
+    current: HeartbeatCodec,
+    previous: Option<(HeartbeatCodec, u64)>,
+}
+
+impl KeyRing {
+    /// Follow the cluster's id and key (hex) as the database has them at `now_us`; the codec
+    /// to send with.
+    pub fn follow<'a>(
+        ring: &'a mut Option<KeyRing>,
+        cluster_id: &str,
+        key_hex: &str,
+        now_us: u64,
+        grace_us: u64,
+    ) -> Result<&'a HeartbeatCodec, HeartbeatError> {
+        let unchanged = ring.as_ref().is_some_and(|r| r.is_for(cluster_id, key_hex));
+        if !unchanged {
+            let key = hex::decode(key_hex).map_err(|_| HeartbeatError::BadKey)?;
+            let current = HeartbeatCodec::new(&key, cluster_id);
+            let previous = ring
+                .take()
+                .filter(|old| old.cluster_id == cluster_id)
+                .map(|old| (old.current, now_us.saturating_add(grace_us)));
+            *ring =
+                Some(KeyRing { cluster_id: cluster_id.to_string(), key_hex: key_hex.to_string(), current, previous });
+        }
+        match ring {
+            Some(ring) => Ok(&ring.current),
+            None => Err(HeartbeatError::BadKey),
+        }
+    }
+
+    /// Whether this ring holds `key_hex` of cluster `cluster_id` as its current key.
+    pub fn is_for(&self, cluster_id: &str, key_hex: &str) -> bool {
+        self.cluster_id == cluster_id && self.key_hex == key_hex
+    }
+
+    /// The codec to send with: the current key.
+    pub fn sending(&self) -> &HeartbeatCodec {
+        &self.current
+    }
+
+    /// Decode with the current key, or with the previous one while its grace lasts.
+    pub fn decode(&self, bytes: &[u8], now_us: u64) -> Result<Datagram, HeartbeatError> {
+        match self.current.decode(bytes) {
+            Err(HeartbeatError::BadSignature) => match &self.previous {
+                Some((previous, until_us)) if now_us < *until_us => previous.decode(bytes),
+                _ => Err(HeartbeatError::BadSignature),
+            },
+            decoded => decoded,
+        }
+    }
 }
 
 /// Keyed with the cluster's heartbeat key; also knows the cluster id it accepts.
@@ -250,5 +313,26 @@ mod tests {
         assert_eq!(HeartbeatCodec::new(b"k", "cluster-2").decode(&bytes), Err(HeartbeatError::OtherCluster));
         assert_eq!(codec.decode(&bytes[..10]), Err(HeartbeatError::Length(10)));
         assert_eq!(codec.decode(&[0u8; DATAGRAM_LEN]), Err(HeartbeatError::Foreign));
+    }
+
+    #[test]
+    fn after_a_key_change_the_old_key_is_heard_for_the_grace_only() {
+        let beat = Datagram::Heartbeat(Heartbeat {
+            from: 2,
+            network: 0,
+            sequence: 1,
+            sent_at_ms: 1,
+            echo: Echo { sequence: 0, held_us: 0 },
+            report: None,
+        });
+        let mut ring = None;
+        let old = KeyRing::follow(&mut ring, "c", "aa", 0, 1_000).expect("hex key").clone();
+        let new = KeyRing::follow(&mut ring, "c", "bb", 5_000, 1_000).expect("hex key").clone();
+        let ring = ring.expect("ring");
+        assert_eq!(ring.decode(&new.encode(&beat), 5_500), Ok(beat));
+        assert_eq!(ring.decode(&old.encode(&beat), 5_500), Ok(beat), "within the grace");
+        assert_eq!(ring.decode(&old.encode(&beat), 6_000), Err(HeartbeatError::BadSignature), "after it");
+        let mut other = Some(ring);
+        assert!(KeyRing::follow(&mut other, "c", "not hex", 7_000, 1_000).is_err());
     }
 }
