@@ -70,7 +70,13 @@ impl Agent {
         // Sign before committing anything, so a bad CSR changes nothing.
         let ca = ClusterCa { cert_pem: cluster.ca_cert_pem.clone(), key_pem: cluster.ca_key_pem.clone() };
         let cert = ca
-            .issue_node_certificate(&request.csr_pem, &request.name, &ca::hosts_of(addresses))
+            .issue_node_certificate(
+                &request.csr_pem,
+                &request.name,
+                &ca::hosts_of(addresses),
+                now,
+                state.settings.certificate_lifetime_ms,
+            )
             .map_err(|e| ApiError::bad_request(format!("invalid certificate request: {e}")))?;
         let certificate = CertificateRecord { serial: cert.serial.clone(), not_after_ms: cert.not_after_ms };
         let command = Command::AdmitNode {

@@ -255,7 +255,7 @@ async fn set_properties(
 /// The cluster CA certificate: public, so a joining node can check it against its token.
 #[utoipa::path(get, path = "/api/v1/ca", responses((status = 200, content_type = "application/x-pem-file")))]
 async fn ca(State(agent): State<AppState>) -> Result<String, ApiError> {
-    Ok(agent.require_member()?.tls.ca_pem.clone())
+    Ok(agent.require_member()?.node_tls().ca_pem)
 }
 
 /// Admission of a new node, authenticated by its join token (no bearer token needed).
@@ -333,12 +333,8 @@ fn member_for<'a>(
 ) -> Result<&'a std::sync::Arc<crate::runtime::Member>, ApiError> {
     let member = agent.require_member()?;
     let claimed = halo_store::leadership::leader_of(claimed).node;
-    crate::peer_identity::check(
-        &member.reader.state(),
-        &member.revoked,
-        identity.as_ref().map(|e| &e.0),
-        Some(claimed),
-    )?;
+    let identity = identity.as_ref().map(|e| &e.0);
+    crate::peer_identity::check(&member.reader.state(), &member.revoked, identity, Some(claimed), clock::wall_ms())?;
     Ok(member)
 }
 
@@ -414,7 +410,8 @@ async fn raft_transfer_leader(
 
 async fn peer_leader(
     State(agent): State<AppState>,
+    identity: Peer,
     Json(request): Json<LeaderRequest>,
 ) -> Result<Json<LeaderReply>, ApiError> {
-    agent.handle_forwarded(request).await.map(Json)
+    agent.handle_forwarded(request, identity.as_ref().map(|e| &e.0)).await.map(Json)
 }

@@ -131,13 +131,35 @@ impl DataDir {
         Ok((cert_pem, key_pem))
     }
 
+    /// Key and certificate change together (a renewal brings both): both are staged first,
+    /// then moved in place; a start after a crash in between finishes the move
+    /// (`load_node_tls`), so the key always matches the certificate.
     pub fn save_node_tls(&self, tls: &NodeTls) -> anyhow::Result<()> {
-        self.write("node.key", &tls.key_pem)?;
-        self.write("node.crt", &tls.cert_pem)?;
-        self.write("ca.crt", &tls.ca_pem)
+        self.write("ca.crt", &tls.ca_pem)?;
+        self.write("node.key.next", &tls.key_pem)?;
+        self.write("node.crt.next", &tls.cert_pem)?;
+        self.finish_node_tls()
+    }
+
+    fn finish_node_tls(&self) -> anyhow::Result<()> {
+        if !self.path("node.crt.next").exists() {
+            return Ok(());
+        }
+        for name in ["node.key", "node.crt"] {
+            let staged = self.path(&format!("{name}.next"));
+            if staged.exists() {
+                std::fs::rename(&staged, self.path(name))
+                    .with_context(|| format!("cannot move {} in place", staged.display()))?;
+            }
+        }
+        if let Ok(dir) = std::fs::File::open(&self.root) {
+            dir.sync_all().context("syncing the data directory")?;
+        }
+        Ok(())
     }
 
     pub fn load_node_tls(&self) -> anyhow::Result<NodeTls> {
+        self.finish_node_tls()?;
         let read = |n: &str| {
             std::fs::read_to_string(self.path(n)).with_context(|| format!("cannot read {}", self.path(n).display()))
         };

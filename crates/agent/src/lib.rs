@@ -36,6 +36,7 @@ pub mod peer;
 pub mod peer_identity;
 pub mod probe;
 pub mod qmp;
+pub mod renewal;
 pub mod resource;
 pub mod roles_api;
 pub mod runtime;
@@ -98,6 +99,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     tasks.spawn(manager::run(agent.clone()));
     tasks.spawn(runtime::declare_capacity(agent.clone()));
     tasks.spawn(validate_api::periodic(agent.clone()));
+    tasks.spawn(renewal::run(agent.clone()));
     if let Some(events) = guard_events {
         tasks.spawn(executor::run(agent.clone(), events));
         // Learn now, off the runtime, whether KVM works here: VM starts then need not wait.

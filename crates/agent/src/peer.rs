@@ -5,7 +5,7 @@
 //! failed network costs no election, and Raft keeps working while any network connects.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -24,10 +24,11 @@ use serde::de::DeserializeOwned;
 use crate::clock;
 
 /// HTTPS clients with this node's certificate, one per local network (bound to its address so
-/// traffic leaves on that network).
+/// traffic leaves on that network). Every clone (Raft holds one) sees a renewed certificate.
 #[derive(Clone)]
 pub struct PeerClients {
-    by_network: Arc<Vec<reqwest::Client>>,
+    by_network: Arc<RwLock<Arc<Vec<reqwest::Client>>>>,
+    local_networks: Arc<Vec<String>>,
     heartbeats: Arc<Mutex<Endpoint>>,
     /// Node id of each peer, by its first network address, for the detector lookup.
     ids: Arc<Mutex<BTreeMap<String, u64>>>,
@@ -40,6 +41,20 @@ impl PeerClients {
         heartbeats: Arc<Mutex<Endpoint>>,
         revoked: &halo_security::revocation::Revoked,
     ) -> anyhow::Result<Self> {
+        let by_network = Self::clients(tls, local_networks, revoked)?;
+        Ok(Self {
+            by_network: Arc::new(RwLock::new(Arc::new(by_network))),
+            local_networks: Arc::new(local_networks.to_vec()),
+            heartbeats,
+            ids: Arc::new(Mutex::new(BTreeMap::new())),
+        })
+    }
+
+    fn clients(
+        tls: &crate::identity::NodeTls,
+        local_networks: &[String],
+        revoked: &halo_security::revocation::Revoked,
+    ) -> anyhow::Result<Vec<reqwest::Client>> {
         let mut by_network = Vec::new();
         for net in local_networks {
             let ip: std::net::IpAddr = net.parse::<std::net::SocketAddr>().context("network address")?.ip();
@@ -54,7 +69,26 @@ impl PeerClients {
                 .context("building peer HTTPS client")?;
             by_network.push(client);
         }
-        Ok(Self { by_network: Arc::new(by_network), heartbeats, ids: Arc::new(Mutex::new(BTreeMap::new())) })
+        Ok(by_network)
+    }
+
+    /// Present a new certificate from now on (connections already open keep the old one
+    /// until they close; it stays valid until it expires).
+    pub fn reload(
+        &self,
+        tls: &crate::identity::NodeTls,
+        revoked: &halo_security::revocation::Revoked,
+    ) -> anyhow::Result<()> {
+        let fresh = Arc::new(Self::clients(tls, &self.local_networks, revoked)?);
+        match self.by_network.write() {
+            Ok(mut clients) => *clients = fresh,
+            Err(_) => anyhow::bail!("peer clients lock poisoned"),
+        }
+        Ok(())
+    }
+
+    fn current(&self) -> Arc<Vec<reqwest::Client>> {
+        self.by_network.read().map(|c| c.clone()).unwrap_or_else(|poisoned| poisoned.into_inner().clone())
     }
 
     pub fn remember(&self, id: u64, node: &PeerNode) {
@@ -65,7 +99,7 @@ impl PeerClients {
 
     /// Network indexes of `node` in the order to try them: heard ones first.
     fn route(&self, node: &PeerNode) -> Vec<usize> {
-        let count = node.networks.len().min(self.by_network.len());
+        let count = node.networks.len().min(self.local_networks.len());
         let id = node.networks.first().and_then(|a| self.ids.lock().ok().and_then(|ids| ids.get(a).copied()));
         let now = clock::monotonic_ms();
         let heard = |i: usize| {
@@ -98,9 +132,10 @@ impl PeerClients {
         timeout: Duration,
     ) -> Result<Resp, PeerError> {
         let mut last = PeerError::Unreachable(format!("node '{}' has no network in common with us", node.name));
+        let clients = self.current();
         for i in self.route(node) {
             let url = format!("https://{}{path}", node.networks[i]);
-            let request = self.by_network[i]
+            let request = clients[i]
                 .post(&url)
                 .header(reqwest::header::CONTENT_TYPE, content_type)
                 .body(body.clone())

@@ -31,6 +31,7 @@ pub fn check(
     revoked: &Revoked,
     identity: Option<&PeerIdentity>,
     claimed: Option<NodeId>,
+    now_ms: u64,
 ) -> Result<(), ApiError> {
     let forbidden = |why: String| ApiError::new(StatusCode::FORBIDDEN, why);
     let Some(PeerIdentity(identity)) = identity else {
@@ -38,6 +39,10 @@ pub fn check(
     };
     if revoked.contains(&identity.serial) {
         return Err(forbidden(format!("the certificate of '{}' was revoked", identity.name)));
+    }
+    // The handshake checked validity; a connection can outlive it.
+    if identity.not_after_ms <= now_ms {
+        return Err(forbidden(format!("the certificate of '{}' has expired", identity.name)));
     }
     let known = state.node_by_name(&identity.name).map(|n| n.id);
     if let Some(id) = known
@@ -69,7 +74,7 @@ pub async fn members_only(State(agent): State<std::sync::Arc<Agent>>, request: R
         Err(e) => return e.into_response(),
     };
     let identity = request.extensions().get::<PeerIdentity>();
-    match check(&member.reader.state(), &member.revoked, identity, None) {
+    match check(&member.reader.state(), &member.revoked, identity, None, crate::clock::wall_ms()) {
         Ok(()) => next.run(request).await,
         Err(e) => e.into_response(),
     }
@@ -133,7 +138,7 @@ mod tests {
     }
 
     fn peer(name: &str, serial: &str) -> PeerIdentity {
-        PeerIdentity(CertIdentity { name: name.into(), serial: serial.into(), not_after_ms: 9 })
+        PeerIdentity(CertIdentity { name: name.into(), serial: serial.into(), not_before_ms: 0, not_after_ms: 9 })
     }
 
     #[test]
@@ -141,7 +146,7 @@ mod tests {
         let state = state();
         let revoked = Revoked::default();
         revoked.replace(state.revoked.keys().cloned().collect());
-        let ok = |p: &PeerIdentity, claimed| check(&state, &revoked, Some(p), claimed).is_ok();
+        let ok = |p: &PeerIdentity, claimed| check(&state, &revoked, Some(p), claimed, 5).is_ok();
         assert!(ok(&peer("a", "a1"), Some(1)));
         assert!(ok(&peer("a", "a1"), None));
         assert!(!ok(&peer("a", "a1"), Some(2)), "a speaks for b");
@@ -150,10 +155,11 @@ mod tests {
         assert!(!ok(&peer("y", "y1"), Some(2)), "a stranger speaks for b");
         assert!(!ok(&peer("y", "y1"), None), "a stranger forwards");
         assert!(ok(&peer("y", "y1"), Some(9)), "a node this one does not know yet may reach Raft");
-        assert_eq!(check(&state, &revoked, None, None).map_err(|e| e.status), Err(401));
+        assert_eq!(check(&state, &revoked, None, None, 5).map_err(|e| e.status), Err(401));
+        assert!(check(&state, &revoked, Some(&peer("a", "a1")), Some(1), 9).is_err(), "expired");
         // A node without the cluster's state yet lets Raft bring it.
         let fresh = ClusterState::default();
-        assert!(check(&fresh, &revoked, Some(&peer("a", "a1")), Some(1)).is_ok());
-        assert!(check(&fresh, &revoked, Some(&peer("z", "z1")), Some(1)).is_err(), "the seed still counts");
+        assert!(check(&fresh, &revoked, Some(&peer("a", "a1")), Some(1), 5).is_ok());
+        assert!(check(&fresh, &revoked, Some(&peer("z", "z1")), Some(1), 5).is_err(), "the seed still counts");
     }
 }

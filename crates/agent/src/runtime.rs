@@ -9,7 +9,9 @@ use anyhow::Context;
 use halo_core::command::{Command, CommandResult};
 use halo_core::former_leader::AppendReceipts;
 use halo_core::heartbeat::{Endpoint, first_sequence};
-use halo_core::state::{ClusterInfo, ClusterSettings, NetworkRecord, NetworkState, NodeRecord, NodeState};
+use halo_core::state::{
+    ClusterInfo, ClusterSettings, ClusterState, NetworkRecord, NetworkState, NodeRecord, NodeState,
+};
 use halo_core::timing::{Profile, RaftTiming};
 use halo_core::view::{
     AdmissionRequest, AdmissionResponse, DatabaseView, NetworkView, NodeView, RoleDetailView, RoleView, StatusView,
@@ -68,7 +70,8 @@ pub struct Member {
     pub raft: Raft,
     pub reader: StateReader,
     pub peers: PeerClients,
-    pub tls: NodeTls,
+    /// This node's certificate and key as in use (renewed by `renewal`).
+    pub tls: std::sync::RwLock<NodeTls>,
     /// The Raft timing this member runs (its cluster's).
     pub raft_timing: RaftTiming,
     /// The appends this node took and its leaderships, for its voter report
@@ -84,15 +87,25 @@ pub struct Member {
 pub enum LeaderRequest {
     Write(Command),
     Admit(AdmissionRequest),
-    Remove { name: String },
+    Remove {
+        name: String,
+    },
     Status,
-    ShowRole { name: String },
+    ShowRole {
+        name: String,
+    },
     ShowCluster,
+    /// A node asks for a new certificate for a key it made (`renewal`); only that node may.
+    Renew {
+        node: String,
+        csr_pem: String,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum LeaderReply {
     Written(CommandResult),
+    Renewed { cert_pem: String },
     Admitted(AdmissionResponse),
     Removed,
     Status(Box<StatusView>),
@@ -215,6 +228,28 @@ impl Agent {
         Ok(())
     }
 
+    /// Both listeners present `tls`; the peer listener checks clients against the CA and
+    /// `revoked`.
+    fn serve_node_tls(&self, tls: &NodeTls, revoked: &halo_security::revocation::Revoked) -> anyhow::Result<()> {
+        set_slot(
+            &self.peer_tls,
+            Some(halo_security::tls::peer_server_config(&tls.cert_pem, &tls.key_pem, &tls.ca_pem, revoked)?),
+        );
+        set_slot(&self.api_tls, Some(halo_security::tls::server_config(&tls.cert_pem, &tls.key_pem)?));
+        Ok(())
+    }
+
+    /// Put a renewed certificate in use: new connections to and from this node present it.
+    pub fn use_node_tls(&self, member: &Member, tls: NodeTls) -> anyhow::Result<()> {
+        self.serve_node_tls(&tls, &member.revoked)?;
+        member.peers.reload(&tls, &member.revoked)?;
+        match member.tls.write() {
+            Ok(mut current) => *current = tls,
+            Err(_) => anyhow::bail!("node TLS lock poisoned"),
+        }
+        Ok(())
+    }
+
     /// Become a member: open the database, start Raft, switch the listeners to cluster TLS.
     /// Raft runs with the cluster's timing: as this node's copy of the database has it, else
     /// as the caller knows it (`raft`: from `create`, the admission, or the membership file).
@@ -268,14 +303,18 @@ impl Agent {
         let receipts = log.receipts();
         let raft =
             Raft::new(node_id, Arc::new(raft_config), peers.clone(), log, machine).await.context("starting Raft")?;
-        set_slot(
-            &self.peer_tls,
-            Some(halo_security::tls::peer_server_config(&tls.cert_pem, &tls.key_pem, &tls.ca_pem, &revoked_set)?),
-        );
-        set_slot(&self.api_tls, Some(halo_security::tls::server_config(&tls.cert_pem, &tls.key_pem)?));
+        self.serve_node_tls(&tls, &revoked_set)?;
         tokio::spawn(crate::peer_identity::follow_revocations(reader.clone(), revoked_set.clone(), seed));
-        let member =
-            Arc::new(Member { id: node_id, raft, reader, peers, tls, raft_timing: t, receipts, revoked: revoked_set });
+        let member = Arc::new(Member {
+            id: node_id,
+            raft,
+            reader,
+            peers,
+            tls: std::sync::RwLock::new(tls),
+            raft_timing: t,
+            receipts,
+            revoked: revoked_set,
+        });
         self.member.set(member.clone()).map_err(|_| anyhow::anyhow!("agent is already a member"))?;
         Ok(member)
     }
@@ -292,11 +331,12 @@ impl Agent {
         let ca = ClusterCa::generate(name).map_err(|e| ApiError::internal(e.to_string()))?;
         let key = ca::generate_node_key().map_err(|e| ApiError::internal(e.to_string()))?;
         let csr = ca::certificate_request(&key, &self.config.name).map_err(|e| ApiError::internal(e.to_string()))?;
+        let now = clock::wall_ms();
+        let lifetime = ClusterSettings::default().certificate_lifetime_ms;
         let cert = ca
-            .issue_node_certificate(&csr, &self.config.name, &self.hosts())
+            .issue_node_certificate(&csr, &self.config.name, &self.hosts(), now, lifetime)
             .map_err(|e| ApiError::internal(e.to_string()))?;
         let admin_token = halo_security::random_secret();
-        let now = clock::wall_ms();
         let cluster = ClusterInfo {
             name: name.to_string(),
             id: halo_security::random_secret()[..32].to_string(),
@@ -474,8 +514,21 @@ impl Agent {
     }
 
     /// Entry point of forwarded requests: refuses (instead of forwarding again) if we no longer lead.
-    pub async fn handle_forwarded(&self, request: LeaderRequest) -> Result<LeaderReply, ApiError> {
+    /// `from`: the node that forwarded it, by its certificate.
+    pub async fn handle_forwarded(
+        &self,
+        request: LeaderRequest,
+        from: Option<&crate::peer_identity::PeerIdentity>,
+    ) -> Result<LeaderReply, ApiError> {
         let member = self.require_member()?;
+        if let LeaderRequest::Renew { node, .. } = &request
+            && from.is_none_or(|f| &f.0.name != node)
+        {
+            return Err(ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                format!("only node '{node}' may renew its certificate"),
+            ));
+        }
         if !member.is_leader() {
             return Err(ApiError::unavailable("leadership moved while the request was in flight; retry"));
         }
@@ -493,6 +546,9 @@ impl Agent {
             }
             LeaderRequest::Admit(request) => self.admit(member, request).await.map(LeaderReply::Admitted),
             LeaderRequest::Remove { name } => self.remove(member, &name).await.map(|()| LeaderReply::Removed),
+            LeaderRequest::Renew { node, csr_pem } => {
+                self.renew(member, &node, &csr_pem).await.map(|cert_pem| LeaderReply::Renewed { cert_pem })
+            }
             LeaderRequest::Status => Ok(LeaderReply::Status(Box::new(self.local_status(member)))),
             LeaderRequest::ShowRole { name } => Ok(LeaderReply::Role(Box::new(self.local_role(&name)?))),
             LeaderRequest::ShowCluster => {
@@ -611,7 +667,7 @@ impl Agent {
             voters,
             nodes: {
                 let index = halo_core::placement::Index::of(&state);
-                state.nodes.values().map(|n| node_view(&index, n, leader_id)).collect()
+                state.nodes.values().map(|n| node_view(&state, &index, n, leader_id)).collect()
             },
             roles: state.roles.values().map(|r| RoleView::of(&state, r)).collect(),
             answered_by: self.config.name.clone(),
@@ -630,6 +686,11 @@ impl Agent {
 }
 
 impl Member {
+    /// This node's certificate and key as in use now.
+    pub fn node_tls(&self) -> NodeTls {
+        self.tls.read().map(|t| t.clone()).unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+    }
+
     /// The receipts, even if a panic poisoned their lock (each step leaves them whole).
     pub fn receipts(&self) -> std::sync::MutexGuard<'_, AppendReceipts> {
         self.receipts.lock().unwrap_or_else(|p| p.into_inner())
@@ -719,7 +780,12 @@ pub async fn declare_capacity(agent: Arc<Agent>) {
 }
 
 /// `index`: what the roles take of each node.
-pub fn node_view(index: &halo_core::placement::Index, n: &NodeRecord, leader: Option<u64>) -> NodeView {
+pub fn node_view(
+    state: &ClusterState,
+    index: &halo_core::placement::Index,
+    n: &NodeRecord,
+    leader: Option<u64>,
+) -> NodeView {
     NodeView {
         name: n.name.clone(),
         id: n.id,
@@ -738,6 +804,7 @@ pub fn node_view(index: &halo_core::placement::Index, n: &NodeRecord, leader: Op
         capacity: n.capacity,
         used: index.used_on(n.id),
         fence_request: n.fence_request.clone(),
+        certificate_expires_ms: state.certificates.get(&n.id).and_then(|c| c.iter().map(|c| c.not_after_ms).max()),
     }
 }
 

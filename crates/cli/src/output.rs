@@ -193,6 +193,10 @@ pub fn node_text(n: &NodeView) -> String {
     if let Some(why) = &n.fence_request {
         out.push_str(&format!("fencing  {why}\n"));
     }
+    if let Some(ms) = n.certificate_expires_ms {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+        out.push_str(&format!("cert     expires {} (renewed before)\n", humantime::format_rfc3339_seconds(at)));
+    }
     out
 }
 

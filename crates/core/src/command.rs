@@ -52,6 +52,12 @@ pub enum Command {
         #[serde(default)]
         now_ms: u64,
     },
+    /// A node's new certificate (it renews its own before the old one expires).
+    RenewCertificate {
+        node: NodeId,
+        certificate: CertificateRecord,
+        now_ms: u64,
+    },
     /// Validated all together: one bad key rejects the whole command.
     SetProperties {
         properties: Vec<(String, String)>,
@@ -313,7 +319,9 @@ impl Command {
             | Command::ApplyRoles { now_ms, .. }
             | Command::SetRoleDesired { now_ms, .. }
             | Command::PauseNode { now_ms, .. }
-            | Command::ResumeNode { now_ms, .. } => Some(*now_ms),
+            | Command::ResumeNode { now_ms, .. }
+            | Command::RenewCertificate { now_ms, .. }
+            | Command::RemoveNode { now_ms, .. } => Some(*now_ms),
             Command::DecideRole(d) => Some(d.now_ms),
             Command::ReportRole(r) => Some(r.now_ms),
             Command::RecordValidation(r) => Some(r.at_ms),
@@ -332,6 +340,7 @@ impl std::fmt::Display for Command {
             Command::AdmitNode { node, .. } => write!(f, "admit node {}", node.name),
             Command::SetNodeStates { updates, .. } => write!(f, "set {} node state(s)", updates.len()),
             Command::RemoveNode { node, .. } => write!(f, "remove node {node}"),
+            Command::RenewCertificate { node, .. } => write!(f, "renew the certificate of node {node}"),
             Command::SetProperties { properties } => write!(f, "set {} propert(ies)", properties.len()),
             Command::CreateRole { spec, .. } => write!(f, "create role {}", spec.name),
             Command::DeleteRole { role } => write!(f, "delete role {role}"),

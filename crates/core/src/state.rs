@@ -113,6 +113,17 @@ pub struct ClusterSettings {
     /// every agent then ran.
     #[serde(default)]
     pub raft: RaftTiming,
+    /// How long a node certificate the cluster CA issues is valid; a node renews its own once
+    /// two thirds of that have passed.
+    #[serde(default = "default_certificate_lifetime_ms")]
+    pub certificate_lifetime_ms: u64,
+}
+
+/// Bounds of `certificate_lifetime_ms`: long enough to renew in time, short enough to matter.
+pub const CERTIFICATE_LIFETIME_MS: std::ops::RangeInclusive<u64> = 10_000..=3 * 365 * 24 * 3_600_000;
+
+fn default_certificate_lifetime_ms() -> u64 {
+    90 * 24 * 3_600_000
 }
 
 fn default_parallel_migrations() -> u32 {
@@ -151,6 +162,7 @@ impl ClusterSettings {
             parallel_migrations: default_parallel_migrations(),
             validation_interval_ms: default_validation_interval_ms(),
             raft,
+            certificate_lifetime_ms: default_certificate_lifetime_ms(),
         }
     }
 
@@ -403,6 +415,16 @@ impl ClusterState {
                 if let (Some(key), Some(cluster)) = (heartbeat_key_hex, self.cluster.as_mut()) {
                     cluster.heartbeat_key_hex = key.clone();
                 }
+                Ok(CommandResult::Done)
+            }
+            Command::RenewCertificate { node, certificate, now_ms } => {
+                self.require_cluster()?;
+                self.nodes.get(node).ok_or(Rejection::UnknownNodeId(*node))?;
+                let issued = self.certificates.entry(*node).or_default();
+                // The certificate being replaced stays valid until it expires: the node may
+                // still be using it on connections opened before.
+                issued.retain(|c| c.not_after_ms > *now_ms);
+                issued.push(certificate.clone());
                 Ok(CommandResult::Done)
             }
             Command::SetFenceDevice { node, device } => {
@@ -764,6 +786,7 @@ fn apply_property(settings: &mut ClusterSettings, key: &str, value: &str) -> Res
         }
         "parallel_migrations" => settings.parallel_migrations = u32::try_from(number(key)?).unwrap_or(u32::MAX),
         "validation_interval_ms" => settings.validation_interval_ms = number(key)?,
+        "certificate_lifetime_ms" => settings.certificate_lifetime_ms = number(key)?,
         _ if is_free_property(key) => {
             if value.len() > 4096 {
                 return Err(Rejection::InvalidProperty { key: key.into(), reason: "longer than 4096 bytes".into() });
@@ -774,7 +797,7 @@ fn apply_property(settings: &mut ClusterSettings, key: &str, value: &str) -> Res
                 key: key.into(),
                 reason: "unknown property (known: description, label.NAME, profile, heartbeat_interval_ms, \
                          node_timeout_ms, lease_ms, lease_margin_ms, max_voters, shared_storage, \
-                         parallel_migrations, validation_interval_ms)"
+                         parallel_migrations, validation_interval_ms, certificate_lifetime_ms)"
                     .into(),
             });
         }
@@ -819,6 +842,16 @@ pub fn validate_settings(settings: &ClusterSettings) -> Result<(), Rejection> {
         ));
     }
     settings.raft.check().map_err(|reason| invalid("raft", reason))?;
+    if !CERTIFICATE_LIFETIME_MS.contains(&settings.certificate_lifetime_ms) {
+        return Err(invalid(
+            "certificate_lifetime_ms",
+            format!(
+                "must be between {} and {} (three years)",
+                CERTIFICATE_LIFETIME_MS.start(),
+                CERTIFICATE_LIFETIME_MS.end()
+            ),
+        ));
+    }
     // The leader's own lease (half a lease, dated from its last quorum acknowledgement) must
     // outlast the grant window, or a healthy leader would stop granting itself between two
     // acknowledgements; a lease shorter than that is not a lease Raft can keep.

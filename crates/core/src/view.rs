@@ -100,6 +100,9 @@ pub struct NodeView {
     /// Set while the node is being fenced because it could not stop a role.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fence_request: Option<String>,
+    /// When the node's newest certificate expires (Unix ms); it renews it before that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_expires_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

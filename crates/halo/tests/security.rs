@@ -462,3 +462,62 @@ fn a_removed_nodes_certificate_is_refused_on_every_peer_route_and_a_member_speak
     assert_eq!(up_count(&s), 2, "a node was lost over the key change: {s}");
     assert!(s["nodes"].as_array().is_some_and(|n| n.iter().all(|n| n["state"] == "up")), "{s}");
 }
+
+/// Certificates expire, and every node renews its own before it does: with a 20 s lifetime
+/// the joined nodes get new certificates (new key, new serial) about 13 s in, `node show`
+/// tells the new expiry, and the cluster works on past the old certificates' end, which no
+/// node accepts any more.
+#[test]
+fn node_certificates_expire_and_are_renewed_before_they_do() {
+    let mut c = Cluster::new(180, 3, 0);
+    c.start_all();
+    c.create();
+    let out = c.halo(&["cluster", "set", "certificate_lifetime_ms=20000"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = c.halo(&["cluster", "set", "certificate_lifetime_ms=5"]);
+    assert!(!out.status.success() && text(&out).contains("certificate_lifetime_ms"), "{}", text(&out));
+    for i in 1..3 {
+        let out = c.join(i);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    assert!(c.wait_status(Duration::from_secs(30), |s| up_count(s) == 3), "{:?}", c.status());
+    let read = |i: usize, f: &str| std::fs::read_to_string(c.nodes[i].data_dir.join(f)).expect("tls file");
+    let (old_cert, old_key) = (read(1, "node.crt"), read(1, "node.key"));
+    let old = halo_security::revocation::identity_of_pem(&old_cert).expect("certificate");
+    let expires = |c: &Cluster| c.json(&["node", "show", "n2"])["certificate_expires_ms"].as_u64();
+    let first = expires(&c).expect("node show tells the expiry");
+    assert_eq!(first, old.not_after_ms);
+    assert!(text(&c.halo(&["node", "show", "n2"])).contains("cert     expires"));
+
+    assert!(
+        wait_until(Duration::from_secs(30), || expires(&c).is_some_and(|e| e > first)),
+        "n2 did not renew: {}",
+        c.log(1)
+    );
+    let new = halo_security::revocation::identity_of_pem(&read(1, "node.crt")).expect("certificate");
+    assert_ne!(new.serial, old.serial);
+    assert_ne!(read(1, "node.key"), old_key, "a renewal makes a new key");
+
+    // Past the first certificates' end: the cluster works on, n2 answers through its peers.
+    let wait = Duration::from_millis(old.not_after_ms.saturating_sub(now_ms()) + 2_000);
+    std::thread::sleep(wait);
+    let out = c.halo(&["cluster", "set", "label.renewed=yes"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let endpoint = c.nodes[1].api.clone();
+    let out = c.halo_env(&["status", "--json"], &[("HALO_ENDPOINT", &endpoint)]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(c.wait_status(Duration::from_secs(10), |s| up_count(s) == 3 && s["quorum"] == true), "{:?}", c.status());
+
+    // The expired certificate opens no connection.
+    let rt = runtime();
+    rt.block_on(async {
+        let expired = https(Some((&old_cert, &old_key)));
+        let url = format!("https://{}/peer/v1/log", c.nodes[0].nets[0]);
+        let answer = expired.post(url).json(&serde_json::json!({})).send().await;
+        assert!(answer.is_err(), "an expired certificate got through TLS: {answer:?}");
+    });
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}

@@ -33,16 +33,21 @@ impl ClusterCa {
         Ok(Self { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
     }
 
-    /// Sign the public key in `csr_pem` for node `name`, valid for `hosts` (IPs or DNS names),
-    /// under a fresh random serial (what revocation names).
+    /// Sign the public key in `csr_pem` for node `name`, valid for `hosts` (IPs or DNS names)
+    /// from `now_ms` for `lifetime_ms`, under a fresh random serial (what revocation names).
     pub fn issue_node_certificate(
         &self,
         csr_pem: &str,
         name: &str,
         hosts: &[String],
+        now_ms: u64,
+        lifetime_ms: u64,
     ) -> Result<IssuedCertificate, SecurityError> {
         let csr = CertificateSigningRequestParams::from_pem(csr_pem)?;
         let mut params = node_params(name, hosts)?;
+        // Valid a little before now: the other nodes' clocks may be behind this one's.
+        params.not_before = date(now_ms.saturating_sub(CLOCK_SKEW_MS))?;
+        params.not_after = date(now_ms.saturating_add(lifetime_ms))?;
         let mut serial: [u8; 16] = rand::random();
         // A positive DER integer without a padding byte: the serial reads back as written.
         serial[0] = (serial[0] & 0x7f) | 0x01;
@@ -59,6 +64,14 @@ impl ClusterCa {
     pub fn fingerprint(&self) -> Result<String, SecurityError> {
         fingerprint(&self.cert_pem)
     }
+}
+
+/// How far behind another node's clock may be when it checks a certificate issued now.
+pub(crate) const CLOCK_SKEW_MS: u64 = 5 * 60 * 1000;
+
+fn date(unix_ms: u64) -> Result<time::OffsetDateTime, SecurityError> {
+    let seconds = i64::try_from(unix_ms / 1000).map_err(|_| SecurityError::Validity(unix_ms))?;
+    time::OffsetDateTime::from_unix_timestamp(seconds).map_err(|_| SecurityError::Validity(unix_ms))
 }
 
 /// A node certificate as issued: the PEM, and what the cluster records of it.
@@ -138,12 +151,15 @@ mod tests {
         let ca = ClusterCa::generate("c").expect("ca");
         let key = generate_node_key().expect("key");
         let csr = certificate_request(&key, "n1").expect("csr");
-        let cert = ca.issue_node_certificate(&csr, "n1", &["127.0.0.1".into()]).expect("cert");
+        let now = 1_800_000_000_000;
+        let cert = ca.issue_node_certificate(&csr, "n1", &["127.0.0.1".into()], now, 3_600_000).expect("cert");
         assert!(cert.pem.contains("BEGIN CERTIFICATE"));
         let identity = crate::revocation::identity_of_pem(&cert.pem).expect("identity");
         assert_eq!((identity.name.as_str(), identity.serial.len()), ("n1", 32));
         assert_eq!(identity.serial, cert.serial);
-        let again = ca.issue_node_certificate(&csr, "n1", &[]).expect("cert");
+        assert_eq!((identity.not_after_ms, cert.not_after_ms), (now + 3_600_000, now + 3_600_000));
+        assert_eq!(identity.renew_at_ms(), now + 2_400_000, "two thirds into its hour");
+        let again = ca.issue_node_certificate(&csr, "n1", &[], now, 3_600_000).expect("cert");
         assert_ne!(again.serial, cert.serial, "every certificate gets its own serial");
         assert_eq!(ca.fingerprint().expect("fp").len(), 64);
         assert_eq!(hosts_of(["127.0.0.1:7400", "127.0.0.1:7401", "[::1]:1"]), vec!["127.0.0.1", "::1"]);

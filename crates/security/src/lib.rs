@@ -16,6 +16,8 @@ pub enum SecurityError {
     Tls(#[from] rustls::Error),
     #[error("invalid PEM ({what}): {reason}")]
     Pem { what: &'static str, reason: String },
+    #[error("no certificate can be valid until {0} ms after 1970")]
+    Validity(u64),
     #[error("invalid join token: {0}")]
     Token(String),
 }

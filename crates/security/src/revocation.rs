@@ -51,8 +51,19 @@ pub struct CertIdentity {
     pub name: String,
     /// The serial number, lowercase hex.
     pub serial: String,
-    /// End of validity, Unix milliseconds.
+    /// Start and end of validity, Unix milliseconds.
+    pub not_before_ms: u64,
     pub not_after_ms: u64,
+}
+
+impl CertIdentity {
+    /// When its holder renews it: once two thirds of the lifetime it was issued with have
+    /// passed (its validity starts a clock skew before it was issued).
+    pub fn renew_at_ms(&self) -> u64 {
+        let issued = self.not_before_ms.saturating_add(crate::ca::CLOCK_SKEW_MS);
+        let lifetime = self.not_after_ms.saturating_sub(issued);
+        self.not_after_ms.saturating_sub(lifetime / 3)
+    }
 }
 
 /// Read a certificate's node name, serial and expiry.
@@ -66,8 +77,15 @@ pub fn identity(der: &[u8]) -> Result<CertIdentity, SecurityError> {
         .and_then(|cn| cn.as_str().ok())
         .ok_or_else(|| bad("no common name".into()))?
         .to_string();
-    let not_after_ms = u64::try_from(cert.validity().not_after.timestamp()).unwrap_or(0).saturating_mul(1000);
-    Ok(CertIdentity { name, serial: hex::encode(cert.raw_serial()), not_after_ms })
+    // Before 1970 is as good as expired.
+    let ms = |t: x509_parser::time::ASN1Time| u64::try_from(t.timestamp()).unwrap_or(0).saturating_mul(1000);
+    let validity = cert.validity();
+    Ok(CertIdentity {
+        name,
+        serial: hex::encode(cert.raw_serial()),
+        not_before_ms: ms(validity.not_before),
+        not_after_ms: ms(validity.not_after),
+    })
 }
 
 /// The identity of the first certificate in `cert_pem`.
