@@ -21,7 +21,7 @@ use crate::clock;
 use crate::error::ApiError;
 use crate::peer_identity::PeerIdentity;
 use crate::runtime::{Agent, LeaderReply, LeaderRequest};
-use crate::serve::RemoteAddr;
+use crate::serve::{LocalAddr, RemoteAddr};
 
 type AppState = Arc<Agent>;
 type ApiResult<T> = Result<Json<T>, ApiError>;
@@ -268,18 +268,38 @@ async fn admit(State(agent): State<AppState>, Json(request): Json<AdmissionReque
     }
 }
 
-/// Only a local caller (loopback) or one presenting the agent's bootstrap secret may bootstrap it.
-pub(crate) fn require_bootstrap_trust(agent: &Agent, remote: RemoteAddr, headers: &HeaderMap) -> Result<(), ApiError> {
-    if remote.0.ip().is_loopback() {
-        return Ok(());
-    }
+/// Only root or the agent's own user on this machine (by the owner of the connecting
+/// socket: `local_peer`), or a caller presenting the agent's bootstrap secret, may bootstrap
+/// it. Another local user is a stranger here.
+pub(crate) fn require_bootstrap_trust(
+    agent: &Agent,
+    remote: RemoteAddr,
+    local: LocalAddr,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
     let secret = headers.get("x-halo-bootstrap-secret").and_then(|v| v.to_str().ok());
     if secret == Some(agent.identity().bootstrap_secret.as_str()) {
         return Ok(());
     }
-    Err(ApiError::new(
-        StatusCode::FORBIDDEN,
-        "bootstrap requests must come from this machine or carry the agent's bootstrap secret (DATA_DIR/bootstrap.secret)",
+    let refused = |why: String| ApiError::new(StatusCode::FORBIDDEN, why);
+    if remote.0.ip().is_loopback() {
+        let me = nix::unistd::geteuid().as_raw();
+        return match crate::local_peer::uid_of_client(remote.0, local.0) {
+            Some(uid) if uid == 0 || uid == me => Ok(()),
+            Some(uid) => Err(refused(format!(
+                "bootstrap requests from this machine must come from root (or the agent's user); user {uid} must \
+                 present the agent's bootstrap secret (DATA_DIR/bootstrap.secret)"
+            ))),
+            None => Err(refused(
+                "cannot tell which local user is asking; present the agent's bootstrap secret (DATA_DIR/bootstrap.secret)"
+                    .into(),
+            )),
+        };
+    }
+    Err(refused(
+        "bootstrap requests must come from root on this machine or carry the agent's bootstrap secret \
+         (DATA_DIR/bootstrap.secret)"
+            .into(),
     ))
 }
 
@@ -288,10 +308,11 @@ pub(crate) fn require_bootstrap_trust(agent: &Agent, remote: RemoteAddr, headers
 async fn bootstrap_create(
     State(agent): State<AppState>,
     Extension(remote): Extension<RemoteAddr>,
+    Extension(local): Extension<LocalAddr>,
     headers: HeaderMap,
     Json(request): Json<CreateClusterRequest>,
 ) -> ApiResult<CreateClusterResponse> {
-    require_bootstrap_trust(&agent, remote, &headers)?;
+    require_bootstrap_trust(&agent, remote, local, &headers)?;
     let (admin_token, ca_cert_pem) =
         agent.create_cluster(&request.name, request.profile.unwrap_or(halo_core::timing::Profile::Default)).await?;
     Ok(Json(CreateClusterResponse {
@@ -308,10 +329,11 @@ async fn bootstrap_create(
 async fn bootstrap_join(
     State(agent): State<AppState>,
     Extension(remote): Extension<RemoteAddr>,
+    Extension(local): Extension<LocalAddr>,
     headers: HeaderMap,
     Json(request): Json<JoinClusterRequest>,
 ) -> ApiResult<JoinClusterResponse> {
-    require_bootstrap_trust(&agent, remote, &headers)?;
+    require_bootstrap_trust(&agent, remote, local, &headers)?;
     let admitted = agent.join_cluster(&request.token).await?;
     Ok(Json(JoinClusterResponse {
         cluster: admitted.cluster,

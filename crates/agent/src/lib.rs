@@ -28,6 +28,7 @@ pub mod heartbeat;
 pub mod host;
 pub mod identity;
 pub mod join;
+pub mod local_peer;
 pub mod log_api;
 pub mod manager;
 pub mod metrics;
@@ -40,6 +41,7 @@ pub mod renewal;
 pub mod resource;
 pub mod roles_api;
 pub mod runtime;
+pub mod safe_fs;
 pub mod serve;
 pub mod survey;
 pub mod throttle;
@@ -64,6 +66,10 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     let (agent, guard_events) = Agent::new(config)?;
     let agent = Arc::new(agent);
     let cfg = &agent.config;
+    // An unjoined agent's certificate and its fingerprint file exist before its port opens:
+    // whoever can connect can pin it.
+    let unjoined = agent.identity().member.is_none();
+    let fingerprint = if unjoined { Some(agent.use_bootstrap_tls()?) } else { None };
     let api = TcpListener::bind(&cfg.api).await.with_context(|| format!("cannot listen on API address {}", cfg.api))?;
     let mut peer_listeners = Vec::new();
     let mut sockets = Vec::new();
@@ -84,8 +90,11 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
             tracing::info!(node = %cfg.name, cluster = %member.cluster, "agent started as member");
         }
         None => {
-            agent.use_bootstrap_tls()?;
-            tracing::info!(node = %cfg.name, api = %cfg.api, "agent started; waiting for `halo cluster create` or `join`");
+            let fingerprint = fingerprint.unwrap_or_default();
+            tracing::info!(
+                node = %cfg.name, api = %cfg.api, %fingerprint,
+                "agent started; waiting for `halo cluster create` or `join` (pin it: --fingerprint {fingerprint})"
+            );
         }
     }
 

@@ -221,11 +221,14 @@ impl Agent {
         }
     }
 
-    /// Serve the API with the bootstrap certificate until the agent joins a cluster.
-    pub fn use_bootstrap_tls(&self) -> anyhow::Result<()> {
+    /// Serve the API with the bootstrap certificate until the agent joins a cluster. Returns
+    /// its fingerprint, also written to `DATA_DIR/bootstrap.fingerprint` for the admin to pin.
+    pub fn use_bootstrap_tls(&self) -> anyhow::Result<String> {
         let (cert, key) = self.data.bootstrap_tls(&self.config.name, &self.hosts())?;
+        let fingerprint = ca::fingerprint(&cert)?;
+        self.data.write("bootstrap.fingerprint", &format!("{fingerprint}\n"))?;
         set_slot(&self.api_tls, Some(halo_security::tls::server_config(&cert, &key)?));
-        Ok(())
+        Ok(fingerprint)
     }
 
     /// Both listeners present `tls`; the peer listener checks clients against the CA and

@@ -27,9 +27,13 @@ use crate::config::ConnectionLimits;
 /// The current TLS configuration of a listener; `None` refuses every connection.
 pub type TlsSlot = Arc<RwLock<Option<Arc<ServerConfig>>>>;
 
-/// Who is on the other end of a request, available to handlers as an extension.
+/// Who is on the other end of a request, available to handlers as an extension, and the
+/// local address it reached (with the remote one, that names the connection).
 #[derive(Debug, Clone, Copy)]
 pub struct RemoteAddr(pub SocketAddr);
+
+#[derive(Debug, Clone, Copy)]
+pub struct LocalAddr(pub SocketAddr);
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -54,6 +58,7 @@ pub async fn serve(listener: TcpListener, tls: TlsSlot, router: axum::Router, li
         tokio::spawn(async move {
             let _slot = slot;
             let _ = stream.set_nodelay(true);
+            let Ok(local) = stream.local_addr() else { return };
             let accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, TlsAcceptor::from(config).accept(stream)).await;
             let stream: TlsStream<_> = match accepted {
                 Ok(Ok(s)) => s,
@@ -76,6 +81,7 @@ pub async fn serve(listener: TcpListener, tls: TlsSlot, router: axum::Router, li
             let service = tower::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let mut req = req.map(axum::body::Body::new);
                 req.extensions_mut().insert(RemoteAddr(remote));
+                req.extensions_mut().insert(LocalAddr(local));
                 if let Some(identity) = &identity {
                     req.extensions_mut().insert(identity.clone());
                 }

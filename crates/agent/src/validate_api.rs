@@ -19,7 +19,7 @@ use halo_store::PeerNode;
 use crate::clock;
 use crate::error::ApiError;
 use crate::runtime::{Agent, LeaderRequest, Member};
-use crate::serve::RemoteAddr;
+use crate::serve::{LocalAddr, RemoteAddr};
 use crate::survey::{self, Plan, ProbeReply, ProbeRequest, Target, Transport};
 
 type AppState = Arc<Agent>;
@@ -176,13 +176,14 @@ impl Transport for ClusterTransport<'_> {
 pub async fn probe(
     State(agent): State<AppState>,
     Extension(remote): Extension<RemoteAddr>,
+    Extension(local): Extension<LocalAddr>,
     headers: HeaderMap,
     Json(request): Json<ProbeRequest>,
 ) -> Result<Json<ProbeReply>, ApiError> {
     if agent.member().is_some() {
         crate::api::check_admin(&agent, &headers)?;
     } else {
-        crate::api::require_bootstrap_trust(&agent, remote, &headers)?;
+        crate::api::require_bootstrap_trust(&agent, remote, local, &headers)?;
     }
     Ok(Json(survey::local::answer(&agent, request).await))
 }

@@ -4,6 +4,7 @@
 //! time limit. Errors are sentences for the role's detail.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -12,6 +13,7 @@ use tokio::sync::oneshot;
 
 use crate::clock;
 use crate::qmp::Qmp;
+use crate::safe_fs::Dir;
 
 /// One QMP call, unless an operation says otherwise.
 const CALL: Duration = Duration::from_secs(5);
@@ -180,14 +182,36 @@ pub async fn migrate(
     follow(&mut conn, limit, cancel, None).await
 }
 
-/// Quick migration's first half: pause the guest and save its whole state to `file` (on
-/// shared storage). QEMU streams it to a local socket halo serves, and halo writes and syncs
-/// the file, so "completed" means the state is safely on disk.
-pub async fn save(qmp: &Path, file: &Path, limit: Duration, cancel: oneshot::Receiver<()>) -> Result<Transfer, String> {
+/// Where quick migrations keep guest state, inside the first shared storage path.
+pub const STATE_DIR: &str = ".halo-state";
+
+/// Quick migration's first half: pause the guest and save its whole state to `file` in
+/// `shared`'s state directory. QEMU streams it to a local socket halo serves, and halo writes
+/// and syncs the file (0600, never through a link planted there: `safe_fs`), so "completed"
+/// means the state is safely on disk.
+pub async fn save(
+    qmp: &Path,
+    shared: std::path::PathBuf,
+    file: &str,
+    limit: Duration,
+    cancel: oneshot::Receiver<()>,
+) -> Result<Transfer, String> {
+    let partial = format!("{file}.part");
+    let (dir, out) = {
+        let partial = partial.clone();
+        tokio::task::spawn_blocking(move || {
+            let dir = Dir::under(&shared, STATE_DIR, true)?;
+            let out = dir.create(&partial)?;
+            Ok::<_, std::io::Error>((Arc::new(dir), out))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("cannot save the guest's state: {e}"))?
+    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| format!("cannot listen: {e}"))?;
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-    let partial = file.with_extension("part");
-    let writer = tokio::spawn(receive_state(listener, partial.clone()));
+    let shown = dir.path().join(&partial);
+    let writer = tokio::spawn(receive_state(listener, tokio::fs::File::from_std(out), shown));
     let mut conn = connect(qmp, CALL).await?;
     let mut cancel = cancel;
     previous_ended(&mut conn, limit, &mut cancel).await?;
@@ -206,13 +230,22 @@ pub async fn save(qmp: &Path, file: &Path, limit: Duration, cancel: oneshot::Rec
         writer.abort();
     }
     let written = writer.await.map_err(|e| e.to_string()).and_then(|r| r);
+    let in_dir = |step: fn(&Dir, &str, &str) -> std::io::Result<()>| {
+        let (dir, partial, file) = (dir.clone(), partial.clone(), file.to_string());
+        tokio::task::spawn_blocking(move || step(&dir, &partial, &file))
+    };
     match (result, written) {
         (Ok(transfer), Ok(())) => {
-            tokio::fs::rename(&partial, file).await.map_err(|e| format!("cannot save {}: {e}", file.display()))?;
+            in_dir(|dir, partial, file| dir.rename(partial, file))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("cannot save the guest's state: {e}"))?;
             Ok(transfer)
         }
         (result, written) => {
-            let _ = tokio::fs::remove_file(&partial).await;
+            if let Ok(Err(e)) = in_dir(|dir, partial, _| dir.remove(partial)).await {
+                tracing::warn!("could not remove a partial guest state: {e}");
+            }
             // The guest goes on here as before.
             let _ = call(&mut conn, "cont", None).await;
             Err(result.err().or(written.err()).unwrap_or_default())
@@ -240,12 +273,15 @@ async fn previous_ended(conn: &mut Conn, limit: Duration, cancel: &mut oneshot::
     }
 }
 
-async fn receive_state(listener: tokio::net::TcpListener, path: PathBuf) -> Result<(), String> {
+async fn receive_state(
+    listener: tokio::net::TcpListener,
+    mut out: tokio::fs::File,
+    path: PathBuf,
+) -> Result<(), String> {
     let (mut stream, _) = tokio::time::timeout(Duration::from_secs(30), listener.accept())
         .await
         .map_err(|_| "QEMU never connected to save its state".to_string())?
         .map_err(|e| e.to_string())?;
-    let mut out = tokio::fs::File::create(&path).await.map_err(|e| format!("cannot create {}: {e}", path.display()))?;
     tokio::io::copy(&mut stream, &mut out).await.map_err(|e| format!("writing {}: {e}", path.display()))?;
     out.sync_all().await.map_err(|e| format!("syncing {}: {e}", path.display()))
 }

@@ -98,6 +98,41 @@ pub struct Api {
     endpoints: Vec<String>,
     token: Option<String>,
     bootstrap_secret: Option<String>,
+    /// How an unjoined agent is authenticated (none for a cluster's, checked by its CA).
+    bootstrap: Option<BootstrapTrust>,
+}
+
+/// An unjoined agent is known by its certificate's fingerprint: pinned, or seen on first use.
+struct BootstrapTrust {
+    pinned: Option<String>,
+    seen: halo_security::tls::SeenServer,
+    warned: std::sync::atomic::AtomicBool,
+}
+
+impl BootstrapTrust {
+    /// Why a handshake failed, when it is the pin.
+    fn mismatch(&self, endpoint: &str) -> Option<String> {
+        let (pinned, seen) = (self.pinned.as_ref()?, self.seen.fingerprint()?);
+        (*pinned != seen).then(|| {
+            format!(
+                "the agent at {endpoint} presented certificate fingerprint {seen}, not the pinned {pinned}: \
+                 refused before sending anything (another machine, or someone in between)"
+            )
+        })
+    }
+
+    /// Trust on first use says so, once.
+    fn warn_unpinned(&self, endpoint: &str) {
+        if self.pinned.is_some() || self.warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        let seen = self.seen.fingerprint().unwrap_or_else(|| "unknown".into());
+        eprintln!(
+            "warning: the agent at {endpoint} was not authenticated (no --fingerprint); it presented certificate \
+             fingerprint {seen}. Compare it with the one in that agent's log or DATA_DIR/bootstrap.fingerprint, \
+             and pass --fingerprint to pin it."
+        );
+    }
 }
 
 impl Api {
@@ -109,16 +144,26 @@ impl Api {
             endpoints: config.endpoints.clone(),
             token: Some(config.token.clone()),
             bootstrap_secret: None,
+            bootstrap: None,
         })
     }
 
-    /// A client for an agent that belongs to no cluster yet (its certificate is self-signed).
-    pub fn bootstrap(endpoint: &str, secret: Option<String>) -> anyhow::Result<Self> {
+    /// A client for an agent that belongs to no cluster yet (its certificate is self-signed):
+    /// the one with `fingerprint`, or, without it, whichever answers (with a warning).
+    pub fn bootstrap(endpoint: &str, secret: Option<String>, fingerprint: Option<&str>) -> anyhow::Result<Self> {
+        let (tls, seen) = halo_security::tls::bootstrap_client_config(fingerprint);
+        let pinned = fingerprint.map(halo_security::tls::normalize_fingerprint);
+        if let Some(pinned) = &pinned
+            && (pinned.len() != 64 || !pinned.chars().all(|c| c.is_ascii_hexdigit()))
+        {
+            bail!("--fingerprint '{}': expected the 64 hex digits of a SHA-256", fingerprint.unwrap_or_default());
+        }
         Ok(Self {
-            http: build(halo_security::tls::unverified_client_config())?,
+            http: build(tls)?,
             endpoints: vec![normalize_endpoint(endpoint)?],
             token: None,
             bootstrap_secret: secret,
+            bootstrap: Some(BootstrapTrust { pinned, seen, warned: Default::default() }),
         })
     }
 
@@ -157,6 +202,7 @@ impl Api {
                 request = request.json(body);
             }
             let response = match request.send().await {
+                Err(_) if let Some(why) = self.bootstrap.as_ref().and_then(|b| b.mismatch(endpoint)) => bail!(why),
                 Ok(r) => r,
                 // Only a node that cannot be reached is skipped; an answer is final.
                 Err(e) if e.is_connect() || e.is_timeout() => {
@@ -171,6 +217,9 @@ impl Api {
                     continue;
                 }
             };
+            if let Some(trust) = &self.bootstrap {
+                trust.warn_unpinned(endpoint);
+            }
             let status = response.status();
             let text = response.text().await.context("reading the agent's answer")?;
             if status.is_success() {

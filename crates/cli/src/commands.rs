@@ -103,6 +103,10 @@ pub enum ClusterCommand {
         /// Needed when the agent is not on this machine (its DATA_DIR/bootstrap.secret).
         #[arg(long, env = "HALO_BOOTSTRAP_SECRET")]
         bootstrap_secret: Option<String>,
+        /// The agent's certificate fingerprint (its log, DATA_DIR/bootstrap.fingerprint):
+        /// only that agent is talked to. Without it, whichever answers is, with a warning.
+        #[arg(long)]
+        fingerprint: Option<String>,
         /// Timing profile (`default` or `fast`): the lease timing, and the Raft timing, which
         /// is fixed from then on (a creating agent's `[timing]` overrides the latter).
         #[arg(long)]
@@ -122,6 +126,9 @@ pub enum ClusterCommand {
         token: String,
         #[arg(long, env = "HALO_BOOTSTRAP_SECRET")]
         bootstrap_secret: Option<String>,
+        /// The joining agent's certificate fingerprint (see `create`).
+        #[arg(long)]
+        fingerprint: Option<String>,
     },
     /// Cluster settings and properties (as the leader has them).
     Show {
@@ -359,8 +366,8 @@ fn remember_endpoints(mut config: ClientConfig, status: &StatusView) {
 
 async fn cluster(command: ClusterCommand, json: bool) -> anyhow::Result<()> {
     match command {
-        ClusterCommand::Create { name, endpoint, bootstrap_secret, profile } => {
-            let api = Api::bootstrap(&endpoint, bootstrap_secret)?;
+        ClusterCommand::Create { name, endpoint, bootstrap_secret, fingerprint, profile } => {
+            let api = Api::bootstrap(&endpoint, bootstrap_secret, fingerprint.as_deref())?;
             let request = CreateClusterRequest { name: name.clone(), profile };
             let created: CreateClusterResponse = api.post("/api/v1/bootstrap/create", &request).await?;
             let config = ClientConfig {
@@ -393,8 +400,8 @@ async fn cluster(command: ClusterCommand, json: bool) -> anyhow::Result<()> {
                 Ok(())
             }
         }
-        ClusterCommand::Join { endpoint, token, bootstrap_secret } => {
-            let api = Api::bootstrap(&endpoint, bootstrap_secret)?;
+        ClusterCommand::Join { endpoint, token, bootstrap_secret, fingerprint } => {
+            let api = Api::bootstrap(&endpoint, bootstrap_secret, fingerprint.as_deref())?;
             let joined: JoinClusterResponse = api.post("/api/v1/bootstrap/join", &JoinClusterRequest { token }).await?;
             if let Ok(mut config) = ClientConfig::load()
                 && config.cluster == joined.cluster

@@ -79,7 +79,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
     }
 
-    let created: CreateClusterResponse = Api::bootstrap(&apis[0], None)?
+    // The demo started these agents: it knows their fingerprints (and pins them).
+    let fingerprint = |i: usize| {
+        let file = dir.join(format!("node{}", i + 1)).join("bootstrap.fingerprint");
+        std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))
+    };
+    let created: CreateClusterResponse = Api::bootstrap(&apis[0], None, Some(&fingerprint(0)?))?
         .post("/api/v1/bootstrap/create", &CreateClusterRequest { name: "demo".into(), profile: None })
         .await?;
     let config = ClientConfig {
@@ -90,9 +95,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
     let config_path = config.save_to(&dir.join("config.toml"))?;
     let api = Api::from_config(&config)?;
-    for joining in &apis[1..] {
+    for (i, joining) in apis.iter().enumerate().skip(1) {
         let token: TokenResponse = api.post("/api/v1/tokens", &TokenRequest { ttl_seconds: 300 }).await?;
-        let _: JoinClusterResponse = Api::bootstrap(joining, None)?
+        let _: JoinClusterResponse = Api::bootstrap(joining, None, Some(&fingerprint(i)?))?
             .post("/api/v1/bootstrap/join", &JoinClusterRequest { token: token.token })
             .await?;
     }

@@ -25,6 +25,10 @@ pub struct ValidateArgs {
     /// (DATA_DIR/bootstrap.secret), one for all or one per node in the order of --nodes.
     #[arg(long, value_delimiter = ',', requires = "nodes")]
     pub bootstrap_secret: Vec<String>,
+    /// With --nodes: each agent's certificate fingerprint, one per node in the order of
+    /// --nodes (see `cluster create`). Without, whichever answers is talked to, with a warning.
+    #[arg(long, value_delimiter = ',', requires = "nodes")]
+    pub fingerprint: Vec<String>,
     /// Also write the report to FILE as a self-contained HTML page.
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
@@ -67,10 +71,18 @@ async fn validate_nodes(args: &ValidateArgs) -> anyhow::Result<ValidationView> {
             secrets.len()
         );
     }
+    let pins = &args.fingerprint;
+    if !pins.is_empty() && pins.len() != endpoints.len() {
+        bail!(
+            "--fingerprint: give one per node, in the order of --nodes ({} nodes, {} fingerprints)",
+            endpoints.len(),
+            pins.len()
+        );
+    }
     let agents = endpoints
         .iter()
         .enumerate()
-        .map(|(i, e)| Api::bootstrap(e, secrets.get(i).or(secrets.first()).cloned()))
+        .map(|(i, e)| Api::bootstrap(e, secrets.get(i).or(secrets.first()).cloned(), pins.get(i).map(String::as_str)))
         .collect::<anyhow::Result<Vec<_>>>()?;
     for path in &args.shared_storage {
         if !path.starts_with('/') {

@@ -521,3 +521,73 @@ fn node_certificates_expire_and_are_renewed_before_they_do() {
 fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
+
+/// Bootstrapping an agent hands it the cluster's secrets, so the admin can pin which agent
+/// that is: the fingerprint it prints. A wrong pin is refused before the bootstrap secret or
+/// a token is sent; without a pin the command works and warns with what it saw. On the
+/// agent's own machine, only root (or the agent's user) is trusted without the secret.
+#[test]
+fn bootstrap_pins_the_agents_fingerprint_and_trusts_only_root_locally() {
+    let mut c = Cluster::new(181, 2, 0);
+    c.start_all();
+    let endpoint = c.nodes[0].api.clone();
+    let fingerprint = c.fingerprint(0);
+    assert_eq!(fingerprint.len(), 64, "{fingerprint}");
+    assert!(c.log(0).contains(&fingerprint), "the agent's log does not show its fingerprint: {}", c.log(0));
+
+    // Another machine's fingerprint: refused, and the agent is still unjoined.
+    let other = c.fingerprint(1);
+    let out = c.halo(&["cluster", "create", "--name", "test", "--endpoint", &endpoint, "--fingerprint", &other]);
+    assert!(!out.status.success());
+    let said = text(&out);
+    assert!(said.contains("not the pinned") && said.contains(&fingerprint), "{said}");
+    assert!(c.log(0).contains("waiting for `halo cluster create`") && !c.log(0).contains("agent started as member"));
+    let out = c.halo(&["cluster", "create", "--name", "test", "--endpoint", &endpoint, "--fingerprint", "abc"]);
+    assert!(!out.status.success() && text(&out).contains("--fingerprint 'abc'"), "{}", text(&out));
+
+    // Another local user, without the secret: refused.
+    let config = tempfile::NamedTempFile::new().expect("temp file");
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(exe())
+        .args(["cluster", "create", "--name", "test", "--endpoint", &endpoint, "--fingerprint", &fingerprint])
+        .env("HALO_CONFIG", config.path())
+        .output()
+        .expect("setpriv");
+    assert!(!out.status.success());
+    assert!(text(&out).contains("must come from root"), "{}", text(&out));
+
+    // Unpinned: works, with a warning naming what it trusted.
+    let out = c.halo(&["cluster", "create", "--name", "test", "--endpoint", &endpoint]);
+    assert!(out.status.success(), "{}", text(&out));
+    let warned = String::from_utf8_lossy(&out.stderr);
+    assert!(warned.contains("was not authenticated") && warned.contains(&fingerprint), "{warned}");
+    // Pinned: works, silently.
+    let out = c.join(1);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"), "{}", text(&out));
+}
+
+/// Shared storage is writable by others: a link planted where validation makes its test
+/// directory is refused and named, and nothing is written where it points.
+#[test]
+fn a_link_planted_in_shared_storage_is_not_followed() {
+    let mut c = Cluster::new(182, 2, 0);
+    c.start_all();
+    let shared = c.dir.path().join("shared");
+    let victim = c.dir.path().join("victim");
+    std::fs::create_dir_all(&shared).expect("shared");
+    std::fs::create_dir_all(&victim).expect("victim");
+    std::os::unix::fs::symlink(&victim, shared.join(".halo-validate")).expect("link");
+    let fingerprints = format!("{},{}", c.fingerprint(0), c.fingerprint(1));
+    let apis = format!("{},{}", c.nodes[0].api, c.nodes[1].api);
+    let shared_arg = shared.to_str().expect("path");
+    let args = ["validate", "--nodes", &apis, "--fingerprint", &fingerprints, "--shared-storage", shared_arg, "--json"];
+    let out = c.halo(&args);
+    assert!(!out.status.success(), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let checks = report["checks"].as_array().cloned().unwrap_or_default();
+    let named = checks.iter().find(|c| c["outcome"] == "fail" && c.to_string().contains("symbolic link"));
+    assert!(named.is_some(), "no failed check names the link: {checks:#?}");
+    assert_eq!(std::fs::read_dir(&victim).expect("victim").count(), 0, "something was written through the link");
+}

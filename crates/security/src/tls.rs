@@ -113,6 +113,89 @@ pub fn unverified_client_config_with(identity: Option<(&str, &str)>) -> Result<C
     Ok(config)
 }
 
+/// The fingerprint (SHA-256 of the certificate, hex) of the server a bootstrap client reached.
+#[derive(Debug, Clone, Default)]
+pub struct SeenServer(Arc<std::sync::Mutex<Option<String>>>);
+
+impl SeenServer {
+    pub fn fingerprint(&self) -> Option<String> {
+        self.0.lock().ok().and_then(|seen| seen.clone())
+    }
+}
+
+/// A fingerprint as an admin may paste it: hex, any case, with or without colons or a
+/// `sha256:` prefix.
+pub fn normalize_fingerprint(text: &str) -> String {
+    let text = text.trim();
+    let text = text.strip_prefix("sha256:").or_else(|| text.strip_prefix("SHA256:")).unwrap_or(text);
+    text.chars().filter(|c| *c != ':').collect::<String>().to_ascii_lowercase()
+}
+
+/// A client for an agent that belongs to no cluster yet (its certificate is self-signed, its
+/// fingerprint in its log and `DATA_DIR/bootstrap.fingerprint`). With `pinned`, only the
+/// server with that fingerprint is accepted, before anything is sent; without, any server is
+/// (trust on first use) and the returned `SeenServer` says which one answered.
+pub fn bootstrap_client_config(pinned: Option<&str>) -> (ClientConfig, SeenServer) {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let seen = SeenServer::default();
+    let verifier = Pinned { pinned: pinned.map(normalize_fingerprint), seen: seen.clone(), any: AnyServer(provider) };
+    let mut config =
+        ClientConfig::builder().dangerous().with_custom_certificate_verifier(Arc::new(verifier)).with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    (config, seen)
+}
+
+#[derive(Debug)]
+struct Pinned {
+    pinned: Option<String>,
+    seen: SeenServer,
+    any: AnyServer,
+}
+
+impl ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let fingerprint = crate::sha256_hex(end_entity.as_ref());
+        if let Ok(mut seen) = self.seen.0.lock() {
+            *seen = Some(fingerprint.clone());
+        }
+        match &self.pinned {
+            Some(pinned) if *pinned != fingerprint => Err(rustls::Error::General(format!(
+                "the server's certificate fingerprint is {fingerprint}, not the pinned {pinned}"
+            ))),
+            _ => Ok(ServerCertVerified::assertion()),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.any.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.any.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.any.supported_verify_schemes()
+    }
+}
+
 #[derive(Debug)]
 struct AnyServer(Arc<rustls::crypto::CryptoProvider>);
 

@@ -182,8 +182,10 @@ impl Executor {
         let Driver::Vm(vm) = &mut resource.driver else { return };
         match outcome {
             Outcome::Booted(Ok(())) => {
-                if let Boot::Restore(file) = std::mem::replace(&mut vm.boot, Boot::Fresh) {
-                    let _ = std::fs::remove_file(&file);
+                if let Boot::Restore(file) = std::mem::replace(&mut vm.boot, Boot::Fresh)
+                    && let Err(e) = crate::safe_fs::remove_in_own_dir(std::path::Path::new(&file))
+                {
+                    tracing::warn!(role = %name, "could not remove the restored state {file}: {e}");
                 }
                 tracing::info!(role = %name, resource = %rname, "guest running");
                 self.start_next(&name);
@@ -392,18 +394,16 @@ impl Executor {
                     });
                 }
                 (MoveMode::Quick, _, Some(shared)) => {
-                    let dir = std::path::Path::new(shared).join(".halo-state");
-                    let file = dir.join(format!("{name}.{}.state", m.id));
+                    let shared = std::path::PathBuf::from(shared);
+                    let file_name = format!("{name}.{}.state", m.id);
+                    let file = shared.join(vm_ops::STATE_DIR).join(&file_name);
                     vm.migrating = Some(m.id);
                     vm.cancel = Some(tx);
                     // Carried to the report: the target restores from it.
                     vm.boot = Boot::Restore(file.display().to_string());
                     tracing::info!(role = %name, file = %file.display(), "saving the guest");
                     self.vm_task(&name, 0, Op::Migrate, async move {
-                        if let Err(e) = tokio::fs::create_dir_all(&dir).await {
-                            return Outcome::Migrated(Err(format!("cannot create {}: {e}", dir.display())));
-                        }
-                        Outcome::Migrated(vm_ops::save(&qmp, &file, limit, rx).await)
+                        Outcome::Migrated(vm_ops::save(&qmp, shared, &file_name, limit, rx).await)
                     });
                 }
                 _ => {}

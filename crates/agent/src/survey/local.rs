@@ -14,6 +14,7 @@ use sha2::Digest;
 
 use super::{ProbeReply, ProbeRequest, ReachTarget, TEST_DIR};
 use crate::runtime::Agent;
+use crate::safe_fs::Dir;
 use crate::{clock, host, ocf, vm};
 
 /// One connection attempt may take this long before it counts as lost.
@@ -38,7 +39,7 @@ pub async fn answer(agent: &Agent, request: ProbeRequest) -> ProbeReply {
             ProbeReply::Reach(reach(agent, targets, attempts.clamp(1, 10)).await)
         }
         ProbeRequest::Write { path, file } => replied(storage(&path, &file, write).await),
-        ProbeRequest::Read { path, file } => replied(storage(&path, &file, |_, target| read(target)).await),
+        ProbeRequest::Read { path, file } => replied(storage(&path, &file, read).await),
         ProbeRequest::Remove { path, file } => replied(storage(&path, &file, remove).await),
         ProbeRequest::Lock { path, file, hold_ms } => lock(&agent.survey_locks, &path, &file, hold_ms).await,
         ProbeRequest::Unlock { path, file } => {
@@ -149,19 +150,19 @@ fn test_file(path: &str, file: &str) -> PathBuf {
 async fn storage<T: Send + 'static>(
     path: &str,
     file: &str,
-    step: impl FnOnce(&Path, &Path) -> Result<T, StorageError> + Send + 'static,
+    step: impl FnOnce(&Path, &str) -> Result<T, StorageError> + Send + 'static,
 ) -> Result<T, StorageError> {
     if file.contains('/') || file.starts_with('.') || file.is_empty() {
         return Err(io_error(format!("'{file}' is not a test file name")));
     }
     let root = PathBuf::from(path);
-    let target = test_file(path, file);
+    let file = file.to_string();
     let run = tokio::task::spawn_blocking(move || {
         if !root.is_dir() {
             let why = if root.exists() { "is not a directory" } else { "does not exist" };
             return Err(StorageError { fault: StorageFault::Missing, message: format!("{} {why}", root.display()) });
         }
-        step(&root.join(TEST_DIR), &target)
+        step(&root, &file)
     });
     match tokio::time::timeout(STORAGE_TIMEOUT, run).await {
         Ok(Ok(result)) => result,
@@ -178,46 +179,47 @@ fn io_error(message: String) -> StorageError {
     StorageError { fault: StorageFault::Io, message }
 }
 
-fn classify(what: &Path, e: std::io::Error) -> StorageError {
-    let fault = match e.raw_os_error().map(nix::errno::Errno::from_raw) {
-        Some(nix::errno::Errno::EROFS | nix::errno::Errno::EACCES | nix::errno::Errno::EPERM) => StorageFault::ReadOnly,
+/// Messages already name the path (`safe_fs`).
+fn classify(e: std::io::Error) -> StorageError {
+    use std::io::ErrorKind;
+    let fault = match e.kind() {
+        ErrorKind::ReadOnlyFilesystem | ErrorKind::PermissionDenied => StorageFault::ReadOnly,
         _ => StorageFault::Io,
     };
-    StorageError { fault, message: format!("{}: {e}", what.display()) }
+    StorageError { fault, message: e.to_string() }
+}
+
+/// The test directory inside `root`, never through a link planted there (`safe_fs`).
+fn test_dir(root: &Path, create: bool) -> Result<Dir, StorageError> {
+    Dir::under(root, TEST_DIR, create).map_err(classify)
 }
 
 /// Content no earlier run and no other node could have left behind.
-fn write(dir: &Path, target: &Path) -> Result<ProbeReply, StorageError> {
+fn write(root: &Path, file: &str) -> Result<ProbeReply, StorageError> {
     let mut content = vec![0u8; 4096];
     rand::Rng::fill(&mut rand::rng(), &mut content[..]);
     let started = Instant::now();
-    create_test_dir(dir)?;
-    let mut f = std::fs::File::create(target).map_err(|e| classify(target, e))?;
-    f.write_all(&content).and_then(|()| f.sync_all()).map_err(|e| classify(target, e))?;
+    let dir = test_dir(root, true)?;
+    let mut f = dir.create(file).map_err(classify)?;
+    f.write_all(&content).and_then(|()| f.sync_all()).map_err(classify)?;
     let write_us = started.elapsed().as_micros() as u64;
-    let free_mb = host::free_space_mb(dir).map_err(|e| classify(dir, e))?;
+    let free_mb = host::free_space_mb(dir.path()).map_err(classify)?;
     Ok(ProbeReply::Written { sha256: hex::encode(sha2::Sha256::digest(&content)), write_us, free_mb })
 }
 
-fn create_test_dir(dir: &Path) -> Result<(), StorageError> {
-    match std::fs::create_dir(dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(classify(dir, e)),
-        _ => Ok(()),
-    }
-}
-
-fn read(target: &Path) -> Result<ProbeReply, StorageError> {
-    let bytes = std::fs::read(target).map_err(|e| io_error(format!("{}: {e}", target.display())))?;
+fn read(root: &Path, file: &str) -> Result<ProbeReply, StorageError> {
+    let bytes = test_dir(root, false)?.read(file).map_err(|e| io_error(e.to_string()))?;
     Ok(ProbeReply::Read { sha256: hex::encode(sha2::Sha256::digest(&bytes)) })
 }
 
-fn remove(dir: &Path, target: &Path) -> Result<ProbeReply, StorageError> {
-    match std::fs::remove_file(target) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(classify(target, e)),
-        _ => {}
+fn remove(root: &Path, file: &str) -> Result<ProbeReply, StorageError> {
+    match Dir::under(root, TEST_DIR, false) {
+        Ok(dir) => dir.remove(file).map_err(classify)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ProbeReply::Done),
+        Err(e) => return Err(classify(e)),
     }
     // Other nodes' files may still be there; the last one out removes the directory.
-    let _ = std::fs::remove_dir(dir);
+    Dir::remove_if_empty(root, TEST_DIR);
     Ok(ProbeReply::Done)
 }
 
@@ -225,15 +227,10 @@ fn remove(dir: &Path, target: &Path) -> Result<ProbeReply, StorageError> {
 /// file, without waiting. A granted lock is kept open until `Unlock` or `hold_ms`, whichever
 /// comes first.
 async fn lock(locks: &HeldLocks, path: &str, file: &str, hold_ms: u64) -> ProbeReply {
-    let taken = storage(path, file, |dir, target| {
-        create_test_dir(dir)?;
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(target)
-            .map_err(|e| classify(target, e))?;
+    let taken = storage(path, file, |root, file| {
+        let dir = test_dir(root, true)?;
+        let target = dir.path().join(file);
+        let f = dir.open_rw(file).map_err(classify)?;
         let whole_file = libc::flock {
             l_type: libc::F_WRLCK as libc::c_short,
             l_whence: libc::SEEK_SET as libc::c_short,
@@ -280,7 +277,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().display().to_string();
         let Ok(ProbeReply::Written { sha256, .. }) = storage(&path, "a", write).await else { panic!("write") };
-        let Ok(ProbeReply::Read { sha256: read }) = storage(&path, "a", |_, t| read(t)).await else { panic!("read") };
+        let Ok(ProbeReply::Read { sha256: read }) = storage(&path, "a", read).await else { panic!("read") };
         assert_eq!(sha256, read);
 
         // Two holders in one process still conflict: the lock belongs to the open file.
@@ -299,5 +296,12 @@ mod tests {
         let missing = storage("/no/such/share", "a", write).await.expect_err("missing");
         assert_eq!(missing.fault, StorageFault::Missing);
         assert!(storage(&path, "../escape", write).await.is_err(), "file names stay in the test directory");
+
+        // A test directory planted as a link to elsewhere is refused, and nothing lands there.
+        let elsewhere = tempfile::tempdir().expect("tempdir");
+        std::os::unix::fs::symlink(elsewhere.path(), dir.path().join(TEST_DIR)).expect("link");
+        let refused = storage(&path, "a", write).await.expect_err("refused");
+        assert!(refused.message.contains("symbolic link"), "{}", refused.message);
+        assert_eq!(std::fs::read_dir(elsewhere.path()).expect("dir").count(), 0);
     }
 }

@@ -217,12 +217,20 @@ impl Cluster {
 
     pub fn create(&mut self) {
         let endpoint = format!("https://{}", self.nodes[0].api);
-        let mut args = vec!["cluster", "create", "--name", "test", "--endpoint", &endpoint];
+        let fingerprint = self.fingerprint(0);
+        let mut args =
+            vec!["cluster", "create", "--name", "test", "--endpoint", &endpoint, "--fingerprint", &fingerprint];
         let secret = self.bootstrap_secret(0);
         args.extend(secret.iter().flat_map(|s| ["--bootstrap-secret", s.as_str()]));
         args.extend(self.profile.iter().flat_map(|p| ["--profile", p.as_str()]));
         let out = self.halo(&args);
         assert!(out.status.success(), "create failed: {}", text(&out));
+    }
+
+    /// What an unjoined agent's certificate hashes to, as it wrote it for the admin to pin.
+    pub fn fingerprint(&self, i: usize) -> String {
+        let file = self.nodes[i].data_dir.join("bootstrap.fingerprint");
+        std::fs::read_to_string(&file).expect("the agent's bootstrap fingerprint").trim().to_string()
     }
 
     /// A node that is not on this machine's loopback (its own network namespace) takes
@@ -242,7 +250,9 @@ impl Cluster {
     pub fn join(&self, i: usize) -> Output {
         let token = self.token("10m");
         let endpoint = self.nodes[i].api.clone();
-        let mut args = vec!["cluster", "join", "--endpoint", &endpoint, "--token", &token];
+        let fingerprint = self.fingerprint(i);
+        let mut args =
+            vec!["cluster", "join", "--endpoint", &endpoint, "--token", &token, "--fingerprint", &fingerprint];
         let secret = self.bootstrap_secret(i);
         args.extend(secret.iter().flat_map(|s| ["--bootstrap-secret", s.as_str()]));
         self.halo(&args)
