@@ -4,12 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
+use halo_core::access::Caller;
 use halo_core::command::Command;
 use halo_core::view::*;
 use halo_security::token::JoinToken;
@@ -36,7 +37,8 @@ const MAX_TOKEN_TTL_SECONDS: u64 = 7 * 24 * 3600;
         crate::roles_api::list_roles, crate::roles_api::create_role, crate::roles_api::show_role, crate::roles_api::delete_role,
         crate::roles_api::start_role, crate::roles_api::stop_role, crate::roles_api::move_role,
         crate::roles_api::pause_node, crate::roles_api::resume_node, crate::events_api::events, crate::events_api::stream, crate::log_api::cluster_log, crate::validate_api::validate, crate::validate_api::probe,
-        crate::roles_api::apply_roles, crate::roles_api::plan, crate::roles_api::set_fence),
+        crate::roles_api::apply_roles, crate::roles_api::plan, crate::roles_api::set_fence,
+        crate::tokens_api::list, crate::tokens_api::create, crate::tokens_api::revoke, crate::tokens_api::rotate_admin),
     components(schemas(crate::log_api::ClusterLogView, crate::log_api::MissingNode, crate::cluster_log::LogLine, crate::validate_api::ValidationView, halo_core::view::ValidationSummaryView, halo_core::validation::ValidationRecord, crate::survey::ProbeRequest, crate::survey::ProbeReply, crate::survey::ReachTarget,
         halo_core::validation::Survey, halo_core::validation::survey::NodeSurvey, halo_core::validation::survey::NodeFacts,
         halo_core::validation::survey::ClockReading, halo_core::validation::survey::Reach, halo_core::validation::survey::StorageSurvey,
@@ -44,7 +46,8 @@ const MAX_TOKEN_TTL_SECONDS: u64 = 7 * 24 * 3600;
         halo_core::validation::survey::LockTest, halo_core::validation::survey::LockRetry, halo_core::validation::Check, halo_core::validation::Outcome, halo_core::validation::Category, halo_core::state::FenceDevice, crate::roles_api::FenceBody, halo_core::plan::PlannedRecovery, crate::roles_api::PlanView, halo_core::events::Event, halo_core::apply::Change, crate::roles_api::ApplyRequest,
         crate::roles_api::ApplyResponse, crate::roles_api::MoveRequestBody, crate::roles_api::PauseBody, crate::roles_api::ResumeBody, StatusView, DatabaseView, NodeView, NetworkView, RoleView, RoleDetailView, ErrorView, TokenRequest, TokenResponse, ClusterView,
         PropertiesRequest, AdmissionRequest, AdmissionResponse, CreateClusterRequest, CreateClusterResponse,
-        JoinClusterRequest, JoinClusterResponse)),
+        JoinClusterRequest, JoinClusterResponse, ApiTokenRequest, ApiTokenView, ApiTokenCreated, AdminTokenRotated, crate::tokens_api::RotateAdminRequest,
+        halo_core::access::AccessRole)),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;
@@ -75,7 +78,8 @@ pub fn api_router(agent: AppState) -> Router {
         .merge(crate::events_api::routes())
         .merge(crate::log_api::routes())
         .merge(crate::validate_api::routes())
-        .route_layer(middleware::from_fn_with_state(agent.clone(), require_admin));
+        .merge(crate::tokens_api::routes())
+        .route_layer(middleware::from_fn_with_state(agent.clone(), crate::access::guard));
     let throttle = Arc::new(crate::throttle::Throttle::default());
     // Anyone may call these before presenting a credential: small bodies, limited per address.
     let open = Router::new()
@@ -114,33 +118,7 @@ pub fn peer_router(agent: AppState) -> Router {
         .with_state(agent)
 }
 
-async fn require_admin(State(agent): State<AppState>, headers: HeaderMap, request: Request, next: Next) -> Response {
-    match check_admin(&agent, &headers) {
-        Ok(()) => next.run(request).await,
-        Err(e) => e.into_response(),
-    }
-}
-
-/// The request carries the cluster's admin token.
-pub(crate) fn check_admin(agent: &Agent, headers: &HeaderMap) -> Result<(), ApiError> {
-    let presented = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    check_token(agent, presented)
-}
-
-/// `presented` is the cluster's admin token (the API's bearer token, the console's cookie).
-pub(crate) fn check_token(agent: &Agent, presented: Option<&str>) -> Result<(), ApiError> {
-    let member = agent.require_member()?;
-    let expected = member.reader.state().cluster.as_ref().map(|c| c.admin_token_sha256.clone());
-    match (presented.map(halo_security::sha256_hex), expected) {
-        (Some(p), Some(e)) if p == e => Ok(()),
-        _ => Err(ApiError::unauthorized()),
-    }
-}
-
-/// Prometheus scrapes this (bearer token as for the API).
+/// Prometheus scrapes this (a viewer token is enough).
 async fn metrics(State(agent): State<AppState>) -> Response {
     ([(axum::http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], crate::metrics::render(&agent)).into_response()
 }
@@ -196,7 +174,11 @@ async fn remove_node(State(agent): State<AppState>, Path(name): Path<String>) ->
 
 #[utoipa::path(post, path = "/api/v1/tokens", security(("bearer" = [])), request_body = TokenRequest,
     responses((status = 200, body = TokenResponse), (status = 503, body = ErrorView)))]
-async fn issue_token(State(agent): State<AppState>, Json(request): Json<TokenRequest>) -> ApiResult<TokenResponse> {
+async fn issue_token(
+    State(agent): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Json(request): Json<TokenRequest>,
+) -> ApiResult<TokenResponse> {
     if request.ttl_seconds == 0 || request.ttl_seconds > MAX_TOKEN_TTL_SECONDS {
         return Err(ApiError::bad_request(format!("token lifetime must be between 1 s and {MAX_TOKEN_TTL_SECONDS} s")));
     }
@@ -207,7 +189,7 @@ async fn issue_token(State(agent): State<AppState>, Json(request): Json<TokenReq
     let expires_at_ms = clock::wall_ms() + request.ttl_seconds * 1000;
     let command =
         Command::IssueJoinToken { id: id.clone(), secret_sha256: halo_security::sha256_hex(&secret), expires_at_ms };
-    agent.on_leader(LeaderRequest::Write(command)).await?;
+    crate::tokens_api::commit(&agent, &caller, command).await?;
     let token = JoinToken {
         cluster: cluster.name.clone(),
         cluster_id: cluster.id.clone(),
@@ -243,12 +225,13 @@ async fn show_cluster(State(agent): State<AppState>, Query(query): Query<StatusQ
     responses((status = 200), (status = 400, body = ErrorView), (status = 503, body = ErrorView)))]
 async fn set_properties(
     State(agent): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Json(request): Json<PropertiesRequest>,
 ) -> Result<StatusCode, ApiError> {
     if request.properties.is_empty() {
         return Err(ApiError::bad_request("no property given"));
     }
-    agent.on_leader(LeaderRequest::Write(Command::SetProperties { properties: request.properties })).await?;
+    crate::tokens_api::commit(&agent, &caller, Command::SetProperties { properties: request.properties }).await?;
     Ok(StatusCode::OK)
 }
 

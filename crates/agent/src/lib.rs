@@ -10,6 +10,7 @@
 //! agent's structured log and `halo log`), [`console`] (the web console). Decisions come from `halo-core`; the cluster database from
 //! `halo-store`.
 
+pub mod access;
 pub mod address;
 pub mod admission;
 pub mod api;
@@ -45,6 +46,7 @@ pub mod safe_fs;
 pub mod serve;
 pub mod survey;
 pub mod throttle;
+pub mod tokens_api;
 pub mod validate_api;
 pub mod vm;
 pub mod vm_ops;

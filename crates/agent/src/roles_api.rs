@@ -8,7 +8,8 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
+use halo_core::access::Caller;
 use halo_core::command::Command;
 use halo_core::migration::MoveMode;
 use halo_core::role::{Desired, RoleSpec};
@@ -46,11 +47,12 @@ pub struct FenceBody {
     responses((status = 200), (status = 400, body = halo_core::view::ErrorView), (status = 404, body = halo_core::view::ErrorView)))]
 pub async fn set_fence(
     State(agent): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     Json(body): Json<FenceBody>,
 ) -> Result<StatusCode, ApiError> {
     let node = node_id(&agent, &name)?;
-    commit(&agent, Command::SetFenceDevice { node, device: body.device }).await
+    commit(&agent, &caller, Command::SetFenceDevice { node, device: body.device }).await
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
@@ -103,6 +105,7 @@ pub struct ApplyResponse {
     responses((status = 200, body = ApplyResponse), (status = 400, body = halo_core::view::ErrorView)))]
 pub async fn apply_roles(
     State(agent): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Json(mut request): Json<ApplyRequest>,
 ) -> Result<Json<ApplyResponse>, ApiError> {
     for spec in &mut request.roles {
@@ -115,6 +118,7 @@ pub async fn apply_roles(
         return Ok(Json(ApplyResponse { changes, dry_run: true }));
     }
     let command = Command::ApplyRoles { specs: request.roles, now_ms: clock::wall_ms() };
+    let command = Command::Attributed { by: caller.name.clone(), inner: Box::new(command) };
     match agent.on_leader(LeaderRequest::Write(command)).await? {
         LeaderReply::Written(halo_core::command::CommandResult::Applied(changes)) => {
             Ok(Json(ApplyResponse { changes, dry_run: false }))
@@ -159,36 +163,39 @@ fn node_id(agent: &Agent, name: &str) -> Result<u64, ApiError> {
     responses((status = 200), (status = 404, body = halo_core::view::ErrorView), (status = 409, body = halo_core::view::ErrorView)))]
 pub async fn move_role(
     State(agent): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     Json(body): Json<MoveRequestBody>,
 ) -> Result<StatusCode, ApiError> {
     let to = body.to.as_deref().map(|n| node_id(&agent, n)).transpose()?;
     let mode = body.mode.as_deref().map(MoveMode::parse).transpose().map_err(ApiError::bad_request)?;
-    commit(&agent, Command::MoveRole { role: name, to, mode }).await
+    commit(&agent, &caller, Command::MoveRole { role: name, to, mode }).await
 }
 
 #[utoipa::path(post, path = "/api/v1/nodes/{name}/pause", security(("bearer" = [])), request_body = PauseBody,
     responses((status = 200), (status = 404, body = halo_core::view::ErrorView)))]
 pub async fn pause_node(
     State(agent): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     Json(body): Json<PauseBody>,
 ) -> Result<StatusCode, ApiError> {
     let node = node_id(&agent, &name)?;
     let command = Command::PauseNode { node, drain: body.drain, now_ms: clock::wall_ms() };
-    commit(&agent, command).await
+    commit(&agent, &caller, command).await
 }
 
 #[utoipa::path(post, path = "/api/v1/nodes/{name}/resume", security(("bearer" = [])), request_body = ResumeBody,
     responses((status = 200), (status = 404, body = halo_core::view::ErrorView)))]
 pub async fn resume_node(
     State(agent): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     Json(body): Json<ResumeBody>,
 ) -> Result<StatusCode, ApiError> {
     let node = node_id(&agent, &name)?;
     let command = Command::ResumeNode { node, failback: body.failback, now_ms: clock::wall_ms() };
-    commit(&agent, command).await
+    commit(&agent, &caller, command).await
 }
 
 #[utoipa::path(get, path = "/api/v1/roles", security(("bearer" = [])),
@@ -201,10 +208,11 @@ pub async fn list_roles(State(agent): State<AppState>) -> Result<Json<Vec<RoleVi
     responses((status = 201), (status = 400, body = halo_core::view::ErrorView), (status = 409, body = halo_core::view::ErrorView)))]
 pub async fn create_role(
     State(agent): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Json(mut spec): Json<RoleSpec>,
 ) -> Result<StatusCode, ApiError> {
     resolve_resources(&mut spec).await?;
-    commit(&agent, Command::CreateRole { spec, now_ms: clock::wall_ms() }).await?;
+    commit(&agent, &caller, Command::CreateRole { spec, now_ms: clock::wall_ms() }).await?;
     Ok(StatusCode::CREATED)
 }
 
@@ -255,28 +263,40 @@ pub async fn show_role(
 
 #[utoipa::path(delete, path = "/api/v1/roles/{name}", security(("bearer" = [])),
     responses((status = 200), (status = 404, body = halo_core::view::ErrorView), (status = 409, body = halo_core::view::ErrorView)))]
-pub async fn delete_role(State(agent): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
-    commit(&agent, Command::DeleteRole { role: name }).await
+pub async fn delete_role(
+    State(agent): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    commit(&agent, &caller, Command::DeleteRole { role: name }).await
 }
 
 #[utoipa::path(post, path = "/api/v1/roles/{name}/start", security(("bearer" = [])),
     responses((status = 200), (status = 404, body = halo_core::view::ErrorView)))]
-pub async fn start_role(State(agent): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
-    set_desired(&agent, name, Desired::Started).await
+pub async fn start_role(
+    State(agent): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    set_desired(&agent, &caller, name, Desired::Started).await
 }
 
 #[utoipa::path(post, path = "/api/v1/roles/{name}/stop", security(("bearer" = [])),
     responses((status = 200), (status = 404, body = halo_core::view::ErrorView)))]
-pub async fn stop_role(State(agent): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
-    set_desired(&agent, name, Desired::Stopped).await
+pub async fn stop_role(
+    State(agent): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    set_desired(&agent, &caller, name, Desired::Stopped).await
 }
 
-/// Commit a plain write through the leader.
-async fn commit(agent: &Agent, command: Command) -> Result<StatusCode, ApiError> {
-    agent.on_leader(LeaderRequest::Write(command)).await?;
+/// Commit a plain write through the leader, as `caller`'s.
+async fn commit(agent: &Agent, caller: &Caller, command: Command) -> Result<StatusCode, ApiError> {
+    crate::tokens_api::commit(agent, caller, command).await?;
     Ok(StatusCode::OK)
 }
 
-async fn set_desired(agent: &Agent, role: String, desired: Desired) -> Result<StatusCode, ApiError> {
-    commit(agent, Command::SetRoleDesired { role, desired, now_ms: clock::wall_ms() }).await
+async fn set_desired(agent: &Agent, caller: &Caller, role: String, desired: Desired) -> Result<StatusCode, ApiError> {
+    commit(agent, caller, Command::SetRoleDesired { role, desired, now_ms: clock::wall_ms() }).await
 }

@@ -830,11 +830,13 @@ pub(crate) fn rejection_error(r: &halo_core::command::Rejection) -> ApiError {
         R::UnknownToken | R::TokenExpired | R::TokenUsed(_) => {
             ApiError::new(axum::http::StatusCode::FORBIDDEN, r.to_string())
         }
-        R::UnknownNodeId(_) | R::UnknownRole(_) => ApiError::not_found(r.to_string()),
+        R::UnknownNodeId(_) | R::UnknownRole(_) | R::UnknownApiToken(_) => ApiError::not_found(r.to_string()),
         R::CannotMove { .. } | R::RoleNotRunning(_) | R::WitnessRunsNoRoles(_) => ApiError::conflict(r.to_string()),
-        R::InvalidProperty { .. } | R::InvalidNodeName(_) | R::InvalidNode { .. } | R::InvalidRole { .. } => {
-            ApiError::bad_request(r.to_string())
-        }
+        R::InvalidProperty { .. }
+        | R::InvalidNodeName(_)
+        | R::InvalidNode { .. }
+        | R::InvalidRole { .. }
+        | R::InvalidTokenName(_) => ApiError::bad_request(r.to_string()),
         _ => ApiError::conflict(r.to_string()),
     }
 }

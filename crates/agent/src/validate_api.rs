@@ -181,7 +181,8 @@ pub async fn probe(
     Json(request): Json<ProbeRequest>,
 ) -> Result<Json<ProbeReply>, ApiError> {
     if agent.member().is_some() {
-        crate::api::check_admin(&agent, &headers)?;
+        let caller = crate::access::caller_of(&agent, crate::access::bearer(&headers))?;
+        crate::access::require(&caller, halo_core::access::AccessRole::Operator, "a probe")?;
     } else {
         crate::api::require_bootstrap_trust(&agent, remote, local, &headers)?;
     }

@@ -38,6 +38,9 @@ pub enum Command {
     /// Create, inspect and operate roles.
     #[command(subcommand)]
     Role(crate::role::RoleCommand),
+    /// API tokens with a role (admin, operator, viewer), and the admin token's rotation.
+    #[command(subcommand)]
+    Token(crate::token::TokenCommand),
     /// Declarative roles from a TOML file: create the missing, update the changed (idempotent).
     Apply {
         #[arg(short = 'f', long = "file")]
@@ -204,6 +207,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Role(command) => crate::role::run(&connect()?.0, command, json).await,
+        Command::Token(command) => crate::token::run(&connect()?.0, command, json).await,
         Command::Apply { file, dry_run } => crate::role::apply(&connect()?.0, &file, dry_run, json).await,
         Command::Plan { fail } => {
             let plan: serde_json::Value = connect()?.0.get(&format!("/api/v1/plan?fail={fail}")).await?;
@@ -304,7 +308,8 @@ async fn events(api: &Api, follow: bool, last: usize, json: bool) -> anyhow::Res
             if json {
                 println!("{}", serde_json::to_string(e)?);
             } else {
-                println!("{}  {:<8} {}", output::time_of_day(e.at_ms), e.kind, e.message);
+                let by = e.by.as_deref().map(|by| format!("  (by {by})")).unwrap_or_default();
+                println!("{}  {:<8} {}{by}", output::time_of_day(e.at_ms), e.kind, e.message);
             }
         }
         Ok(())

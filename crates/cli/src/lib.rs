@@ -8,6 +8,7 @@ pub mod html;
 pub mod log;
 pub mod output;
 pub mod role;
+pub mod token;
 pub mod validate;
 
 pub use commands::{Cli, Command};

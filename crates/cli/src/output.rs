@@ -285,3 +285,14 @@ pub fn validation_text(report: &halo_agent::validate_api::ValidationView) -> Str
     ));
     out
 }
+
+pub fn tokens_table(tokens: &[halo_core::view::ApiTokenView]) -> String {
+    let when =
+        |ms: u64| humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms));
+    let mut out = format!("{:<24} {:<9} {:<21} {}\n", "NAME", "ROLE", "CREATED", "EXPIRES");
+    for t in tokens {
+        let expires = t.expires_at_ms.map_or("never".to_string(), |ms| when(ms).to_string());
+        out.push_str(&format!("{:<24} {:<9} {:<21} {expires}\n", t.name, t.role.as_str(), when(t.created_at_ms)));
+    }
+    out.trim_end().to_string()
+}

@@ -52,6 +52,23 @@ pub enum Command {
         #[serde(default)]
         now_ms: u64,
     },
+    /// A named API token (`access`); its secret's hash only.
+    CreateApiToken {
+        name: String,
+        token: crate::access::ApiToken,
+    },
+    RevokeApiToken {
+        name: String,
+    },
+    /// A new admin token replaces the old one, which stops working at once.
+    RotateAdminToken {
+        secret_sha256: String,
+    },
+    /// `inner`, made through the API by the token named `by` (which events then name).
+    Attributed {
+        by: String,
+        inner: Box<Command>,
+    },
     /// A node's new certificate (it renews its own before the old one expires).
     RenewCertificate {
         node: NodeId,
@@ -305,6 +322,12 @@ pub enum Rejection {
     CannotMove { role: String, node: String, reason: String },
     #[error("node '{0}' is a witness and runs no roles")]
     WitnessRunsNoRoles(String),
+    #[error("invalid token name '{0}': use 1-63 letters, digits, '-', '_' or '.', and not 'admin'")]
+    InvalidTokenName(String),
+    #[error("an API token named '{0}' already exists")]
+    DuplicateToken(String),
+    #[error("no API token named '{0}'")]
+    UnknownApiToken(String),
     #[error("invalid fence device for node '{node}': {reason}")]
     InvalidFenceDevice { node: String, reason: String },
 }
@@ -327,6 +350,8 @@ impl Command {
             Command::RecordValidation(r) => Some(r.at_ms),
             Command::ReportMigration(r) => Some(r.now_ms),
             Command::CreateCluster { cluster, .. } => Some(cluster.created_at_ms),
+            Command::CreateApiToken { token, .. } => Some(token.created_at_ms),
+            Command::Attributed { inner, .. } => inner.timestamp_ms(),
             _ => None,
         }
     }
@@ -341,6 +366,10 @@ impl std::fmt::Display for Command {
             Command::SetNodeStates { updates, .. } => write!(f, "set {} node state(s)", updates.len()),
             Command::RemoveNode { node, .. } => write!(f, "remove node {node}"),
             Command::RenewCertificate { node, .. } => write!(f, "renew the certificate of node {node}"),
+            Command::CreateApiToken { name, token } => write!(f, "create {} token {name}", token.role),
+            Command::RevokeApiToken { name } => write!(f, "revoke token {name}"),
+            Command::RotateAdminToken { .. } => write!(f, "rotate the admin token"),
+            Command::Attributed { by, inner } => write!(f, "{inner} (by {by})"),
             Command::SetProperties { properties } => write!(f, "set {} propert(ies)", properties.len()),
             Command::CreateRole { spec, .. } => write!(f, "create role {}", spec.name),
             Command::DeleteRole { role } => write!(f, "delete role {role}"),

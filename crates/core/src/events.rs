@@ -15,6 +15,10 @@ pub struct Event {
     /// The node or role it is about.
     pub subject: String,
     pub message: String,
+    /// The API token whose request made the change (`access`); none for the cluster's own
+    /// decisions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
 }
 
 /// The events between `before` and `after`, stamped `at_ms`, numbered from `first_seq`.
@@ -86,9 +90,27 @@ pub fn diff(before: &ClusterState, after: &ClusterState, at_ms: u64, first_seq: 
     for old in before.roles.values().filter(|r| !after.roles.contains_key(&r.spec.name)) {
         out.push(("role".into(), old.spec.name.clone(), format!("role {} deleted", old.spec.name)));
     }
+    for (name, token) in after.api_tokens.iter().filter(|(n, _)| !before.api_tokens.contains_key(*n)) {
+        out.push(("token".into(), name.clone(), format!("{} token {name} created", token.role)));
+    }
+    for name in before.api_tokens.keys().filter(|n| !after.api_tokens.contains_key(*n)) {
+        out.push(("token".into(), name.clone(), format!("token {name} revoked or expired")));
+    }
+    if let (Some(old), Some(new)) = (&before.cluster, &after.cluster)
+        && old.admin_token_sha256 != new.admin_token_sha256
+    {
+        out.push(("token".into(), crate::access::ADMIN.into(), "the admin token was rotated".into()));
+    }
     out.into_iter()
         .enumerate()
-        .map(|(i, (kind, subject, message))| Event { seq: first_seq + i as u64, at_ms, kind, subject, message })
+        .map(|(i, (kind, subject, message))| Event {
+            seq: first_seq + i as u64,
+            at_ms,
+            kind,
+            subject,
+            message,
+            by: None,
+        })
         .collect()
 }
 

@@ -21,9 +21,11 @@
 //! - [`vm`]: the `vm` resource type's definition; [`migration`]: live and quick migration.
 //! - [`timing`]: the timing profiles and Raft's timing, the same on every node.
 //! - [`view`]: the stable JSON shapes the API and the CLI exchange.
+//! - [`access`]: named API tokens and what each role may do.
 //!
 //! Time is always passed in as milliseconds, so the daemon and a simulator drive the same code.
 
+pub mod access;
 pub mod address;
 pub mod apply;
 pub mod capacity;

@@ -47,6 +47,9 @@ pub struct ClusterState {
     /// Per node: the certificates the cluster CA issued it that have not expired.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub certificates: BTreeMap<NodeId, Vec<CertificateRecord>>,
+    /// Named API tokens (`access`), by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub api_tokens: BTreeMap<String, crate::access::ApiToken>,
     /// Certificates no node may use any more (a removed node's), by serial, until they expire.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub revoked: BTreeMap<String, RevokedCertificate>,
@@ -417,6 +420,30 @@ impl ClusterState {
                 }
                 Ok(CommandResult::Done)
             }
+            Command::CreateApiToken { name, token } => {
+                self.require_cluster()?;
+                crate::access::validate_token_name(name)?;
+                if self.api_tokens.contains_key(name) {
+                    return Err(Rejection::DuplicateToken(name.clone()));
+                }
+                // Expired tokens are dead weight; drop them while we are here.
+                self.api_tokens.retain(|_, t| t.expires_at_ms.is_none_or(|at| at > token.created_at_ms));
+                self.api_tokens.insert(name.clone(), token.clone());
+                Ok(CommandResult::Done)
+            }
+            Command::RevokeApiToken { name } => {
+                self.require_cluster()?;
+                self.api_tokens.remove(name).ok_or_else(|| Rejection::UnknownApiToken(name.clone()))?;
+                Ok(CommandResult::Done)
+            }
+            Command::RotateAdminToken { secret_sha256 } => {
+                self.require_cluster()?;
+                if let Some(cluster) = self.cluster.as_mut() {
+                    cluster.admin_token_sha256 = secret_sha256.clone();
+                }
+                Ok(CommandResult::Done)
+            }
+            Command::Attributed { inner, .. } => self.try_apply(inner),
             Command::RenewCertificate { node, certificate, now_ms } => {
                 self.require_cluster()?;
                 self.nodes.get(node).ok_or(Rejection::UnknownNodeId(*node))?;

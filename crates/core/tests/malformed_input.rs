@@ -24,6 +24,22 @@ fn sample_commands() -> Vec<Vec<u8>> {
         Command::MoveRole { role: "web".into(), to: Some(2), mode: None },
         Command::SetProperties { properties: vec![("profile".into(), "fast".into())] },
         Command::ClearFenceRequest { node: 1 },
+        Command::RemoveNode { node: 2, heartbeat_key_hex: Some("00ff".into()), now_ms: 3 },
+        Command::RenewCertificate {
+            node: 1,
+            certificate: halo_core::state::CertificateRecord { serial: "0a1b".into(), not_after_ms: 9 },
+            now_ms: 4,
+        },
+        Command::CreateApiToken {
+            name: "grafana".into(),
+            token: halo_core::access::ApiToken {
+                secret_sha256: "ab".into(),
+                role: halo_core::access::AccessRole::Viewer,
+                created_at_ms: 5,
+                expires_at_ms: Some(6),
+            },
+        },
+        Command::Attributed { by: "ops".into(), inner: Box::new(Command::RevokeApiToken { name: "grafana".into() }) },
     ]
     .iter()
     .map(|c| serde_json::to_vec(c).expect("encode"))
@@ -53,7 +69,7 @@ proptest! {
 
     #[test]
     fn mutated_log_entries_decode_or_fail_and_apply_or_reject(
-        which in 0usize..5,
+        which in 0usize..9,
         cuts in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
         truncate in any::<prop::sample::Index>(),
     ) {

@@ -591,3 +591,74 @@ fn a_link_planted_in_shared_storage_is_not_followed() {
     assert!(named.is_some(), "no failed check names the link: {checks:#?}");
     assert_eq!(std::fs::read_dir(&victim).expect("victim").count(), 0, "something was written through the link");
 }
+
+/// Least privilege: a viewer token reads (status, /metrics) but cannot stop a role; an
+/// operator's stops it but cannot change the cluster; events name the token that acted; a
+/// revoked or expired token is refused, and a rotated admin token stops working at once.
+#[test]
+fn a_viewer_reads_an_operator_operates_and_revoked_or_rotated_tokens_stop_working() {
+    let mut c = Cluster::new(183, 1, 0);
+    c.form();
+    let out = c.halo(&["role", "create", "web183", "--type", "process", "--param", "command=exec sleep 100000"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(c.wait_online("web183", Duration::from_secs(15), |_| true).is_some(), "{}", c.log(0));
+    let make = |name: &str, role: &str, ttl: Option<&str>| {
+        let mut args = vec!["token", "create", name, "--role", role, "--json"];
+        args.extend(ttl.iter().flat_map(|t| ["--ttl", *t]));
+        let out = c.halo(&args);
+        assert!(out.status.success(), "{}", text(&out));
+        let created: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(created["role"], role);
+        created["token"].as_str().expect("token").to_string()
+    };
+    let (viewer, operator, brief) =
+        (make("grafana", "viewer", None), make("ops", "operator", None), make("brief", "viewer", Some("2s")));
+    let as_token = |token: &str, args: &[&str]| c.halo_env(args, &[("HALO_TOKEN", token)]);
+
+    // The viewer reads...
+    assert!(as_token(&viewer, &["status"]).status.success());
+    let api = c.nodes[0].api.clone();
+    let rt = runtime();
+    let metrics = rt.block_on(async {
+        https(None).get(format!("https://{api}/metrics")).bearer_auth(&viewer).send().await.map(|r| r.status().as_u16())
+    });
+    assert_eq!(metrics.ok(), Some(200));
+    // ...and nothing else.
+    for args in [vec!["role", "stop", "web183"], vec!["token", "list"], vec!["cluster", "set", "label.x=1"]] {
+        let out = as_token(&viewer, &args);
+        assert!(!out.status.success(), "a viewer ran {args:?}");
+        assert!(text(&out).contains("is a viewer token"), "{args:?}: {}", text(&out));
+    }
+    // The operator runs the cluster, but does not change it.
+    let out = as_token(&operator, &["role", "stop", "web183"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = as_token(&operator, &["role", "create", "x183", "--type", "process", "--param", "command=exec sleep 1"]);
+    assert!(!out.status.success() && text(&out).contains("needs admin"), "{}", text(&out));
+    assert!(wait_until(Duration::from_secs(15), || c.role("web183").is_some_and(|r| r["state"] == "offline")));
+    let events: serde_json::Value = serde_json::from_slice(&c.halo(&["events", "--json"]).stdout).expect("events");
+    let by_ops = events.as_array().is_some_and(|e| {
+        e.iter().any(|e| {
+            e["subject"] == "web183" && e["by"] == "ops" && e["message"].as_str().is_some_and(|m| m.contains("Stopped"))
+        })
+    });
+    assert!(by_ops, "no event names the operator's token: {events:#}");
+
+    // Revoked and expired tokens are refused.
+    let out = c.halo(&["token", "revoke", "grafana"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&as_token(&viewer, &["status"])).contains("401"));
+    std::thread::sleep(Duration::from_millis(2_500));
+    assert!(text(&as_token(&brief, &["status"])).contains("401"));
+    let listed: serde_json::Value = serde_json::from_slice(&c.halo(&["token", "list", "--json"]).stdout).expect("list");
+    let names: Vec<&str> = listed.as_array().expect("list").iter().filter_map(|t| t["name"].as_str()).collect();
+    assert_eq!(names, ["ops"], "{listed}");
+    assert!(!listed.to_string().contains(&operator), "a secret was listed");
+
+    // Rotating the admin token: the old one stops working, the client config has the new one.
+    let old = c.admin_token();
+    let out = c.halo(&["token", "rotate-admin"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_ne!(c.admin_token(), old);
+    assert!(text(&as_token(&old, &["status"])).contains("401"));
+    assert!(c.halo(&["status"]).status.success());
+}

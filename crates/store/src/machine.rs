@@ -156,6 +156,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     let mut new =
                         halo_core::events::diff(&before, &work.state, at, entry.log_id.index * EVENTS_PER_ENTRY);
                     new.truncate(EVENTS_PER_ENTRY as usize);
+                    if let halo_core::command::Command::Attributed { by, .. } = command {
+                        new.iter_mut().for_each(|event| event.by = Some(by.clone()));
+                    }
                     events.extend(new);
                     result
                 }

@@ -168,6 +168,18 @@ mod tests {
         assert_eq!((fitted.request.entries.len(), fitted.cut_after), (3, None));
     }
 
+    proptest::proptest! {
+        /// Whatever a peer sends as a snapshot decodes or is refused with a reason.
+        #[test]
+        fn any_bytes_as_a_snapshot_frame_decode_or_are_refused(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            let mut framed = SNAPSHOT_MAGIC.to_vec();
+            framed.extend_from_slice(&bytes);
+            let _ = decode_snapshot(&bytes);
+            let _ = decode_snapshot(&framed);
+            let _ = decode_json_snapshot(&bytes);
+        }
+    }
+
     #[test]
     fn a_snapshot_travels_as_its_bytes_and_a_bad_frame_is_named() {
         let vote = Vote::new_committed(3, 2);

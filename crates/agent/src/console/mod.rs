@@ -19,7 +19,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
+use halo_core::access::{AccessRole, Caller};
 use halo_core::view::StatusView;
 use maud::Markup;
 use serde::Deserialize;
@@ -86,21 +87,28 @@ fn session_token(headers: &HeaderMap) -> Option<&str> {
         .find_map(|pair| pair.trim().strip_prefix(COOKIE)?.strip_prefix('='))
 }
 
-/// Every page but the login page needs the admin token in the session cookie. A form post
-/// must also come from the console itself: a browser names the page that sent it in `Origin`.
-async fn require_session(State(agent): State<AppState>, headers: HeaderMap, request: Request, next: Next) -> Response {
-    if crate::api::check_token(&agent, session_token(&headers)).is_err() {
+/// Every page but the login page needs a valid token in the session cookie (a viewer's
+/// shows the pages; actions need an operator's). A form post must also come from the console
+/// itself: a browser names the page that sent it in `Origin`.
+async fn require_session(
+    State(agent): State<AppState>,
+    headers: HeaderMap,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let Ok(caller) = crate::access::caller_of(&agent, session_token(&headers)) else {
         return if request.method() == axum::http::Method::GET && request.uri().path() != "/console/stream" {
             Redirect::to("/console/login").into_response()
         } else {
             (StatusCode::UNAUTHORIZED, "log in to the console first").into_response()
         };
-    }
+    };
     // HTTP/2 carries the host in the URI (`:authority`), HTTP/1.1 in the Host header.
     let host = request.uri().authority().map(|a| a.as_str().to_string());
     if request.method() == axum::http::Method::POST && !same_origin(&headers, host.as_deref()) {
         return (StatusCode::FORBIDDEN, "this form was not sent from the console").into_response();
     }
+    request.extensions_mut().insert(caller);
     next.run(request).await
 }
 
@@ -133,8 +141,8 @@ async fn login_page(State(agent): State<AppState>) -> Markup {
 
 async fn login(State(agent): State<AppState>, Form(form): Form<LoginForm>) -> Response {
     let token = form.token.trim();
-    if let Err(e) = crate::api::check_token(&agent, Some(token)) {
-        let why = if agent.member().is_none() { e.message } else { "That is not this cluster's admin token.".into() };
+    if let Err(e) = crate::access::caller_of(&agent, Some(token)) {
+        let why = if agent.member().is_none() { e.message } else { "That is not a token of this cluster.".into() };
         return (StatusCode::UNAUTHORIZED, pages::login(agent.member().is_some(), Some(&why))).into_response();
     }
     let cookie =
@@ -239,9 +247,11 @@ struct ActionForm {
 
 async fn node_action(
     State(agent): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path((name, action)): Path<(String, String)>,
     Form(form): Form<ActionForm>,
 ) -> Result<Response, Page> {
+    crate::access::require(&caller, AccessRole::Operator, "this action")?;
     let (question, consequence) = match action.as_str() {
         "pause" => ("Pause", "No new roles will be placed on it; its roles keep running there."),
         "drain" => ("Drain", "Every role on it is moved to other nodes (VMs live), then it is paused."),
@@ -265,11 +275,22 @@ async fn node_action(
     let node = Path(name.clone());
     let result = match action.as_str() {
         "pause" | "drain" => {
-            roles_api::pause_node(State(agent.clone()), node, Json(PauseBody { drain: action == "drain" })).await
+            roles_api::pause_node(
+                State(agent.clone()),
+                Extension(caller.clone()),
+                node,
+                Json(PauseBody { drain: action == "drain" }),
+            )
+            .await
         }
         _ => {
-            roles_api::resume_node(State(agent.clone()), node, Json(ResumeBody { failback: action == "failback" }))
-                .await
+            roles_api::resume_node(
+                State(agent.clone()),
+                Extension(caller.clone()),
+                node,
+                Json(ResumeBody { failback: action == "failback" }),
+            )
+            .await
         }
     };
     result?;
@@ -278,9 +299,11 @@ async fn node_action(
 
 async fn role_action(
     State(agent): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path((name, action)): Path<(String, String)>,
     Form(form): Form<ActionForm>,
 ) -> Result<Response, Page> {
+    crate::access::require(&caller, AccessRole::Operator, "this action")?;
     let state = agent.require_member()?.reader.state();
     let owner =
         state.roles.get(&name).and_then(|r| r.owner).and_then(|id| state.nodes.get(&id)).map(|n| n.name.clone());
@@ -309,14 +332,14 @@ async fn role_action(
     }
     let role = Path(name.clone());
     let result = match action.as_str() {
-        "start" => roles_api::start_role(State(agent.clone()), role).await,
-        "stop" => roles_api::stop_role(State(agent.clone()), role).await,
+        "start" => roles_api::start_role(State(agent.clone()), Extension(caller.clone()), role).await,
+        "stop" => roles_api::stop_role(State(agent.clone()), Extension(caller.clone()), role).await,
         _ => {
             let body = MoveRequestBody {
                 to: Some(form.to.clone()).filter(|t| !t.is_empty()),
                 mode: Some(form.mode.clone()).filter(|m| !m.is_empty()),
             };
-            roles_api::move_role(State(agent.clone()), role, Json(body)).await
+            roles_api::move_role(State(agent.clone()), Extension(caller.clone()), role, Json(body)).await
         }
     };
     result?;

@@ -424,7 +424,10 @@ fn event_list(events: &[Event]) -> Markup {
                             td { (e.seq) }
                             td { (clock(e.at_ms)) }
                             td { (e.kind) }
-                            td { (e.message) }
+                            td {
+                                (e.message)
+                                @if let Some(by) = &e.by { " (by " (by) ")" }
+                            }
                         }
                     }
                 }

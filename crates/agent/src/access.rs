@@ -1,0 +1,95 @@
+//! The API's door: a bearer token names a caller (`halo_core::access`), and each route needs
+//! a role. What each route needs is decided here and nowhere else.
+
+use std::sync::Arc;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use halo_core::access::{AccessRole, Caller};
+
+use crate::clock;
+use crate::error::ApiError;
+use crate::runtime::Agent;
+
+/// The role a request needs: reads are for viewers (but validating runs probes, and the token
+/// list is the admin's); running the cluster is for operators; changing it is for admins.
+pub fn needed(method: &Method, route: &str) -> AccessRole {
+    match (method, route) {
+        (&Method::GET, "/api/v1/validate") => AccessRole::Operator,
+        (&Method::GET, "/api/v1/api-tokens") => AccessRole::Admin,
+        (&Method::GET | &Method::HEAD, _) => AccessRole::Viewer,
+        (
+            &Method::POST,
+            "/api/v1/roles/{name}/start"
+            | "/api/v1/roles/{name}/stop"
+            | "/api/v1/roles/{name}/move"
+            | "/api/v1/nodes/{name}/pause"
+            | "/api/v1/nodes/{name}/resume"
+            | "/api/v1/probe",
+        ) => AccessRole::Operator,
+        _ => AccessRole::Admin,
+    }
+}
+
+/// The caller presenting `token` now, or 401.
+pub fn caller_of(agent: &Agent, token: Option<&str>) -> Result<Caller, ApiError> {
+    let member = agent.require_member()?;
+    let state = member.reader.state();
+    let cluster = state.cluster.as_ref().ok_or_else(ApiError::unauthorized)?;
+    let presented = token.map(halo_security::sha256_hex).ok_or_else(ApiError::unauthorized)?;
+    halo_core::access::caller(&cluster.admin_token_sha256, &state.api_tokens, &presented, clock::wall_ms())
+        .ok_or_else(ApiError::unauthorized)
+}
+
+/// The bearer token of a request.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "))
+}
+
+/// 403 unless `caller` may do what needs `role`.
+pub fn require(caller: &Caller, role: AccessRole, what: &str) -> Result<(), ApiError> {
+    if caller.role.permits(role) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        format!("token '{}' is a {} token; {what} needs {role}", caller.name, caller.role),
+    ))
+}
+
+/// Middleware of the API's protected routes: the caller, checked against the route's need,
+/// goes into the request's extensions (handlers name it in what they write).
+pub async fn guard(State(agent): State<Arc<Agent>>, mut request: Request, next: Next) -> Response {
+    let caller = match caller_of(&agent, bearer(request.headers())) {
+        Ok(caller) => caller,
+        Err(e) => return e.into_response(),
+    };
+    let route = request.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string()).unwrap_or_default();
+    let what = format!("{} {route}", request.method());
+    if let Err(e) = require(&caller, needed(request.method(), &route), &what) {
+        return e.into_response();
+    }
+    request.extensions_mut().insert(caller);
+    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_are_for_viewers_running_for_operators_the_rest_for_admins() {
+        assert_eq!(needed(&Method::GET, "/api/v1/status"), AccessRole::Viewer);
+        assert_eq!(needed(&Method::GET, "/metrics"), AccessRole::Viewer);
+        assert_eq!(needed(&Method::GET, "/api/v1/validate"), AccessRole::Operator);
+        assert_eq!(needed(&Method::POST, "/api/v1/roles/{name}/stop"), AccessRole::Operator);
+        assert_eq!(needed(&Method::POST, "/api/v1/nodes/{name}/pause"), AccessRole::Operator);
+        assert_eq!(needed(&Method::POST, "/api/v1/roles"), AccessRole::Admin);
+        assert_eq!(needed(&Method::DELETE, "/api/v1/roles/{name}"), AccessRole::Admin);
+        assert_eq!(needed(&Method::POST, "/api/v1/api-tokens"), AccessRole::Admin);
+        assert_eq!(needed(&Method::GET, "/api/v1/api-tokens"), AccessRole::Admin);
+        assert_eq!(needed(&Method::POST, "/api/v1/nodes/{name}/fence"), AccessRole::Admin);
+    }
+}
