@@ -35,12 +35,44 @@ pub fn needed(method: &Method, route: &str) -> AccessRole {
 
 /// The caller presenting `token` now, or 401.
 pub fn caller_of(agent: &Agent, token: Option<&str>) -> Result<Caller, ApiError> {
+    let presented = token.map(halo_security::sha256_hex).ok_or_else(ApiError::unauthorized)?;
+    caller_of_hash(agent, &presented)
+}
+
+/// The caller whose token hashes to `token_sha256` now (a console session keeps only that).
+pub fn caller_of_hash(agent: &Agent, token_sha256: &str) -> Result<Caller, ApiError> {
     let member = agent.require_member()?;
     let state = member.reader.state();
     let cluster = state.cluster.as_ref().ok_or_else(ApiError::unauthorized)?;
-    let presented = token.map(halo_security::sha256_hex).ok_or_else(ApiError::unauthorized)?;
-    halo_core::access::caller(&cluster.admin_token_sha256, &state.api_tokens, &presented, clock::wall_ms())
+    halo_core::access::caller(&cluster.admin_token_sha256, &state.api_tokens, token_sha256, clock::wall_ms())
         .ok_or_else(ApiError::unauthorized)
+}
+
+/// How long a follower waits for a token it does not know yet: one made on the leader a
+/// moment ago reaches it within a heartbeat or two.
+const CATCH_UP: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// As `caller_of_hash`, but a follower that does not know the token waits a moment for its
+/// copy of the database to catch up: a token works on every node as soon as `token create`
+/// returned. The leader's copy has every acknowledged write, so it answers at once; so does a
+/// follower for a token it knows.
+pub async fn caller_soon(agent: &Agent, token_sha256: &str) -> Result<Caller, ApiError> {
+    let refused = match caller_of_hash(agent, token_sha256) {
+        Ok(caller) => return Ok(caller),
+        Err(e) => e,
+    };
+    let member = agent.require_member()?;
+    if member.is_leader() {
+        return Err(refused);
+    }
+    let mut reader = member.reader.clone();
+    let deadline = tokio::time::Instant::now() + CATCH_UP;
+    while tokio::time::timeout_at(deadline, reader.changed()).await.is_ok_and(|alive| alive) {
+        if let Ok(caller) = caller_of_hash(agent, token_sha256) {
+            return Ok(caller);
+        }
+    }
+    Err(refused)
 }
 
 /// The bearer token of a request.
@@ -62,7 +94,10 @@ pub fn require(caller: &Caller, role: AccessRole, what: &str) -> Result<(), ApiE
 /// Middleware of the API's protected routes: the caller, checked against the route's need,
 /// goes into the request's extensions (handlers name it in what they write).
 pub async fn guard(State(agent): State<Arc<Agent>>, mut request: Request, next: Next) -> Response {
-    let caller = match caller_of(&agent, bearer(request.headers())) {
+    let Some(presented) = bearer(request.headers()).map(halo_security::sha256_hex) else {
+        return ApiError::unauthorized().into_response();
+    };
+    let caller = match caller_soon(&agent, &presented).await {
         Ok(caller) => caller,
         Err(e) => return e.into_response(),
     };

@@ -14,6 +14,7 @@ pub mod access;
 pub mod address;
 pub mod admission;
 pub mod api;
+pub mod bounded_log;
 pub mod child;
 pub mod clock;
 pub mod cluster_log;
@@ -111,6 +112,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     tasks.spawn(runtime::declare_capacity(agent.clone()));
     tasks.spawn(validate_api::periodic(agent.clone()));
     tasks.spawn(renewal::run(agent.clone()));
+    tasks.spawn(bounded_log::run(agent.clone()));
     if let Some(events) = guard_events {
         tasks.spawn(executor::run(agent.clone(), events));
         // Learn now, off the runtime, whether KVM works here: VM starts then need not wait.

@@ -219,6 +219,23 @@ fn the_console_logs_in_shows_the_cluster_and_moves_a_role_live() {
     assert_eq!(role_processes("web").len(), 1, "web runs exactly once");
 }
 
+/// Log in with `token`; the session cookie (`halo_session=ID`) the console hands out.
+async fn log_in(client: &reqwest::Client, base: &str, token: &str) -> String {
+    let answer = client
+        .post(format!("{base}/console/login"))
+        .header("content-type", FORM)
+        .body(format!("token={token}"))
+        .send()
+        .await
+        .expect("answer");
+    let status = answer.status();
+    let set = answer.headers().get("set-cookie").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let Some(set) = set.filter(|_| status == 303) else {
+        panic!("login refused: {status} {}", answer.text().await.unwrap_or_default());
+    };
+    set.split(';').next().expect("cookie pair").to_string()
+}
+
 /// Without the token, the console gives nothing away and changes nothing; a form posted from
 /// another site is refused even with the cookie.
 fn refuses_requests_without_the_token(c: &Cluster, rt: &tokio::runtime::Runtime, base: &str, token: &str) {
@@ -248,7 +265,18 @@ fn refuses_requests_without_the_token(c: &Cluster, rt: &tokio::runtime::Runtime,
             assert_eq!(post.send().await.expect("answer").status(), 401);
             assert_eq!(stream.send().await.expect("answer").status(), 401);
         }
-        let cookie = format!("halo_session={token}");
+        // The token itself is no session: the cookie holds a random id the agent handed out.
+        let raw = http
+            .post(format!("{base}/console/roles/web/stop"))
+            .header("cookie", format!("halo_session={token}"))
+            .header("content-type", FORM)
+            .body("confirm=yes")
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(raw.status(), 401, "the raw token worked as a session");
+        let cookie = log_in(&no_redirects, base, token).await;
+        assert!(!cookie.contains(token), "the session cookie carries the token: {cookie}");
         let foreign = http
             .post(format!("{base}/console/roles/web/stop"))
             .header("cookie", &cookie)
@@ -270,6 +298,30 @@ fn refuses_requests_without_the_token(c: &Cluster, rt: &tokio::runtime::Runtime,
             .expect("answer");
         assert_eq!(asked.status(), 200);
         assert!(asked.text().await.unwrap_or_default().contains("Stop role web?"));
+        // A viewer's session shows the pages without their buttons, and cannot act.
+        let out = c.halo(&["token", "create", "desk", "--role", "viewer"]);
+        assert!(out.status.success(), "{}", text(&out));
+        let viewer_token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let viewer = log_in(&no_redirects, base, &viewer_token).await;
+        let page =
+            http.get(format!("{base}/console/roles/web")).header("cookie", &viewer).send().await.expect("answer");
+        let page = page.text().await.unwrap_or_default();
+        assert!(page.contains("web") && !page.contains("/console/roles/web/stop"), "a viewer sees actions: {page}");
+        let stop = http
+            .post(format!("{base}/console/roles/web/stop"))
+            .header("cookie", &viewer)
+            .header("content-type", FORM)
+            .body("confirm=yes")
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(stop.status(), 403);
+        // Logging out ends the session on the agent, not only in the browser.
+        let out = no_redirects.post(format!("{base}/console/logout")).header("cookie", &viewer).send().await;
+        assert_eq!(out.expect("answer").status(), 303);
+        let after =
+            no_redirects.get(format!("{base}/console/")).header("cookie", &viewer).send().await.expect("answer");
+        assert_eq!(after.status(), 303, "the session outlived its logout");
         // Every console page forbids scripts other than its own.
         let login = http.get(format!("{base}/console/login")).send().await.expect("answer");
         let csp = login.headers()["content-security-policy"].to_str().expect("csp").to_string();

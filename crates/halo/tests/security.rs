@@ -489,13 +489,15 @@ fn node_certificates_expire_and_are_renewed_before_they_do() {
     assert_eq!(first, old.not_after_ms);
     assert!(text(&c.halo(&["node", "show", "n2"])).contains("cert     expires"));
 
+    // The cluster records the new certificate before the node has saved it: wait for both.
+    let on_disk = || halo_security::revocation::identity_of_pem(&read(1, "node.crt")).expect("certificate");
     assert!(
-        wait_until(Duration::from_secs(30), || expires(&c).is_some_and(|e| e > first)),
+        wait_until(Duration::from_secs(30), || expires(&c).is_some_and(|e| e > first)
+            && on_disk().serial != old.serial),
         "n2 did not renew: {}",
         c.log(1)
     );
-    let new = halo_security::revocation::identity_of_pem(&read(1, "node.crt")).expect("certificate");
-    assert_ne!(new.serial, old.serial);
+    assert_eq!(Some(on_disk().not_after_ms), expires(&c), "the cluster records the certificate n2 uses");
     assert_ne!(read(1, "node.key"), old_key, "a renewal makes a new key");
 
     // Past the first certificates' end: the cluster works on, n2 answers through its peers.
@@ -661,4 +663,42 @@ fn a_viewer_reads_an_operator_operates_and_revoked_or_rotated_tokens_stop_workin
     assert_ne!(c.admin_token(), old);
     assert!(text(&as_token(&old, &["status"])).contains("401"));
     assert!(c.halo(&["status"]).status.success());
+}
+
+/// A workload that floods its output cannot fill the data directory: its log is cut back to
+/// its bound (8 MiB, checked every second), the previous part kept beside it, and the
+/// workload writes on.
+#[test]
+fn a_flooding_workload_does_not_grow_its_log_beyond_its_bound() {
+    const MAX: u64 = 8 << 20;
+    let mut c = Cluster::new(184, 1, 0);
+    c.form();
+    // About 6 MB/s: more than three bounds' worth over the test.
+    let flood = "command=while :; do printf %065536d 0; sleep 0.01; done";
+    let out = c.halo(&["role", "create", "flood184", "--type", "process", "--param", flood]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(c.wait_online("flood184", Duration::from_secs(15), |_| true).is_some(), "{}", c.log(0));
+    let logs = c.nodes[0].data_dir.join("logs");
+    let log = std::fs::read_dir(&logs)
+        .expect("logs")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("flood184.") && n.to_string_lossy().ends_with(".log"))
+        })
+        .expect("the workload's log");
+    let previous = std::path::PathBuf::from(format!("{}.1", log.display()));
+    let (mut peak, mut cut) = (0, false);
+    let until = std::time::Instant::now() + Duration::from_secs(8);
+    while std::time::Instant::now() < until {
+        peak = peak.max(std::fs::metadata(&log).map_or(0, |m| m.len()));
+        cut |= std::fs::metadata(&previous).is_ok_and(|m| m.len() == MAX);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(cut, "the log was never cut back (peak {peak} bytes)");
+    assert!(peak <= 2 * MAX, "the log grew to {peak} bytes, past its bound");
+    assert!(c.role("flood184").is_some_and(|r| r["state"] == "online"), "the workload did not write on");
+    let out = c.halo(&["role", "stop", "flood184"]);
+    assert!(out.status.success(), "{}", text(&out));
 }

@@ -11,8 +11,10 @@
 //! sections marked `data-live`.
 
 mod pages;
+mod session;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Form, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -50,6 +52,7 @@ pub fn routes(agent: AppState, throttle: Arc<crate::throttle::Throttle>) -> Rout
         .route("/console/stream", get(stream))
         .route("/console/logout", post(logout))
         .route_layer(middleware::from_fn_with_state(agent, require_session));
+    let sessions = Arc::new(session::Sessions::default());
     Router::new()
         .route("/", get(|| async { Redirect::to("/console/") }))
         .route("/console", get(|| async { Redirect::to("/console/") }))
@@ -64,6 +67,7 @@ pub fn routes(agent: AppState, throttle: Arc<crate::throttle::Throttle>) -> Rout
         .route("/console/assets/console.js", get(script))
         .route("/console/assets/console.css", get(style))
         .merge(protected)
+        .layer(Extension(sessions))
         .layer(middleware::map_response(secure_headers))
 }
 
@@ -92,11 +96,17 @@ fn session_token(headers: &HeaderMap) -> Option<&str> {
 /// itself: a browser names the page that sent it in `Origin`.
 async fn require_session(
     State(agent): State<AppState>,
+    Extension(sessions): Extension<Arc<session::Sessions>>,
     headers: HeaderMap,
     mut request: Request,
     next: Next,
 ) -> Response {
-    let Ok(caller) = crate::access::caller_of(&agent, session_token(&headers)) else {
+    let token = session_token(&headers).and_then(|id| sessions.token_of(id));
+    let caller = match token {
+        Some(token) => crate::access::caller_soon(&agent, &token).await.ok(),
+        None => None,
+    };
+    let Some(caller) = caller else {
         return if request.method() == axum::http::Method::GET && request.uri().path() != "/console/stream" {
             Redirect::to("/console/login").into_response()
         } else {
@@ -139,18 +149,25 @@ async fn login_page(State(agent): State<AppState>) -> Markup {
     pages::login(agent.member().is_some(), None)
 }
 
-async fn login(State(agent): State<AppState>, Form(form): Form<LoginForm>) -> Response {
+async fn login(
+    State(agent): State<AppState>,
+    Extension(sessions): Extension<Arc<session::Sessions>>,
+    Form(form): Form<LoginForm>,
+) -> Response {
     let token = form.token.trim();
-    if let Err(e) = crate::access::caller_of(&agent, Some(token)) {
+    if let Err(e) = crate::access::caller_soon(&agent, &halo_security::sha256_hex(token)).await {
         let why = if agent.member().is_none() { e.message } else { "That is not a token of this cluster.".into() };
         return (StatusCode::UNAUTHORIZED, pages::login(agent.member().is_some(), Some(&why))).into_response();
     }
-    let cookie =
-        format!("{COOKIE}={token}; Path=/console; HttpOnly; Secure; SameSite=Strict; Max-Age={SESSION_SECONDS}");
+    let id = sessions.open(halo_security::sha256_hex(token), Duration::from_secs(SESSION_SECONDS));
+    let cookie = format!("{COOKIE}={id}; Path=/console; HttpOnly; Secure; SameSite=Strict; Max-Age={SESSION_SECONDS}");
     ([(header::SET_COOKIE, cookie)], Redirect::to("/console/")).into_response()
 }
 
-async fn logout() -> Response {
+async fn logout(Extension(sessions): Extension<Arc<session::Sessions>>, headers: HeaderMap) -> Response {
+    if let Some(id) = session_token(&headers) {
+        sessions.close(id);
+    }
     let cookie = format!("{COOKIE}=; Path=/console; HttpOnly; Secure; SameSite=Strict; Max-Age=0");
     ([(header::SET_COOKIE, cookie)], Redirect::to("/console/login")).into_response()
 }
@@ -162,14 +179,19 @@ struct Done {
     done: Option<String>,
 }
 
-async fn overview(State(agent): State<AppState>, Query(done): Query<Done>) -> Result<Markup, Page> {
+async fn overview(
+    State(agent): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Query(done): Query<Done>,
+) -> Result<Markup, Page> {
     let status = crate::api::current_status(&agent).await?;
     let cluster = agent.local_cluster()?;
-    Ok(pages::overview(&context(&agent, &status, done), &status, &cluster))
+    Ok(pages::overview(&context(&agent, &caller, &status, done), &status, &cluster))
 }
 
 async fn node_page(
     State(agent): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     Query(done): Query<Done>,
 ) -> Result<Markup, Page> {
@@ -178,11 +200,12 @@ async fn node_page(
         return Err(Page::not_found(format!("no node named '{name}'")));
     };
     let round_trips: Vec<Option<u64>> = (0..node.networks.len()).map(|i| agent.round_trip_us(node.id, i)).collect();
-    Ok(pages::node(&context(&agent, &status, done), &status, node, &round_trips))
+    Ok(pages::node(&context(&agent, &caller, &status, done), &status, node, &round_trips))
 }
 
 async fn role_page(
     State(agent): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     Query(done): Query<Done>,
 ) -> Result<Markup, Page> {
@@ -193,7 +216,7 @@ async fn role_page(
         .filter(|e| e.subject == role.role.name && e.kind == "role")
         .take(30)
         .collect();
-    Ok(pages::role(&context(&agent, &status, done), &status, &role, &history))
+    Ok(pages::role(&context(&agent, &caller, &status, done), &status, &role, &history))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -206,7 +229,11 @@ struct EventFilter {
     q: String,
 }
 
-async fn events_page(State(agent): State<AppState>, Query(filter): Query<EventFilter>) -> Result<Markup, Page> {
+async fn events_page(
+    State(agent): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Query(filter): Query<EventFilter>,
+) -> Result<Markup, Page> {
     let status = crate::api::current_status(&agent).await?;
     let q = filter.q.to_lowercase();
     let events: Vec<_> = recent_events(&agent, 1000)?
@@ -215,7 +242,7 @@ async fn events_page(State(agent): State<AppState>, Query(filter): Query<EventFi
         .filter(|e| q.is_empty() || e.message.to_lowercase().contains(&q) || e.subject.to_lowercase().contains(&q))
         .take(200)
         .collect();
-    Ok(pages::events(&context(&agent, &status, Done::default()), &events, &filter.kind, &filter.q))
+    Ok(pages::events(&context(&agent, &caller, &status, Done::default()), &events, &filter.kind, &filter.q))
 }
 
 /// The newest `limit` events, newest first.
@@ -352,10 +379,18 @@ pub(crate) struct Context {
     /// The node serving the console.
     pub node: String,
     pub done: Option<String>,
+    /// Whether the session's token may act (an operator's or an admin's); a viewer's sees the
+    /// pages without their buttons.
+    pub can_act: bool,
 }
 
-fn context(agent: &Agent, status: &StatusView, done: Done) -> Context {
-    Context { cluster: status.cluster.clone(), node: agent.config.name.clone(), done: done.done }
+fn context(agent: &Agent, caller: &Caller, status: &StatusView, done: Done) -> Context {
+    Context {
+        cluster: status.cluster.clone(),
+        node: agent.config.name.clone(),
+        done: done.done,
+        can_act: caller.role.permits(AccessRole::Operator),
+    }
 }
 
 /// A page that says what went wrong, with the status code of the API's answer.

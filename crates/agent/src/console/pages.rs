@@ -308,7 +308,7 @@ pub fn node(ctx: &Context, status: &StatusView, node: &NodeView, round_trips: &[
             h2 { "Roles on " (node.name) }
             (roles_table(&roles))
         }
-        @if !node.witness {
+        @if !node.witness && ctx.can_act {
             section.actions {
                 h2 { "Actions" }
                 form method="post" action={ (node_href(&node.name)) "/pause" } { button type="submit" { "Pause" } }
@@ -386,7 +386,7 @@ pub fn role(ctx: &Context, status: &StatusView, role: &RoleDetailView, history: 
             h2 { "History" }
             (event_list(history))
         }
-        section.actions {
+        @if ctx.can_act { section.actions {
             h2 { "Actions" }
             form method="post" action={ (role_href(&role.role.name)) "/start" } { button type="submit" { "Start" } }
             form method="post" action={ (role_href(&role.role.name)) "/stop" } { button type="submit" { "Stop" } }
@@ -406,7 +406,7 @@ pub fn role(ctx: &Context, status: &StatusView, role: &RoleDetailView, history: 
                 }
                 button type="submit" { "Move" }
             }
-        }
+        } }
     };
     frame(ctx, &format!("Role {}", role.role.name), content)
 }
