@@ -116,7 +116,8 @@ fn duration_ms(text: &str) -> Option<u64> {
 /// Check a resource's parameters against the agent's meta-data, and fill its timeouts from it.
 pub fn apply_meta_data(resource: &mut ResourceSpec, meta: &MetaData) -> Result<(), String> {
     let known: Vec<&str> = meta.parameters.iter().map(|p| p.name.as_str()).collect();
-    for key in resource.params.keys() {
+    let params = resource.effective_params();
+    for key in params.keys() {
         if !known.contains(&key.as_str()) {
             return Err(format!(
                 "{} has no parameter '{key}' (it takes: {})",
@@ -125,7 +126,7 @@ pub fn apply_meta_data(resource: &mut ResourceSpec, meta: &MetaData) -> Result<(
             ));
         }
     }
-    if let Some(missing) = meta.parameters.iter().find(|p| p.required && !resource.params.contains_key(&p.name)) {
+    if let Some(missing) = meta.parameters.iter().find(|p| p.required && !params.contains_key(&p.name)) {
         return Err(format!("{} needs the parameter '{}'", resource.kind, missing.name));
     }
     resource.agent_timeouts = meta.timeouts;
@@ -210,6 +211,7 @@ mod tests {
         assert_eq!(meta.timeouts.stop_ms, Some(30_000));
         assert_eq!((meta.timeouts.monitor_ms, meta.timeouts.monitor_interval_ms), (Some(10_000), Some(5_000)));
         let mut r = ResourceSpec {
+            secret_params: Default::default(),
             name: "d".into(),
             kind: "ocf:heartbeat:Dummy".into(),
             params: [("fake".to_string(), "x".to_string())].into(),

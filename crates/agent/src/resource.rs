@@ -208,11 +208,10 @@ impl LocalResource {
     /// The guard request for `op` (Spawn for a process, an OCF action otherwise).
     pub fn request(&self, op: Op, role: &RoleSpec, generation: u64, node: &str, id: &str, logs: &Path) -> SpawnRequest {
         let log = Some(logs.join(format!("{}.{}.log", role.name, self.spec.name)).display().to_string());
+        let params = self.spec.effective_params();
         let mut request = match &self.driver {
             Driver::Process => {
-                let mut env: Vec<(String, String)> = self
-                    .spec
-                    .params
+                let mut env: Vec<(String, String)> = params
                     .iter()
                     .filter_map(|(k, v)| k.strip_prefix("env.").map(|name| (name.to_string(), v.clone())))
                     .collect();
@@ -231,7 +230,7 @@ impl LocalResource {
             }
             Driver::Ocf(agent) => {
                 let instance = format!("{}.{}", role.name, self.spec.name);
-                let mut request = ocf::action(agent, op.as_str(), &instance, &self.spec.params, id, log);
+                let mut request = ocf::action(agent, op.as_str(), &instance, &params, id, log);
                 if op == Op::Start {
                     // What an OCF resource holds (an address, a mount) outlives its processes:
                     // at lease loss the guard runs its stop too.

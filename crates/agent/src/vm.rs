@@ -93,6 +93,14 @@ pub fn command_line(vm: &VmSpec, files: &VmFiles, accel: &str, boot: &Boot) -> V
         Boot::Incoming => args.extend(["-incoming".into(), "defer".into(), "-S".into()]),
         Boot::Restore(file) => args.extend(["-incoming".into(), format!("exec:cat {}", shell_quote(file))]),
     }
+    if vm.sandbox {
+        // A restore reads its state through `cat`: the one process this QEMU may start.
+        let spawn = if matches!(boot, Boot::Restore(_)) { "allow" } else { "deny" };
+        args.extend([
+            "-sandbox".into(),
+            format!("on,obsolete=deny,elevateprivileges=deny,spawn={spawn},resourcecontrol=deny"),
+        ]);
+    }
     args.extend(vm.extra_args.iter().cloned());
     args
 }
@@ -265,6 +273,9 @@ mod tests {
             assert!(line.contains(part), "{part} missing from {line}");
         }
         let restore = command_line(&vm, &files, "tcg", &Boot::Restore("/s/it's.state".into())).join(" ");
+        assert!(restore.contains("-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=allow,resourcecontrol=deny"));
+        let fresh = command_line(&vm, &files, "tcg", &Boot::Fresh).join(" ");
+        assert!(fresh.contains("spawn=deny"), "{fresh}");
         assert!(restore.contains(r"-incoming exec:cat '/s/it'\''s.state'"), "{restore}");
         assert!(VmFiles::new(Path::new(&"/x".repeat(60)), "r", "v").is_err());
     }

@@ -182,9 +182,6 @@ pub async fn migrate(
     follow(&mut conn, limit, cancel, None).await
 }
 
-/// Where quick migrations keep guest state, inside the first shared storage path.
-pub const STATE_DIR: &str = ".halo-state";
-
 /// Quick migration's first half: pause the guest and save its whole state to `file` in
 /// `shared`'s state directory. QEMU streams it to a local socket halo serves, and halo writes
 /// and syncs the file (0600, never through a link planted there: `safe_fs`), so "completed"
@@ -200,7 +197,7 @@ pub async fn save(
     let (dir, out) = {
         let partial = partial.clone();
         tokio::task::spawn_blocking(move || {
-            let dir = Dir::under(&shared, STATE_DIR, true)?;
+            let dir = Dir::under(&shared, halo_core::migration::STATE_DIR, true)?;
             let out = dir.create(&partial)?;
             Ok::<_, std::io::Error>((Arc::new(dir), out))
         })

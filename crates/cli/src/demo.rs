@@ -182,6 +182,7 @@ fn sample_roles(dir: &Path) -> Vec<halo_core::role::RoleSpec> {
     let role = |name: &str, command: String, preferred: &[&str], anti_affinity: &[&str]| RoleSpec {
         name: name.into(),
         resources: vec![ResourceSpec {
+            secret_params: Default::default(),
             name: "main".into(),
             kind: "process".into(),
             params: [("command".to_string(), command)].into(),
@@ -224,6 +225,7 @@ fn sample_vm(shared: &Path) -> halo_core::role::RoleSpec {
     RoleSpec {
         name: "vm".into(),
         resources: vec![ResourceSpec {
+            secret_params: Default::default(),
             name: "guest".into(),
             kind: halo_core::vm::KIND.into(),
             params: params.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),

@@ -141,7 +141,8 @@ pub fn role_text(r: &RoleDetailView) -> String {
         out.push_str(&format!("last move   {} migration {} -> {}: {how}\n", m.mode.as_str(), m.from, m.to));
     }
     for res in &spec.resources {
-        let params: Vec<String> = res.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut params: Vec<String> = res.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        params.extend(res.secret_params.iter().map(|(k, v)| format!("{k}={v}")));
         out.push_str(&format!(
             "resource    {} ({}) restart {}x/{} s  {}\n",
             res.name,

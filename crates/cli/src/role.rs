@@ -58,6 +58,10 @@ pub struct CreateArgs {
     /// Resource parameter KEY=VALUE (repeatable). For `process`: command, cwd, env.NAME.
     #[arg(long = "param", value_name = "KEY=VALUE")]
     pub params: Vec<String>,
+    /// A parameter no view, event or log shows (a password): `env.NAME` for a process, any
+    /// parameter of an OCF agent (repeatable).
+    #[arg(long = "secret-param", value_name = "KEY=VALUE")]
+    pub secret_params: Vec<String>,
     /// Preferred owners, most preferred first.
     #[arg(long, value_delimiter = ',')]
     pub preferred: Vec<String>,
@@ -158,6 +162,7 @@ impl CreateArgs {
         Ok(RoleSpec {
             name: self.name.clone(),
             resources: vec![ResourceSpec {
+                secret_params: parse_params(&self.secret_params)?,
                 name: resource_name,
                 kind: self.kind.clone(),
                 params: parse_params(&self.params)?,

@@ -143,6 +143,38 @@ pub fn migratable(spec: &RoleSpec) -> Result<(), String> {
     }
 }
 
+/// Where a live migration's target may listen: only `tcp:IP:PORT` on one of the target node's
+/// own addresses (QEMU would also run an `exec:` URI, or connect wherever it is told).
+pub fn check_target_uri(uri: &str, target: &crate::state::NodeRecord) -> Result<(), String> {
+    let address = uri.strip_prefix("tcp:").ok_or_else(|| format!("migration URI '{uri}' is not tcp:"))?;
+    let address: std::net::SocketAddr =
+        address.parse().map_err(|_| format!("migration URI '{uri}' is not tcp:IP:PORT"))?;
+    let own = std::iter::once(&target.api).chain(target.networks.iter().map(|n| &n.address));
+    if own.filter_map(|a| a.parse::<std::net::SocketAddr>().ok()).any(|a| a.ip() == address.ip()) {
+        Ok(())
+    } else {
+        Err(format!("migration URI '{uri}' is not an address of node '{}'", target.name))
+    }
+}
+
+/// Where a quick migration's state may be: a plain file in the state directory of one of the
+/// cluster's shared storage paths (the target reads it as root).
+pub fn check_state_file(path: &str, shared_storage: &[String]) -> Result<(), String> {
+    let file = std::path::Path::new(path);
+    let plain = file.file_name().and_then(|n| n.to_str()).is_some_and(|n| !n.starts_with('.') && n.ends_with(".state"));
+    let dir_ok = file
+        .parent()
+        .is_some_and(|dir| shared_storage.iter().any(|shared| dir == std::path::Path::new(shared).join(STATE_DIR)));
+    if plain && dir_ok {
+        Ok(())
+    } else {
+        Err(format!("state file '{path}' is not in a shared storage path's {STATE_DIR}/"))
+    }
+}
+
+/// The directory of quick migrations' state files, inside a shared storage path.
+pub const STATE_DIR: &str = ".halo-state";
+
 /// Applies a [`MigrationReport`]: the target is ready, or the source's QEMU says it is over.
 pub(crate) fn apply_report(state: &mut ClusterState, r: &MigrationReport) -> Result<CommandResult, Rejection> {
     let name = |id: NodeId| state.nodes.get(&id).map_or_else(|| id.to_string(), |n| n.name.clone());
@@ -155,9 +187,17 @@ pub(crate) fn apply_report(state: &mut ClusterState, r: &MigrationReport) -> Res
     let mode = m.mode.as_str();
     match &r.event {
         MigrationEvent::Ready { uri } if r.node == m.to && m.uri.is_none() => {
+            let target = state.nodes.get(&m.to).ok_or_else(stale)?;
+            check_target_uri(uri, target).map_err(|reason| Rejection::InvalidRole { role: r.role.clone(), reason })?;
+            let record = state.roles.get_mut(&r.role).ok_or_else(stale)?;
             record.migration = Some(Migration { uri: Some(uri.clone()), ..m });
         }
         MigrationEvent::Completed { qemu_total_ms, qemu_downtime_ms, paused_at_ms, state_file } if r.node == source => {
+            if let Some(file) = state_file {
+                check_state_file(file, &state.settings.shared_storage)
+                    .map_err(|reason| Rejection::InvalidRole { role: r.role.clone(), reason })?;
+            }
+            let record = state.roles.get_mut(&r.role).ok_or_else(stale)?;
             // The guest is paused at the source for good: the target owns it from now on and
             // resumes it; the source only has to quit its QEMU.
             record.generation += 1;
@@ -260,6 +300,22 @@ mod tests {
     use crate::command::{Command, RoleReport, RoleReportOutcome};
     use crate::placement::tests_support::{cluster, role};
     use crate::policy::{Inputs, Liveness, decide};
+
+    #[test]
+    fn a_target_may_listen_only_on_its_own_addresses_and_state_files_stay_in_shared_storage() {
+        let s = cluster();
+        let target = &s.nodes[&2];
+        let own = target.networks[0].address.parse::<std::net::SocketAddr>().expect("address").ip();
+        assert_eq!(check_target_uri(&format!("tcp:{own}:4444"), target), Ok(()));
+        assert!(check_target_uri("exec:cat /etc/shadow", target).is_err());
+        assert!(check_target_uri("tcp:203.0.113.9:4444", target).is_err());
+        assert!(check_target_uri("unix:/tmp/x", target).is_err());
+        let shared = ["/shared".to_string()];
+        assert_eq!(check_state_file("/shared/.halo-state/web.3.state", &shared), Ok(()));
+        assert!(check_state_file("/etc/shadow", &shared).is_err());
+        assert!(check_state_file("/shared/.halo-state/../web.3.state", &shared).is_err());
+        assert!(check_state_file("/other/.halo-state/web.3.state", &shared).is_err());
+    }
 
     fn vm_role(name: &str) -> RoleRecord {
         let mut r = role(name);

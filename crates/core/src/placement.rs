@@ -224,6 +224,7 @@ pub(crate) mod tests_support {
         let spec = RoleSpec {
             name: name.into(),
             resources: vec![ResourceSpec {
+                secret_params: Default::default(),
                 name: "main".into(),
                 kind: "process".into(),
                 params: [("command".to_string(), "sleep 1000".to_string())].into(),

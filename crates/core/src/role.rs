@@ -61,6 +61,11 @@ pub struct ResourceSpec {
     pub kind: String,
     #[serde(default)]
     pub params: BTreeMap<String, String>,
+    /// Parameters no view, event or log shows (passwords): kept apart from `params`, given
+    /// to the resource with them, shown as `SECRET_SHOWN`. Processes (`env.NAME`) and OCF
+    /// agents take them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_params: BTreeMap<String, String>,
     #[serde(default)]
     pub restart: RestartPolicy,
     /// Action timeouts and the monitor interval as configured; unset ones come from
@@ -72,7 +77,17 @@ pub struct ResourceSpec {
     pub agent_timeouts: Timeouts,
 }
 
+/// What views show in place of a secret parameter's value.
+pub const SECRET_SHOWN: &str = "(secret)";
+
 impl ResourceSpec {
+    /// Every parameter the resource is run with, secret ones included.
+    pub fn effective_params(&self) -> BTreeMap<String, String> {
+        let mut all = self.params.clone();
+        all.extend(self.secret_params.iter().map(|(k, v)| (k.clone(), v.clone())));
+        all
+    }
+
     /// The timeouts in force: configured, else the agent's, else halo's defaults.
     pub fn effective_timeouts(&self) -> Timeouts {
         self.timeouts.or(self.agent_timeouts)
@@ -385,6 +400,15 @@ fn is_simple_name(s: &str) -> bool {
 }
 
 impl RoleSpec {
+    /// This spec as views show it: every secret parameter's value replaced.
+    pub fn redacted(&self) -> RoleSpec {
+        let mut spec = self.clone();
+        for resource in &mut spec.resources {
+            resource.secret_params.values_mut().for_each(|v| *v = SECRET_SHOWN.to_string());
+        }
+        spec
+    }
+
     /// What the role takes of a node: as declared, else what its VMs need.
     pub fn needs(&self) -> Capacity {
         let memory_mb = if self.memory_mb > 0 {
@@ -439,6 +463,27 @@ impl RoleSpec {
             }
             validate_resource_kind(&resource.kind)
                 .map_err(|e| invalid(format!("resource '{}': {e}", resource.name)))?;
+            if !resource.secret_params.is_empty() {
+                let takes = resource.kind.starts_with("ocf:") || resource.kind == "process";
+                let bad = resource.secret_params.keys().find(|k| {
+                    resource.params.contains_key(*k) || (resource.kind == "process" && !k.starts_with("env."))
+                });
+                match (takes, bad) {
+                    (false, _) => {
+                        return Err(invalid(format!(
+                            "resource '{}': only process and ocf resources take secret parameters",
+                            resource.name
+                        )));
+                    }
+                    (true, Some(key)) => {
+                        return Err(invalid(format!(
+                            "resource '{}': secret parameter '{key}' is also a plain one, or (for a process) not env.NAME",
+                            resource.name
+                        )));
+                    }
+                    (true, None) => {}
+                }
+            }
             if resource.kind == "process" && resource.params.get("command").is_none_or(|c| c.trim().is_empty()) {
                 return Err(invalid(format!("resource '{}': a process needs a 'command' parameter", resource.name)));
             }

@@ -192,7 +192,7 @@ impl RoleDetailView {
                 target_ready: m.uri.is_some(),
             }),
             last_migration: record.last_migration.clone(),
-            spec: record.spec.clone(),
+            spec: record.spec.redacted(),
             decisions: record.decisions.clone(),
             failovers: record.failovers,
             migrations: record.migrations,

@@ -55,6 +55,7 @@ const KNOWN: &[&str] = &[
     "probe",
     "migration_timeout",
     "migration_bandwidth",
+    "sandbox",
     "args",
 ];
 
@@ -94,6 +95,9 @@ pub struct VmSpec {
     pub migration_timeout_s: u64,
     /// MiB/s; none: unlimited.
     pub migration_bandwidth_mb: Option<u64>,
+    /// QEMU's seccomp filter (`-sandbox on`, denying obsolete calls, privilege changes, new
+    /// processes and resource control); `sandbox=off` opts a VM out.
+    pub sandbox: bool,
     pub extra_args: Vec<String>,
 }
 
@@ -171,6 +175,11 @@ impl VmSpec {
                     .and_then(|mb| if mb == 0 { Err("migration_bandwidth must be more than 0".into()) } else { Ok(mb) })
             })
             .transpose()?;
+        let sandbox = match get("sandbox").unwrap_or("on") {
+            "on" => true,
+            "off" => false,
+            other => return Err(format!("invalid sandbox '{other}': use on or off")),
+        };
         let extra_args = get("args").map(|a| a.split_whitespace().map(str::to_string).collect()).unwrap_or_default();
         Ok(Self {
             memory_mb,
@@ -186,6 +195,7 @@ impl VmSpec {
             probe,
             migration_timeout_s,
             migration_bandwidth_mb,
+            sandbox,
             extra_args,
         })
     }

@@ -702,3 +702,81 @@ fn a_flooding_workload_does_not_grow_its_log_beyond_its_bound() {
     let out = c.halo(&["role", "stop", "flood184"]);
     assert!(out.status.success(), "{}", text(&out));
 }
+
+/// A secret parameter reaches the workload, and no view, event, log or console page shows it.
+#[test]
+fn a_secret_parameter_is_absent_from_every_output() {
+    const SECRET: &str = "hunter2-secret-185";
+    let mut c = Cluster::new(185, 1, 0);
+    c.form();
+    let seen = c.dir.path().join("seen185");
+    let command = format!("command=printf %s \"$PASSWORD\" > {}; exec sleep 100000", seen.display());
+    let secret = format!("env.PASSWORD={SECRET}");
+    let out = c.halo(&["role", "create", "db185", "--type", "process", "--param", &command, "--secret-param", &secret]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(c.wait_online("db185", Duration::from_secs(15), |_| true).is_some(), "{}", c.log(0));
+    assert!(
+        wait_until(Duration::from_secs(5), || std::fs::read_to_string(&seen).is_ok_and(|s| s == SECRET)),
+        "the workload did not get it"
+    );
+    // A plain parameter of the same name, or a secret one a VM would take, is refused.
+    let both = c.halo(&[
+        "role",
+        "create",
+        "x185",
+        "--type",
+        "process",
+        "--param",
+        &command,
+        "--param",
+        "env.PASSWORD=a",
+        "--secret-param",
+        "env.PASSWORD=b",
+    ]);
+    assert!(!both.status.success() && text(&both).contains("also a plain one"), "{}", text(&both));
+
+    let mut outputs = Vec::new();
+    for args in [
+        vec!["role", "show", "db185", "--json"],
+        vec!["role", "show", "db185"],
+        vec!["role", "list", "--json"],
+        vec!["status", "--json"],
+        vec!["events", "--json"],
+        vec!["log", "--json"],
+    ] {
+        let out = c.halo(&args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        outputs.push((format!("{args:?}"), text(&out)));
+    }
+    let shown = &outputs[0].1;
+    assert!(shown.contains("env.PASSWORD") && shown.contains("(secret)"), "{shown}");
+    let api = c.nodes[0].api.clone();
+    let token = c.admin_token();
+    let rt = runtime();
+    let page = rt.block_on(async {
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(halo_security::tls::unverified_client_config_with(None).expect("tls"))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        let login = client
+            .post(format!("https://{api}/console/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("token={token}"))
+            .send()
+            .await
+            .expect("login");
+        let cookie =
+            login.headers()["set-cookie"].to_str().expect("cookie").split(';').next().expect("pair").to_string();
+        let page = client.get(format!("https://{api}/console/roles/db185")).header("cookie", cookie).send().await;
+        page.expect("page").text().await.expect("text")
+    });
+    assert!(page.contains("env.PASSWORD"), "{page}");
+    outputs.push(("console".into(), page));
+    for (i, node) in c.nodes.iter().enumerate() {
+        outputs.push((format!("agent log {}", node.name), c.log(i)));
+    }
+    for (what, output) in &outputs {
+        assert!(!output.contains(SECRET), "{what} shows the secret: {output}");
+    }
+}

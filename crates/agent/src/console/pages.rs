@@ -369,7 +369,10 @@ pub fn role(ctx: &Context, status: &StatusView, role: &RoleDetailView, history: 
                             td { (r.name) }
                             td { (r.kind) }
                             td { (role_state(&role.role.state)) @if let Some(o) = owner { " on " (o) } }
-                            td.params { @for (k, v) in &r.params { code { (k) "=" (v) } " " } }
+                            td.params {
+                                @for (k, v) in &r.params { code { (k) "=" (v) } " " }
+                                @for k in r.secret_params.keys() { code { (k) "=" (halo_core::role::SECRET_SHOWN) } " " }
+                            }
                         }
                     }
                 }

@@ -387,16 +387,25 @@ impl Executor {
                 (MoveMode::Live, Some(uri), _) => {
                     vm.migrating = Some(m.id);
                     vm.cancel = Some(tx);
+                    // The database refuses other URIs; one from an older halo is checked here.
+                    let checked = state
+                        .nodes
+                        .get(&m.to)
+                        .ok_or_else(|| "the target node is no longer in the cluster".to_string())
+                        .and_then(|target| halo_core::migration::check_target_uri(uri, target));
                     let (uri, bandwidth) = (uri.clone(), vm.spec.migration_bandwidth_mb);
                     tracing::info!(role = %name, %uri, "migrating the guest");
                     self.vm_task(&name, 0, Op::Migrate, async move {
-                        Outcome::Migrated(vm_ops::migrate(&qmp, &uri, bandwidth, limit, rx).await)
+                        match checked {
+                            Ok(()) => Outcome::Migrated(vm_ops::migrate(&qmp, &uri, bandwidth, limit, rx).await),
+                            Err(e) => Outcome::Migrated(Err(e)),
+                        }
                     });
                 }
                 (MoveMode::Quick, _, Some(shared)) => {
                     let shared = std::path::PathBuf::from(shared);
                     let file_name = format!("{name}.{}.state", m.id);
-                    let file = shared.join(vm_ops::STATE_DIR).join(&file_name);
+                    let file = shared.join(halo_core::migration::STATE_DIR).join(&file_name);
                     vm.migrating = Some(m.id);
                     vm.cancel = Some(tx);
                     // Carried to the report: the target restores from it.

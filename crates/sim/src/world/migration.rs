@@ -83,7 +83,8 @@ impl World {
                 && !copies.contains_key(name)
             {
                 copies.insert(name.clone(), Copy::Incoming { id: m.id });
-                let ready = MigrationEvent::Ready { uri: format!("tcp:n{id}") };
+                // On its first network, as the agent listens: the cluster accepts only its own addresses.
+                let ready = MigrationEvent::Ready { uri: format!("tcp:10.0.0.{id}:4444") };
                 migration_reports.insert(name.clone(), report(name, id, r.generation, m.id, ready, t));
             }
             if let Some(Copy::Incoming { id: m }) = copies.get(name).copied()
