@@ -51,6 +51,7 @@ pub mod tokens_api;
 pub mod validate_api;
 pub mod vm;
 pub mod vm_ops;
+pub mod vm_tls;
 pub mod watchdog;
 
 use std::future::Future;

@@ -120,12 +120,24 @@ impl Dir {
 /// Remove `path`, a file in a directory halo made (its parent), without following a link in
 /// place of that directory.
 pub fn remove_in_own_dir(path: &Path) -> io::Result<()> {
+    let (dir, file) = own_dir_of(path)?;
+    dir.remove(file)
+}
+
+/// Open `path`, a file in a directory halo made (its parent), for reading, without following a
+/// link in place of either.
+pub fn open_in_own_dir(path: &Path) -> io::Result<File> {
+    let (dir, file) = own_dir_of(path)?;
+    dir.open(file, OFlag::O_RDONLY)
+}
+
+fn own_dir_of(path: &Path) -> io::Result<(Dir, &str)> {
     let bad =
         || io::Error::new(io::ErrorKind::InvalidInput, format!("{} is not a file in a directory", path.display()));
     let file = path.file_name().and_then(|n| n.to_str()).ok_or_else(bad)?;
     let dir = path.parent().ok_or_else(bad)?;
     let (root, name) = (dir.parent().ok_or_else(bad)?, dir.file_name().and_then(|n| n.to_str()).ok_or_else(bad)?);
-    Dir::under(root, name, false)?.remove(file)
+    Ok((Dir::under(root, name, false)?, file))
 }
 
 #[cfg(test)]
@@ -151,6 +163,7 @@ mod tests {
         assert!(dir.create("probe").is_err());
         assert!(dir.open_rw("probe").is_err());
         assert!(dir.read("probe").is_err());
+        assert!(open_in_own_dir(&dir.path().join("probe")).is_err());
         // Removing removes the link, not the file.
         dir.remove("probe").expect("removed");
         assert_eq!(std::fs::read_to_string(victim.path().join("precious")).expect("kept"), "keep");
@@ -162,6 +175,13 @@ mod tests {
         let mode = std::fs::metadata(dir.path().join("probe")).expect("meta").permissions().mode() & 0o777;
         assert_eq!(mode & 0o077, 0, "{mode:o}");
         dir.rename("probe", "kept").expect("renamed");
+        let mut read = String::new();
+        std::io::Read::read_to_string(&mut open_in_own_dir(&dir.path().join("kept")).expect("open"), &mut read)
+            .expect("read");
+        assert_eq!(read, "ok");
+        // Through a linked directory: refused.
+        std::os::unix::fs::symlink(dir.path(), shared.path().join(".halo-link")).expect("link");
+        assert!(open_in_own_dir(&shared.path().join(".halo-link").join("kept")).is_err());
         assert!(Dir::under(shared.path(), "../x", true).is_err());
         assert!(dir.create("a/b").is_err());
     }

@@ -12,12 +12,14 @@ use crate::child::DiesWithParent;
 
 pub const QEMU: &str = "qemu-system-x86_64";
 
-/// Where one VM's QMP socket and serial console log live on this node.
+/// Where one VM's QMP socket and serial console log live on this node, and the socket a quick
+/// migration's state goes through (all in the private data directory).
 #[derive(Debug, Clone)]
 pub struct VmFiles {
     pub dir: PathBuf,
     pub qmp: PathBuf,
     pub serial: PathBuf,
+    pub state_socket: PathBuf,
 }
 
 impl VmFiles {
@@ -28,7 +30,12 @@ impl VmFiles {
         if qmp.as_os_str().len() > 100 {
             return Err(format!("QMP socket path {} is too long: use a shorter data directory", qmp.display()));
         }
-        Ok(Self { serial: dir.join("serial.log"), qmp, dir })
+        Ok(Self { serial: dir.join("serial.log"), state_socket: dir.join("mig.sock"), qmp, dir })
+    }
+
+    /// Where a migration's TLS credentials are put for the moment QEMU loads them.
+    pub fn tls_dir(&self) -> PathBuf {
+        self.dir.join("tls")
     }
 }
 
@@ -36,10 +43,13 @@ impl VmFiles {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Boot {
     Fresh,
-    /// A live migration's target: waits for the stream (`migrate-incoming`), and stays paused
-    /// once it has it until halo says `cont`.
-    Incoming,
-    /// A quick migration's target: restores the saved state from this file, then runs.
+    /// A live migration's target: waits for the stream from node `from` (`migrate-incoming`),
+    /// and stays paused once it has it until halo says `cont`.
+    Incoming {
+        from: String,
+    },
+    /// A quick migration's target: restores the saved state from this file (halo streams it
+    /// in through `state_socket`), then runs.
     Restore(String),
 }
 
@@ -90,24 +100,17 @@ pub fn command_line(vm: &VmSpec, files: &VmFiles, accel: &str, boot: &Boot) -> V
     }
     match boot {
         Boot::Fresh => {}
-        Boot::Incoming => args.extend(["-incoming".into(), "defer".into(), "-S".into()]),
-        Boot::Restore(file) => args.extend(["-incoming".into(), format!("exec:cat {}", shell_quote(file))]),
+        Boot::Incoming { .. } => args.extend(["-incoming".into(), "defer".into(), "-S".into()]),
+        Boot::Restore(_) => args.extend(["-incoming".into(), "defer".into()]),
     }
     if vm.sandbox {
-        // A restore reads its state through `cat`: the one process this QEMU may start.
-        let spawn = if matches!(boot, Boot::Restore(_)) { "allow" } else { "deny" };
         args.extend([
             "-sandbox".into(),
-            format!("on,obsolete=deny,elevateprivileges=deny,spawn={spawn},resourcecontrol=deny"),
+            "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny".into(),
         ]);
     }
     args.extend(vm.extra_args.iter().cloned());
     args
-}
-
-/// `'text'` for /bin/sh, whatever `text` holds.
-pub fn shell_quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', r"'\''"))
 }
 
 /// The accelerator for `vm` on this node; none while the KVM probe has not answered yet. The
@@ -259,7 +262,7 @@ mod tests {
         .collect();
         let vm = VmSpec::parse(&params).unwrap();
         let files = VmFiles::new(Path::new("/d"), "web", "vm").unwrap();
-        let line = command_line(&vm, &files, "tcg", &Boot::Incoming).join(" ");
+        let line = command_line(&vm, &files, "tcg", &Boot::Incoming { from: "n1".into() }).join(" ");
         for part in [
             "-accel tcg",
             "-m 128M",
@@ -273,10 +276,11 @@ mod tests {
             assert!(line.contains(part), "{part} missing from {line}");
         }
         let restore = command_line(&vm, &files, "tcg", &Boot::Restore("/s/it's.state".into())).join(" ");
-        assert!(restore.contains("-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=allow,resourcecontrol=deny"));
+        // The state comes in through a socket: QEMU never starts a process, not even to restore.
+        assert!(restore.contains("-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"));
+        assert!(restore.contains("-incoming defer") && !restore.contains("exec:") && !restore.contains("-S"));
         let fresh = command_line(&vm, &files, "tcg", &Boot::Fresh).join(" ");
-        assert!(fresh.contains("spawn=deny"), "{fresh}");
-        assert!(restore.contains(r"-incoming exec:cat '/s/it'\''s.state'"), "{restore}");
+        assert!(fresh.contains("spawn=deny") && !fresh.contains("-incoming"), "{fresh}");
         assert!(VmFiles::new(Path::new(&"/x".repeat(60)), "r", "v").is_err());
     }
 

@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 use crate::clock;
 use crate::qmp::Qmp;
 use crate::safe_fs::Dir;
+use crate::vm_tls::{self, MigrationTls};
 
 /// One QMP call, unless an operation says otherwise.
 const CALL: Duration = Duration::from_secs(5);
@@ -76,11 +77,33 @@ pub async fn wait_for_status(qmp: &Path, wanted: &str, limit: Duration) -> Resul
     }
 }
 
-/// A quick migration's target: once QEMU has read the saved state (the guest was saved
-/// paused, so it comes back paused), let it run.
-pub async fn restore(qmp: &Path, limit: Duration) -> Result<(), String> {
+/// A quick migration's target: stream the saved state from `file` (opened without following
+/// a link planted on the shared storage) into QEMU through `socket`, and once QEMU has read it
+/// (the guest was saved paused, so it comes back paused), let it run.
+pub async fn restore(qmp: &Path, socket: &Path, file: &Path, limit: Duration) -> Result<(), String> {
     let deadline = tokio::time::Instant::now() + limit;
+    let state = {
+        let file = file.to_path_buf();
+        tokio::task::spawn_blocking(move || crate::safe_fs::open_in_own_dir(&file))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("cannot read the saved guest: {e}"))?
+    };
     let mut conn = connect(qmp, limit).await?;
+    remove_socket(socket)?;
+    call(&mut conn, "migrate-incoming", Some(json!({ "uri": format!("unix:{}", socket.display()) }))).await?;
+    let feed = async {
+        let mut stream = UnixStream::connect(socket).await.map_err(|e| format!("cannot reach QEMU: {e}"))?;
+        tokio::io::copy(&mut tokio::fs::File::from_std(state), &mut stream)
+            .await
+            .map_err(|e| format!("streaming {} into QEMU: {e}", file.display()))?;
+        tokio::io::AsyncWriteExt::shutdown(&mut stream).await.map_err(|e| e.to_string())
+    };
+    let fed = tokio::time::timeout_at(deadline, feed)
+        .await
+        .unwrap_or_else(|_| Err(format!("the saved state was not read within {} ms", limit.as_millis())));
+    let _ = remove_socket(socket);
+    fed?;
     loop {
         match status(&mut conn).await?.as_str() {
             "inmigrate" | "prelaunch" | "restore-vm" if tokio::time::Instant::now() < deadline => {
@@ -143,8 +166,9 @@ pub async fn resume(qmp: &Path, limit: Duration) -> Result<(), String> {
 /// A live migration's target: listen on `host` (a port the kernel picks) and say where. The
 /// guest stays paused once it arrives (QEMU started with `-S`), and its disks are taken over
 /// only when it resumes (`late-block-activate`), so nothing runs here before halo says so.
-pub async fn prepare_incoming(qmp: &Path, host: &str, limit: Duration) -> Result<String, String> {
+pub async fn prepare_incoming(qmp: &Path, host: &str, tls: &MigrationTls, limit: Duration) -> Result<String, String> {
     let mut conn = connect(qmp, limit).await?;
+    use_tls(&mut conn, tls).await?;
     let caps = json!({ "capabilities": [
         { "capability": "return-path", "state": true },
         { "capability": "late-block-activate", "state": true },
@@ -165,6 +189,7 @@ pub async fn prepare_incoming(qmp: &Path, host: &str, limit: Duration) -> Result
 pub async fn migrate(
     qmp: &Path,
     uri: &str,
+    tls: &MigrationTls,
     bandwidth_mb: Option<u64>,
     limit: Duration,
     cancel: oneshot::Receiver<()>,
@@ -178,16 +203,56 @@ pub async fn migrate(
     let bandwidth = bandwidth_mb.map_or(10u64 << 30, |mb| mb << 20);
     let params = json!({ "max-bandwidth": bandwidth, "downtime-limit": 50 });
     call(&mut conn, "migrate-set-parameters", Some(params)).await?;
+    use_tls(&mut conn, tls).await?;
     call(&mut conn, "migrate", Some(json!({ "uri": uri }))).await?;
     follow(&mut conn, limit, cancel, None).await
 }
 
+/// Loads a migration's TLS credentials into QEMU and makes its next migration use them.
+async fn use_tls(conn: &mut Conn, tls: &MigrationTls) -> Result<(), String> {
+    let written = {
+        let tls = tls.clone();
+        tokio::task::spawn_blocking(move || tls.write()).await.map_err(|e| e.to_string())?
+    };
+    let loaded = match written {
+        Err(e) => Err(format!("cannot write the migration's TLS credentials in {}: {e}", tls.dir.display())),
+        Ok(()) => load_tls(conn, tls).await,
+    };
+    tls.remove();
+    loaded?;
+    call(conn, "migrate-set-parameters", Some(tls.parameters())).await.map(drop)
+}
+
+async fn load_tls(conn: &mut Conn, tls: &MigrationTls) -> Result<(), String> {
+    // An earlier migration's objects: usually absent (QEMU says "not found"), and one that
+    // could not go would make the object-add below fail, saying so.
+    for id in [vm_tls::AUTHZ_ID, vm_tls::CREDS_ID] {
+        let _ = call(conn, "object-del", Some(json!({ "id": id }))).await;
+    }
+    for object in tls.objects() {
+        call(conn, "object-add", Some(object))
+            .await
+            .map_err(|e| format!("QEMU cannot load the migration's TLS credentials: {e}"))?;
+    }
+    Ok(())
+}
+
+/// A stale socket file from an earlier run is in the way of a new listener.
+fn remove_socket(socket: &Path) -> Result<(), String> {
+    match std::fs::remove_file(socket) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("cannot remove {}: {e}", socket.display())),
+    }
+}
+
 /// Quick migration's first half: pause the guest and save its whole state to `file` in
-/// `shared`'s state directory. QEMU streams it to a local socket halo serves, and halo writes
-/// and syncs the file (0600, never through a link planted there: `safe_fs`), so "completed"
-/// means the state is safely on disk.
+/// `shared`'s state directory. QEMU streams it to `socket` (in the VM's private directory),
+/// and halo writes and syncs the file (0600, never through a link planted there: `safe_fs`),
+/// so "completed" means the state is safely on disk.
 pub async fn save(
     qmp: &Path,
+    socket: &Path,
     shared: std::path::PathBuf,
     file: &str,
     limit: Duration,
@@ -205,8 +270,9 @@ pub async fn save(
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("cannot save the guest's state: {e}"))?
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| format!("cannot listen: {e}"))?;
-    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    remove_socket(socket)?;
+    let listener =
+        tokio::net::UnixListener::bind(socket).map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
     let shown = dir.path().join(&partial);
     let writer = tokio::spawn(receive_state(listener, tokio::fs::File::from_std(out), shown));
     let mut conn = connect(qmp, CALL).await?;
@@ -216,9 +282,11 @@ pub async fn save(
     // answers nothing on it.
     let caps = json!({ "capabilities": [{ "capability": "return-path", "state": false }] });
     call(&mut conn, "migrate-set-capabilities", Some(caps)).await?;
+    // Nor TLS: the stream goes to halo, on this node.
+    call(&mut conn, "migrate-set-parameters", Some(vm_tls::plain_parameters())).await?;
     let paused_at_ms = clock::wall_ms();
     call(&mut conn, "stop", None).await?;
-    let uri = json!({ "uri": format!("tcp:127.0.0.1:{port}") });
+    let uri = json!({ "uri": format!("unix:{}", socket.display()) });
     let result = match call(&mut conn, "migrate", Some(uri)).await {
         Ok(_) => follow(&mut conn, limit, cancel, Some(paused_at_ms)).await,
         Err(e) => Err(e),
@@ -227,6 +295,7 @@ pub async fn save(
         writer.abort();
     }
     let written = writer.await.map_err(|e| e.to_string()).and_then(|r| r);
+    let _ = remove_socket(socket);
     let in_dir = |step: fn(&Dir, &str, &str) -> std::io::Result<()>| {
         let (dir, partial, file) = (dir.clone(), partial.clone(), file.to_string());
         tokio::task::spawn_blocking(move || step(&dir, &partial, &file))
@@ -271,7 +340,7 @@ async fn previous_ended(conn: &mut Conn, limit: Duration, cancel: &mut oneshot::
 }
 
 async fn receive_state(
-    listener: tokio::net::TcpListener,
+    listener: tokio::net::UnixListener,
     mut out: tokio::fs::File,
     path: PathBuf,
 ) -> Result<(), String> {

@@ -285,3 +285,93 @@ fn vms_start_under_the_fast_profile_and_no_lease_lapses() {
         assert_eq!(role["failovers"], 0, "{role}");
     }
 }
+
+/// A live migration's stream is TLS between the two nodes' QEMUs, with their cluster
+/// certificates. A stranger who reaches the target's port first, with a plain-text migration
+/// stream, is hung up on; the target keeps waiting, and the real source's migration goes
+/// through. (The source's own connection is held back by a firewall rule until the stranger,
+/// who comes from an address of its own, is done: the stranger is always first.)
+#[test]
+fn a_live_migration_hangs_up_on_a_plain_text_stream_and_goes_through() {
+    use std::io::{Read, Write};
+    let lab = Lab::new(186, 2);
+    let out = lab.create("vm7", &["--preferred", "n1", "--param", "migration_bandwidth=64M"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(lab.c.wait_online("vm7", Duration::from_secs(60), |_| true).as_deref(), Some("n1"));
+    let before = lab.wait_beating("n1", "vm7", 2);
+
+    let target_ip = lab.c.nodes[1].nets[0].split(':').next().unwrap().to_string();
+    let rule: Vec<String> =
+        ["INPUT", "!", "-s", STRANGER, "-d", &target_ip, "-p", "tcp", "--dport", "10000:65000", "-j", "DROP"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+    let iptables = |op: &str| std::process::Command::new("iptables").arg(op).args(&rule).status().expect("iptables");
+    assert!(iptables("-I").success());
+    std::thread::scope(|s| {
+        let mover = s.spawn(|| lab.c.halo(&["role", "move", "vm7", "--to", "n2", "--mode", "live", "--json"]));
+        let ready = wait_until(Duration::from_secs(60), || {
+            lab.c.role("vm7").is_some_and(|r| r["migration"]["target_ready"] == true)
+        });
+        let port = ready.then(|| incoming_port("vm7")).flatten();
+        let Some(port) = port else {
+            let _ = iptables("-D");
+            panic!("no target listening: {:?}", lab.c.role("vm7"));
+        };
+        let mut stranger = connect_from(STRANGER, &format!("{target_ip}:{port}"));
+        stranger.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        let _ = stranger.write_all(b"QEVM\0\0\0\x03");
+        let _ = stranger.write_all(&[0u8; 4096]);
+        let mut answer = Vec::new();
+        let read = stranger.read_to_end(&mut answer);
+        let _ = iptables("-D");
+        assert!(
+            read.is_ok() || read.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+            "the target did not hang up on the plain-text stream: {read:?}"
+        );
+        assert!(!answer.starts_with(b"QEVM"), "the target answered in plain text");
+        let out = mover.join().expect("mover");
+        assert!(out.status.success(), "the migration must go through after the stranger: {}", text(&out));
+    });
+    let after = lab.wait_beating("n2", "vm7", 2);
+    assert!(after[0] > *before.last().unwrap(), "the guest must have moved, not restarted: {before:?} {after:?}");
+    let qemu_log = std::fs::read_to_string(lab.c.nodes[1].data_dir.join("logs").join("vm7.vm.log")).unwrap_or_default();
+    assert!(qemu_log.contains("TLS handshake failed"), "the target's QEMU saw no TLS failure: {qemu_log}");
+}
+
+/// A loopback address no node has (test 186's nodes are on 127.186.1.x and 127.186.2.x).
+const STRANGER: &str = "127.186.9.9";
+
+fn connect_from(from: &str, to: &str) -> std::net::TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let stream = rt
+        .block_on(async {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind(format!("{from}:0").parse().expect("address"))?;
+            socket.connect(to.parse().expect("address")).await
+        })
+        .unwrap_or_else(|e| panic!("cannot reach {to} from {from}: {e}"));
+    let stream = stream.into_std().expect("std stream");
+    stream.set_nonblocking(false).expect("blocking");
+    stream
+}
+
+/// The port the QEMU waiting for `role`'s guest (`-incoming defer`) listens on.
+fn incoming_port(role: &str) -> Option<u16> {
+    let pids = processes_with_env("HALO_ROLE", role);
+    let target = pids.into_iter().find(|pid| {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| String::from_utf8_lossy(&c).replace('\0', " ").contains("-incoming defer -S"))
+    })?;
+    let mut port = None;
+    wait_until(Duration::from_secs(10), || {
+        let out = std::process::Command::new("ss").args(["-Hltnp"]).output().expect("ss (iproute2)");
+        port = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| l.contains(&format!("pid={target},")))
+            .and_then(|l| l.split_whitespace().nth(3))
+            .and_then(|local| local.rsplit(':').next()?.parse().ok());
+        port.is_some()
+    });
+    port
+}

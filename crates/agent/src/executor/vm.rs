@@ -20,6 +20,7 @@ use crate::clock;
 use crate::resource::{Driver, InFlight, LocalResource, Op};
 use crate::vm::{Boot, SerialWatch};
 use crate::vm_ops::{self, Transfer};
+use crate::vm_tls::{End, MigrationTls};
 
 /// A finished QMP operation of one VM resource.
 pub(super) struct VmDone {
@@ -85,11 +86,18 @@ impl Executor {
         vm.last_beat_ms = now;
         vm.heartbeat = vm.spec.heartbeat.as_ref().map(|h| SerialWatch::from_end(&vm.files.serial, &h.pattern));
         let qmp = vm.files.qmp.clone();
-        if incoming {
-            let task = async move { Outcome::Prepared(vm_ops::prepare_incoming(&qmp, &host, limit).await) };
+        if let (true, Boot::Incoming { from }) = (incoming, &vm.boot) {
+            let tls = migration_tls(&self.agent, &vm.files, End::Target { source: from.clone() });
+            let task = async move {
+                Outcome::Prepared(match tls {
+                    Ok(tls) => vm_ops::prepare_incoming(&qmp, &host, &tls, limit).await,
+                    Err(e) => Err(e),
+                })
+            };
             self.vm_task(name, index, Op::Prepare, task);
-        } else if matches!(vm.boot, Boot::Restore(_)) {
-            let task = async move { Outcome::Booted(vm_ops::restore(&qmp, limit).await) };
+        } else if let Boot::Restore(file) = &vm.boot {
+            let (socket, file) = (vm.files.state_socket.clone(), std::path::PathBuf::from(file));
+            let task = async move { Outcome::Booted(vm_ops::restore(&qmp, &socket, &file, limit).await) };
             self.vm_task(name, index, Op::Start, task);
         } else {
             let task = async move { Outcome::Booted(vm_ops::wait_for_status(&qmp, "running", limit).await) };
@@ -325,8 +333,9 @@ impl Executor {
                 && execution::receives(role, me, m.id)
                 && !self.failed_incoming.contains(&(name.clone(), m.id))
             {
-                // Target: get a QEMU waiting for the guest.
-                self.begin_incoming(role, m.id);
+                // Target: get a QEMU waiting for the guest, from the node that has it.
+                let source = role.owner.and_then(|o| state.nodes.get(&o)).map(|n| n.name.clone());
+                self.begin_incoming(role, m.id, source);
             }
         }
         let names: Vec<String> = self.roles.keys().cloned().collect();
@@ -388,16 +397,20 @@ impl Executor {
                     vm.migrating = Some(m.id);
                     vm.cancel = Some(tx);
                     // The database refuses other URIs; one from an older halo is checked here.
+                    // The stream goes over TLS to the target node's certificate, nowhere else.
                     let checked = state
                         .nodes
                         .get(&m.to)
                         .ok_or_else(|| "the target node is no longer in the cluster".to_string())
-                        .and_then(|target| halo_core::migration::check_target_uri(uri, target));
+                        .and_then(|target| {
+                            halo_core::migration::check_target_uri(uri, target)?;
+                            migration_tls(&self.agent, &vm.files, End::Source { target: target.name.clone() })
+                        });
                     let (uri, bandwidth) = (uri.clone(), vm.spec.migration_bandwidth_mb);
                     tracing::info!(role = %name, %uri, "migrating the guest");
                     self.vm_task(&name, 0, Op::Migrate, async move {
                         match checked {
-                            Ok(()) => Outcome::Migrated(vm_ops::migrate(&qmp, &uri, bandwidth, limit, rx).await),
+                            Ok(tls) => Outcome::Migrated(vm_ops::migrate(&qmp, &uri, &tls, bandwidth, limit, rx).await),
                             Err(e) => Outcome::Migrated(Err(e)),
                         }
                     });
@@ -410,9 +423,10 @@ impl Executor {
                     vm.cancel = Some(tx);
                     // Carried to the report: the target restores from it.
                     vm.boot = Boot::Restore(file.display().to_string());
+                    let socket = vm.files.state_socket.clone();
                     tracing::info!(role = %name, file = %file.display(), "saving the guest");
                     self.vm_task(&name, 0, Op::Migrate, async move {
-                        Outcome::Migrated(vm_ops::save(&qmp, shared, &file_name, limit, rx).await)
+                        Outcome::Migrated(vm_ops::save(&qmp, &socket, shared, &file_name, limit, rx).await)
                     });
                 }
                 _ => {}
@@ -427,10 +441,20 @@ impl Executor {
         self.vm_task(name, 0, Op::Resume, async move { Outcome::Resumed(vm_ops::resume(&qmp, limit).await) });
     }
 
-    /// Start a QEMU that waits, paused, for the guest of live migration `id`.
-    fn begin_incoming(&mut self, role: &RoleRecord, id: u64) {
+    /// Start a QEMU that waits, paused, for the guest of live migration `id` from `source`.
+    fn begin_incoming(&mut self, role: &RoleRecord, id: u64, source: Option<String>) {
         let name = role.spec.name.clone();
-        let mut resources = match self.local_resources(role) {
+        let resources = source.ok_or_else(|| "the role has no owner to receive it from".to_string()).and_then(|from| {
+            let mut resources = self.local_resources(role)?;
+            for resource in &mut resources {
+                if let Driver::Vm(vm) = &mut resource.driver {
+                    vm.incoming = Some(id);
+                    vm.boot = Boot::Incoming { from: from.clone() };
+                }
+            }
+            Ok(resources)
+        });
+        let resources = match resources {
             Ok(r) => r,
             Err(e) => {
                 let detail = format!("the target {} cannot run it: {e}", self.agent.config.name);
@@ -441,12 +465,6 @@ impl Executor {
         };
         if crate::resource::waits_for_kvm_probe(&resources) {
             return;
-        }
-        for resource in &mut resources {
-            if let Driver::Vm(vm) = &mut resource.driver {
-                vm.incoming = Some(id);
-                vm.boot = Boot::Incoming;
-            }
         }
         tracing::info!(role = %name, migration = id, "starting a QEMU to receive the guest");
         let local = LocalRole {
@@ -502,6 +520,12 @@ impl Executor {
             });
         }
     }
+}
+
+/// The credentials this node's QEMU uses at `end` of a live migration.
+fn migration_tls(agent: &crate::runtime::Agent, files: &crate::vm::VmFiles, end: End) -> Result<MigrationTls, String> {
+    let member = agent.member().ok_or_else(|| "this node is not a member of the cluster".to_string())?;
+    Ok(MigrationTls { dir: files.tls_dir(), node: member.node_tls(), end })
 }
 
 fn migration_key(r: &MigrationReport) -> String {
