@@ -44,6 +44,7 @@ impl Agent {
             drain: false,
             capacity: request.capacity,
             fence_request: None,
+            data_disk_low: None,
         };
         let token_secret_sha256 = halo_security::sha256_hex(&request.token_secret);
         state.check_admission(&request.token_id, &token_secret_sha256, now, &node).map_err(|r| rejection_error(&r))?;

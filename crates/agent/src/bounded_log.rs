@@ -3,7 +3,8 @@
 //! last `MAX_BYTES` as `NAME.1` and starts again empty. The writers hold their files open in
 //! append mode (halo opens them so, and QEMU's chardev is `append=on`), so they go on writing
 //! at the new end. A log is at most `MAX_BYTES` plus what its writer wrote in one second, and
-//! its previous part `MAX_BYTES`.
+//! its previous part `MAX_BYTES`. While the data disk is nearly full (`data_disk`), the bound
+//! is `LOW_DISK_BYTES` for both, and longer previous parts go.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -13,6 +14,8 @@ use std::time::Duration;
 use crate::runtime::Agent;
 
 pub const MAX_BYTES: u64 = 8 << 20;
+/// The bound while the data disk is nearly full (`data_disk`), with no previous part kept.
+pub const LOW_DISK_BYTES: u64 = 1 << 20;
 const CHECK: Duration = Duration::from_secs(1);
 
 /// Cut `path` back if it is over `max`: its last `max` bytes go to `path.1`. True if it was.
@@ -31,6 +34,17 @@ pub fn rotate_if_over(path: &Path, max: u64) -> std::io::Result<bool> {
     // Whatever was written since the read is lost with the cut: at most a moment's worth.
     file.set_len(0)?;
     Ok(true)
+}
+
+/// A previous part longer than `max` (kept while there was room) goes once the bound shrinks.
+fn drop_long_previous(path: &Path, max: u64) -> std::io::Result<()> {
+    let previous = rotated(path);
+    match std::fs::metadata(&previous) {
+        Ok(meta) if meta.len() > max => std::fs::remove_file(&previous),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 fn rotated(path: &Path) -> PathBuf {
@@ -57,10 +71,11 @@ pub async fn run(agent: Arc<Agent>) {
     loop {
         tokio::time::sleep(CHECK).await;
         let data = data.clone();
+        let max = if agent.data_disk.low() { LOW_DISK_BYTES } else { MAX_BYTES };
         let cut = tokio::task::spawn_blocking(move || {
             logs(&data)
                 .into_iter()
-                .filter_map(|path| match rotate_if_over(&path, MAX_BYTES) {
+                .filter_map(|path| match drop_long_previous(&path, max).and_then(|()| rotate_if_over(&path, max)) {
                     Ok(true) => Some(Ok(path)),
                     Ok(false) => None,
                     Err(e) => Some(Err(format!("{}: {e}", path.display()))),
@@ -71,7 +86,7 @@ pub async fn run(agent: Arc<Agent>) {
         .unwrap_or_default();
         for result in cut {
             match result {
-                Ok(path) => tracing::debug!("log {} over {} MiB: cut back", path.display(), MAX_BYTES >> 20),
+                Ok(path) => tracing::debug!("log {} over {} MiB: cut back", path.display(), max >> 20),
                 Err(e) => tracing::warn!("cannot keep a log within its bound: {e}"),
             }
         }
@@ -100,5 +115,11 @@ mod tests {
         writer.write_all(b"next\n").expect("write");
         let now = std::fs::read(&path).expect("log");
         assert!(now.ends_with(b"next\n") && !now.contains(&0), "{} bytes", now.len());
+        // The bound shrinks (a nearly full disk): the longer previous part goes.
+        drop_long_previous(&path, 5000).expect("kept");
+        assert!(dir.path().join("w.log.1").exists());
+        drop_long_previous(&path, 1000).expect("dropped");
+        assert!(!dir.path().join("w.log.1").exists());
+        drop_long_previous(&path, 1000).expect("nothing to drop");
     }
 }

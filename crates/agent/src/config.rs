@@ -66,6 +66,9 @@ pub struct AgentConfig {
     /// What one client may hold open on each listener.
     #[serde(default)]
     pub connections: ConnectionLimits,
+    /// When the data directory's disk counts as nearly full, and the room kept for that.
+    #[serde(default)]
+    pub data_disk: DataDiskLimits,
     /// The two above, parsed (or detected).
     #[serde(skip)]
     pub capacity: Capacity,
@@ -114,6 +117,36 @@ impl ConnectionLimits {
     }
 }
 
+/// `[data_disk]`: the data directory's file system is nearly full when less than `low_free_mb`
+/// is free there (not counting the reserve). The agent keeps a reserve of `reserve_mb`
+/// (`DATA_DIR/reserve`) that it gives back to the cluster database at that moment (`data_disk`).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataDiskLimits {
+    pub low_free_mb: u64,
+    /// 0: no reserve.
+    pub reserve_mb: u64,
+}
+
+impl Default for DataDiskLimits {
+    fn default() -> Self {
+        Self { low_free_mb: 256, reserve_mb: 64 }
+    }
+}
+
+impl DataDiskLimits {
+    fn check(&self) -> anyhow::Result<()> {
+        if self.low_free_mb == 0 {
+            bail!("invalid [data_disk]: low_free_mb must be above zero");
+        }
+        // Beyond a terabyte is a typo, and bytes would overflow further on.
+        if self.low_free_mb > 1 << 20 || self.reserve_mb > 1 << 20 {
+            bail!("invalid [data_disk]: at most 1048576 MB each ({self:?})");
+        }
+        Ok(())
+    }
+}
+
 impl AgentConfig {
     pub fn from_args(args: &AgentArgs) -> anyhow::Result<Self> {
         let mut config = match &args.config {
@@ -138,6 +171,7 @@ impl AgentConfig {
                     memory: args.memory.clone(),
                     watchdog: args.watchdog.clone(),
                     connections: ConnectionLimits::default(),
+                    data_disk: DataDiskLimits::default(),
                     capacity: Capacity::default(),
                 }
             }
@@ -186,7 +220,8 @@ impl AgentConfig {
         if let Some(timing) = &self.timing {
             timing.check().map_err(|e| anyhow::anyhow!("invalid [timing]: {e}"))?;
         }
-        self.connections.check()
+        self.connections.check()?;
+        self.data_disk.check()
     }
 }
 
@@ -216,6 +251,11 @@ mod tests {
         c.connections.per_address = 0;
         assert!(c.validate().unwrap_err().to_string().contains("invalid [connections]"));
         c.connections = ConnectionLimits::default();
+        c.data_disk.low_free_mb = 0;
+        assert!(c.validate().unwrap_err().to_string().contains("invalid [data_disk]"));
+        c.data_disk = DataDiskLimits { low_free_mb: 16, reserve_mb: 1 << 21 };
+        assert!(c.validate().unwrap_err().to_string().contains("invalid [data_disk]"));
+        c.data_disk = DataDiskLimits::default();
         c.memory = Some("lots".into());
         assert!(c.offered_capacity().unwrap_err().to_string().contains("--memory: invalid memory amount 'lots'"));
         c.memory = None;

@@ -20,6 +20,7 @@ pub mod clock;
 pub mod cluster_log;
 pub mod config;
 pub mod console;
+pub mod data_disk;
 pub mod error;
 pub mod events_api;
 pub mod executor;
@@ -114,6 +115,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     tasks.spawn(validate_api::periodic(agent.clone()));
     tasks.spawn(renewal::run(agent.clone()));
     tasks.spawn(bounded_log::run(agent.clone()));
+    tasks.spawn(data_disk::run(agent.clone()));
     if let Some(events) = guard_events {
         tasks.spawn(executor::run(agent.clone(), events));
         // Learn now, off the runtime, whether KVM works here: VM starts then need not wait.
@@ -124,7 +126,17 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         });
     }
 
-    shutdown.await;
+    let failed = tokio::select! {
+        () = shutdown => None,
+        why = data_disk::database_failed(agent.clone()) => Some(why),
+    };
+    if let Some(why) = failed {
+        // Like a crash: the guard stops the roles when the lease runs out; nothing is asked
+        // of a database that cannot write.
+        tracing::error!("{why}");
+        tasks.abort_all();
+        anyhow::bail!(why);
+    }
     tracing::info!("shutting down");
     agent.begin_shutdown();
     if let Some(member) = agent.member() {

@@ -63,6 +63,26 @@ pub fn render(agent: &Agent) -> String {
     registry.register("agent", "This agent: its node name and halo version", info);
     let member = agent.member();
     registry.register("cluster_member", "Whether this node belongs to a cluster", gauge(member.is_some() as i64));
+    if let Some(space) = agent.data_disk.space() {
+        let bytes = |b: u64| gauge(i64::try_from(b).unwrap_or(i64::MAX));
+        registry.register_with_unit(
+            "data_disk_free",
+            "Free space for the agent's data directory (its reserve counted as free)",
+            Unit::Bytes,
+            bytes(space.free_bytes),
+        );
+        registry.register_with_unit(
+            "data_disk_size",
+            "Size of the data directory's file system",
+            Unit::Bytes,
+            bytes(space.total_bytes),
+        );
+        registry.register(
+            "data_disk_low",
+            "Whether the data directory's disk is nearly full",
+            gauge(agent.data_disk.low() as i64),
+        );
+    }
     if let Some(member) = member {
         let state = member.reader.state();
         cluster_series(&mut registry, &state);

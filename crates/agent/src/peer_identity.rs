@@ -129,6 +129,7 @@ mod tests {
                     drain: false,
                     capacity: None,
                     fence_request: None,
+                    data_disk_low: None,
                 },
             );
             state.certificates.insert(id, vec![CertificateRecord { serial: format!("{name}1"), not_after_ms: 9 }]);

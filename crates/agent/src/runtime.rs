@@ -57,6 +57,8 @@ pub struct Agent {
     pub survey_locks: crate::survey::local::HeldLocks,
     /// What `/metrics` accumulates between scrapes.
     pub metrics: crate::metrics::Metrics,
+    /// What the agent last saw of its data directory's disk.
+    pub data_disk: crate::data_disk::DataDisk,
     /// Set once the agent is stopping: it starts nothing new from then on.
     shutting_down: std::sync::atomic::AtomicBool,
 }
@@ -138,6 +140,7 @@ impl Agent {
             fencing: Arc::default(),
             survey_locks: Default::default(),
             metrics: Default::default(),
+            data_disk: Default::default(),
             shutting_down: Default::default(),
             guard,
             config,
@@ -379,6 +382,7 @@ impl Agent {
             drain: false,
             capacity: Some(self.config.capacity),
             fence_request: None,
+            data_disk_low: None,
         };
         let command = Command::CreateCluster {
             cluster: Box::new(cluster),
@@ -808,6 +812,7 @@ pub fn node_view(
         used: index.used_on(n.id),
         fence_request: n.fence_request.clone(),
         certificate_expires_ms: state.certificates.get(&n.id).and_then(|c| c.iter().map(|c| c.not_after_ms).max()),
+        data_disk_low: n.data_disk_low,
     }
 }
 

@@ -60,6 +60,11 @@ pub fn status_text(s: &StatusView) -> String {
     });
     out.push_str(&nodes_table(&s.nodes));
     out.push('\n');
+    for n in &s.nodes {
+        if let Some(space) = &n.data_disk_low {
+            out.push_str(&format!("warning  {}'s data disk is nearly full ({space}): free space there\n", n.name));
+        }
+    }
     if s.roles.is_empty() {
         out.push_str("roles    none\n");
     } else {
@@ -193,6 +198,9 @@ pub fn node_text(n: &NodeView) -> String {
     }
     if let Some(why) = &n.fence_request {
         out.push_str(&format!("fencing  {why}\n"));
+    }
+    if let Some(space) = &n.data_disk_low {
+        out.push_str(&format!("disk     data disk NEARLY FULL ({space})\n"));
     }
     if let Some(ms) = n.certificate_expires_ms {
         let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);

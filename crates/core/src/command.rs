@@ -127,6 +127,12 @@ pub enum Command {
         node: NodeId,
         capacity: Option<crate::capacity::Capacity>,
     },
+    /// A node's agent says its data disk is nearly full (`low`: how much is left), or has room
+    /// again (none).
+    ReportDataDisk {
+        node: NodeId,
+        low: Option<crate::state::DiskSpace>,
+    },
     /// The node that could not stop a role was fenced and runs none of its roles any more.
     ClearFenceRequest {
         node: NodeId,
@@ -381,6 +387,7 @@ impl std::fmt::Display for Command {
             Command::SetFenceDevice { node, .. } => write!(f, "set fence device of node {node}"),
             Command::SetNodeCapacity { node, .. } => write!(f, "set capacity of node {node}"),
             Command::ClearFenceRequest { node } => write!(f, "clear fence request of node {node}"),
+            Command::ReportDataDisk { node, .. } => write!(f, "report the data disk of node {node}"),
             Command::RecordValidation(r) => write!(f, "record validation by {} ({:?})", r.by, r.result),
             Command::DecideRole(d) => write!(f, "decide role {} generation {}", d.role, d.generation),
             Command::ReportRole(r) => write!(f, "report role {} {:?} from node {}", r.role, r.outcome, r.node),

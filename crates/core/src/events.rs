@@ -43,6 +43,19 @@ pub fn diff(before: &ClusterState, after: &ClusterState, at_ms: u64, first_seq: 
                     )),
                     _ => {}
                 }
+                match (&old.data_disk_low, &node.data_disk_low) {
+                    (None, Some(space)) => out.push((
+                        "node".into(),
+                        node.name.clone(),
+                        format!("{}'s data disk is nearly full ({space})", node.name),
+                    )),
+                    (Some(_), None) => out.push((
+                        "node".into(),
+                        node.name.clone(),
+                        format!("{}'s data disk has room again", node.name),
+                    )),
+                    _ => {}
+                }
                 for (i, (a, b)) in old.networks.iter().zip(&node.networks).enumerate() {
                     if a.state != b.state {
                         let message = format!(

@@ -152,6 +152,7 @@ mod tests {
             drain: false,
             capacity: None,
             fence_request: None,
+            data_disk_low: None,
         }
     }
 

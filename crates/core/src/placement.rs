@@ -217,6 +217,7 @@ pub(crate) mod tests_support {
             drain: false,
             capacity: None,
             fence_request: None,
+            data_disk_low: None,
         }
     }
 

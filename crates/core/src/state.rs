@@ -202,6 +202,23 @@ pub struct NodeRecord {
     /// Why the node must be fenced (it could not stop a role), until its roles are recovered.
     #[serde(default)]
     pub fence_request: Option<String>,
+    /// Set while the node's data disk is nearly full (its agent reports it, and when it has
+    /// room again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_disk_low: Option<DiskSpace>,
+}
+
+/// Space on a file system, as its node saw it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct DiskSpace {
+    pub free_bytes: u64,
+    pub total_bytes: u64,
+}
+
+impl std::fmt::Display for DiskSpace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} MiB free of {} MiB", self.free_bytes >> 20, self.total_bytes >> 20)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -370,6 +387,7 @@ impl ClusterState {
                     state_since_ms: *now_ms,
                     drain: false,
                     fence_request: None,
+                    data_disk_low: None,
                     ..node.clone()
                 };
                 self.nodes.insert(id, record);
@@ -610,6 +628,11 @@ impl ClusterState {
             Command::SetNodeCapacity { node, capacity } => {
                 let record = self.nodes.get_mut(node).ok_or(Rejection::UnknownNodeId(*node))?;
                 record.capacity = *capacity;
+                Ok(CommandResult::Done)
+            }
+            Command::ReportDataDisk { node, low } => {
+                let record = self.nodes.get_mut(node).ok_or(Rejection::UnknownNodeId(*node))?;
+                record.data_disk_low = *low;
                 Ok(CommandResult::Done)
             }
             Command::ClearFenceRequest { node } => {
@@ -934,6 +957,7 @@ mod tests {
             drain: false,
             capacity: None,
             fence_request: None,
+            data_disk_low: None,
         }
     }
 

@@ -103,6 +103,9 @@ pub struct NodeView {
     /// When the node's newest certificate expires (Unix ms); it renews it before that.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate_expires_ms: Option<u64>,
+    /// Set while the node's data disk is nearly full: what is left.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_disk_low: Option<crate::state::DiskSpace>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

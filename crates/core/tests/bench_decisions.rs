@@ -35,6 +35,7 @@ fn cluster(nodes: u64, roles: usize, on_first: usize) -> ClusterState {
                 drain: false,
                 capacity: Some(Capacity { cpu_milli: 256_000, memory_mb: 4 << 20 }),
                 fence_request: None,
+                data_disk_low: None,
             },
         );
     }

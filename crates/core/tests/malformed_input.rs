@@ -24,6 +24,10 @@ fn sample_commands() -> Vec<Vec<u8>> {
         Command::MoveRole { role: "web".into(), to: Some(2), mode: None },
         Command::SetProperties { properties: vec![("profile".into(), "fast".into())] },
         Command::ClearFenceRequest { node: 1 },
+        Command::ReportDataDisk {
+            node: 1,
+            low: Some(halo_core::state::DiskSpace { free_bytes: 1 << 20, total_bytes: 1 << 30 }),
+        },
         Command::RemoveNode { node: 2, heartbeat_key_hex: Some("00ff".into()), now_ms: 3 },
         Command::RenewCertificate {
             node: 1,

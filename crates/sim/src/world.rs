@@ -963,6 +963,7 @@ fn genesis(nodes: usize, settings: ClusterSettings) -> ClusterState {
                 drain: false,
                 capacity: Some(Capacity { cpu_milli: 4000, memory_mb: 2048 }),
                 fence_request: None,
+                data_disk_low: None,
             },
         );
     }

@@ -199,6 +199,7 @@ fn prospective_cluster(survey: &Survey) -> ClusterState {
                 drain: false,
                 capacity: None,
                 fence_request: None,
+                data_disk_low: None,
             },
         );
     }
