@@ -6,9 +6,9 @@
 use std::sync::Arc;
 
 use halo_core::command::{Command, CommandResult};
-use halo_core::state::{CertificateRecord, NetworkRecord, NetworkState, NodeRecord, NodeState};
+use halo_core::state::{NetworkRecord, NetworkState, NodeRecord, NodeState};
 use halo_core::view::{AdmissionRequest, AdmissionResponse};
-use halo_security::ca::{self, ClusterCa};
+use halo_security::ca;
 use halo_store::PeerNode;
 
 use crate::clock;
@@ -69,17 +69,15 @@ impl Agent {
                 .map_err(|_| ApiError::bad_request(format!("invalid address '{address}' in join request")))?;
         }
         // Sign before committing anything, so a bad CSR changes nothing.
-        let ca = ClusterCa { cert_pem: cluster.ca_cert_pem.clone(), key_pem: cluster.ca_key_pem.clone() };
-        let cert = ca
-            .issue_node_certificate(
-                &request.csr_pem,
-                &request.name,
-                &ca::hosts_of(addresses),
-                now,
-                state.settings.certificate_lifetime_ms,
-            )
-            .map_err(|e| ApiError::bad_request(format!("invalid certificate request: {e}")))?;
-        let certificate = CertificateRecord { serial: cert.serial.clone(), not_after_ms: cert.not_after_ms };
+        let (cert, certificate) = crate::renewal::issue(
+            &cluster,
+            &request.csr_pem,
+            &request.name,
+            &ca::hosts_of(addresses),
+            now,
+            state.settings.certificate_lifetime_ms,
+        )
+        .map_err(|e| ApiError::bad_request(format!("invalid certificate request: {e}")))?;
         let command = Command::AdmitNode {
             token_id: request.token_id.clone(),
             token_secret_sha256,
@@ -99,13 +97,15 @@ impl Agent {
         if let Err(e) = member.raft.add_learner(id, peer, false).await {
             tracing::warn!("adding learner {id} failed, the manager will retry: {e}");
         }
+        // Mid-rotation, both CAs: the new node trusts what the others do.
+        let ca_cert_pem = cluster.trust_bundle();
         Ok(AdmissionResponse {
             id,
             voter,
             cluster: cluster.name,
             cluster_id: cluster.id,
             cert_pem: cert.pem,
-            ca_cert_pem: cluster.ca_cert_pem,
+            ca_cert_pem,
             raft: state.settings.raft,
             revoked: state.revoked.keys().cloned().collect(),
         })

@@ -38,7 +38,8 @@ const MAX_TOKEN_TTL_SECONDS: u64 = 7 * 24 * 3600;
         crate::roles_api::start_role, crate::roles_api::stop_role, crate::roles_api::move_role,
         crate::roles_api::pause_node, crate::roles_api::resume_node, crate::events_api::events, crate::events_api::stream, crate::log_api::cluster_log, crate::validate_api::validate, crate::validate_api::probe,
         crate::roles_api::apply_roles, crate::roles_api::plan, crate::roles_api::set_fence,
-        crate::tokens_api::list, crate::tokens_api::create, crate::tokens_api::revoke, crate::tokens_api::rotate_admin),
+        crate::tokens_api::list, crate::tokens_api::create, crate::tokens_api::revoke, crate::tokens_api::rotate_admin,
+        crate::rotation_api::show, crate::rotation_api::start, crate::rotation_api::rotate_heartbeat_key),
     components(schemas(crate::log_api::ClusterLogView, crate::log_api::MissingNode, crate::cluster_log::LogLine, crate::validate_api::ValidationView, halo_core::view::ValidationSummaryView, halo_core::validation::ValidationRecord, crate::survey::ProbeRequest, crate::survey::ProbeReply, crate::survey::ReachTarget,
         halo_core::validation::Survey, halo_core::validation::survey::NodeSurvey, halo_core::validation::survey::NodeFacts,
         halo_core::validation::survey::ClockReading, halo_core::validation::survey::Reach, halo_core::validation::survey::StorageSurvey,
@@ -47,7 +48,7 @@ const MAX_TOKEN_TTL_SECONDS: u64 = 7 * 24 * 3600;
         crate::roles_api::ApplyResponse, crate::roles_api::MoveRequestBody, crate::roles_api::PauseBody, crate::roles_api::ResumeBody, StatusView, DatabaseView, NodeView, NetworkView, RoleView, RoleDetailView, ErrorView, TokenRequest, TokenResponse, ClusterView,
         PropertiesRequest, AdmissionRequest, AdmissionResponse, CreateClusterRequest, CreateClusterResponse,
         JoinClusterRequest, JoinClusterResponse, ApiTokenRequest, ApiTokenView, ApiTokenCreated, AdminTokenRotated, crate::tokens_api::RotateAdminRequest,
-        halo_core::access::AccessRole, halo_core::state::DiskSpace)),
+        halo_core::access::AccessRole, halo_core::state::DiskSpace, halo_core::view::CaRotationView, halo_core::ca_rotation::CaStage)),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;
@@ -79,6 +80,7 @@ pub fn api_router(agent: AppState) -> Router {
         .merge(crate::log_api::routes())
         .merge(crate::validate_api::routes())
         .merge(crate::tokens_api::routes())
+        .merge(crate::rotation_api::routes())
         .route_layer(middleware::from_fn_with_state(agent.clone(), crate::access::guard));
     let throttle = Arc::new(crate::throttle::Throttle::default());
     // Anyone may call these before presenting a credential: small bodies, limited per address.

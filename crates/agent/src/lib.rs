@@ -43,6 +43,7 @@ pub mod qmp;
 pub mod renewal;
 pub mod resource;
 pub mod roles_api;
+pub mod rotation_api;
 pub mod runtime;
 pub mod safe_fs;
 pub mod serve;

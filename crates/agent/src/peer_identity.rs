@@ -112,6 +112,7 @@ mod tests {
             ca_key_pem: String::new(),
             admin_token_sha256: String::new(),
             heartbeat_key_hex: String::new(),
+            ca_rotation: None,
         });
         for (id, name) in [(1, "a"), (2, "b")] {
             state.nodes.insert(
@@ -132,7 +133,10 @@ mod tests {
                     data_disk_low: None,
                 },
             );
-            state.certificates.insert(id, vec![CertificateRecord { serial: format!("{name}1"), not_after_ms: 9 }]);
+            state.certificates.insert(
+                id,
+                vec![CertificateRecord { serial: format!("{name}1"), not_after_ms: 9, ca_sha256: String::new() }],
+            );
         }
         state.revoked.insert("z1".into(), RevokedCertificate { node: "z".into(), not_after_ms: 9, revoked_at_ms: 1 });
         state

@@ -351,9 +351,13 @@ impl Agent {
             ca_key_pem: ca.key_pem.clone(),
             admin_token_sha256: halo_security::sha256_hex(&admin_token),
             heartbeat_key_hex: halo_security::random_secret(),
+            ca_rotation: None,
         };
-        let first_certificate =
-            halo_core::state::CertificateRecord { serial: cert.serial, not_after_ms: cert.not_after_ms };
+        let first_certificate = halo_core::state::CertificateRecord {
+            serial: cert.serial,
+            not_after_ms: cert.not_after_ms,
+            ca_sha256: String::new(),
+        };
         let tls = NodeTls { cert_pem: cert.pem, key_pem: key, ca_pem: ca.cert_pem.clone() };
         self.data.save_node_tls(&tls)?;
         let raft = self.config.timing.unwrap_or(profile.raft());

@@ -49,6 +49,17 @@ impl ClientConfig {
         Ok(config)
     }
 
+    /// Change the client config file as written (not as this process's environment overrode
+    /// it) and save it.
+    pub fn update_file(change: impl FnOnce(&mut ClientConfig)) -> anyhow::Result<PathBuf> {
+        let path = config_path();
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let mut config: ClientConfig =
+            toml::from_str(&text).with_context(|| format!("invalid client config {}", path.display()))?;
+        change(&mut config);
+        config.save()
+    }
+
     pub fn save(&self) -> anyhow::Result<PathBuf> {
         self.save_to(&config_path())
     }

@@ -145,6 +145,19 @@ pub enum ClusterCommand {
         #[arg(required = true)]
         properties: Vec<String>,
     },
+    /// Replace the cluster CA while the cluster runs: nodes trust both, renew their
+    /// certificates from the new one, then drop the old. Waits for the end and keeps the
+    /// client config trusting what the nodes present; run it again to wait for one under way.
+    RotateCa {
+        /// Start it (or look at it) and return; the client config then trusts both CAs.
+        #[arg(long)]
+        no_wait: bool,
+        /// How long to wait for the end, e.g. 5m.
+        #[arg(long, default_value = "5m")]
+        timeout: String,
+    },
+    /// A new key for heartbeat datagrams; nodes still accept the old one for a little while.
+    RotateHeartbeatKey,
 }
 
 #[derive(Debug, Subcommand)]
@@ -433,6 +446,8 @@ async fn cluster(command: ClusterCommand, json: bool) -> anyhow::Result<()> {
                 Ok(())
             }
         }
+        ClusterCommand::RotateCa { no_wait, timeout } => crate::rotation::rotate_ca(json, no_wait, &timeout).await,
+        ClusterCommand::RotateHeartbeatKey => crate::rotation::rotate_heartbeat_key(json).await,
         ClusterCommand::Set { properties } => {
             let mut pairs = Vec::new();
             for p in &properties {

@@ -8,6 +8,7 @@ pub mod html;
 pub mod log;
 pub mod output;
 pub mod role;
+pub mod rotation;
 pub mod token;
 pub mod validate;
 

@@ -6,7 +6,7 @@ use clap::Subcommand;
 use halo_core::access::AccessRole;
 use halo_core::view::{AdminTokenRotated, ApiTokenCreated, ApiTokenRequest, ApiTokenView};
 
-use crate::client::{Api, ClientConfig, config_path};
+use crate::client::{Api, ClientConfig};
 use crate::output;
 
 #[derive(Debug, Subcommand)]
@@ -62,13 +62,7 @@ pub async fn run(api: &Api, command: TokenCommand, json: bool) -> anyhow::Result
         }
         TokenCommand::RotateAdmin => {
             let rotated: AdminTokenRotated = api.post("/api/v1/admin-token", &serde_json::json!({})).await?;
-            // The file as written, not as this process's environment overrode it.
-            let path = config_path();
-            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-            let mut config: ClientConfig =
-                toml::from_str(&text).with_context(|| format!("invalid client config {}", path.display()))?;
-            config.token = rotated.token.clone();
-            let saved = config.save();
+            let saved = ClientConfig::update_file(|config| config.token = rotated.token.clone());
             if json {
                 output::print_json(&rotated)?;
             } else {

@@ -127,6 +127,26 @@ pub enum Command {
         node: NodeId,
         capacity: Option<crate::capacity::Capacity>,
     },
+    /// `halo cluster rotate-ca`: a new CA, first trusted beside the current one
+    /// (`ca_rotation`).
+    StartCaRotation {
+        cert_pem: String,
+        key_pem: String,
+        ca_sha256: String,
+        now_ms: u64,
+    },
+    /// A node trusts the CA being rotated in.
+    AcknowledgeCa {
+        node: NodeId,
+        ca_sha256: String,
+    },
+    /// The leader takes the rotation's next step, its condition met (`ca_rotation::next_step`).
+    AdvanceCaRotation,
+    /// `halo cluster rotate-heartbeat-key`: a new key for heartbeat datagrams (the old one is
+    /// heard for a while: `heartbeat::KeyRing`).
+    RotateHeartbeatKey {
+        heartbeat_key_hex: String,
+    },
     /// A node's agent says its data disk is nearly full (`low`: how much is left), or has room
     /// again (none).
     ReportDataDisk {
@@ -336,6 +356,8 @@ pub enum Rejection {
     UnknownApiToken(String),
     #[error("invalid fence device for node '{node}': {reason}")]
     InvalidFenceDevice { node: String, reason: String },
+    #[error("CA rotation: {0}")]
+    CaRotation(String),
 }
 
 impl Command {
@@ -350,6 +372,7 @@ impl Command {
             | Command::PauseNode { now_ms, .. }
             | Command::ResumeNode { now_ms, .. }
             | Command::RenewCertificate { now_ms, .. }
+            | Command::StartCaRotation { now_ms, .. }
             | Command::RemoveNode { now_ms, .. } => Some(*now_ms),
             Command::DecideRole(d) => Some(d.now_ms),
             Command::ReportRole(r) => Some(r.now_ms),
@@ -388,6 +411,10 @@ impl std::fmt::Display for Command {
             Command::SetNodeCapacity { node, .. } => write!(f, "set capacity of node {node}"),
             Command::ClearFenceRequest { node } => write!(f, "clear fence request of node {node}"),
             Command::ReportDataDisk { node, .. } => write!(f, "report the data disk of node {node}"),
+            Command::StartCaRotation { .. } => write!(f, "start a CA rotation"),
+            Command::AcknowledgeCa { node, .. } => write!(f, "node {node} trusts the new CA"),
+            Command::AdvanceCaRotation => write!(f, "advance the CA rotation"),
+            Command::RotateHeartbeatKey { .. } => write!(f, "rotate the heartbeat key"),
             Command::RecordValidation(r) => write!(f, "record validation by {} ({:?})", r.by, r.result),
             Command::DecideRole(d) => write!(f, "decide role {} generation {}", d.role, d.generation),
             Command::ReportRole(r) => write!(f, "report role {} {:?} from node {}", r.role, r.outcome, r.node),

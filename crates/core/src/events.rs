@@ -10,7 +10,7 @@ pub struct Event {
     /// Position in the cluster's event history (increasing; from the Raft log index).
     pub seq: u64,
     pub at_ms: u64,
-    /// `node`, `network`, `role` or `validation`.
+    /// `node`, `network`, `role`, `validation`, `token` or `cluster`.
     pub kind: String,
     /// The node or role it is about.
     pub subject: String,
@@ -109,10 +109,25 @@ pub fn diff(before: &ClusterState, after: &ClusterState, at_ms: u64, first_seq: 
     for name in before.api_tokens.keys().filter(|n| !after.api_tokens.contains_key(*n)) {
         out.push(("token".into(), name.clone(), format!("token {name} revoked or expired")));
     }
-    if let (Some(old), Some(new)) = (&before.cluster, &after.cluster)
-        && old.admin_token_sha256 != new.admin_token_sha256
-    {
-        out.push(("token".into(), crate::access::ADMIN.into(), "the admin token was rotated".into()));
+    if let (Some(old), Some(new)) = (&before.cluster, &after.cluster) {
+        if old.admin_token_sha256 != new.admin_token_sha256 {
+            out.push(("token".into(), crate::access::ADMIN.into(), "the admin token was rotated".into()));
+        }
+        if old.heartbeat_key_hex != new.heartbeat_key_hex {
+            out.push(("cluster".into(), new.name.clone(), "the heartbeat key was rotated".into()));
+        }
+        use crate::ca_rotation::CaStage;
+        let message = match (old.ca_rotation.as_ref().map(|r| r.stage), new.ca_rotation.as_ref().map(|r| r.stage)) {
+            (None, Some(_)) => Some("CA rotation started: every node is to trust the new CA beside the old"),
+            (Some(CaStage::Trusting), Some(CaStage::Issuing)) => {
+                Some("CA rotation: every node trusts the new CA; nodes renew their certificates from it")
+            }
+            (Some(_), None) => Some("CA rotation finished: the old CA is trusted no more"),
+            _ => None,
+        };
+        if let Some(message) = message {
+            out.push(("cluster".into(), new.name.clone(), message.into()));
+        }
     }
     out.into_iter()
         .enumerate()

@@ -28,6 +28,7 @@
 pub mod access;
 pub mod address;
 pub mod apply;
+pub mod ca_rotation;
 pub mod capacity;
 pub mod command;
 pub mod events;

@@ -61,6 +61,10 @@ pub struct CertificateRecord {
     /// Serial number, lowercase hex.
     pub serial: String,
     pub not_after_ms: u64,
+    /// SHA-256 of the CA that issued it, while a rotation has two (`ca_rotation`); empty: the
+    /// cluster's CA.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ca_sha256: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -86,6 +90,9 @@ pub struct ClusterInfo {
     pub admin_token_sha256: String,
     /// Shared key (hex) that authenticates heartbeat datagrams.
     pub heartbeat_key_hex: String,
+    /// A new CA being rotated in (`ca_rotation`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_rotation: Option<crate::ca_rotation::CaRotation>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -470,6 +477,29 @@ impl ClusterState {
                 // still be using it on connections opened before.
                 issued.retain(|c| c.not_after_ms > *now_ms);
                 issued.push(certificate.clone());
+                Ok(CommandResult::Done)
+            }
+            Command::StartCaRotation { cert_pem, key_pem, ca_sha256, now_ms } => {
+                self.start_ca_rotation(cert_pem, key_pem, ca_sha256, *now_ms)?;
+                Ok(CommandResult::Done)
+            }
+            Command::AcknowledgeCa { node, ca_sha256 } => {
+                self.acknowledge_ca(*node, ca_sha256)?;
+                Ok(CommandResult::Done)
+            }
+            Command::AdvanceCaRotation => {
+                self.advance_ca_rotation()?;
+                Ok(CommandResult::Done)
+            }
+            Command::RotateHeartbeatKey { heartbeat_key_hex } => {
+                let cluster = self.cluster.as_mut().ok_or(Rejection::NoCluster)?;
+                if heartbeat_key_hex.len() < 32 || !heartbeat_key_hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(Rejection::InvalidProperty {
+                        key: "heartbeat key".into(),
+                        reason: "at least 16 bytes, in hex".into(),
+                    });
+                }
+                cluster.heartbeat_key_hex = heartbeat_key_hex.clone();
                 Ok(CommandResult::Done)
             }
             Command::SetFenceDevice { node, device } => {
@@ -972,12 +1002,17 @@ mod tests {
             ca_key_pem: String::new(),
             admin_token_sha256: String::new(),
             heartbeat_key_hex: String::new(),
+            ca_rotation: None,
         };
         let r = s.apply(&Command::CreateCluster {
             cluster: Box::new(cluster),
             first_node: first,
             settings: ClusterSettings::default(),
-            first_certificate: Some(CertificateRecord { serial: "a1".into(), not_after_ms: 1_000 }),
+            first_certificate: Some(CertificateRecord {
+                serial: "a1".into(),
+                not_after_ms: 1_000,
+                ca_sha256: String::new(),
+            }),
         });
         assert_eq!(r, CommandResult::Done);
         s
@@ -989,7 +1024,8 @@ mod tests {
     }
 
     fn admit(s: &mut ClusterState, token: &str, now: u64, n: NodeRecord) -> CommandResult {
-        let certificate = Some(CertificateRecord { serial: format!("{}1", n.name), not_after_ms: 1_000 });
+        let certificate =
+            Some(CertificateRecord { serial: format!("{}1", n.name), not_after_ms: 1_000, ca_sha256: String::new() });
         s.apply(&Command::AdmitNode {
             token_id: token.into(),
             token_secret_sha256: "h".into(),
@@ -997,6 +1033,70 @@ mod tests {
             node: n,
             certificate,
         })
+    }
+
+    #[test]
+    fn a_ca_rotation_trusts_then_issues_then_drops_the_old_ca_each_step_only_once_every_node_is_ready() {
+        use crate::ca_rotation::{CaStage, next_step, waiting_for};
+        let mut s = created();
+        let cluster = s.cluster.as_mut().expect("cluster");
+        (cluster.ca_cert_pem, cluster.ca_key_pem) = ("OLD".into(), "OLDKEY".into());
+        token(&mut s, "t", 100);
+        assert_eq!(admit(&mut s, "t", 10, node("b", "127.0.0.2")), CommandResult::NodeAdmitted { id: 2, voter: true });
+        let rejected = |r: CommandResult| matches!(r, CommandResult::Rejected(Rejection::CaRotation(_)));
+        assert!(rejected(s.apply(&Command::AdvanceCaRotation)), "nothing to advance");
+        let start = Command::StartCaRotation {
+            cert_pem: "NEW".into(),
+            key_pem: "NEWKEY".into(),
+            ca_sha256: "n".into(),
+            now_ms: 20,
+        };
+        assert_eq!(s.apply(&start), CommandResult::Done);
+        assert!(rejected(s.apply(&start)), "one rotation at a time");
+        let cluster = s.cluster.clone().expect("cluster");
+        assert_eq!(cluster.trust_bundle(), "OLD\nNEW\n");
+        assert_eq!(cluster.issuing_ca(), ("OLD", "OLDKEY", None), "the old CA issues until every node trusts the new");
+
+        // Trusting: every node must say it trusts the new CA.
+        assert_eq!(waiting_for(&s), Err("waiting for a, b to trust the new CA".into()));
+        assert!(next_step(&s).is_none());
+        assert!(rejected(s.apply(&Command::AdvanceCaRotation)));
+        assert!(rejected(s.apply(&Command::AcknowledgeCa { node: 1, ca_sha256: "other".into() })));
+        assert_eq!(s.apply(&Command::AcknowledgeCa { node: 1, ca_sha256: "n".into() }), CommandResult::Done);
+        assert!(next_step(&s).is_none(), "b does not trust it yet");
+        assert_eq!(s.apply(&Command::AcknowledgeCa { node: 2, ca_sha256: "n".into() }), CommandResult::Done);
+        assert_eq!(next_step(&s), Some(Command::AdvanceCaRotation));
+        assert_eq!(s.apply(&Command::AdvanceCaRotation), CommandResult::Done);
+        let cluster = s.cluster.clone().expect("cluster");
+        assert_eq!(cluster.ca_rotation.as_ref().map(|r| r.stage), Some(CaStage::Issuing));
+        assert_eq!(cluster.issuing_ca(), ("NEW", "NEWKEY", Some("n")));
+
+        // Issuing: every node's newest certificate must be from the new CA.
+        assert!(rejected(s.apply(&Command::AdvanceCaRotation)));
+        let renew = |node: u64, serial: &str| Command::RenewCertificate {
+            node,
+            certificate: CertificateRecord { serial: serial.into(), not_after_ms: 5_000, ca_sha256: "n".into() },
+            now_ms: 30,
+        };
+        assert_eq!(s.apply(&renew(1, "a2")), CommandResult::Done);
+        assert_eq!(waiting_for(&s), Err("waiting for b to renew its certificate from the new CA".into()));
+        assert_eq!(s.apply(&renew(2, "b2")), CommandResult::Done);
+        assert_eq!(s.apply(&Command::AdvanceCaRotation), CommandResult::Done);
+
+        // Finished: the new CA is the cluster's; the old one's certificates are forgotten.
+        let cluster = s.cluster.clone().expect("cluster");
+        assert_eq!((cluster.ca_cert_pem.as_str(), cluster.ca_key_pem.as_str()), ("NEW", "NEWKEY"));
+        assert!(cluster.ca_rotation.is_none());
+        assert_eq!(cluster.trust_bundle(), "NEW");
+        for (node, serial) in [(1, "a2"), (2, "b2")] {
+            assert_eq!(
+                s.certificates[&node],
+                vec![CertificateRecord { serial: serial.into(), not_after_ms: 5_000, ca_sha256: String::new() }]
+            );
+        }
+        let again =
+            Command::StartCaRotation { cert_pem: "N2".into(), key_pem: "K2".into(), ca_sha256: "m".into(), now_ms: 40 };
+        assert_eq!(s.apply(&again), CommandResult::Done, "the next rotation may start");
     }
 
     #[test]
@@ -1079,7 +1179,10 @@ mod tests {
         let mut s = created();
         token(&mut s, "t", 100);
         assert_eq!(admit(&mut s, "t", 1, node("b", "127.0.0.2")), CommandResult::NodeAdmitted { id: 2, voter: true });
-        assert_eq!(s.certificates[&2], vec![CertificateRecord { serial: "b1".into(), not_after_ms: 1_000 }]);
+        assert_eq!(
+            s.certificates[&2],
+            vec![CertificateRecord { serial: "b1".into(), not_after_ms: 1_000, ca_sha256: String::new() }]
+        );
         let remove = Command::RemoveNode { node: 2, heartbeat_key_hex: Some("fresh".into()), now_ms: 10 };
         assert_eq!(s.apply(&remove), CommandResult::Done);
         assert!(!s.certificates.contains_key(&2));

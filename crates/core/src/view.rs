@@ -274,6 +274,20 @@ pub struct ApiTokenCreated {
     pub token: String,
 }
 
+/// Where a CA rotation stands (`halo cluster rotate-ca`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CaRotationView {
+    /// `trusting` or `issuing` while one is under way; none once done (or never started).
+    pub stage: Option<crate::ca_rotation::CaStage>,
+    /// SHA-256 of the CA being rotated in, else of the cluster's CA.
+    pub ca_sha256: String,
+    /// What the rotation's next step waits for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<String>,
+    /// The CA certificates every node trusts now (PEM): what clients should trust.
+    pub trust_pem: String,
+}
+
 /// The new admin token, shown this once; the old one no longer works.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct AdminTokenRotated {

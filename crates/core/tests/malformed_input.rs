@@ -31,7 +31,11 @@ fn sample_commands() -> Vec<Vec<u8>> {
         Command::RemoveNode { node: 2, heartbeat_key_hex: Some("00ff".into()), now_ms: 3 },
         Command::RenewCertificate {
             node: 1,
-            certificate: halo_core::state::CertificateRecord { serial: "0a1b".into(), not_after_ms: 9 },
+            certificate: halo_core::state::CertificateRecord {
+                serial: "0a1b".into(),
+                not_after_ms: 9,
+                ca_sha256: "ab".into(),
+            },
             now_ms: 4,
         },
         Command::CreateApiToken {

@@ -780,3 +780,85 @@ fn a_secret_parameter_is_absent_from_every_output() {
         assert!(!output.contains(SECRET), "{what} shows the secret: {output}");
     }
 }
+
+/// The cluster CA and the heartbeat key are replaced while the cluster runs: `rotate-ca`
+/// ends with every node trusting and presenting only the new CA, the client config following
+/// along; a role runs on untouched throughout; an old client config and a node certificate of
+/// the old CA are refused; the heartbeat key changes and every node keeps hearing the others.
+#[test]
+fn the_cluster_ca_and_the_heartbeat_key_rotate_while_the_cluster_runs() {
+    let mut c = Cluster::new(188, 3, 0);
+    c.form();
+    let out = c.halo(&["role", "create", "steady188", "--type", "process", "--param", "command=exec sleep 100000"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let owner = c.wait_online("steady188", Duration::from_secs(15), |_| true).expect("online");
+    let pids = role_processes("steady188");
+    let generation = c.role("steady188").expect("role")["generation"].clone();
+
+    let read = |i: usize, f: &str| std::fs::read_to_string(c.nodes[i].data_dir.join(f)).expect("tls file");
+    let old_ca = read(0, "ca.crt");
+    let (old_cert, old_key) = (read(2, "node.crt"), read(2, "node.key"));
+    let old_config = c.dir.path().join("old-client.toml");
+    std::fs::copy(&c.config, &old_config).expect("copy the client config");
+
+    let out = c.halo(&["cluster", "rotate-ca", "--json", "--timeout", "90s"]);
+    assert!(out.status.success(), "rotate-ca: {}\n{}", text(&out), c.log(0));
+    let done: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(done["stage"].is_null(), "{done}");
+    let new_sha = done["ca_sha256"].as_str().expect("sha").to_string();
+    assert_ne!(halo_security::ca::fingerprint(&old_ca).expect("old"), new_sha);
+
+    for i in 0..3 {
+        // Each node trusts the new CA only (a moment after the last step), and its
+        // certificate is signed by it.
+        let new_only = || {
+            let trusted = read(i, "ca.crt");
+            halo_security::tls::certs_from_pem(&trusted).is_ok_and(|c| c.len() == 1)
+                && halo_security::ca::fingerprint(&trusted).is_ok_and(|f| f == new_sha)
+        };
+        assert!(wait_until(Duration::from_secs(5), new_only), "n{} still trusts the old CA", i + 1);
+        let trusted = read(i, "ca.crt");
+        assert_eq!(halo_security::tls::certs_from_pem(&trusted).expect("pem").len(), 1, "{trusted}");
+        assert_eq!(halo_security::ca::fingerprint(&trusted).expect("ca"), new_sha);
+        let verifier = halo_security::tls::client_config(&trusted, None).expect("verifier");
+        let client = reqwest::Client::builder().tls_backend_preconfigured(verifier).build().expect("client");
+        let url = format!("https://{}/api/v1/ca", c.nodes[i].api);
+        let answer = runtime().block_on(async { client.get(url).send().await });
+        assert!(answer.is_ok(), "n{} does not present a certificate of the new CA: {answer:?}", i + 1);
+    }
+    // The client config follows; one that kept the old CA is refused by every node.
+    let out = c.halo(&["status"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = c.halo_env(&["status"], &[("HALO_CONFIG", old_config.to_str().expect("path"))]);
+    assert!(!out.status.success(), "a client trusting only the old CA got an answer: {}", text(&out));
+    // A node certificate of the old CA is refused between nodes.
+    let url = format!("https://{}/raft/append", c.nodes[0].nets[0]);
+    let refused = runtime()
+        .block_on(async { https(Some((&old_cert, &old_key))).post(url).json(&serde_json::json!({})).send().await });
+    assert!(refused.is_err(), "a certificate of the old CA got through: {refused:?}");
+    let events = text(&c.halo(&["events"]));
+    for said in ["CA rotation started", "every node trusts the new CA", "CA rotation finished"] {
+        assert!(events.contains(said), "no event '{said}': {events}");
+    }
+    // The role ran on, untouched.
+    let role = c.role("steady188").expect("role");
+    assert_eq!((role["owner"].as_str(), &role["generation"]), (Some(owner.as_str()), &generation), "{role}");
+    assert_eq!(role_processes("steady188"), pids);
+
+    // The heartbeat key.
+    let out = c.halo(&["cluster", "rotate-heartbeat-key"]);
+    assert!(out.status.success(), "{}", text(&out));
+    for i in 0..3 {
+        assert!(
+            wait_until(Duration::from_secs(10), || c.log(i).contains("heartbeat key changed")),
+            "n{} kept the old heartbeat key",
+            i + 1
+        );
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let s = c.status().expect("status");
+    assert_eq!(up_count(&s), 3, "a node was lost over the key change: {s}");
+    assert!(text(&c.halo(&["events"])).contains("the heartbeat key was rotated"));
+    let out = c.halo(&["role", "stop", "steady188"]);
+    assert!(out.status.success(), "{}", text(&out));
+}

@@ -944,6 +944,7 @@ fn genesis(nodes: usize, settings: ClusterSettings) -> ClusterState {
         ca_key_pem: String::new(),
         admin_token_sha256: String::new(),
         heartbeat_key_hex: String::new(),
+        ca_rotation: None,
     });
     for id in 1..=nodes as NodeId {
         state.nodes.insert(

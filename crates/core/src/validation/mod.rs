@@ -222,6 +222,7 @@ mod tests {
             ca_key_pem: String::new(),
             admin_token_sha256: String::new(),
             heartbeat_key_hex: String::new(),
+            ca_rotation: None,
         });
         assert!(due(&s, 1_000));
         let nodes = s.nodes.values().map(|n| n.name.clone()).collect();
