@@ -286,15 +286,36 @@ fn vms_start_under_the_fast_profile_and_no_lease_lapses() {
     }
 }
 
-/// A live migration's stream is TLS between the two nodes' QEMUs, with their cluster
-/// certificates. A stranger who reaches the target's port first, with a plain-text migration
-/// stream, is hung up on; the target keeps waiting, and the real source's migration goes
-/// through. (The source's own connection is held back by a firewall rule until the stranger,
-/// who comes from an address of its own, is done: the stranger is always first.)
+/// Where a live migration goes is checked, and its stream is TLS between the two nodes'
+/// QEMUs, with their cluster certificates:
+/// - a member that claims the target listens at an `exec:` URI (QEMU would run it) or at
+///   another node's address is refused by the cluster (n2's QEMU starts 5 s late here, so the
+///   forged reports come before its real one);
+/// - a stranger who reaches the target's port first, with a plain-text migration stream, is
+///   hung up on; the target keeps waiting, and the real source's migration goes through. (The
+///   source's own connection is held back by a firewall rule until the stranger, who comes
+///   from an address of its own, is done: the stranger is always first.)
 #[test]
-fn a_live_migration_hangs_up_on_a_plain_text_stream_and_goes_through() {
+fn a_live_migration_refuses_a_forged_target_and_hangs_up_on_a_plain_text_stream() {
     use std::io::{Read, Write};
-    let lab = Lab::new(186, 2);
+    let lab = Lab::new_with(186, 3, |c| {
+        let dir = c.dir.path().join("slow-qemu");
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = std::env::var("PATH").unwrap_or_default();
+        let real = std::env::split_paths(&path)
+            .map(|d| d.join(halo_agent::vm::QEMU))
+            .find(|q| q.is_file())
+            .expect("QEMU on the PATH (scripts/setup installs it)");
+        let wrapper = dir.join(halo_agent::vm::QEMU);
+        let script = format!(
+            "#!/bin/sh\ncase \"$*\" in *\"-incoming defer -S\"*) sleep 5;; esac\nexec {} \"$@\"\n",
+            real.display()
+        );
+        std::fs::write(&wrapper, script).expect("wrapper");
+        std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+        let path = format!("{}:{path}", dir.display());
+        c.nodes[1].env.push(("PATH".into(), path));
+    });
     let out = lab.create("vm7", &["--preferred", "n1", "--param", "migration_bandwidth=64M"]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(lab.c.wait_online("vm7", Duration::from_secs(60), |_| true).as_deref(), Some("n1"));
@@ -310,6 +331,23 @@ fn a_live_migration_hangs_up_on_a_plain_text_stream_and_goes_through() {
     assert!(iptables("-I").success());
     std::thread::scope(|s| {
         let mover = s.spawn(|| lab.c.halo(&["role", "move", "vm7", "--to", "n2", "--mode", "live", "--json"]));
+        let recorded = wait_until(Duration::from_secs(10), || {
+            lab.c.role("vm7").is_some_and(|r| r["migration"]["id"].is_u64() && r["migration"]["target_ready"] == false)
+        });
+        if !recorded {
+            let _ = iptables("-D");
+            panic!("no migration recorded: {:?}", lab.c.role("vm7"));
+        }
+        let n1_address = format!("tcp:{}:5555", lab.c.nodes[0].nets[0].split(':').next().unwrap());
+        for (uri, why) in
+            [("exec:cat /etc/shadow", "is not tcp:"), (n1_address.as_str(), "is not an address of node 'n2'")]
+        {
+            let (status, said) = forge_ready(&lab, "vm7", uri);
+            if status < 400 || !said.contains(why) {
+                let _ = iptables("-D");
+                panic!("a forged target {uri} was not refused ({status}): {said}");
+            }
+        }
         let ready = wait_until(Duration::from_secs(60), || {
             lab.c.role("vm7").is_some_and(|r| r["migration"]["target_ready"] == true)
         });
@@ -337,6 +375,31 @@ fn a_live_migration_hangs_up_on_a_plain_text_stream_and_goes_through() {
     assert!(after[0] > *before.last().unwrap(), "the guest must have moved, not restarted: {before:?} {after:?}");
     let qemu_log = std::fs::read_to_string(lab.c.nodes[1].data_dir.join("logs").join("vm7.vm.log")).unwrap_or_default();
     assert!(qemu_log.contains("TLS handshake failed"), "the target's QEMU saw no TLS failure: {qemu_log}");
+}
+
+/// Node n2 (by its certificate, over the peer route to the leader) reports the target of
+/// `role`'s migration ready at `uri`: the HTTP status and what the leader said.
+fn forge_ready(lab: &Lab, role: &str, uri: &str) -> (u16, String) {
+    let r = lab.c.role(role).expect("role");
+    let status = lab.c.status().expect("status");
+    let n2 = node(&status, "n2")["id"].as_u64().expect("n2's id");
+    let leader = lab.c.index_of(status["leader"].as_str().expect("a leader"));
+    let body = serde_json::json!({ "Write": {
+        "command": "report_migration",
+        "role": role,
+        "node": n2,
+        "generation": r["generation"],
+        "id": r["migration"]["id"],
+        "event": { "event": "ready", "uri": uri },
+        "now_ms": wall_ms(),
+    }});
+    let read = |f: &str| std::fs::read_to_string(lab.c.nodes[1].data_dir.join(f)).expect("n2's TLS files");
+    let (cert, key) = (read("node.crt"), read("node.key"));
+    let url = format!("https://{}/peer/v1/leader", lab.c.nodes[leader].nets[0]);
+    runtime().block_on(async {
+        let answer = https(Some((&cert, &key))).post(url).json(&body).send().await.expect("the leader answers");
+        (answer.status().as_u16(), answer.text().await.unwrap_or_default())
+    })
 }
 
 /// A loopback address no node has (test 186's nodes are on 127.186.1.x and 127.186.2.x).

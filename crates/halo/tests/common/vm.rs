@@ -16,8 +16,14 @@ pub struct Lab {
 
 impl Lab {
     pub fn new(test_id: u8, nodes: usize) -> Self {
+        Self::new_with(test_id, nodes, |_| {})
+    }
+
+    /// As `new`, with `prepare` run on the cluster before its agents start.
+    pub fn new_with(test_id: u8, nodes: usize, prepare: impl FnOnce(&mut Cluster)) -> Self {
         let guest = test_guest();
         let mut c = Cluster::new(test_id, nodes, 0);
+        prepare(&mut c);
         c.form();
         let shared = c.dir.path().join("shared");
         std::fs::create_dir_all(&shared).expect("shared dir");
