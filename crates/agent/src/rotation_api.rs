@@ -24,6 +24,11 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/cluster/heartbeat-key", post(rotate_heartbeat_key))
 }
 
+/// A rotation takes an empty JSON object: a stray POST without one rotates nothing.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateRequest {}
+
 #[utoipa::path(get, path = "/api/v1/cluster/ca-rotation", security(("bearer" = [])), responses((status = 200, body = CaRotationView)))]
 pub async fn show(State(agent): State<AppState>) -> Result<Json<CaRotationView>, ApiError> {
     let state = agent.require_member()?.reader.state();
@@ -41,11 +46,12 @@ pub async fn show(State(agent): State<AppState>) -> Result<Json<CaRotationView>,
 }
 
 /// A new CA, trusted beside the current one at first; the nodes take it from there.
-#[utoipa::path(post, path = "/api/v1/cluster/ca-rotation", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/cluster/ca-rotation", security(("bearer" = [])), request_body = RotateRequest,
     responses((status = 200, body = CaRotationView), (status = 409, body = halo_core::view::ErrorView)))]
 pub async fn start(
     State(agent): State<AppState>,
     Extension(caller): Extension<Caller>,
+    Json(RotateRequest {}): Json<RotateRequest>,
 ) -> Result<Json<CaRotationView>, ApiError> {
     let state = agent.require_member()?.reader.state();
     let cluster = state.cluster.as_ref().ok_or_else(|| ApiError::conflict("no cluster"))?;
@@ -73,11 +79,12 @@ pub async fn start(
     show(State(agent)).await
 }
 
-#[utoipa::path(post, path = "/api/v1/cluster/heartbeat-key", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/cluster/heartbeat-key", security(("bearer" = [])), request_body = RotateRequest,
     responses((status = 204), (status = 409, body = halo_core::view::ErrorView)))]
 pub async fn rotate_heartbeat_key(
     State(agent): State<AppState>,
     Extension(caller): Extension<Caller>,
+    Json(RotateRequest {}): Json<RotateRequest>,
 ) -> Result<axum::http::StatusCode, ApiError> {
     let command = Command::RotateHeartbeatKey { heartbeat_key_hex: halo_security::random_secret() };
     commit(&agent, &caller, command).await?;

@@ -24,6 +24,15 @@ fn sample_commands() -> Vec<Vec<u8>> {
         Command::MoveRole { role: "web".into(), to: Some(2), mode: None },
         Command::SetProperties { properties: vec![("profile".into(), "fast".into())] },
         Command::ClearFenceRequest { node: 1 },
+        Command::StartCaRotation {
+            cert_pem: "-----BEGIN CERTIFICATE-----".into(),
+            key_pem: "k".into(),
+            ca_sha256: "ab".into(),
+            now_ms: 7,
+        },
+        Command::AcknowledgeCa { node: 1, ca_sha256: "ab".into() },
+        Command::AdvanceCaRotation,
+        Command::RotateHeartbeatKey { heartbeat_key_hex: "00".repeat(32) },
         Command::ReportDataDisk {
             node: 1,
             low: Some(halo_core::state::DiskSpace { free_bytes: 1 << 20, total_bytes: 1 << 30 }),

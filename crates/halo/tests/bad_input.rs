@@ -104,6 +104,8 @@ fn malformed_request_bodies_get_a_client_error_and_change_nothing() {
         "/api/v1/tokens",
         "/api/v1/api-tokens",
         "/api/v1/admin-token",
+        "/api/v1/cluster/ca-rotation",
+        "/api/v1/cluster/heartbeat-key",
         "/api/v1/join",
         "/api/v1/bootstrap/create",
         "/api/v1/bootstrap/join",
