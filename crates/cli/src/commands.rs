@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use halo_core::role::RoleState;
 use halo_core::view::*;
 
 use crate::client::{Api, ClientConfig, normalize_endpoint};
@@ -255,8 +256,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let api = connect()?.0;
             api.post_no_reply(&format!("/api/v1/nodes/{name}/pause"), &serde_json::json!({ "drain": drain })).await?;
             // Done when nothing is left on the node and what moved is running again.
-            let on_node =
-                |r: &halo_core::view::RoleView| r.owner.as_deref() == Some(name.as_str()) || r.state == "pending";
+            let on_node = |r: &halo_core::view::RoleView| {
+                r.owner.as_deref() == Some(name.as_str()) || r.state == RoleState::Pending
+            };
             let left = if drain { settle(&api, on_node).await? } else { Vec::new() };
             if json {
                 return output::print_json(&serde_json::json!({ "paused": name, "drained": drain, "stayed": left }));
@@ -274,7 +276,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let api = connect()?.0;
             let body = serde_json::json!({ "failback": failback });
             api.post_no_reply(&format!("/api/v1/nodes/{name}/resume"), &body).await?;
-            let unsettled = settle(&api, |r| r.state == "pending").await?;
+            let unsettled = settle(&api, |r| r.state == RoleState::Pending).await?;
             if json {
                 return output::print_json(&serde_json::json!({ "resumed": name, "failback": failback }));
             }

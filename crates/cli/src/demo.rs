@@ -133,7 +133,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             .with_context(|| format!("creating sample role {}", spec.name))?;
     }
     let roles_online = wait_for(Duration::from_secs(if vm { 90 } else { 30 }), async || {
-        api.get::<StatusView>("/api/v1/status").await.is_ok_and(|s| s.roles.iter().all(|r| r.state == "online"))
+        api.get::<StatusView>("/api/v1/status")
+            .await
+            .is_ok_and(|s| s.roles.iter().all(|r| r.state == halo_core::role::RoleState::Online))
     })
     .await;
     let status: StatusView = api.get("/api/v1/status").await?;

@@ -1,6 +1,7 @@
 //! Rendering for people. Scripts use `--json`, which prints the API's shapes unchanged.
 
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+use halo_core::role::RoleState;
 use halo_core::view::{ClusterView, NodeView, RoleDetailView, RoleView, StatusView};
 
 pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
@@ -91,7 +92,7 @@ pub fn roles_table(roles: &[RoleView]) -> String {
     for r in roles {
         t.add_row(vec![
             r.name.clone(),
-            r.state.clone(),
+            r.state.to_string(),
             r.owner.clone().unwrap_or_else(|| "-".into()),
             r.generation.to_string(),
             r.detail.clone(),
@@ -162,8 +163,8 @@ pub fn role_text(r: &RoleDetailView) -> String {
 
 /// The role's story in words: where it is and why, then the recent decisions, newest first.
 pub fn role_why(r: &RoleDetailView) -> String {
-    let mut out = match (&r.role.owner, r.role.state.as_str()) {
-        (Some(owner), "online") => format!("{} runs on {owner}: {}.\n", r.role.name, r.role.detail),
+    let mut out = match (&r.role.owner, r.role.state) {
+        (Some(owner), RoleState::Online) => format!("{} runs on {owner}: {}.\n", r.role.name, r.role.detail),
         (_, state) => format!("{} is {state}: {}.\n", r.role.name, r.role.detail),
     };
     if r.decisions.is_empty() {

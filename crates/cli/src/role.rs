@@ -262,7 +262,7 @@ pub async fn run(api: &Api, command: RoleCommand, json: bool) -> anyhow::Result<
                     Ok(role) => {
                         let failed = role.last_migration.as_ref().is_some_and(|m| !m.ok && Some(m.id) != earlier);
                         let done = failed
-                            || (role.role.state == "online"
+                            || (role.role.state == halo_core::role::RoleState::Online
                                 && role.role.owner != from
                                 && role.releasing.is_none()
                                 && to.as_ref().is_none_or(|t| role.role.owner.as_ref() == Some(t)));

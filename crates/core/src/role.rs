@@ -216,6 +216,12 @@ pub enum RoleState {
     Failed,
 }
 
+impl std::fmt::Display for RoleState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl RoleState {
     pub fn as_str(self) -> &'static str {
         match self {

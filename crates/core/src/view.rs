@@ -6,7 +6,7 @@ use utoipa::ToSchema;
 
 use crate::capacity::Capacity;
 use crate::migration::{MigrationResult, MoveMode};
-use crate::role::{Decision, Desired, Priority, RoleRecord, RoleSpec};
+use crate::role::{Decision, Desired, Priority, RoleRecord, RoleSpec, RoleState};
 use crate::state::{ClusterState, NetworkState, NodeState};
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -119,8 +119,7 @@ pub struct NetworkView {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct RoleView {
     pub name: String,
-    /// `online`, `offline`, `pending` or `failed`.
-    pub state: String,
+    pub state: RoleState,
     pub owner: Option<String>,
     #[serde(default)]
     pub generation: u64,
@@ -172,7 +171,7 @@ impl RoleView {
     pub fn of(state: &ClusterState, record: &RoleRecord) -> Self {
         Self {
             name: record.spec.name.clone(),
-            state: record.state.as_str().to_string(),
+            state: record.state,
             owner: record.owner.map(|id| node_name(state, id)),
             generation: record.generation,
             detail: record.detail.clone(),

@@ -3,6 +3,7 @@
 //! same without colour (the stylesheet only adds it).
 
 use halo_core::events::Event;
+use halo_core::role::RoleState;
 use halo_core::state::{NetworkState, NodeState};
 use halo_core::view::{ClusterView, NodeView, RoleDetailView, RoleView, StatusView};
 use maud::{DOCTYPE, Markup, html};
@@ -161,15 +162,15 @@ fn network_state(state: NetworkState) -> Markup {
     html! { span class={ "state " (word) } { (symbol) " " (word) } }
 }
 
-fn role_state(state: &str) -> Markup {
+fn role_state(state: RoleState) -> Markup {
     let symbol = match state {
-        "online" => "✔",
-        "offline" => "■",
-        "pending" => "…",
-        "failed" => "✖",
-        _ => "?",
+        RoleState::Online => "✔",
+        RoleState::Offline => "■",
+        RoleState::Pending => "…",
+        RoleState::Failed => "✖",
     };
-    html! { span class={ "state " (state) } { (symbol) " " (state) } }
+    let word = state.as_str();
+    html! { span class={ "state " (word) } { (symbol) " " (word) } }
 }
 
 fn owner_link(owner: Option<&str>) -> Markup {
@@ -257,7 +258,7 @@ fn roles_table(roles: &[RoleView]) -> Markup {
                     @for role in roles {
                         tr data-role=(role.name) {
                             td { a href=(role_href(&role.name)) { (role.name) } }
-                            td { (role_state(&role.state)) }
+                            td { (role_state(role.state)) }
                             td { (owner_link(role.owner.as_deref())) }
                             td.detail { (role.detail) }
                         }
@@ -335,7 +336,7 @@ pub fn role(ctx: &Context, status: &StatusView, role: &RoleDetailView, history: 
         section #role data-live {
             h1 { "Role " (role.role.name) }
             dl.facts {
-                dt { "State" } dd #role-state { (role_state(&role.role.state)) }
+                dt { "State" } dd #role-state { (role_state(role.role.state)) }
                 dt { "Owner" } dd #role-owner { (owner_link(owner)) }
                 dt { "Why" } dd { (role.role.detail) }
                 @if let Some(r) = &role.releasing { dt { "Releasing" } dd { (r) " has yet to confirm it stopped" } }
@@ -368,7 +369,7 @@ pub fn role(ctx: &Context, status: &StatusView, role: &RoleDetailView, history: 
                         tr {
                             td { (r.name) }
                             td { (r.kind) }
-                            td { (role_state(&role.role.state)) @if let Some(o) = owner { " on " (o) } }
+                            td { (role_state(role.role.state)) @if let Some(o) = owner { " on " (o) } }
                             td.params {
                                 @for (k, v) in &r.params { code { (k) "=" (v) } " " }
                                 @for k in r.secret_params.keys() { code { (k) "=" (halo_core::role::SECRET_SHOWN) } " " }
