@@ -144,8 +144,8 @@ async fn status(State(agent): State<AppState>, Query(query): Query<StatusQuery>)
 /// The leader's view when it can be reached; otherwise our own, which then reports no quorum.
 pub(crate) async fn current_status(agent: &Agent) -> Result<StatusView, ApiError> {
     let member = agent.require_member()?;
-    match tokio::time::timeout(Duration::from_secs(2), agent.on_leader(LeaderRequest::Status)).await {
-        Ok(Ok(LeaderReply::Status(status))) => Ok(*status),
+    match agent.read_from_leader(LeaderRequest::Status).await {
+        Some(Ok(LeaderReply::Status(status))) => Ok(*status),
         _ => Ok(agent.local_status(member)),
     }
 }

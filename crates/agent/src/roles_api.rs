@@ -3,7 +3,6 @@
 //! leader as commands; reads prefer the leader's view.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -253,9 +252,9 @@ pub async fn show_role(
     Path(name): Path<String>,
 ) -> Result<Json<RoleDetailView>, ApiError> {
     let request = LeaderRequest::ShowRole { name: name.clone() };
-    match tokio::time::timeout(Duration::from_secs(2), agent.on_leader(request)).await {
-        Ok(Ok(LeaderReply::Role(role))) => Ok(Json(*role)),
-        Ok(Err(e)) if e.status == StatusCode::NOT_FOUND => Err(e),
+    match agent.read_from_leader(request).await {
+        Some(Ok(LeaderReply::Role(role))) => Ok(Json(*role)),
+        Some(Err(e)) if e.status == StatusCode::NOT_FOUND => Err(e),
         // No leader to ask: answer from this node's copy, which may lag.
         _ => Ok(Json(agent.local_role(&name)?)),
     }

@@ -84,8 +84,11 @@ pub struct Member {
     pub revoked: halo_security::revocation::Revoked,
 }
 
+/// How long a read waits for the leader before answering from this node's copy.
+const READ_BUDGET: Duration = Duration::from_secs(2);
+
 /// Requests only the leader may carry out; followers forward them over the peer transport.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum LeaderRequest {
     Write(Command),
     Admit(AdmissionRequest),
@@ -560,18 +563,56 @@ impl Agent {
             LeaderRequest::Renew { node, csr_pem } => {
                 self.renew(member, &node, &csr_pem).await.map(|cert_pem| LeaderReply::Renewed { cert_pem })
             }
-            LeaderRequest::Status => Ok(LeaderReply::Status(Box::new(self.local_status(member)))),
-            LeaderRequest::ShowRole { name } => Ok(LeaderReply::Role(Box::new(self.local_role(&name)?))),
+            LeaderRequest::Status => {
+                self.confirm_leadership(member).await?;
+                Ok(LeaderReply::Status(Box::new(self.local_status(member))))
+            }
+            LeaderRequest::ShowRole { name } => {
+                self.confirm_leadership(member).await?;
+                Ok(LeaderReply::Role(Box::new(self.local_role(&name)?)))
+            }
             LeaderRequest::ShowCluster => {
-                // Read-your-writes: everything acknowledged before this read is applied here.
-                tokio::time::timeout(
-                    WRITE_TIMEOUT,
-                    member.raft.ensure_linearizable(halo_store::openraft::ReadPolicy::ReadIndex),
-                )
-                .await
-                .map_err(|_| no_quorum("the leader could not confirm it still leads"))?
-                .map_err(|e| ApiError::unavailable(format!("the leader cannot serve a consistent read: {e}")))?;
+                self.confirm_leadership(member).await?;
                 Ok(LeaderReply::Cluster(Box::new(self.local_cluster()?)))
+            }
+        }
+    }
+
+    /// Before a leader answers a read: it still leads (a quorum says so now), and everything
+    /// acknowledged before the read is applied here. A deposed leader that has not noticed
+    /// yet (a node that was hung) learns it here instead of answering with what it had.
+    async fn confirm_leadership(&self, member: &Member) -> Result<(), ApiError> {
+        tokio::time::timeout(
+            WRITE_TIMEOUT,
+            member.raft.ensure_linearizable(halo_store::openraft::ReadPolicy::ReadIndex),
+        )
+        .await
+        .map_err(|_| no_quorum("the leader could not confirm it still leads"))?
+        .map_err(|e| ApiError::unavailable(format!("the leader cannot serve a consistent read: {e}")))?;
+        Ok(())
+    }
+
+    /// A read answered by the leader, within `READ_BUDGET`. When this node believed it led
+    /// and learned otherwise while confirming it (it was hung, and deposed meanwhile), the
+    /// read is asked again: by then this node knows who leads. None when no leader answered
+    /// (the caller answers from its own copy, saying so).
+    pub async fn read_from_leader(&self, request: LeaderRequest) -> Option<Result<LeaderReply, ApiError>> {
+        let deadline = tokio::time::Instant::now() + READ_BUDGET;
+        let mut asked_again = false;
+        loop {
+            let believed_leading = self.member().is_some_and(|m| m.is_leader());
+            match tokio::time::timeout_at(deadline, self.on_leader(request.clone())).await {
+                Ok(Ok(reply)) => return Some(Ok(reply)),
+                Ok(Err(e)) if e.status == axum::http::StatusCode::NOT_FOUND => return Some(Err(e)),
+                Ok(Err(e)) if believed_leading && !asked_again => {
+                    tracing::debug!("leader read: {}; asking the leader there is now", e.message);
+                    asked_again = true;
+                    // Raft's view catches up with what the confirmation learned.
+                    while self.member().is_some_and(|m| m.is_leader()) && tokio::time::Instant::now() < deadline {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+                _ => return None,
             }
         }
     }

@@ -95,3 +95,40 @@ fn whole_cluster_restart_keeps_every_acknowledged_write() {
     let out = c.halo(&["cluster", "set", "label.after=restart"]);
     assert!(out.status.success(), "{}", text(&out));
 }
+
+/// A leader that hung (SIGSTOP) and was replaced meanwhile answers no read from what it had:
+/// asked the moment it wakes up, it finds out it no longer leads and answers with the
+/// cluster's current state, which has a role created while it slept.
+#[test]
+fn a_deposed_leader_that_wakes_up_answers_reads_with_the_current_state() {
+    let mut c = Cluster::new(189, 3, 0);
+    c.form();
+    let old = c.leader().expect("a leader");
+    let i = c.index_of(&old);
+    let at = |n: usize| vec![("HALO_ENDPOINT", format!("https://{}", c.nodes[n].api))];
+    c.freeze(i, true);
+    let other = at((i + 1) % 3);
+    let other: Vec<(&str, &str)> = other.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let created = wait_until(Duration::from_secs(20), || {
+        let args = ["role", "create", "new189", "--type", "process", "--param", "command=exec sleep 1", "--stopped"];
+        c.halo_env(&args, &other).status.success()
+            || c.halo_env(&["role", "show", "new189"], &other).status.success()
+    });
+    if !created {
+        c.freeze(i, false);
+        panic!("the others did not take the write while {old} slept: {}", c.log((i + 1) % 3));
+    }
+    // The read is already waiting at its door when it wakes up.
+    let woken = at(i);
+    let woken: Vec<(&str, &str)> = woken.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = std::thread::scope(|s| {
+        let read = s.spawn(|| c.halo_env(&["role", "show", "new189", "--json"], &woken));
+        std::thread::sleep(Duration::from_millis(500));
+        c.freeze(i, false);
+        read.join().expect("read")
+    });
+    assert!(out.status.success(), "{old}, just woken, answered from what it had: {}", text(&out));
+    let out = c.halo_env(&["status", "--json"], &woken);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status");
+    assert_ne!(status["leader"].as_str(), Some(old.as_str()), "{old} still claims to lead: {status}");
+}
