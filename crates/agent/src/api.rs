@@ -48,7 +48,8 @@ const MAX_TOKEN_TTL_SECONDS: u64 = 7 * 24 * 3600;
         crate::roles_api::ApplyResponse, crate::roles_api::MoveRequestBody, crate::roles_api::PauseBody, crate::roles_api::ResumeBody, StatusView, DatabaseView, NodeView, NetworkView, RoleView, RoleDetailView, ErrorView, TokenRequest, TokenResponse, ClusterView,
         PropertiesRequest, AdmissionRequest, AdmissionResponse, CreateClusterRequest, CreateClusterResponse,
         JoinClusterRequest, JoinClusterResponse, ApiTokenRequest, ApiTokenView, ApiTokenCreated, AdminTokenRotated, crate::tokens_api::RotateAdminRequest,
-        halo_core::access::AccessRole, halo_core::state::DiskSpace, halo_core::view::CaRotationView, halo_core::ca_rotation::CaStage, crate::rotation_api::RotateRequest)),
+        halo_core::access::AccessRole, halo_core::state::DiskSpace, halo_core::view::CaRotationView, halo_core::ca_rotation::CaStage, crate::rotation_api::RotateRequest,
+        halo_core::events::EventKind, halo_core::events::Change, halo_core::role::DecisionKind, halo_core::role::RoleState)),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;

@@ -41,7 +41,7 @@ impl Default for Metrics {
 
 impl Metrics {
     /// An agent action (start, stop, monitor, probe, migrate...) of a resource finished.
-    pub fn action(&self, kind: &str, action: &str, ok: bool, took: Duration) {
+    pub fn action(&self, kind: &halo_core::resource_kind::ResourceKind, action: &str, ok: bool, took: Duration) {
         let labels = vec![("kind", kind.to_string()), ("action", action.to_string()), ("result", result(ok))];
         self.actions.get_or_create(&labels).observe(took.as_secs_f64());
     }

@@ -4,6 +4,7 @@
 //! Any standard agent works, e.g. Debian's resource-agents under `/usr/lib/ocf`. The root can
 //! be moved with `HALO_OCF_ROOT` in the agent's environment (tests use their own agents).
 
+use halo_core::resource_kind::ResourceKind;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -25,10 +26,9 @@ pub struct OcfAgent {
 }
 
 /// The agent a resource type `ocf:PROVIDER:AGENT` names, if it is installed here.
-pub fn locate(kind: &str) -> Result<OcfAgent, String> {
-    let mut parts = kind.strip_prefix("ocf:").unwrap_or(kind).splitn(2, ':');
-    let (Some(provider), Some(name)) = (parts.next(), parts.next()) else {
-        return Err(format!("'{kind}' is not of the form ocf:PROVIDER:AGENT"));
+pub fn locate(kind: &ResourceKind) -> Result<OcfAgent, String> {
+    let ResourceKind::Ocf { provider, agent: name } = kind else {
+        return Err(format!("'{kind}' is not an OCF agent"));
     };
     let path = ocf_root().join("resource.d").join(provider).join(name);
     if !path.is_file() {
@@ -213,7 +213,7 @@ mod tests {
         let mut r = ResourceSpec {
             secret_params: Default::default(),
             name: "d".into(),
-            kind: "ocf:heartbeat:Dummy".into(),
+            kind: ResourceKind::parse("ocf:heartbeat:Dummy").expect("kind"),
             params: [("fake".to_string(), "x".to_string())].into(),
             restart: Default::default(),
             timeouts: Timeouts { start_ms: Some(1000), ..Default::default() },

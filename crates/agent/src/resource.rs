@@ -138,9 +138,9 @@ pub struct LocalResource {
 
 impl LocalResource {
     pub fn new(spec: &ResourceSpec, role: &str, data_dir: &Path) -> Result<Self, String> {
-        let driver = match spec.kind.as_str() {
-            "process" => Driver::Process,
-            halo_core::vm::KIND => {
+        let driver = match &spec.kind {
+            halo_core::resource_kind::ResourceKind::Process => Driver::Process,
+            halo_core::resource_kind::ResourceKind::Vm => {
                 let vm = VmSpec::parse(&spec.params)?;
                 let files = VmFiles::new(data_dir, role, &spec.name)?;
                 std::fs::create_dir_all(&files.dir)
@@ -157,8 +157,8 @@ impl LocalResource {
                     last_beat_ms: 0,
                 }))
             }
-            halo_core::address::KIND => Driver::Address(FloatingAddress::parse(&spec.params)?),
-            kind => Driver::Ocf(ocf::locate(kind)?),
+            halo_core::resource_kind::ResourceKind::Ip => Driver::Address(FloatingAddress::parse(&spec.params)?),
+            kind @ halo_core::resource_kind::ResourceKind::Ocf { .. } => Driver::Ocf(ocf::locate(kind)?),
         };
         let probe = match (&driver, spec.params.get("probe")) {
             (Driver::Process, Some(text)) => Some(Probe::parse(text)?),

@@ -222,7 +222,7 @@ pub async fn create_role(
 pub async fn resolve_resources(spec: &mut RoleSpec) -> Result<(), ApiError> {
     let role = spec.name.clone();
     let invalid = |reason: String| ApiError::bad_request(format!("invalid role '{role}': {reason}"));
-    for resource in spec.resources.iter_mut().filter(|r| r.kind == halo_core::vm::KIND) {
+    for resource in spec.resources.iter_mut().filter(|r| r.kind == halo_core::resource_kind::ResourceKind::Vm) {
         let name = resource.name.clone();
         let vm =
             halo_core::vm::VmSpec::parse(&resource.params).map_err(|e| invalid(format!("resource '{name}': {e}")))?;
@@ -233,11 +233,10 @@ pub async fn resolve_resources(spec: &mut RoleSpec) -> Result<(), ApiError> {
         }
         resource.agent_timeouts = halo_core::vm::TIMEOUTS;
     }
-    for resource in spec.resources.iter_mut().filter(|r| r.kind == halo_core::address::KIND) {
+    for resource in spec.resources.iter_mut().filter(|r| r.kind == halo_core::resource_kind::ResourceKind::Ip) {
         resource.agent_timeouts = halo_core::address::TIMEOUTS;
     }
-    for resource in spec.resources.iter_mut().filter(|r| r.kind.starts_with("ocf:")) {
-        halo_core::role::validate_resource_kind(&resource.kind).map_err(invalid)?;
+    for resource in spec.resources.iter_mut().filter(|r| r.kind.is_ocf()) {
         let agent = crate::ocf::locate(&resource.kind).map_err(invalid)?;
         let meta = crate::ocf::meta_data(&agent).await.map_err(invalid)?;
         crate::ocf::apply_meta_data(resource, &meta).map_err(invalid)?;

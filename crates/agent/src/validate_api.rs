@@ -135,8 +135,7 @@ fn plan(state: &ClusterState) -> Plan {
     let ocf: BTreeSet<String> = state
         .roles
         .values()
-        .flat_map(|r| r.spec.resources.iter().map(|res| res.kind.clone()))
-        .filter(|k| k.starts_with("ocf:"))
+        .flat_map(|r| r.spec.resources.iter().filter(|res| res.kind.is_ocf()).map(|res| res.kind.to_string()))
         .collect();
     let fence: BTreeSet<String> = state.fence_devices.values().map(|d| d.agent.clone()).collect();
     let files: BTreeSet<String> = state

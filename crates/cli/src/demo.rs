@@ -186,7 +186,7 @@ fn sample_roles(dir: &Path) -> Vec<halo_core::role::RoleSpec> {
         resources: vec![ResourceSpec {
             secret_params: Default::default(),
             name: "main".into(),
-            kind: "process".into(),
+            kind: halo_core::resource_kind::ResourceKind::Process,
             params: [("command".to_string(), command)].into(),
             restart: Default::default(),
             timeouts: Default::default(),
@@ -229,7 +229,7 @@ fn sample_vm(shared: &Path) -> halo_core::role::RoleSpec {
         resources: vec![ResourceSpec {
             secret_params: Default::default(),
             name: "guest".into(),
-            kind: halo_core::vm::KIND.into(),
+            kind: halo_core::resource_kind::ResourceKind::Vm,
             params: params.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
             restart: Default::default(),
             timeouts: Default::default(),

@@ -2,10 +2,8 @@
 
 use clap::{Args, Subcommand};
 use halo_core::capacity;
-use halo_core::role::{
-    Desired, Failback, FailoverPolicy, Priority, ResourceSpec, RestartPolicy, RoleSpec, Timeouts,
-    validate_resource_kind,
-};
+use halo_core::resource_kind::ResourceKind;
+use halo_core::role::{Desired, Failback, FailoverPolicy, Priority, ResourceSpec, RestartPolicy, RoleSpec, Timeouts};
 use halo_core::view::{RoleDetailView, RoleView};
 
 use crate::client::Api;
@@ -157,14 +155,14 @@ pub fn parse_params(params: &[String]) -> anyhow::Result<std::collections::BTree
 impl CreateArgs {
     fn spec(&self) -> anyhow::Result<RoleSpec> {
         // Checked here too, so a typo is reported before anything is sent.
-        validate_resource_kind(&self.kind).map_err(anyhow::Error::msg)?;
+        let kind = ResourceKind::parse(&self.kind).map_err(anyhow::Error::msg)?;
         let resource_name = self.kind.rsplit(':').next().unwrap_or("main").to_lowercase();
         Ok(RoleSpec {
             name: self.name.clone(),
             resources: vec![ResourceSpec {
                 secret_params: parse_params(&self.secret_params)?,
                 name: resource_name,
-                kind: self.kind.clone(),
+                kind,
                 params: parse_params(&self.params)?,
                 restart: RestartPolicy { max_restarts: self.max_restarts, period_s: self.restart_period },
                 timeouts: Timeouts {

@@ -16,7 +16,6 @@ use std::net::Ipv4Addr;
 
 use crate::role::Timeouts;
 
-pub const KIND: &str = "ip";
 pub const DEFAULT_ANNOUNCE: u8 = 3;
 pub const MAX_ANNOUNCE: u8 = 10;
 /// Adding or removing an address takes milliseconds; a monitor looks every 5 s.

@@ -187,6 +187,8 @@ pub struct RoleDecision {
     pub decision: Option<Decision>,
     /// A smaller event worth keeping in the role's history (e.g. a releasing node was lost).
     pub note: Option<String>,
+    #[serde(default)]
+    pub note_kind: crate::role::DecisionKind,
     /// The pending move request was dealt with (carried out or found impossible).
     #[serde(default)]
     pub clear_move: bool,
@@ -218,6 +220,7 @@ impl RoleDecision {
             failed_on: role.failed_on.clone(),
             decision: None,
             note: None,
+            note_kind: crate::role::DecisionKind::Other,
             clear_move: false,
             held: role.held,
             waits_for: role.waits_for.clone(),

@@ -46,6 +46,7 @@ pub mod plan;
 pub mod policy;
 pub mod quorum;
 pub mod reconcile;
+pub mod resource_kind;
 pub mod role;
 pub mod round_trip;
 pub mod state;

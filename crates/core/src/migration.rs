@@ -138,7 +138,7 @@ pub enum MigrationEvent {
 /// Live and quick moves need a role made of one VM: its whole state is the guest's.
 pub fn migratable(spec: &RoleSpec) -> Result<(), String> {
     match spec.resources.as_slice() {
-        [only] if only.kind == crate::vm::KIND => Ok(()),
+        [only] if only.kind == crate::resource_kind::ResourceKind::Vm => Ok(()),
         _ => Err("only a role made of one vm resource can be migrated live or quick; use --mode cold".into()),
     }
 }
@@ -223,6 +223,7 @@ pub(crate) fn apply_report(state: &mut ClusterState, r: &MigrationReport) -> Res
             record.record_decision(Decision {
                 at_ms: r.now_ms,
                 generation: record.generation,
+                kind: crate::role::DecisionKind::Migrated,
                 summary: format!("{mode} migration from {from} to {to}: the guest moved; resuming it there"),
                 reasons: vec![format!(
                     "QEMU: {qemu_total_ms} ms in all, guest paused {qemu_downtime_ms} ms at the end"
@@ -250,6 +251,7 @@ pub(crate) fn apply_report(state: &mut ClusterState, r: &MigrationReport) -> Res
             record.record_decision(Decision {
                 at_ms: r.now_ms,
                 generation: record.generation,
+                kind: crate::role::DecisionKind::MigrationFailed,
                 summary: format!("{mode} migration to {to} failed; it keeps running on {from}"),
                 reasons: vec![detail.clone()],
             });
@@ -319,7 +321,7 @@ mod tests {
 
     fn vm_role(name: &str) -> RoleRecord {
         let mut r = role(name);
-        r.spec.resources[0].kind = "vm".into();
+        r.spec.resources[0].kind = crate::resource_kind::ResourceKind::Vm;
         r.spec.resources[0].params = [("kernel".to_string(), "/shared/vmlinuz".to_string())].into();
         r
     }

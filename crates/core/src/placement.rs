@@ -227,7 +227,7 @@ pub(crate) mod tests_support {
             resources: vec![ResourceSpec {
                 secret_params: Default::default(),
                 name: "main".into(),
-                kind: "process".into(),
+                kind: crate::resource_kind::ResourceKind::Process,
                 params: [("command".to_string(), "sleep 1000".to_string())].into(),
                 restart: Default::default(),
                 timeouts: Default::default(),

@@ -71,7 +71,7 @@ pub fn fail(state: &ClusterState, node: NodeId, leader: Option<NodeId>, timing: 
                 .spec
                 .resources
                 .iter()
-                .filter(|res| res.kind.starts_with("ocf:"))
+                .filter(|res| res.kind.is_ocf())
                 .map(|res| res.effective_timeouts().start())
                 .sum();
             let to = moved.owner.filter(|&o| o != node);

@@ -8,7 +8,7 @@ use crate::NodeId;
 use crate::command::{Command, RoleDecision};
 use crate::migration::{self, Migration, MigrationResult, MoveMode};
 use crate::placement::{self, Index, Placement};
-use crate::role::{Decision, Desired, Priority, RoleRecord, RoleState};
+use crate::role::{Decision, DecisionKind, Desired, Priority, RoleRecord, RoleState};
 use crate::state::ClusterState;
 
 /// What the leader knows of a node that owns or releases roles.
@@ -101,6 +101,7 @@ fn decide_role(inputs: &Now, role: &RoleRecord, out: &mut Vec<RoleDecision>) {
     {
         next.releasing = None;
         next.note = Some(format!("{} {why}; it can no longer run {}", name(old), role.spec.name));
+        next.note_kind = DecisionKind::Released;
     }
 
     // A hand-over not yet settled: wait until the source confirmed it quit (or is lost),
@@ -128,6 +129,7 @@ fn decide_role(inputs: &Now, role: &RoleRecord, out: &mut Vec<RoleDecision>) {
                 next.migration = None;
                 next.finished_migration = Some(Box::new(failed_migration(inputs, role, m, summary.clone())));
                 next.note = Some(summary);
+                next.note_kind = DecisionKind::MigrationFailed;
                 abandoned = true;
             }
         }
@@ -252,7 +254,13 @@ fn planned_move(
             // pending, the owner has not started it, so that node is still the one to wait for.
             next.releasing = Some(next.releasing.unwrap_or(owner));
             let summary = format!("moving from {} to {}: {why}", inputs.name(owner), inputs.name(target));
-            next.decision = Some(Decision { at_ms: inputs.now_ms, generation: next.generation, summary, reasons });
+            next.decision = Some(Decision {
+                at_ms: inputs.now_ms,
+                generation: next.generation,
+                kind: DecisionKind::Moved,
+                summary,
+                reasons,
+            });
             next.set(RoleState::Pending, format!("moving from {} to {}", inputs.name(owner), inputs.name(target)));
         }
         None => stays(inputs, role, next, owner, &why, reasons),
@@ -266,6 +274,7 @@ fn stays(inputs: &Now, role: &RoleRecord, next: &mut RoleDecision, owner: NodeId
         next.decision = Some(Decision {
             at_ms: inputs.now_ms,
             generation: next.generation,
+            kind: DecisionKind::Stays,
             summary: format!("stays on {}: no other node can run it", inputs.name(owner)),
             reasons,
         });
@@ -336,7 +345,13 @@ fn begin_migration(
         reason: why.clone(),
     });
     let summary = format!("{} migration from {from_name} to {to_name}: {why}", mode.as_str());
-    next.decision = Some(Decision { at_ms: inputs.now_ms, generation: next.generation, summary, reasons });
+    next.decision = Some(Decision {
+        at_ms: inputs.now_ms,
+        generation: next.generation,
+        kind: DecisionKind::Migrating,
+        summary,
+        reasons,
+    });
     next.detail = format!("running on {from_name}; {} migration to {to_name} under way", mode.as_str());
 }
 
@@ -410,6 +425,7 @@ fn fail_over(
         next.decision = Some(Decision {
             at_ms: inputs.now_ms,
             generation: next.generation,
+            kind: DecisionKind::Held,
             summary: "not restarted elsewhere: manual priority".into(),
             reasons: vec![detail.clone()],
         });
@@ -430,6 +446,7 @@ fn fail_over(
         next.decision = Some(Decision {
             at_ms: inputs.now_ms,
             generation: next.generation,
+            kind: DecisionKind::Held,
             summary: "not failed over again".into(),
             reasons: vec![detail.clone()],
         });
@@ -456,11 +473,12 @@ fn place_role(
         Some(node) => {
             next.bump();
             next.owner = Some(node);
-            let summary = match &because {
-                Some(why) => format!("failed over to {}: {why}", inputs.name(node)),
-                None => format!("placed on {}", inputs.name(node)),
+            let (kind, summary) = match &because {
+                Some(why) => (DecisionKind::FailedOver, format!("failed over to {}: {why}", inputs.name(node))),
+                None => (DecisionKind::Placed, format!("placed on {}", inputs.name(node))),
             };
-            next.decision = Some(Decision { at_ms: inputs.now_ms, generation: next.generation, summary, reasons });
+            next.decision =
+                Some(Decision { at_ms: inputs.now_ms, generation: next.generation, kind, summary, reasons });
             let waiting =
                 next.releasing.map(|r| format!(" once {} has stopped it", inputs.name(r))).unwrap_or_default();
             next.set(RoleState::Pending, format!("starting on {}{waiting}", inputs.name(node)));
@@ -477,12 +495,19 @@ fn place_role(
             next.owner = Some(room.node);
             next.waits_for = room.displaced.clone();
             let node = inputs.name(room.node);
-            let summary = match &because {
-                Some(why) => format!("failed over to {node}, displacing lower-priority roles: {why}"),
-                None => format!("placed on {node}, displacing lower-priority roles"),
+            let (kind, summary) = match &because {
+                Some(why) => {
+                    (DecisionKind::FailedOver, format!("failed over to {node}, displacing lower-priority roles: {why}"))
+                }
+                None => (DecisionKind::Placed, format!("placed on {node}, displacing lower-priority roles")),
             };
-            next.decision =
-                Some(Decision { at_ms: inputs.now_ms, generation: next.generation, summary, reasons: room.reasons });
+            next.decision = Some(Decision {
+                at_ms: inputs.now_ms,
+                generation: next.generation,
+                kind,
+                summary,
+                reasons: room.reasons,
+            });
             let waiting = room.displaced.join(", ");
             next.set(RoleState::Pending, format!("starting on {node} once {waiting} stopped there to make room"));
         }
@@ -497,6 +522,7 @@ fn place_role(
                 next.decision = Some(Decision {
                     at_ms: inputs.now_ms,
                     generation: next.generation,
+                    kind: DecisionKind::Unplaceable,
                     summary: detail.clone(),
                     reasons,
                 });
@@ -515,8 +541,13 @@ fn displaced(inputs: &Now, victim: &RoleRecord, by: &str, node: NodeId) -> RoleD
     d.releasing = Some(victim.releasing.unwrap_or(node));
     d.held = victim.spec.priority == Priority::Manual;
     let why = format!("displaced from {} to make room for high-priority role {by}", inputs.name(node));
-    d.decision =
-        Some(Decision { at_ms: inputs.now_ms, generation: d.generation, summary: why.clone(), reasons: vec![] });
+    d.decision = Some(Decision {
+        at_ms: inputs.now_ms,
+        generation: d.generation,
+        kind: DecisionKind::Displaced,
+        summary: why.clone(),
+        reasons: vec![],
+    });
     d.set(RoleState::Pending, format!("stopping on {}: {why}", inputs.name(node)));
     d
 }

@@ -12,6 +12,7 @@ use crate::NodeId;
 use crate::capacity::Capacity;
 use crate::command::Rejection;
 use crate::migration::{Migration, MigrationResult, MoveMode, Resume};
+use crate::resource_kind::ResourceKind;
 use crate::state::ClusterState;
 use crate::vm::VmSpec;
 
@@ -58,7 +59,7 @@ pub struct ResourceSpec {
     pub name: String,
     /// `process`, `vm`, `ip`, or `ocf:PROVIDER:AGENT`.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: ResourceKind,
     #[serde(default)]
     pub params: BTreeMap<String, String>,
     /// Parameters no view, event or log shows (passwords): kept apart from `params`, given
@@ -238,9 +239,47 @@ impl RoleState {
 pub struct Decision {
     pub at_ms: u64,
     pub generation: u64,
+    /// What kind of decision it is (what tools count); `summary` says it in words.
+    #[serde(default)]
+    pub kind: DecisionKind,
     pub summary: String,
     /// Per node: why it was chosen, or why it was not.
     pub reasons: Vec<String>,
+}
+
+/// The kinds of decision a role's history records.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DecisionKind {
+    /// Placed on a node (a start, or a restart after it stopped).
+    Placed,
+    /// Its owner failed or was lost: placed on another node.
+    FailedOver,
+    /// Moving to another node by stopping and starting (a move, a drain, a failback).
+    Moved,
+    /// A migration to another node began.
+    Migrating,
+    /// A migration finished: the guest runs on the target.
+    Migrated,
+    /// A migration failed or was given up: the role runs on where it was.
+    MigrationFailed,
+    /// Stays on its owner: no other node can run it.
+    Stays,
+    /// Not started elsewhere: its priority or failover policy holds it.
+    Held,
+    /// No node can run it.
+    Unplaceable,
+    /// Stopped to make room for a higher-priority role.
+    Displaced,
+    /// Failed on its node.
+    Failed,
+    /// Could not be stopped: its node is being fenced.
+    Fencing,
+    /// A node it was leaving was lost: it runs there no more.
+    Released,
+    /// Recorded before decisions had kinds.
+    #[default]
+    Other,
 }
 
 /// How many decisions a role keeps for `halo role why`.
@@ -374,21 +413,6 @@ impl RoleRecord {
     }
 }
 
-/// Resource types this halo can run. OCF agents are checked on the node that runs them.
-pub fn validate_resource_kind(kind: &str) -> Result<(), String> {
-    if kind == "process" || kind == crate::vm::KIND || kind == crate::address::KIND {
-        return Ok(());
-    }
-    if let Some(rest) = kind.strip_prefix("ocf:") {
-        let parts: Vec<&str> = rest.split(':').collect();
-        if parts.len() == 2 && parts.iter().all(|p| is_simple_name(p)) {
-            return Ok(());
-        }
-        return Err(format!("'{kind}' is not of the form ocf:PROVIDER:AGENT"));
-    }
-    Err(format!("unknown resource type '{kind}' (known: process, vm, ip, ocf:PROVIDER:AGENT)"))
-}
-
 /// A health probe's syntax (processes and VMs): `tcp:`, `http://` or `cmd:` and something.
 pub fn check_probe(probe: &str) -> Result<(), String> {
     if ["tcp:", "http://", "cmd:"].iter().any(|p| probe.starts_with(p) && probe.len() > p.len()) {
@@ -398,7 +422,7 @@ pub fn check_probe(probe: &str) -> Result<(), String> {
     }
 }
 
-fn is_simple_name(s: &str) -> bool {
+pub(crate) fn is_simple_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
@@ -422,7 +446,7 @@ impl RoleSpec {
         } else {
             self.resources
                 .iter()
-                .filter(|r| r.kind == crate::vm::KIND)
+                .filter(|r| r.kind == ResourceKind::Vm)
                 .map(|r| crate::vm::memory_needed_mb(&r.params))
                 .sum()
         };
@@ -441,13 +465,13 @@ impl RoleSpec {
     pub fn addresses(&self) -> impl Iterator<Item = Result<crate::address::FloatingAddress, String>> + '_ {
         self.resources
             .iter()
-            .filter(|r| r.kind == crate::address::KIND)
+            .filter(|r| r.kind == ResourceKind::Ip)
             .map(|r| crate::address::FloatingAddress::parse(&r.params))
     }
 
     /// The definitions of the role's VM resources.
     pub fn vms(&self) -> impl Iterator<Item = Result<VmSpec, String>> + '_ {
-        self.resources.iter().filter(|r| r.kind == crate::vm::KIND).map(|r| VmSpec::parse(&r.params))
+        self.resources.iter().filter(|r| r.kind == ResourceKind::Vm).map(|r| VmSpec::parse(&r.params))
     }
 
     /// Checks the spec on its own and against the cluster's nodes.
@@ -467,12 +491,11 @@ impl RoleSpec {
             if !seen.insert(resource.name.as_str()) {
                 return Err(invalid(format!("resource '{}' appears twice", resource.name)));
             }
-            validate_resource_kind(&resource.kind)
-                .map_err(|e| invalid(format!("resource '{}': {e}", resource.name)))?;
             if !resource.secret_params.is_empty() {
-                let takes = resource.kind.starts_with("ocf:") || resource.kind == "process";
+                let takes = resource.kind.is_ocf() || resource.kind == ResourceKind::Process;
                 let bad = resource.secret_params.keys().find(|k| {
-                    resource.params.contains_key(*k) || (resource.kind == "process" && !k.starts_with("env."))
+                    resource.params.contains_key(*k)
+                        || (resource.kind == ResourceKind::Process && !k.starts_with("env."))
                 });
                 match (takes, bad) {
                     (false, _) => {
@@ -490,16 +513,18 @@ impl RoleSpec {
                     (true, None) => {}
                 }
             }
-            if resource.kind == "process" && resource.params.get("command").is_none_or(|c| c.trim().is_empty()) {
+            if resource.kind == ResourceKind::Process
+                && resource.params.get("command").is_none_or(|c| c.trim().is_empty())
+            {
                 return Err(invalid(format!("resource '{}': a process needs a 'command' parameter", resource.name)));
             }
-            if resource.kind == crate::vm::KIND {
+            if resource.kind == ResourceKind::Vm {
                 let vm = VmSpec::parse(&resource.params)
                     .map_err(|e| invalid(format!("resource '{}': {e}", resource.name)))?;
                 vm.check_shared(&state.settings.shared_storage)
                     .map_err(|e| invalid(format!("resource '{}': {e}", resource.name)))?;
             }
-            if resource.kind == crate::address::KIND {
+            if resource.kind == ResourceKind::Ip {
                 let address = crate::address::FloatingAddress::parse(&resource.params)
                     .map_err(|e| invalid(format!("resource '{}': {e}", resource.name)))?;
                 if let Some(other) = self.holder_of(state, address.address) {
@@ -509,7 +534,7 @@ impl RoleSpec {
                     )));
                 }
             }
-            if resource.kind == "process"
+            if resource.kind == ResourceKind::Process
                 && let Some(probe) = resource.params.get("probe")
             {
                 check_probe(probe).map_err(|e| invalid(format!("resource '{}': {e}", resource.name)))?;

@@ -716,6 +716,7 @@ impl ClusterState {
                     record.record_decision(Decision {
                         at_ms: d.now_ms,
                         generation: d.generation,
+                        kind: d.note_kind,
                         summary: note.clone(),
                         reasons: Vec::new(),
                     });
@@ -791,6 +792,7 @@ impl ClusterState {
                 record.record_decision(Decision {
                     at_ms: report.now_ms,
                     generation: record.generation,
+                    kind: crate::role::DecisionKind::Failed,
                     summary: format!("failed on {node_name}"),
                     reasons: vec![report.detail.clone()],
                 });
@@ -804,6 +806,7 @@ impl ClusterState {
                 record.record_decision(Decision {
                     at_ms: report.now_ms,
                     generation: record.generation,
+                    kind: crate::role::DecisionKind::Fencing,
                     summary,
                     reasons: vec![report.detail.clone()],
                 });

@@ -23,7 +23,6 @@ use std::path::{Component, Path, PathBuf};
 use crate::capacity::{memory_text, parse_memory};
 use crate::role::Timeouts;
 
-pub const KIND: &str = "vm";
 pub const DEFAULT_MEMORY_MB: u64 = 512;
 pub const DEFAULT_HEARTBEAT_PATTERN: &str = "HALO-HEARTBEAT";
 pub const DEFAULT_HEARTBEAT_TIMEOUT_S: u64 = 30;

@@ -111,8 +111,7 @@ fn a_deposed_leader_that_wakes_up_answers_reads_with_the_current_state() {
     let other: Vec<(&str, &str)> = other.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let created = wait_until(Duration::from_secs(20), || {
         let args = ["role", "create", "new189", "--type", "process", "--param", "command=exec sleep 1", "--stopped"];
-        c.halo_env(&args, &other).status.success()
-            || c.halo_env(&["role", "show", "new189"], &other).status.success()
+        c.halo_env(&args, &other).status.success() || c.halo_env(&["role", "show", "new189"], &other).status.success()
     });
     if !created {
         c.freeze(i, false);

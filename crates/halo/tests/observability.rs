@@ -143,7 +143,8 @@ fn metrics_parse_and_describe_the_cluster_and_events_stream_live() {
     });
     let out = c.halo(&["role", "move", "web", "--to", "n3"]);
     assert!(out.status.success(), "{}", text(&out));
-    let moved = |e: &Value| e["subject"] == "web" && e["message"].as_str().is_some_and(|m| m.contains("-> online"));
+    let moved =
+        |e: &Value| e["subject"] == "web" && e["change"]["change"] == "role_state" && e["change"]["to"] == "online";
     let live = rt.block_on(read_events(&mut stream, Duration::from_secs(20), moved));
     assert!(live.last().is_some_and(|(_, e)| moved(e)), "the move never streamed: {live:#?}");
     assert!(live.iter().all(|(id, e)| e["seq"] == *id), "an event's id is its sequence number: {live:#?}");

@@ -640,7 +640,10 @@ fn a_viewer_reads_an_operator_operates_and_revoked_or_rotated_tokens_stop_workin
     let events: serde_json::Value = serde_json::from_slice(&c.halo(&["events", "--json"]).stdout).expect("events");
     let by_ops = events.as_array().is_some_and(|e| {
         e.iter().any(|e| {
-            e["subject"] == "web183" && e["by"] == "ops" && e["message"].as_str().is_some_and(|m| m.contains("Stopped"))
+            e["subject"] == "web183"
+                && e["by"] == "ops"
+                && e["change"]["change"] == "role_desired"
+                && e["change"]["desired"] == "stopped"
         })
     });
     assert!(by_ops, "no event names the operator's token: {events:#}");

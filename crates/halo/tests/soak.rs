@@ -33,16 +33,15 @@ fn soak(test_id: u8, profile: &str) {
     let after = since.and_then(|s| s.as_u64()).unwrap_or(0);
     let out = c.halo(&["events", "--json", "--last", "1000"]);
     let events: serde_json::Value = serde_json::from_slice(&out.stdout).expect("events");
-    let new: Vec<String> = events
-        .as_array()
-        .expect("array")
-        .iter()
-        .filter(|e| e["seq"].as_u64().is_some_and(|s| s > after))
-        .filter_map(|e| e["message"].as_str().map(str::to_string))
-        .collect();
-    let downs = new.iter().filter(|m| m.contains("-> down")).count();
-    let degraded = new.iter().filter(|m| m.contains("-> degraded")).count();
-    let failovers = new.iter().filter(|m| m.contains("failed over") || m.contains("not responding")).count();
+    let new: Vec<&serde_json::Value> =
+        events.as_array().expect("array").iter().filter(|e| e["seq"].as_u64().is_some_and(|s| s > after)).collect();
+    // Counted by their typed change, not their words.
+    let count = |change: &str, field: &str, value: &str| {
+        new.iter().filter(|e| e["change"]["change"] == change && e["change"][field] == value).count()
+    };
+    let downs = count("node_state", "to", "down");
+    let degraded = count("network_state", "to", "degraded");
+    let failovers = count("role_decision", "kind", "failed_over");
     println!(
         "BENCH soak {profile} profile, {seconds} s with a CPU hog: {downs} node-down, {degraded} network-degraded, \
          {failovers} failover events; {} events in all",

@@ -23,6 +23,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use halo_core::access::{AccessRole, Caller};
+use halo_core::events::EventKind;
 use halo_core::view::StatusView;
 use maud::Markup;
 use serde::Deserialize;
@@ -213,7 +214,7 @@ async fn role_page(
     let Json(role) = roles_api::show_role(State(agent.clone()), Path(name)).await?;
     let history: Vec<_> = recent_events(&agent, 1000)?
         .into_iter()
-        .filter(|e| e.subject == role.role.name && e.kind == "role")
+        .filter(|e| e.subject == role.role.name && e.kind == EventKind::Role)
         .take(30)
         .collect();
     Ok(pages::role(&context(&agent, &caller, &status, done), &status, &role, &history))
@@ -236,9 +237,18 @@ async fn events_page(
 ) -> Result<Markup, Page> {
     let status = crate::api::current_status(&agent).await?;
     let q = filter.q.to_lowercase();
+    let kind = match filter.kind.as_str() {
+        "" => None,
+        name => Some(
+            EventKind::ALL
+                .into_iter()
+                .find(|k| k.as_str() == name)
+                .ok_or_else(|| ApiError::bad_request(format!("unknown event kind '{name}'")))?,
+        ),
+    };
     let events: Vec<_> = recent_events(&agent, 1000)?
         .into_iter()
-        .filter(|e| filter.kind.is_empty() || e.kind == filter.kind)
+        .filter(|e| kind.is_none_or(|k| e.kind == k))
         .filter(|e| q.is_empty() || e.message.to_lowercase().contains(&q) || e.subject.to_lowercase().contains(&q))
         .take(200)
         .collect();

@@ -324,7 +324,7 @@ pub fn node(ctx: &Context, status: &StatusView, node: &NodeView, round_trips: &[
 
 pub fn role(ctx: &Context, status: &StatusView, role: &RoleDetailView, history: &[Event]) -> Markup {
     let spec = &role.spec;
-    let is_vm = spec.resources.iter().any(|r| r.kind == halo_core::vm::KIND);
+    let is_vm = spec.resources.iter().any(|r| r.kind == halo_core::resource_kind::ResourceKind::Vm);
     let owner = role.role.owner.as_deref();
     let targets: Vec<&NodeView> = status
         .nodes
@@ -446,8 +446,9 @@ pub fn events(ctx: &Context, events: &[Event], kind: &str, q: &str) -> Markup {
         form.filter method="get" action="/console/events" {
             label for="kind" { "Kind" }
             select #kind name="kind" {
-                @for (value, label) in [("", "all"), ("node", "node"), ("network", "network"), ("role", "role"), ("validation", "validation")] {
-                    option value=(value) selected[kind == value] { (label) }
+                option value="" selected[kind.is_empty()] { "all" }
+                @for value in halo_core::events::EventKind::ALL.map(|k| k.as_str()) {
+                    option value=(value) selected[kind == value] { (value) }
                 }
             }
             label for="q" { "Containing" }

@@ -184,7 +184,12 @@ impl Executor {
             return; // about an operation that no longer matters
         }
         if let Some(op) = resource.in_flight.take() {
-            self.agent.metrics.action(halo_core::vm::KIND, op.op.as_str(), outcome.ok(), super::took(op.since_ms, now));
+            self.agent.metrics.action(
+                &halo_core::resource_kind::ResourceKind::Vm,
+                op.op.as_str(),
+                outcome.ok(),
+                super::took(op.since_ms, now),
+            );
         }
         let rname = resource.spec.name.clone();
         let Driver::Vm(vm) = &mut resource.driver else { return };

@@ -77,7 +77,11 @@ async fn facts(agent: &Agent, ocf_kinds: &[String], fence_agents: &[String], fil
         kvm,
         ocf_installed: root.join("resource.d").is_dir(),
         ocf_root: root.display().to_string(),
-        ocf_missing: ocf_kinds.iter().filter(|k| ocf::locate(k).is_err()).cloned().collect(),
+        ocf_missing: ocf_kinds
+            .iter()
+            .filter(|k| halo_core::resource_kind::ResourceKind::parse(k).and_then(|kind| ocf::locate(&kind)).is_err())
+            .cloned()
+            .collect(),
         fence_missing: fence_agents.iter().filter(|a| host::find_program(a).is_none()).cloned().collect(),
         files_missing,
         memory_total_mb: host::meminfo_mb("MemTotal").unwrap_or(0),

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use super::survey::{NodeFacts, Survey};
 use super::{Category, Check, Outcome, check, findings, listing};
 use crate::state::ClusterState;
-use crate::vm;
 
 const LOW_DISK_MB: u64 = 1024;
 const FULL_DISK_MB: u64 = 100;
@@ -14,8 +13,9 @@ const LOW_MEMORY_MB: u64 = 256;
 
 pub fn checks(survey: &Survey, state: Option<&ClusterState>) -> Vec<Check> {
     use Category::Inventory;
-    let has_vms =
-        state.is_some_and(|s| s.roles.values().any(|r| r.spec.resources.iter().any(|res| res.kind == vm::KIND)));
+    let has_vms = state.is_some_and(|s| {
+        s.roles.values().any(|r| r.spec.resources.iter().any(|res| res.kind == crate::resource_kind::ResourceKind::Vm))
+    });
     let answered: Vec<(&str, &NodeFacts)> =
         survey.nodes.iter().filter_map(|n| n.facts.as_ref().map(|f| (n.name.as_str(), f))).collect();
     // Witnesses run no roles: what roles need is asked of the other nodes only.

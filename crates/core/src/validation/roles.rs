@@ -8,7 +8,6 @@ use crate::placement;
 use crate::plan::{self, PlanTiming};
 use crate::role::RoleRecord;
 use crate::state::{ClusterState, validate_settings};
-use crate::vm;
 
 pub fn checks(state: &ClusterState, timing: PlanTiming, survey: &Survey) -> Vec<Check> {
     use Category::Roles;
@@ -111,7 +110,11 @@ pub fn checks(state: &ClusterState, timing: PlanTiming, survey: &Survey) -> Vec<
             }
         }
     }
-    let vms = state.roles.values().filter(|r| r.spec.resources.iter().any(|res| res.kind == vm::KIND)).count();
+    let vms = state
+        .roles
+        .values()
+        .filter(|r| r.spec.resources.iter().any(|res| res.kind == crate::resource_kind::ResourceKind::Vm))
+        .count();
     let title = "VM disks are on shared storage";
     out.push(if vms == 0 {
         check("roles.vm_shared_storage", Roles, title, Outcome::Skipped, "No VM roles.".into(), "")
@@ -159,10 +162,10 @@ fn ocf_agents(state: &ClusterState, survey: &Survey) -> Check {
     let mut kinds = 0;
     let mut missing = Vec::new();
     for role in state.roles.values() {
-        for kind in role.spec.resources.iter().map(|r| &r.kind).filter(|k| k.starts_with("ocf:")) {
+        for kind in role.spec.resources.iter().filter(|r| r.kind.is_ocf()).map(|r| r.kind.to_string()) {
             kinds += 1;
             let lacking: Vec<String> = may_run(role, survey)
-                .filter(|(_, f)| f.ocf_missing.contains(kind))
+                .filter(|(_, f)| f.ocf_missing.contains(&kind))
                 .map(|(name, _)| name.to_string())
                 .collect();
             if !lacking.is_empty() {
@@ -251,7 +254,7 @@ mod tests {
         let mut s = cluster();
         s.settings.shared_storage = vec!["/shared".into()];
         let mut r = role("vm1");
-        r.spec.resources[0].kind = vm::KIND.into();
+        r.spec.resources[0].kind = crate::resource_kind::ResourceKind::Vm;
         r.spec.resources[0].params =
             [("memory".to_string(), "128M".to_string()), ("disks".to_string(), "/local/vm1.qcow2".to_string())]
                 .into_iter()
@@ -276,7 +279,7 @@ mod tests {
     fn an_ocf_agent_missing_on_a_possible_owner_fails() {
         let mut s = cluster();
         let mut r = role("web");
-        r.spec.resources[0].kind = "ocf:heartbeat:IPaddr2".into();
+        r.spec.resources[0].kind = crate::resource_kind::ResourceKind::parse("ocf:heartbeat:IPaddr2").expect("kind");
         s.roles.insert("web".into(), r);
         let mut survey = crate::validation::inventory::tests::survey();
         let found = checks(&s, T, &survey);
