@@ -1,11 +1,11 @@
 //! The validation report as one self-contained HTML page (`halo validate --html FILE`): the
 //! kind of record an admin files with a change request. No scripts and no external resources;
 //! outcomes are words (and marks), so the page reads the same printed in black and white.
+//! Written with maud, like the console, so every text shown is escaped by the engine.
 
 use halo_agent::validate_api::ValidationView;
-use halo_core::validation::{Category, Check, Outcome};
-
-use halo_core::validation::outcome_word;
+use halo_core::validation::{Category, Check, Outcome, outcome_word};
+use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 pub fn validation_report(report: &ValidationView) -> String {
     let subject =
@@ -13,112 +13,101 @@ pub fn validation_report(report: &ValidationView) -> String {
     let when = humantime::format_rfc3339_seconds(
         std::time::UNIX_EPOCH + std::time::Duration::from_millis(report.generated_at_ms),
     );
-    let mut page = String::new();
-    page.push_str(&format!(
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>halo validation report: {subject}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n\
-         <h1>Validation report: {subject}</h1>\n\
-         <p class=\"verdict {result}\">Result: <strong>{result_upper}</strong>, {when}, halo {version}</p>\n",
-        subject = escape(&subject),
-        result = outcome_word(report.result),
-        result_upper = mark(report.result),
-        version = escape(env!("CARGO_PKG_VERSION")),
-    ));
-    page.push_str(&summary(&report.checks));
-    page.push_str(&nodes(report));
-    for category in Category::ALL {
-        let checks: Vec<&Check> = report.checks.iter().filter(|c| c.category == category).collect();
-        if checks.is_empty() {
-            continue;
-        }
-        page.push_str(&format!(
-            "<section id=\"{id}\">\n<h2>{title}</h2>\n",
-            id = category_id(category),
-            title = category.title()
-        ));
-        for c in checks {
-            page.push_str(&format!(
-                "<div class=\"check {outcome}\">\n<h3><span class=\"outcome\">{mark}</span> {title} \
-                 <code>{id}</code></h3>\n<p>{explanation}</p>\n",
-                outcome = outcome_word(c.outcome),
-                mark = mark(c.outcome),
-                title = escape(&c.title),
-                id = escape(&c.id),
-                explanation = escape(&c.explanation),
-            ));
-            if !c.fix.is_empty() {
-                page.push_str(&format!("<p class=\"fix\"><strong>Fix:</strong> {}</p>\n", escape(&c.fix)));
+    let page = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { "halo validation report: " (subject) }
+                style { (PreEscaped(STYLE)) }
             }
-            page.push_str("</div>\n");
+            body {
+                h1 { "Validation report: " (subject) }
+                p class={ "verdict " (outcome_word(report.result)) } {
+                    "Result: " strong { (mark(report.result)) } ", " (when.to_string()) ", halo " (env!("CARGO_PKG_VERSION"))
+                }
+                (summary(&report.checks))
+                (nodes(report))
+                @for category in Category::ALL {
+                    @let checks: Vec<&Check> = report.checks.iter().filter(|c| c.category == category).collect();
+                    @if !checks.is_empty() {
+                        section id=(category_id(category)) {
+                            h2 { (category.title()) }
+                            @for c in checks {
+                                div class={ "check " (outcome_word(c.outcome)) } {
+                                    h3 { span.outcome { (mark(c.outcome)) } " " (c.title) " " code { (c.id) } }
+                                    p { (c.explanation) }
+                                    @if !c.fix.is_empty() {
+                                        p.fix { strong { "Fix:" } " " (c.fix) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
         }
-        page.push_str("</section>\n");
-    }
-    page.push_str("</body>\n</html>\n");
-    page
+    };
+    page.into_string()
 }
 
 /// Outcomes per category, a row each.
-fn summary(checks: &[Check]) -> String {
+fn summary(checks: &[Check]) -> Markup {
     let outcomes = [Outcome::Fail, Outcome::Warning, Outcome::Pass, Outcome::Skipped];
-    let mut table = String::from(
-        "<table class=\"summary\">\n<caption>Summary</caption>\n<thead><tr><th scope=\"col\">Category</th>",
-    );
-    for o in outcomes {
-        table.push_str(&format!("<th scope=\"col\">{}</th>", mark(o)));
-    }
-    table.push_str("</tr></thead>\n<tbody>\n");
-    for category in Category::ALL {
-        let of = |o: Outcome| checks.iter().filter(|c| c.category == category && c.outcome == o).count();
-        table.push_str(&format!(
-            "<tr><th scope=\"row\"><a href=\"#{}\">{}</a></th>",
-            category_id(category),
-            category.title()
-        ));
-        for o in outcomes {
-            table.push_str(&format!("<td>{}</td>", of(o)));
+    html! {
+        table.summary {
+            caption { "Summary" }
+            thead { tr { th scope="col" { "Category" } @for o in outcomes { th scope="col" { (mark(o)) } } } }
+            tbody {
+                @for category in Category::ALL {
+                    tr {
+                        th scope="row" { a href={ "#" (category_id(category)) } { (category.title()) } }
+                        @for o in outcomes {
+                            td { (checks.iter().filter(|c| c.category == category && c.outcome == o).count()) }
+                        }
+                    }
+                }
+            }
         }
-        table.push_str("</tr>\n");
     }
-    table.push_str("</tbody>\n</table>\n");
-    table
 }
 
 /// One row per node: what it runs and has.
-fn nodes(report: &ValidationView) -> String {
-    if report.survey.nodes.is_empty() {
-        return String::new();
-    }
-    let mut table = String::from(
-        "<table class=\"nodes\">\n<caption>Nodes</caption>\n<thead><tr><th scope=\"col\">Node</th>\
-         <th scope=\"col\">halo</th><th scope=\"col\">System</th><th scope=\"col\">QEMU</th><th scope=\"col\">KVM</th>\
-         <th scope=\"col\">Memory free</th><th scope=\"col\">Disk free</th><th scope=\"col\">Networks</th></tr></thead>\n<tbody>\n",
-    );
-    for n in &report.survey.nodes {
-        let name = format!("{}{}", n.name, if n.witness { " (witness)" } else { "" });
-        match &n.facts {
-            Some(f) => table.push_str(&format!(
-                "<tr><th scope=\"row\">{}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} of {} MB</td>\
-                 <td>{} MB</td><td>{}</td></tr>\n",
-                escape(&name),
-                escape(&f.version),
-                escape(&format!("{}, Linux {}, {}", f.os, f.kernel, f.arch)),
-                escape(f.qemu.as_deref().unwrap_or("not installed")),
-                if f.kvm { "yes" } else { "no" },
-                f.memory_available_mb,
-                f.memory_total_mb,
-                f.disk_free_mb,
-                escape(&n.networks.join(", ")),
-            )),
-            None => table.push_str(&format!(
-                "<tr><th scope=\"row\">{}</th><td colspan=\"7\">no answer: {}</td></tr>\n",
-                escape(&name),
-                escape(n.error.as_deref().unwrap_or("unknown"))
-            )),
+fn nodes(report: &ValidationView) -> Markup {
+    html! {
+        @if !report.survey.nodes.is_empty() {
+            table.nodes {
+                caption { "Nodes" }
+                thead {
+                    tr {
+                        @for title in ["Node", "halo", "System", "QEMU", "KVM", "Memory free", "Disk free", "Networks"] {
+                            th scope="col" { (title) }
+                        }
+                    }
+                }
+                tbody {
+                    @for n in &report.survey.nodes {
+                        tr {
+                            th scope="row" { (n.name) @if n.witness { " (witness)" } }
+                            @match &n.facts {
+                                Some(f) => {
+                                    td { (f.version) }
+                                    td { (f.os) ", Linux " (f.kernel) ", " (f.arch) }
+                                    td { (f.qemu.as_deref().unwrap_or("not installed")) }
+                                    td { @if f.kvm { "yes" } @else { "no" } }
+                                    td { (f.memory_available_mb) " of " (f.memory_total_mb) " MB" }
+                                    td { (f.disk_free_mb) " MB" }
+                                    td { (n.networks.join(", ")) }
+                                }
+                                None => td colspan="7" { "no answer: " (n.error.as_deref().unwrap_or("unknown")) }
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
-    table.push_str("</tbody>\n</table>\n");
-    table
 }
 
 fn category_id(category: Category) -> String {
@@ -133,22 +122,6 @@ fn mark(outcome: Outcome) -> &'static str {
         Outcome::Pass => "✓ PASS",
         Outcome::Skipped => "– SKIPPED",
     }
-}
-
-/// Text for HTML element content and attribute values.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for ch in text.chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(ch),
-        }
-    }
-    out
 }
 
 const STYLE: &str = "
