@@ -8,7 +8,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use halo_core::command::Command;
 use halo_core::leader::{self, RaftMembers, Succession};
@@ -28,6 +28,7 @@ pub async fn run(agent: Arc<Agent>) {
     let mut succession = Succession::default();
     // The takeover whose former leader was last logged.
     let mut told_former = None;
+    let mut complaint = Complaint::default();
     loop {
         ticker.tick().await;
         let Some(member) = agent.member().cloned() else { continue };
@@ -53,11 +54,33 @@ pub async fn run(agent: Arc<Agent>) {
                 ends as i64 - takeover.at_ms as i64
             );
         }
-        if let Err(e) = tick(&agent, &member).await {
-            tracing::debug!("manager: {e}");
-        }
-        if let Err(e) = decide_roles(&agent, &member, takeover).await {
-            tracing::debug!("manager: {e}");
+        let failed = tick(&agent, &member).await.err().or(decide_roles(&agent, &member, takeover).await.err());
+        complaint.tell(failed.map(|e| e.message), Instant::now());
+    }
+}
+
+/// A leader that cannot commit its decisions says so at warn: once when it starts failing or
+/// the reason changes, again every `REPEAT` while it goes on, and once when it recovers.
+#[derive(Default)]
+struct Complaint {
+    last: Option<(String, Instant)>,
+}
+
+const REPEAT: Duration = Duration::from_secs(10);
+
+impl Complaint {
+    fn tell(&mut self, failure: Option<String>, now: Instant) {
+        match (failure, &self.last) {
+            (None, None) => {}
+            (None, Some(_)) => {
+                tracing::info!("manager: decisions are committed again");
+                self.last = None;
+            }
+            (Some(why), Some((said, at))) if *said == why && now.duration_since(*at) < REPEAT => {}
+            (Some(why), _) => {
+                tracing::warn!("manager: cannot commit its decisions: {why}");
+                self.last = Some((why, now));
+            }
         }
     }
 }
@@ -151,4 +174,27 @@ async fn tick(agent: &Agent, member: &Member) -> Result<(), crate::error::ApiErr
         agent.write_as_leader(member, command).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_leader_complains_once_again_after_a_while_and_when_it_recovers() {
+        let t0 = Instant::now();
+        let mut c = Complaint::default();
+        c.tell(None, t0);
+        assert!(c.last.is_none());
+        c.tell(Some("no quorum".into()), t0);
+        let first = c.last.clone().expect("said");
+        c.tell(Some("no quorum".into()), t0 + Duration::from_secs(1));
+        assert_eq!(c.last, Some(first.clone()), "not repeated within {REPEAT:?}");
+        c.tell(Some("no quorum".into()), t0 + REPEAT);
+        assert_eq!(c.last.as_ref().map(|l| l.1), Some(t0 + REPEAT), "repeated after {REPEAT:?}");
+        c.tell(Some("timeout".into()), t0 + REPEAT + Duration::from_secs(1));
+        assert_eq!(c.last.as_ref().map(|l| l.0.as_str()), Some("timeout"), "a new reason is said at once");
+        c.tell(None, t0 + REPEAT * 2);
+        assert!(c.last.is_none(), "recovered");
+    }
 }

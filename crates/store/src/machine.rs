@@ -39,6 +39,13 @@ pub struct StateMachine {
     changed: Arc<watch::Sender<u64>>,
 }
 
+/// The applied state, even if a writer panicked while holding the lock: writers only ever
+/// replace the whole value in one assignment, so what is there is always a state that was
+/// applied.
+fn read_applied(applied: &RwLock<Applied>) -> std::sync::RwLockReadGuard<'_, Applied> {
+    applied.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Read access to the applied cluster state, for the API and the manager.
 #[derive(Clone)]
 pub struct StateReader {
@@ -48,13 +55,15 @@ pub struct StateReader {
 }
 
 impl StateReader {
+    /// The applied state. Never an empty one in its place: a reader that saw no roles would
+    /// have its node stop every role it runs.
     pub fn state(&self) -> Arc<ClusterState> {
-        self.applied.read().map(|a| a.state.clone()).unwrap_or_default()
+        read_applied(&self.applied).state.clone()
     }
 
     /// Index of the last applied log entry (0 if none).
     pub fn applied_index(&self) -> u64 {
-        self.applied.read().ok().and_then(|a| a.last_applied.as_ref().map(|l| l.index)).unwrap_or(0)
+        read_applied(&self.applied).last_applied.as_ref().map_or(0, |l| l.index)
     }
 
     /// Size of the stored snapshot's data; `None` without a snapshot.
