@@ -89,7 +89,7 @@ pub fn place_in(state: &ClusterState, index: &Index, role: &RoleRecord, exclude:
             unfit.push((node, why));
             continue;
         }
-        let rank = spec.preferred.iter().position(|p| p == &node.name).unwrap_or(usize::MAX);
+        let rank = spec.preference_rank(&node.name);
         let soft = if spec.anti_affinity_soft { index.neighbour(node.id, role).map_or(0, |_| 1) } else { 0 };
         scored.push(((rank, soft, index.load(node.id, role), node.id), node));
     }
@@ -183,7 +183,7 @@ pub fn displace(state: &ClusterState, role: &RoleRecord, exclude: &[(NodeId, Str
                 displaced.push(victim.spec.name.clone());
             }
         }
-        let rank = spec.preferred.iter().position(|p| p == &node.name).unwrap_or(usize::MAX);
+        let rank = spec.preference_rank(&node.name);
         let key = (rank, displaced.len(), node.id);
         if best.as_ref().is_none_or(|(k, _)| key < *k) {
             best = Some((key, displaced));

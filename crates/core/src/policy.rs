@@ -206,7 +206,7 @@ fn move_wanted(inputs: &Now, role: &RoleRecord, owner: NodeId) -> Option<(Option
         return Some((None, format!("{} is no longer a possible owner", node.name), None));
     }
     if role.state == RoleState::Online && role.spec.failback.allows(inputs.now_ms) {
-        let owner_rank = role.spec.preferred.iter().position(|p| p == &node.name).unwrap_or(usize::MAX);
+        let owner_rank = role.spec.preference_rank(&node.name);
         let better = role.spec.preferred.iter().take(owner_rank).find_map(|p| {
             let candidate = inputs.state.node_by_name(p)?;
             placement::unfit_in(inputs.index, role, candidate, &[]).is_none().then_some(candidate.id)

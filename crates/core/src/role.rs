@@ -439,6 +439,13 @@ impl RoleSpec {
         spec
     }
 
+    /// How much the role prefers node `name`: its place in `preferred` (lower is better), and
+    /// after all of them (`usize::MAX`) a node it does not name. The one rank placement,
+    /// failback and resume use.
+    pub fn preference_rank(&self, name: &str) -> usize {
+        self.preferred.iter().position(|p| p == name).unwrap_or(usize::MAX)
+    }
+
     /// What the role takes of a node: as declared, else what its VMs need.
     pub fn needs(&self) -> Capacity {
         let memory_mb = if self.memory_mb > 0 {

@@ -639,13 +639,13 @@ impl ClusterState {
                 let name = record.name.clone();
                 if *failback {
                     for role in self.roles.values_mut() {
-                        let rank = |n: &str| role.spec.preferred.iter().position(|p| p == n);
-                        let owner_name = role.owner.and_then(|o| self.nodes.get(&o)).map(|n| n.name.clone());
-                        let better = match (rank(&name), owner_name.as_deref().map(rank)) {
-                            (Some(_), None) => role.owner.is_some(),
-                            (Some(mine), Some(theirs)) => theirs.is_none_or(|t| mine < t),
-                            _ => false,
-                        };
+                        // Better: a preferred node, ranked above where the role runs now.
+                        let mine = role.spec.preference_rank(&name);
+                        let theirs = role
+                            .owner
+                            .and_then(|o| self.nodes.get(&o))
+                            .map_or(usize::MAX, |o| role.spec.preference_rank(&o.name));
+                        let better = role.owner.is_some() && mine < usize::MAX && mine < theirs;
                         if better && role.owner != Some(*node) {
                             let reason = format!("failback to preferred owner {name} after resume");
                             role.move_request = Some(MoveRequest { to: Some(*node), reason, mode: None });
