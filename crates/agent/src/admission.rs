@@ -5,9 +5,10 @@
 
 use std::sync::Arc;
 
+use halo_api::membership::AdmissionRequest;
+use halo_api::membership::AdmissionResponse;
 use halo_core::command::{Command, CommandResult};
 use halo_core::state::{NetworkRecord, NetworkState, NodeRecord, NodeState};
-use halo_core::view::{AdmissionRequest, AdmissionResponse};
 use halo_security::ca;
 use halo_store::PeerNode;
 

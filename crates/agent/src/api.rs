@@ -10,9 +10,10 @@ use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
+use halo_api::ErrorView;
+use halo_api::{access::*, cluster::*, membership::*, roles::*};
 use halo_core::access::Caller;
 use halo_core::command::Command;
-use halo_core::view::*;
 use halo_security::token::JoinToken;
 use halo_store::openraft::Snapshot;
 use serde::Deserialize;
@@ -40,19 +41,25 @@ const MAX_TOKEN_TTL_SECONDS: u64 = 7 * 24 * 3600;
         crate::roles_api::apply_roles, crate::roles_api::plan, crate::roles_api::set_fence,
         crate::tokens_api::list, crate::tokens_api::create, crate::tokens_api::revoke, crate::tokens_api::rotate_admin,
         crate::rotation_api::show, crate::rotation_api::start, crate::rotation_api::rotate_heartbeat_key),
-    components(schemas(crate::log_api::ClusterLogView, crate::log_api::MissingNode, crate::cluster_log::LogLine, crate::validate_api::ValidationView, halo_core::view::ValidationSummaryView, halo_core::validation::ValidationRecord, crate::survey::ProbeRequest, crate::survey::ProbeReply, crate::survey::ReachTarget,
+    components(schemas(halo_api::log::ClusterLogView, halo_api::log::MissingNode, halo_api::log::LogLine, halo_api::log::LogLevel, halo_api::validation::ValidationView, halo_api::validation::ValidationSummaryView, halo_core::validation::ValidationRecord, halo_api::validation::ProbeRequest, halo_api::validation::ProbeReply, halo_api::validation::ReachTarget,
         halo_core::validation::Survey, halo_core::validation::survey::NodeSurvey, halo_core::validation::survey::NodeFacts,
         halo_core::validation::survey::ClockReading, halo_core::validation::survey::Reach, halo_core::validation::survey::StorageSurvey,
         halo_core::validation::survey::StorageOnNode, halo_core::validation::survey::StorageError, halo_core::validation::survey::StorageFault,
-        halo_core::validation::survey::LockTest, halo_core::validation::survey::LockRetry, halo_core::validation::Check, halo_core::validation::Outcome, halo_core::validation::Category, halo_core::state::FenceDevice, crate::roles_api::FenceBody, halo_core::plan::PlannedRecovery, crate::roles_api::PlanView, halo_core::events::Event, halo_core::apply::Change, crate::roles_api::ApplyRequest,
-        crate::roles_api::ApplyResponse, crate::roles_api::MoveRequestBody, crate::roles_api::PauseBody, crate::roles_api::ResumeBody, StatusView, DatabaseView, NodeView, NetworkView, RoleView, RoleDetailView, ErrorView, TokenRequest, TokenResponse, ClusterView,
+        halo_core::validation::survey::LockTest, halo_core::validation::survey::LockRetry, halo_core::validation::Check, halo_core::validation::Outcome, halo_core::validation::Category, halo_core::state::FenceDevice, FenceBody, halo_core::plan::PlannedRecovery, PlanView, halo_core::events::Event, halo_core::apply::Change, ApplyRequest,
+        ApplyResponse, MoveRequestBody, PauseBody, ResumeBody, StatusView, DatabaseView, NodeView, NetworkView, RoleView, RoleDetailView, ErrorView, TokenRequest, TokenResponse, ClusterView,
         PropertiesRequest, AdmissionRequest, AdmissionResponse, CreateClusterRequest, CreateClusterResponse,
-        JoinClusterRequest, JoinClusterResponse, ApiTokenRequest, ApiTokenView, ApiTokenCreated, AdminTokenRotated, crate::tokens_api::RotateAdminRequest,
-        halo_core::access::AccessRole, halo_core::state::DiskSpace, halo_core::view::CaRotationView, halo_core::ca_rotation::CaStage, crate::rotation_api::RotateRequest,
+        JoinClusterRequest, JoinClusterResponse, ApiTokenRequest, ApiTokenView, ApiTokenCreated, AdminTokenRotated, RotateAdminRequest,
+        halo_core::access::AccessRole, halo_core::state::DiskSpace, halo_api::cluster::CaRotationView, halo_core::ca_rotation::CaStage, RotateRequest,
         halo_core::events::EventKind, halo_core::events::Change, halo_core::role::DecisionKind, halo_core::role::RoleState)),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;
+
+/// The OpenAPI document of every route this agent serves, as `/api/v1/openapi.json` gives it
+/// (and as `crates/api/openapi.json` keeps it under review).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
 
 struct BearerAuth;
 impl utoipa::Modify for BearerAuth {
@@ -92,7 +99,7 @@ pub fn api_router(agent: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(throttle.clone(), crate::throttle::limit))
         .layer(DefaultBodyLimit::max(crate::admission::MAX_REQUEST_BYTES));
     Router::new()
-        .route("/api/v1/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
+        .route("/api/v1/openapi.json", get(|| async { Json(openapi()) }))
         .route("/api/v1/ca", get(ca))
         .merge(open)
         .merge(crate::validate_api::probe_routes())

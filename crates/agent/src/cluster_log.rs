@@ -13,7 +13,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use serde::{Deserialize, Serialize};
+use halo_api::log::{LogLevel, LogLine};
 use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::Context;
 
@@ -24,18 +24,14 @@ const KEEP: usize = 4;
 /// Longest message or field kept: a log line is for reading, not for dumps.
 const MAX_TEXT: usize = 4096;
 
-/// One line of an agent's log.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
-pub struct LogLine {
-    /// Wall-clock milliseconds since the UNIX epoch, on the node that logged it.
-    pub at_ms: u64,
-    pub node: String,
-    /// `error`, `warn`, `info`, `debug` or `trace`.
-    pub level: String,
-    pub message: String,
-    /// The event's structured fields (role, resource, generation, ...).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub fields: BTreeMap<String, String>,
+fn level_of(level: tracing::Level) -> LogLevel {
+    match level {
+        tracing::Level::ERROR => LogLevel::Error,
+        tracing::Level::WARN => LogLevel::Warn,
+        tracing::Level::INFO => LogLevel::Info,
+        tracing::Level::DEBUG => LogLevel::Debug,
+        tracing::Level::TRACE => LogLevel::Trace,
+    }
 }
 
 /// The current log file and its size; appends are serialized.
@@ -108,7 +104,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Layer {
         self.file.append(&LogLine {
             at_ms: crate::clock::wall_ms(),
             node: self.file.node.clone(),
-            level: event.metadata().level().as_str().to_ascii_lowercase(),
+            level: level_of(*event.metadata().level()),
             message: fields.message,
             fields: fields.others,
         });
@@ -187,7 +183,7 @@ mod tests {
     use super::*;
 
     fn line(at_ms: u64, node: &str, message: &str) -> LogLine {
-        LogLine { at_ms, node: node.into(), level: "info".into(), message: message.into(), fields: BTreeMap::new() }
+        LogLine { at_ms, node: node.into(), level: LogLevel::Info, message: message.into(), fields: BTreeMap::new() }
     }
 
     #[test]

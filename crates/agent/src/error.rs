@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use halo_core::view::ErrorView;
+use halo_api::ErrorView;
 
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]

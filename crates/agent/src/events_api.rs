@@ -17,20 +17,14 @@ use halo_core::events::Event;
 use halo_store::StateReader;
 
 use crate::error::ApiError;
+use halo_api::events::{EventsQuery, StreamQuery};
+
 use crate::runtime::Agent;
 
 type AppState = Arc<Agent>;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/api/v1/events", get(events)).route("/api/v1/events/stream", get(stream))
-}
-
-#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
-pub struct EventsQuery {
-    /// Only events after this sequence number (for following); without it, the newest ones.
-    pub after: Option<u64>,
-    /// At most this many (default 100, at most 1000).
-    pub limit: Option<usize>,
 }
 
 /// The cluster's event history as this node recorded it (every node records the same).
@@ -43,13 +37,6 @@ pub async fn events(
     let member = agent.require_member()?;
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     member.reader.events(query.after, limit).map(Json).map_err(|e| ApiError::internal(e.to_string()))
-}
-
-#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
-pub struct StreamQuery {
-    /// Start after this sequence number (the `Last-Event-ID` header, sent by a reconnecting
-    /// `EventSource`, wins); without either, only events from now on.
-    pub after: Option<u64>,
 }
 
 /// New events as they are recorded, as server-sent events: `id` is the sequence number,

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use halo_core::view::{AdmissionRequest, AdmissionResponse, ErrorView};
+use halo_api::ErrorView;
+use halo_api::membership::AdmissionRequest;
+use halo_api::membership::AdmissionResponse;
 
 use crate::error::ApiError;
 

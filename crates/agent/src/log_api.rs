@@ -10,7 +10,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use halo_store::PeerNode;
 
-use crate::cluster_log::{self, LogLine};
+use halo_api::log::{ClusterLogView, LogQuery, LogReply, LogRequest, MissingNode};
+
+use crate::cluster_log;
 use crate::error::ApiError;
 use crate::runtime::Agent;
 
@@ -31,48 +33,9 @@ pub fn peer_routes() -> Router<AppState> {
     Router::new().route("/peer/v1/log", post(peer_log))
 }
 
-#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
-pub struct LogQuery {
-    /// Lines logged at or after this wall-clock time (ms since the UNIX epoch); default: the
-    /// last hour.
-    pub since_ms: Option<u64>,
-    /// Only these nodes (comma-separated names); default: all.
-    pub nodes: Option<String>,
-    /// At most this many lines, the newest (default 5000, at most 100000).
-    pub limit: Option<usize>,
-}
-
-#[derive(Debug, serde::Deserialize, serde::Serialize, utoipa::ToSchema)]
-pub struct ClusterLogView {
-    /// Oldest first, merged by time across nodes.
-    pub lines: Vec<LogLine>,
-    /// Older lines matched but were left out (raise `limit` or narrow `since_ms`).
-    pub truncated: bool,
-    /// Nodes whose lines are missing, and why.
-    pub missing: Vec<MissingNode>,
-}
-
-#[derive(Debug, serde::Deserialize, serde::Serialize, utoipa::ToSchema)]
-pub struct MissingNode {
-    pub node: String,
-    pub error: String,
-}
-
-#[derive(Debug, serde::Deserialize, serde::Serialize)]
-pub struct LogRequest {
-    pub since_ms: u64,
-    pub limit: usize,
-}
-
-#[derive(Debug, serde::Deserialize, serde::Serialize)]
-pub struct LogReply {
-    pub lines: Vec<LogLine>,
-    pub truncated: bool,
-}
-
 /// The agents' logs, gathered from every node and merged in time order.
 #[utoipa::path(get, path = "/api/v1/log", security(("bearer" = [])), params(LogQuery),
-    responses((status = 200, body = ClusterLogView), (status = 404, body = halo_core::view::ErrorView)))]
+    responses((status = 200, body = ClusterLogView), (status = 404, body = halo_api::ErrorView)))]
 pub async fn cluster_log(
     State(agent): State<AppState>,
     Query(query): Query<LogQuery>,

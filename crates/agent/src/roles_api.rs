@@ -8,11 +8,13 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
+use halo_api::roles::{
+    ApplyRequest, ApplyResponse, FenceBody, MoveRequestBody, PauseBody, PlanQuery, PlanView, ResumeBody,
+    RoleDetailView, RoleView,
+};
 use halo_core::access::Caller;
 use halo_core::command::Command;
-use halo_core::migration::MoveMode;
 use halo_core::role::{Desired, RoleSpec};
-use halo_core::view::{RoleDetailView, RoleView};
 
 use crate::clock;
 use crate::error::ApiError;
@@ -34,16 +36,9 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/nodes/{name}/fence", post(set_fence))
 }
 
-#[derive(Debug, serde::Deserialize, serde::Serialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct FenceBody {
-    /// The device; none clears it.
-    pub device: Option<halo_core::state::FenceDevice>,
-}
-
 /// Configure the fence device that powers a node off (or clear it).
 #[utoipa::path(post, path = "/api/v1/nodes/{name}/fence", security(("bearer" = [])), request_body = FenceBody,
-    responses((status = 200), (status = 400, body = halo_core::view::ErrorView), (status = 404, body = halo_core::view::ErrorView)))]
+    responses((status = 200), (status = 400, body = halo_api::ErrorView), (status = 404, body = halo_api::ErrorView)))]
 pub async fn set_fence(
     State(agent): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -54,23 +49,9 @@ pub async fn set_fence(
     commit(&agent, &caller, Command::SetFenceDevice { node, device: body.device }).await
 }
 
-#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
-pub struct PlanQuery {
-    /// The node to imagine lost.
-    pub fail: String,
-}
-
-#[derive(Debug, serde::Deserialize, serde::Serialize, utoipa::ToSchema)]
-pub struct PlanView {
-    pub node: String,
-    /// Whether the node is the current leader (its loss costs an election first).
-    pub leader: bool,
-    pub recoveries: Vec<halo_core::plan::PlannedRecovery>,
-}
-
 /// What would happen to each role of a node if it died now, with the worst-case time.
 #[utoipa::path(get, path = "/api/v1/plan", security(("bearer" = [])), params(PlanQuery),
-    responses((status = 200, body = PlanView), (status = 404, body = halo_core::view::ErrorView)))]
+    responses((status = 200, body = PlanView), (status = 404, body = halo_api::ErrorView)))]
 pub async fn plan(
     State(agent): State<AppState>,
     axum::extract::Query(query): axum::extract::Query<PlanQuery>,
@@ -83,25 +64,9 @@ pub async fn plan(
     Ok(Json(PlanView { node: query.fail, leader: leader == Some(node), recoveries }))
 }
 
-#[derive(Debug, serde::Deserialize, serde::Serialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ApplyRequest {
-    #[schema(value_type = Vec<Object>)]
-    pub roles: Vec<RoleSpec>,
-    /// Only say what would change.
-    #[serde(default)]
-    pub dry_run: bool,
-}
-
-#[derive(Debug, serde::Deserialize, serde::Serialize, utoipa::ToSchema)]
-pub struct ApplyResponse {
-    pub changes: Vec<halo_core::apply::Change>,
-    pub dry_run: bool,
-}
-
 /// Declarative roles: create the missing, update the changed, all together or not at all.
 #[utoipa::path(post, path = "/api/v1/apply", security(("bearer" = [])), request_body = ApplyRequest,
-    responses((status = 200, body = ApplyResponse), (status = 400, body = halo_core::view::ErrorView)))]
+    responses((status = 200, body = ApplyResponse), (status = 400, body = halo_api::ErrorView)))]
 pub async fn apply_roles(
     State(agent): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -126,40 +91,13 @@ pub async fn apply_roles(
     }
 }
 
-#[derive(Debug, Default, serde::Deserialize, serde::Serialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MoveRequestBody {
-    /// Target node; without it, placement picks the best other node.
-    #[serde(default)]
-    pub to: Option<String>,
-    /// `live`, `quick` or `cold`; without it, live for a VM role and cold for any other.
-    #[serde(default)]
-    pub mode: Option<String>,
-}
-
-#[derive(Debug, Default, serde::Deserialize, serde::Serialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PauseBody {
-    /// Move every role off the node.
-    #[serde(default)]
-    pub drain: bool,
-}
-
-#[derive(Debug, Default, serde::Deserialize, serde::Serialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ResumeBody {
-    /// Bring back the roles that prefer this node.
-    #[serde(default)]
-    pub failback: bool,
-}
-
 fn node_id(agent: &Agent, name: &str) -> Result<u64, ApiError> {
     let state = agent.require_member()?.reader.state();
     state.node_by_name(name).map(|n| n.id).ok_or_else(|| ApiError::not_found(format!("no node named '{name}'")))
 }
 
 #[utoipa::path(post, path = "/api/v1/roles/{name}/move", security(("bearer" = [])), request_body = MoveRequestBody,
-    responses((status = 200), (status = 404, body = halo_core::view::ErrorView), (status = 409, body = halo_core::view::ErrorView)))]
+    responses((status = 200), (status = 404, body = halo_api::ErrorView), (status = 409, body = halo_api::ErrorView)))]
 pub async fn move_role(
     State(agent): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -167,12 +105,11 @@ pub async fn move_role(
     Json(body): Json<MoveRequestBody>,
 ) -> Result<StatusCode, ApiError> {
     let to = body.to.as_deref().map(|n| node_id(&agent, n)).transpose()?;
-    let mode = body.mode.as_deref().map(MoveMode::parse).transpose().map_err(ApiError::bad_request)?;
-    commit(&agent, &caller, Command::MoveRole { role: name, to, mode }).await
+    commit(&agent, &caller, Command::MoveRole { role: name, to, mode: body.mode }).await
 }
 
 #[utoipa::path(post, path = "/api/v1/nodes/{name}/pause", security(("bearer" = [])), request_body = PauseBody,
-    responses((status = 200), (status = 404, body = halo_core::view::ErrorView)))]
+    responses((status = 200), (status = 404, body = halo_api::ErrorView)))]
 pub async fn pause_node(
     State(agent): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -185,7 +122,7 @@ pub async fn pause_node(
 }
 
 #[utoipa::path(post, path = "/api/v1/nodes/{name}/resume", security(("bearer" = [])), request_body = ResumeBody,
-    responses((status = 200), (status = 404, body = halo_core::view::ErrorView)))]
+    responses((status = 200), (status = 404, body = halo_api::ErrorView)))]
 pub async fn resume_node(
     State(agent): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -204,7 +141,7 @@ pub async fn list_roles(State(agent): State<AppState>) -> Result<Json<Vec<RoleVi
 }
 
 #[utoipa::path(post, path = "/api/v1/roles", security(("bearer" = [])), request_body(content = Object, description = "a role spec"),
-    responses((status = 201), (status = 400, body = halo_core::view::ErrorView), (status = 409, body = halo_core::view::ErrorView)))]
+    responses((status = 201), (status = 400, body = halo_api::ErrorView), (status = 409, body = halo_api::ErrorView)))]
 pub async fn create_role(
     State(agent): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -245,7 +182,7 @@ pub async fn resolve_resources(spec: &mut RoleSpec) -> Result<(), ApiError> {
 }
 
 #[utoipa::path(get, path = "/api/v1/roles/{name}", security(("bearer" = [])),
-    responses((status = 200, body = RoleDetailView), (status = 404, body = halo_core::view::ErrorView)))]
+    responses((status = 200, body = RoleDetailView), (status = 404, body = halo_api::ErrorView)))]
 pub async fn show_role(
     State(agent): State<AppState>,
     Path(name): Path<String>,
@@ -260,7 +197,7 @@ pub async fn show_role(
 }
 
 #[utoipa::path(delete, path = "/api/v1/roles/{name}", security(("bearer" = [])),
-    responses((status = 200), (status = 404, body = halo_core::view::ErrorView), (status = 409, body = halo_core::view::ErrorView)))]
+    responses((status = 200), (status = 404, body = halo_api::ErrorView), (status = 409, body = halo_api::ErrorView)))]
 pub async fn delete_role(
     State(agent): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -270,7 +207,7 @@ pub async fn delete_role(
 }
 
 #[utoipa::path(post, path = "/api/v1/roles/{name}/start", security(("bearer" = [])),
-    responses((status = 200), (status = 404, body = halo_core::view::ErrorView)))]
+    responses((status = 200), (status = 404, body = halo_api::ErrorView)))]
 pub async fn start_role(
     State(agent): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -280,7 +217,7 @@ pub async fn start_role(
 }
 
 #[utoipa::path(post, path = "/api/v1/roles/{name}/stop", security(("bearer" = [])),
-    responses((status = 200), (status = 404, body = halo_core::view::ErrorView)))]
+    responses((status = 200), (status = 404, body = halo_api::ErrorView)))]
 pub async fn stop_role(
     State(agent): State<AppState>,
     Extension(caller): Extension<Caller>,

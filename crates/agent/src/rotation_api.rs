@@ -6,10 +6,10 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
+use halo_api::cluster::{CaRotationView, RotateRequest};
 use halo_core::access::Caller;
 use halo_core::ca_rotation;
 use halo_core::command::Command;
-use halo_core::view::CaRotationView;
 
 use crate::clock;
 use crate::error::ApiError;
@@ -23,11 +23,6 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/cluster/ca-rotation", get(show).post(start))
         .route("/api/v1/cluster/heartbeat-key", post(rotate_heartbeat_key))
 }
-
-/// A rotation takes an empty JSON object: a stray POST without one rotates nothing.
-#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RotateRequest {}
 
 #[utoipa::path(get, path = "/api/v1/cluster/ca-rotation", security(("bearer" = [])), responses((status = 200, body = CaRotationView)))]
 pub async fn show(State(agent): State<AppState>) -> Result<Json<CaRotationView>, ApiError> {
@@ -47,7 +42,7 @@ pub async fn show(State(agent): State<AppState>) -> Result<Json<CaRotationView>,
 
 /// A new CA, trusted beside the current one at first; the nodes take it from there.
 #[utoipa::path(post, path = "/api/v1/cluster/ca-rotation", security(("bearer" = [])), request_body = RotateRequest,
-    responses((status = 200, body = CaRotationView), (status = 409, body = halo_core::view::ErrorView)))]
+    responses((status = 200, body = CaRotationView), (status = 409, body = halo_api::ErrorView)))]
 pub async fn start(
     State(agent): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -80,7 +75,7 @@ pub async fn start(
 }
 
 #[utoipa::path(post, path = "/api/v1/cluster/heartbeat-key", security(("bearer" = [])), request_body = RotateRequest,
-    responses((status = 204), (status = 409, body = halo_core::view::ErrorView)))]
+    responses((status = 204), (status = 409, body = halo_api::ErrorView)))]
 pub async fn rotate_heartbeat_key(
     State(agent): State<AppState>,
     Extension(caller): Extension<Caller>,

@@ -6,6 +6,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
+use halo_api::cluster::DatabaseView;
+use halo_api::cluster::NetworkView;
+use halo_api::cluster::NodeView;
+use halo_api::cluster::StatusView;
+use halo_api::membership::AdmissionRequest;
+use halo_api::membership::AdmissionResponse;
+use halo_api::roles::RoleDetailView;
+use halo_api::roles::RoleView;
 use halo_core::command::{Command, CommandResult};
 use halo_core::former_leader::AppendReceipts;
 use halo_core::heartbeat::{Endpoint, first_sequence};
@@ -13,9 +21,6 @@ use halo_core::state::{
     ClusterInfo, ClusterSettings, ClusterState, NetworkRecord, NetworkState, NodeRecord, NodeState,
 };
 use halo_core::timing::{Profile, RaftTiming};
-use halo_core::view::{
-    AdmissionRequest, AdmissionResponse, DatabaseView, NetworkView, NodeView, RoleDetailView, RoleView, StatusView,
-};
 use halo_security::ca::{self, ClusterCa};
 use halo_store::openraft::errors::{ClientWriteError, RaftError};
 use halo_store::openraft::{ChangeMembers, ServerState};
@@ -54,7 +59,7 @@ pub struct Agent {
     /// Fence-agent attempts against silent nodes (used while this node leads).
     pub fencing: Arc<crate::fence::Fencing>,
     /// Test locks held for a validation survey's storage test.
-    pub survey_locks: crate::survey::local::HeldLocks,
+    pub survey_locks: crate::probe_answer::HeldLocks,
     /// What `/metrics` accumulates between scrapes.
     pub metrics: crate::metrics::Metrics,
     /// What the agent last saw of its data directory's disk.
@@ -115,7 +120,7 @@ pub enum LeaderReply {
     Removed,
     Status(Box<StatusView>),
     Role(Box<RoleDetailView>),
-    Cluster(Box<halo_core::view::ClusterView>),
+    Cluster(Box<halo_api::cluster::ClusterView>),
 }
 
 impl Agent {
@@ -519,8 +524,7 @@ impl Agent {
         match member.peers.post::<_, LeaderReply>(&node, "/peer/v1/leader", &request, timeout).await {
             Ok(reply) => Ok(reply),
             Err(PeerError::Status(status, body)) => {
-                let message =
-                    serde_json::from_str::<halo_core::view::ErrorView>(&body).map(|e| e.error).unwrap_or(body);
+                let message = serde_json::from_str::<halo_api::ErrorView>(&body).map(|e| e.error).unwrap_or(body);
                 Err(ApiError { status, message })
             }
             Err(e) => Err(no_quorum(&format!("the leader '{}' cannot be reached: {e}", node.name))),
@@ -681,10 +685,10 @@ impl Agent {
 
     /// One role as this node's copy of the database has it.
     /// The cluster's name and settings from this node's copy of the database.
-    pub fn local_cluster(&self) -> Result<halo_core::view::ClusterView, ApiError> {
+    pub fn local_cluster(&self) -> Result<halo_api::cluster::ClusterView, ApiError> {
         let state = self.require_member()?.reader.state();
         let cluster = state.cluster.as_ref().ok_or_else(|| ApiError::conflict("no cluster"))?;
-        Ok(halo_core::view::ClusterView {
+        Ok(halo_api::cluster::ClusterView {
             name: cluster.name.clone(),
             id: cluster.id.clone(),
             created_at_ms: cluster.created_at_ms,
@@ -732,7 +736,7 @@ impl Agent {
                     None
                 }),
             },
-            validation: state.last_validation.as_ref().map(halo_core::view::ValidationSummaryView::of),
+            validation: state.last_validation.as_ref().map(halo_api::validation::ValidationSummaryView::of),
         }
     }
 }

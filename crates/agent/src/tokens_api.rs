@@ -7,9 +7,12 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
+use halo_api::access::ApiTokenCreated;
+use halo_api::access::ApiTokenRequest;
+use halo_api::access::ApiTokenView;
+use halo_api::access::{AdminTokenRotated, RotateAdminRequest};
 use halo_core::access::{ApiToken, Caller};
 use halo_core::command::Command;
-use halo_core::view::{AdminTokenRotated, ApiTokenCreated, ApiTokenRequest, ApiTokenView};
 
 use crate::clock;
 use crate::error::ApiError;
@@ -57,7 +60,7 @@ fn view(name: &str, token: &ApiToken) -> ApiTokenView {
 }
 
 #[utoipa::path(post, path = "/api/v1/api-tokens", security(("bearer" = [])), request_body = ApiTokenRequest,
-    responses((status = 200, body = ApiTokenCreated), (status = 400, body = halo_core::view::ErrorView), (status = 409, body = halo_core::view::ErrorView)))]
+    responses((status = 200, body = ApiTokenCreated), (status = 400, body = halo_api::ErrorView), (status = 409, body = halo_api::ErrorView)))]
 pub async fn create(
     State(agent): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -83,7 +86,7 @@ pub async fn create(
 }
 
 #[utoipa::path(delete, path = "/api/v1/api-tokens/{name}", security(("bearer" = [])),
-    responses((status = 200), (status = 404, body = halo_core::view::ErrorView)))]
+    responses((status = 200), (status = 404, body = halo_api::ErrorView)))]
 pub async fn revoke(
     State(agent): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -92,11 +95,6 @@ pub async fn revoke(
     commit(&agent, &caller, Command::RevokeApiToken { name }).await?;
     Ok(StatusCode::OK)
 }
-
-/// The rotation takes an empty JSON object: a stray POST without one rotates nothing.
-#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RotateAdminRequest {}
 
 #[utoipa::path(post, path = "/api/v1/admin-token", security(("bearer" = [])), request_body = RotateAdminRequest,
     responses((status = 200, body = AdminTokenRotated)))]

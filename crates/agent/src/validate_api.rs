@@ -13,14 +13,15 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use halo_core::command::Command;
 use halo_core::state::{ClusterState, NodeState};
-use halo_core::validation::{self, Check, Outcome, Survey, ValidationRecord};
+use halo_core::validation::{self, ValidationRecord};
 use halo_store::PeerNode;
 
 use crate::clock;
 use crate::error::ApiError;
 use crate::runtime::{Agent, LeaderRequest, Member};
 use crate::serve::{LocalAddr, RemoteAddr};
-use crate::survey::{self, Plan, ProbeReply, ProbeRequest, Target, Transport};
+use halo_api::validation::{ProbeReply, ProbeRequest, ValidationView};
+use halo_survey::{self as survey, Plan, Target, Transport};
 
 type AppState = Arc<Agent>;
 
@@ -41,30 +42,10 @@ pub fn peer_routes() -> Router<AppState> {
     Router::new().route("/peer/v1/probe", post(peer_probe))
 }
 
-#[derive(Debug, serde::Deserialize, serde::Serialize, utoipa::ToSchema)]
-pub struct ValidationView {
-    pub cluster: String,
-    /// Wall-clock milliseconds when the report was made.
-    pub generated_at_ms: u64,
-    /// The worst outcome of all checks.
-    pub result: Outcome,
-    pub checks: Vec<Check>,
-    /// The facts the checks were judged on: per node, its inventory, clock and connections;
-    /// per shared storage path, what each node could do there.
-    #[serde(default)]
-    pub survey: Survey,
-}
-
-impl ValidationView {
-    pub fn new(cluster: String, checks: Vec<Check>, survey: Survey) -> Self {
-        Self { cluster, generated_at_ms: clock::wall_ms(), result: validation::worst(&checks), checks, survey }
-    }
-}
-
 /// Validate the cluster: inventory, network, storage, quorum and roles, each check with an
 /// outcome, an explanation and a fix. Reads and probes; changes nothing.
 #[utoipa::path(get, path = "/api/v1/validate", security(("bearer" = [])),
-    responses((status = 200, body = ValidationView), (status = 503, body = halo_core::view::ErrorView)))]
+    responses((status = 200, body = ValidationView), (status = 503, body = halo_api::ErrorView)))]
 pub async fn validate(State(agent): State<AppState>) -> Result<Json<ValidationView>, ApiError> {
     Ok(Json(validate_cluster(&agent).await?))
 }
@@ -108,7 +89,12 @@ pub async fn validate_cluster(agent: &Agent) -> Result<ValidationView, ApiError>
     let transport = ClusterTransport { agent, member, peers };
     let found = survey::survey(&transport, &targets, &plan(&state)).await;
     let checks = validation::judge(&state, halo_core::plan::PlanTiming::of(&state.settings), &found);
-    Ok(ValidationView::new(state.cluster.as_ref().map(|c| c.name.clone()).unwrap_or_default(), checks, found))
+    Ok(ValidationView::new(
+        state.cluster.as_ref().map(|c| c.name.clone()).unwrap_or_default(),
+        clock::wall_ms(),
+        checks,
+        found,
+    ))
 }
 
 /// Every node of the cluster, and how to reach each over the peer transport.
@@ -162,7 +148,7 @@ impl Transport for ClusterTransport<'_> {
     async fn call(&self, node: usize, request: ProbeRequest) -> Result<ProbeReply, String> {
         let (id, peer) = self.peers.get(node).ok_or_else(|| format!("no node {node}"))?;
         if *id == self.member.id {
-            return Ok(survey::local::answer(self.agent, request).await);
+            return Ok(crate::probe_answer::answer(self.agent, request).await);
         }
         self.member.peers.post(peer, "/peer/v1/probe", &request, PROBE_TIMEOUT).await.map_err(|e| e.to_string())
     }
@@ -170,8 +156,8 @@ impl Transport for ClusterTransport<'_> {
 
 /// Answer one survey probe (used by `halo validate --nodes` before the cluster exists).
 #[utoipa::path(post, path = "/api/v1/probe", request_body = ProbeRequest, security(("bearer" = [])),
-    responses((status = 200, body = ProbeReply), (status = 401, body = halo_core::view::ErrorView),
-        (status = 403, body = halo_core::view::ErrorView)))]
+    responses((status = 200, body = ProbeReply), (status = 401, body = halo_api::ErrorView),
+        (status = 403, body = halo_api::ErrorView)))]
 pub async fn probe(
     State(agent): State<AppState>,
     Extension(remote): Extension<RemoteAddr>,
@@ -185,9 +171,9 @@ pub async fn probe(
     } else {
         crate::api::require_bootstrap_trust(&agent, remote, local, &headers)?;
     }
-    Ok(Json(survey::local::answer(&agent, request).await))
+    Ok(Json(crate::probe_answer::answer(&agent, request).await))
 }
 
 async fn peer_probe(State(agent): State<AppState>, Json(request): Json<ProbeRequest>) -> Json<ProbeReply> {
-    Json(survey::local::answer(&agent, request).await)
+    Json(crate::probe_answer::answer(&agent, request).await)
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use halo_core::view::ErrorView;
+use halo_api::ErrorView;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 

@@ -1,29 +1,19 @@
-//! The command tree (the contract in the design: verbs, flags and `--json` fields are kept).
+//! The command tree of the client verbs (the contract in the design: verbs, flags and
+//! `--json` fields are kept). The `halo` binary adds the daemon's own verbs (`agent` and the
+//! hidden ones the agent runs itself) beside these.
 
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
+use halo_api::{cluster::*, membership::*};
 use halo_core::role::RoleState;
-use halo_core::view::*;
 
 use crate::client::{Api, ClientConfig, normalize_endpoint};
 use crate::output;
 
-#[derive(Debug, Parser)]
-#[command(name = "halo", version, about = "High-availability clustering for virtual machines and services")]
-pub struct Cli {
-    /// Print machine-readable JSON instead of tables.
-    #[arg(long, global = true)]
-    pub json: bool,
-    #[command(subcommand)]
-    pub command: Command,
-}
-
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the node agent (the daemon).
-    Agent(halo_agent::AgentArgs),
     /// Create, join and configure the cluster.
     #[command(subcommand)]
     Cluster(ClusterCommand),
@@ -73,27 +63,6 @@ pub enum Command {
     Log(crate::log::LogArgs),
     /// Start a local 3-node cluster on this machine and keep it running until Ctrl-C.
     Demo(crate::demo::DemoArgs),
-    /// The fence guard, started by the agent itself (not for people to run).
-    #[command(hide = true)]
-    FenceGuard {
-        #[arg(long)]
-        data_dir: std::path::PathBuf,
-        /// The watchdog device to feed while the node holds a lease.
-        #[arg(long)]
-        watchdog: Option<std::path::PathBuf>,
-    },
-    /// One action of an `ip` resource, run by the fence guard (not for people to run); exits
-    /// with an OCF exit code.
-    #[command(hide = true)]
-    FloatingIp {
-        action: halo_agent::address::Action,
-        #[arg(long)]
-        address: String,
-        #[arg(long)]
-        interface: String,
-        #[arg(long, default_value_t = halo_core::address::DEFAULT_ANNOUNCE)]
-        announce: u8,
-    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -200,12 +169,9 @@ pub enum NodeCommand {
     },
 }
 
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let json = cli.json;
-    match cli.command {
-        Command::Agent(_) | Command::FenceGuard { .. } | Command::FloatingIp { .. } => {
-            bail!("handled by the binary entry point")
-        }
+/// Run one client command; `json` prints the API's shapes instead of tables.
+pub async fn run(command: Command, json: bool) -> anyhow::Result<()> {
+    match command {
         Command::Demo(args) => crate::demo::run(args).await,
         Command::Cluster(c) => cluster(c, json).await,
         Command::Status { local } => {
@@ -256,7 +222,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let api = connect()?.0;
             api.post_no_reply(&format!("/api/v1/nodes/{name}/pause"), &serde_json::json!({ "drain": drain })).await?;
             // Done when nothing is left on the node and what moved is running again.
-            let on_node = |r: &halo_core::view::RoleView| {
+            let on_node = |r: &halo_api::roles::RoleView| {
                 r.owner.as_deref() == Some(name.as_str()) || r.state == RoleState::Pending
             };
             let left = if drain { settle(&api, on_node).await? } else { Vec::new() };
@@ -353,10 +319,10 @@ async fn events(api: &Api, follow: bool, last: usize, json: bool) -> anyhow::Res
 }
 
 /// Wait (up to a minute) until no role matches `unsettled`; returns those that still do.
-async fn settle(api: &Api, unsettled: impl Fn(&halo_core::view::RoleView) -> bool) -> anyhow::Result<Vec<String>> {
+async fn settle(api: &Api, unsettled: impl Fn(&halo_api::roles::RoleView) -> bool) -> anyhow::Result<Vec<String>> {
     let mut left = Vec::new();
     wait_for(Duration::from_secs(60), async || {
-        let Ok(roles) = api.get::<Vec<halo_core::view::RoleView>>("/api/v1/roles").await else { return false };
+        let Ok(roles) = api.get::<Vec<halo_api::roles::RoleView>>("/api/v1/roles").await else { return false };
         left = roles.iter().filter(|r| unsettled(r)).map(|r| format!("{} ({})", r.name, r.detail)).collect();
         left.is_empty()
     })

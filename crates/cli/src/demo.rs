@@ -6,8 +6,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use halo_api::validation::{ProbeReply, ProbeRequest};
+use halo_api::{cluster::*, membership::*};
 use halo_core::state::NodeState;
-use halo_core::view::*;
 use tokio::process::{Child, Command};
 
 use crate::client::{Api, ClientConfig};
@@ -112,7 +113,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     let mut specs = sample_roles(dir);
     if let Some(guest) = &args.guest {
-        if halo_agent::vm::qemu_installed() {
+        if runs_qemu(&api).await? {
             let shared = dir.join("shared");
             for file in ["vmlinuz", "initrd.img"] {
                 std::fs::create_dir_all(&shared)?;
@@ -262,6 +263,16 @@ fn second_prefix(prefix: &str) -> anyhow::Result<String> {
 }
 
 /// Ctrl-C or SIGTERM.
+/// Whether the demo's agents can run VMs: asked of an agent (they all run here), so the demo
+/// judges QEMU exactly as the agents will.
+async fn runs_qemu(api: &Api) -> anyhow::Result<bool> {
+    let ask = ProbeRequest::Facts { ocf: Vec::new(), fence: Vec::new(), files: Vec::new() };
+    match api.post::<_, ProbeReply>("/api/v1/probe", &ask).await.context("asking an agent for its facts")? {
+        ProbeReply::Facts(facts) => Ok(facts.qemu.is_some()),
+        other => bail!("an agent answered a facts probe with {other:?}"),
+    }
+}
+
 pub async fn shutdown_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,

@@ -3,7 +3,7 @@
 //! outcomes are words (and marks), so the page reads the same printed in black and white.
 //! Written with maud, like the console, so every text shown is escaped by the engine.
 
-use halo_agent::validate_api::ValidationView;
+use halo_api::validation::ValidationView;
 use halo_core::validation::{Category, Check, Outcome, outcome_word};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
@@ -153,6 +153,7 @@ mod tests {
         };
         ValidationView::new(
             "prod<1>".into(),
+            1_700_000_000_000,
             vec![
                 check("quorum.votes", Category::Quorum, Outcome::Pass, "3 votes", ""),
                 check(

@@ -12,4 +12,9 @@ pub mod rotation;
 pub mod token;
 pub mod validate;
 
-pub use commands::{Cli, Command};
+pub use commands::{Command, run};
+
+/// Wall-clock milliseconds since the UNIX epoch, as the API's times are given.
+pub(crate) fn wall_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}

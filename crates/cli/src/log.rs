@@ -3,8 +3,7 @@
 
 use anyhow::Context;
 use chrono::{Local, TimeZone, Utc};
-use halo_agent::cluster_log::LogLine;
-use halo_agent::log_api::ClusterLogView;
+use halo_api::log::{ClusterLogView, LogLine};
 
 use crate::client::Api;
 use crate::output;
@@ -34,8 +33,7 @@ pub fn since_ms(since: &str, now_ms: u64) -> anyhow::Result<u64> {
 }
 
 pub async fn run(api: &Api, args: LogArgs, json: bool) -> anyhow::Result<()> {
-    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64)?;
-    let since = since_ms(&args.since, now_ms)?;
+    let since = since_ms(&args.since, crate::wall_ms())?;
     anyhow::ensure!(args.limit > 0, "--limit must be at least 1");
     let mut path = format!("/api/v1/log?since_ms={since}&limit={}", args.limit);
     if !args.nodes.is_empty() {
@@ -85,7 +83,7 @@ pub fn text_line(line: &LogLine) -> String {
         "{}  {local_time}  {:<6} {:<5}  {}",
         utc(line.at_ms),
         line.node,
-        line.level.to_uppercase(),
+        line.level.as_str().to_uppercase(),
         line.message
     );
     for (key, value) in &line.fields {
@@ -124,7 +122,7 @@ mod tests {
         let line = LogLine {
             at_ms: 1_763_820_181_123,
             node: "n2".into(),
-            level: "warn".into(),
+            level: halo_api::log::LogLevel::Warn,
             message: "resource did not stop".into(),
             fields: [("role".to_string(), "web".to_string())].into(),
         };

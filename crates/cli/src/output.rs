@@ -1,8 +1,12 @@
 //! Rendering for people. Scripts use `--json`, which prints the API's shapes unchanged.
 
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+use halo_api::cluster::ClusterView;
+use halo_api::cluster::NodeView;
+use halo_api::cluster::StatusView;
+use halo_api::roles::RoleDetailView;
+use halo_api::roles::RoleView;
 use halo_core::role::RoleState;
-use halo_core::view::{ClusterView, NodeView, RoleDetailView, RoleView, StatusView};
 
 pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
@@ -22,7 +26,7 @@ fn networks(n: &NodeView) -> String {
 trait StateStr {
     fn state_str(&self) -> &'static str;
 }
-impl StateStr for halo_core::view::NetworkView {
+impl StateStr for halo_api::cluster::NetworkView {
     fn state_str(&self) -> &'static str {
         self.state.as_str()
     }
@@ -77,7 +81,7 @@ pub fn status_text(s: &StatusView) -> String {
 
 /// How long ago a wall-clock time was, rounded to what a person needs ("42s", "5m", "3h", "2d").
 pub fn age(at_ms: u64) -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let now = crate::wall_ms();
     let s = now.saturating_sub(at_ms) / 1000;
     match s {
         0..=119 => format!("{s}s"),
@@ -268,7 +272,7 @@ pub fn plan_text(plan: &serde_json::Value) -> String {
 
 /// `halo validate`: the checks grouped by category in the cluster's order, each fix under its
 /// check, and a one-line verdict.
-pub fn validation_text(report: &halo_agent::validate_api::ValidationView) -> String {
+pub fn validation_text(report: &halo_api::validation::ValidationView) -> String {
     use halo_core::validation::Outcome;
     let mut out = String::new();
     let mut category = None;
@@ -296,7 +300,7 @@ pub fn validation_text(report: &halo_agent::validate_api::ValidationView) -> Str
     out
 }
 
-pub fn tokens_table(tokens: &[halo_core::view::ApiTokenView]) -> String {
+pub fn tokens_table(tokens: &[halo_api::access::ApiTokenView]) -> String {
     let when =
         |ms: u64| humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms));
     let mut out = format!("{:<24} {:<9} {:<21} {}\n", "NAME", "ROLE", "CREATED", "EXPIRES");

@@ -1,10 +1,11 @@
 //! `halo role ...`: create, list, show, start, stop, delete, why.
 
 use clap::{Args, Subcommand};
+use halo_api::roles::RoleDetailView;
+use halo_api::roles::RoleView;
 use halo_core::capacity;
 use halo_core::resource_kind::ResourceKind;
 use halo_core::role::{Desired, Failback, FailoverPolicy, Priority, ResourceSpec, RestartPolicy, RoleSpec, Timeouts};
-use halo_core::view::{RoleDetailView, RoleView};
 
 use crate::client::Api;
 use crate::output;

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use halo_core::view::CaRotationView;
+use halo_api::cluster::CaRotationView;
 
 use crate::client::{Api, ClientConfig};
 use crate::output;

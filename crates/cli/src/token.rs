@@ -3,8 +3,11 @@
 
 use anyhow::Context;
 use clap::Subcommand;
+use halo_api::access::AdminTokenRotated;
+use halo_api::access::ApiTokenCreated;
+use halo_api::access::ApiTokenRequest;
+use halo_api::access::ApiTokenView;
 use halo_core::access::AccessRole;
-use halo_core::view::{AdminTokenRotated, ApiTokenCreated, ApiTokenRequest, ApiTokenView};
 
 use crate::client::{Api, ClientConfig};
 use crate::output;

@@ -5,9 +5,9 @@
 use std::path::PathBuf;
 
 use anyhow::bail;
-use halo_agent::survey::{self, Plan, ProbeReply, ProbeRequest, Target, Transport};
-use halo_agent::validate_api::ValidationView;
+use halo_api::validation::{ProbeReply, ProbeRequest, ValidationView};
 use halo_core::validation::{self, Outcome};
+use halo_survey::{self as survey, Plan, Target, Transport};
 
 use crate::client::{Api, ClientConfig, normalize_endpoint};
 use crate::output;
@@ -92,7 +92,7 @@ async fn validate_nodes(args: &ValidateArgs) -> anyhow::Result<ValidationView> {
     let targets: Vec<Target> = endpoints.iter().map(|e| Target::at(e)).collect();
     let plan = Plan { shared: args.shared_storage.clone(), ..Plan::default() };
     let found = survey::survey(&AgentApis(agents), &targets, &plan).await;
-    Ok(ValidationView::new(String::new(), validation::judge_nodes(&found), found))
+    Ok(ValidationView::new(String::new(), crate::wall_ms(), validation::judge_nodes(&found), found))
 }
 
 /// Each agent's own API, with bootstrap trust.

@@ -20,7 +20,6 @@
 //! - [`events`]: every visible state change in words, derived from before/after states.
 //! - [`vm`]: the `vm` resource type's definition; [`migration`]: live and quick migration.
 //! - [`timing`]: the timing profiles and Raft's timing, the same on every node.
-//! - [`view`]: the stable JSON shapes the API and the CLI exchange.
 //! - [`access`]: named API tokens and what each role may do.
 //!
 //! Time is always passed in as milliseconds, so the daemon and a simulator drive the same code.
@@ -52,7 +51,6 @@ pub mod round_trip;
 pub mod state;
 pub mod timing;
 pub mod validation;
-pub mod view;
 pub mod vm;
 
 /// Raft node ids: assigned by the cluster at join, never reused.

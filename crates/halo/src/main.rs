@@ -1,24 +1,64 @@
-//! The `halo` binary: the agent daemon and the command line in one executable.
+//! The `halo` binary: the agent daemon and the command line in one executable. The client
+//! verbs come from `halo-cli` (which knows nothing of the daemon); this file adds the
+//! daemon's own: `agent`, and the hidden ones the agent runs itself.
 
 use anyhow::Context;
-use clap::Parser;
-use halo_cli::{Cli, Command};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "halo", version, about = "High-availability clustering for virtual machines and services")]
+struct Halo {
+    /// Print machine-readable JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    verb: Verb,
+}
+
+#[derive(Debug, Subcommand)]
+enum Verb {
+    /// Run the node agent (the daemon).
+    Agent(halo_agent::AgentArgs),
+    #[command(flatten)]
+    Client(halo_cli::Command),
+    /// The fence guard, started by the agent itself (not for people to run).
+    #[command(hide = true)]
+    FenceGuard {
+        #[arg(long)]
+        data_dir: std::path::PathBuf,
+        /// The watchdog device to feed while the node holds a lease.
+        #[arg(long)]
+        watchdog: Option<std::path::PathBuf>,
+    },
+    /// One action of an `ip` resource, run by the fence guard (not for people to run); exits
+    /// with an OCF exit code.
+    #[command(hide = true)]
+    FloatingIp {
+        action: halo_agent::address::Action,
+        #[arg(long)]
+        address: String,
+        #[arg(long)]
+        interface: String,
+        #[arg(long, default_value_t = halo_core::address::DEFAULT_ANNOUNCE)]
+        announce: u8,
+    },
+}
 
 fn main() {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Agent(ref args) => {
+    let halo = Halo::parse();
+    let result = match halo.verb {
+        Verb::Agent(ref args) => {
             halo_agent::identity::keep_files_private();
             run_agent(args)
         }
-        Command::FenceGuard { ref data_dir, ref watchdog } => {
+        Verb::FenceGuard { ref data_dir, ref watchdog } => {
             halo_agent::identity::keep_files_private();
             halo_agent::guard::run(data_dir, watchdog.as_deref())
         }
-        Command::FloatingIp { action, ref address, ref interface, announce } => {
+        Verb::FloatingIp { action, ref address, ref interface, announce } => {
             std::process::exit(halo_agent::address::main(action, address, interface, announce))
         }
-        _ => run_cli(cli),
+        Verb::Client(command) => run_cli(command, halo.json),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
@@ -50,9 +90,8 @@ fn run_agent(args: &halo_agent::AgentArgs) -> anyhow::Result<()> {
     runtime.block_on(halo_agent::run(config, halo_cli::demo::shutdown_signal()))
 }
 
-fn run_cli(cli: Cli) -> anyhow::Result<()> {
-    halo_agent::clock::monotonic_ms();
+fn run_cli(command: halo_cli::Command, json: bool) -> anyhow::Result<()> {
     rustls::crypto::ring::default_provider().install_default().ok();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(halo_cli::commands::run(cli))
+    runtime.block_on(halo_cli::run(command, json))
 }

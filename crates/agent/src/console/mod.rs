@@ -22,14 +22,16 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
+use halo_api::cluster::StatusView;
 use halo_core::access::{AccessRole, Caller};
 use halo_core::events::EventKind;
-use halo_core::view::StatusView;
 use maud::Markup;
 use serde::Deserialize;
 
 use crate::error::ApiError;
-use crate::roles_api::{self, MoveRequestBody, PauseBody, ResumeBody};
+use halo_api::roles::{MoveRequestBody, PauseBody, ResumeBody};
+
+use crate::roles_api;
 use crate::runtime::Agent;
 
 type AppState = Arc<Agent>;
@@ -372,10 +374,11 @@ async fn role_action(
         "start" => roles_api::start_role(State(agent.clone()), Extension(caller.clone()), role).await,
         "stop" => roles_api::stop_role(State(agent.clone()), Extension(caller.clone()), role).await,
         _ => {
-            let body = MoveRequestBody {
-                to: Some(form.to.clone()).filter(|t| !t.is_empty()),
-                mode: Some(form.mode.clone()).filter(|m| !m.is_empty()),
+            let mode = match form.mode.as_str() {
+                "" => None,
+                word => Some(halo_core::migration::MoveMode::parse(word).map_err(ApiError::bad_request)?),
             };
+            let body = MoveRequestBody { to: Some(form.to.clone()).filter(|t| !t.is_empty()), mode };
             roles_api::move_role(State(agent.clone()), Extension(caller.clone()), role, Json(body)).await
         }
     };

@@ -2,10 +2,14 @@
 //! string; nothing here writes raw HTML. States are words with a symbol, so a page reads the
 //! same without colour (the stylesheet only adds it).
 
+use halo_api::cluster::ClusterView;
+use halo_api::cluster::NodeView;
+use halo_api::cluster::StatusView;
+use halo_api::roles::RoleDetailView;
+use halo_api::roles::RoleView;
 use halo_core::events::Event;
 use halo_core::role::RoleState;
 use halo_core::state::{NetworkState, NodeState};
-use halo_core::view::{ClusterView, NodeView, RoleDetailView, RoleView, StatusView};
 use maud::{DOCTYPE, Markup, html};
 
 use super::{Context, segment};

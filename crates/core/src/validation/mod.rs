@@ -114,8 +114,24 @@ pub struct ValidationRecord {
 impl ValidationRecord {
     /// "warning (inventory.kvm, network.redundancy)": the result and the checks that made it.
     pub fn summary(&self) -> String {
-        crate::view::ValidationSummaryView::of(self).summary()
+        summary(self.result, &self.ids(Outcome::Fail), &self.ids(Outcome::Warning))
     }
+
+    /// The ids of the checks with this outcome, in report order.
+    pub fn ids(&self, outcome: Outcome) -> Vec<String> {
+        self.checks.iter().filter(|c| c.outcome == outcome).map(|c| c.id.clone()).collect()
+    }
+}
+
+/// "warning (inventory.kvm, network.redundancy)": a result and the checks that made it.
+pub fn summary(result: Outcome, failed: &[String], warnings: &[String]) -> String {
+    let word = outcome_word(result);
+    let worst = match result {
+        Outcome::Fail => failed,
+        Outcome::Warning => warnings,
+        _ => return word.to_string(),
+    };
+    if worst.is_empty() { word.to_string() } else { format!("{word} ({})", worst.join(", ")) }
 }
 
 /// Whether the leader should validate now: never yet, the nodes changed since the last

@@ -1,4 +1,6 @@
-//! The surveyor: asks every node for its facts (and reads its clock on the way), has each node
+//! The validation survey's surveyor, run by the node asked to validate its cluster (over the
+//! peer transport) and by the command line for agents not clustered yet (over their APIs).
+//! It asks every node for its facts (and reads its clock on the way), has each node
 //! connect to every other on every network, then runs the shared storage test: every node
 //! writes a file, every node reads another's back, one node locks a file that every other must
 //! fail to lock. Each step asks all nodes at once; the storage steps follow one another.
@@ -10,8 +12,7 @@ use halo_core::validation::survey::{
 };
 use rand::Rng;
 
-use super::{ProbeReply, ProbeRequest, ReachTarget, Survey};
-use crate::clock;
+pub use halo_api::validation::{ProbeReply, ProbeRequest, ReachTarget, Survey};
 
 /// How a surveyor reaches node `i` of its targets (the peer transport inside a cluster, each
 /// agent's API before one exists).
@@ -69,7 +70,7 @@ pub async fn survey<T: Transport>(transport: &T, targets: &[Target], plan: &Plan
             node.down = true;
             return node;
         }
-        let sent = clock::wall_ms();
+        let sent = wall_ms();
         match transport
             .call(
                 i,
@@ -78,7 +79,7 @@ pub async fn survey<T: Transport>(transport: &T, targets: &[Target], plan: &Plan
             .await
         {
             Ok(ProbeReply::Facts(facts)) if t.learn => {
-                node.clock = Some(ClockReading::measure(sent, facts.wall_ms, clock::wall_ms()));
+                node.clock = Some(ClockReading::measure(sent, facts.wall_ms, wall_ms()));
                 node.name = facts.name.clone();
                 node.witness = facts.witness;
                 node.networks = facts.networks.clone();
@@ -92,7 +93,7 @@ pub async fn survey<T: Transport>(transport: &T, targets: &[Target], plan: &Plan
                 ));
             }
             Ok(ProbeReply::Facts(facts)) => {
-                node.clock = Some(ClockReading::measure(sent, facts.wall_ms, clock::wall_ms()));
+                node.clock = Some(ClockReading::measure(sent, facts.wall_ms, wall_ms()));
                 node.facts = Some(*facts);
             }
             Ok(other) => node.error = Some(format!("unexpected answer {other:?}")),
@@ -254,4 +255,9 @@ fn describe(reply: Result<ProbeReply, StorageError>) -> String {
 
 fn unexpected(reply: &ProbeReply) -> StorageError {
     StorageError { fault: StorageFault::Io, message: format!("unexpected answer {reply:?}") }
+}
+
+/// Wall-clock milliseconds: a node's clock is judged against the surveyor's.
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use halo_core::validation::survey::{NodeFacts, Reach, StorageError, StorageFault};
 use sha2::Digest;
 
-use super::{ProbeReply, ProbeRequest, ReachTarget, TEST_DIR};
 use crate::runtime::Agent;
 use crate::safe_fs::Dir;
 use crate::{clock, host, ocf, vm};
+use halo_api::validation::{ProbeReply, ProbeRequest, ReachTarget, TEST_DIR};
 
 /// One connection attempt may take this long before it counts as lost.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
