@@ -39,8 +39,17 @@ impl DiesWithParent for tokio::process::Command {
     }
 }
 
+/// Everything the agent and its fence guard create is readable by their user only: the data
+/// directory holds the cluster CA's key, the heartbeat key and fence passwords (in the
+/// database), node keys and secrets. Set once at start, before any file exists, so nothing is
+/// ever created open and tightened afterwards. Workloads start with their own mask
+/// ([`Umask`]).
+pub fn keep_files_private() {
+    nix::sys::stat::umask(Umask::Private.mode());
+}
+
 /// The file-creation mask a child starts with. The agent and its guard create everything
-/// private ([`crate::identity::keep_files_private`]); a workload gets what a service manager
+/// private ([`keep_files_private`]); a workload gets what a service manager
 /// gives a service, unless it keeps its files private too (a VM: its serial log, its sockets).
 pub trait StartsWithUmask {
     fn starts_with_umask(&mut self, mask: Umask) -> &mut Self;

@@ -1,60 +1,31 @@
-//! `halo agent`: the node daemon.
+//! `halo agent`: the node daemon, laid out by concern. Decisions come from `halo-core`, the
+//! cluster database from `halo-store`, the API's shapes from `halo-api`.
 //!
-//! Layout: [`config`] and [`identity`] (what the agent is), [`runtime`] (membership, leader
-//! routing, create/join), [`manager`] (decisions on the leader), [`executor`] (runs this
-//! node's roles), [`guard`] and [`guard_link`] (the fence guard process and the agent's end of
-//! it), [`heartbeat`] and [`peer`] (node-to-node I/O, leases), [`api`] and [`serve`] (HTTPS),
-//! [`qmp`] (the QEMU Machine Protocol client), [`vm`] and [`vm_ops`] (VM roles: QEMU command
-//! line, KVM probe, QMP operations and migration), [`survey`] and [`host`] (what `halo
-//! validate` asks of each node), [`metrics`] (`/metrics`), [`cluster_log`] and [`log_api`] (the
-//! agent's structured log and `halo log`), [`console`] (the web console). Decisions come from `halo-core`; the cluster database from
-//! `halo-store`.
+//! - [`api`]: the HTTPS face: REST routes, the peer routes, the web console, `/metrics`.
+//! - [`cluster`]: this node in its cluster: the [`Agent`], bootstrap (create, join), leader
+//!   routing, admission, the leader's decisions (`manager`), heartbeats and the lease,
+//!   certificate renewal, node fencing, the data disk.
+//! - [`transport`]: who this node is (identity, certificates) and how it talks to others:
+//!   TLS listeners, the peer client, per-address limits.
+//! - [`workload`]: what runs roles: the fence guard and the agent's link to it, the executor,
+//!   one module per resource kind (process, OCF, floating IP, VM with its QMP client), probes.
+//! - [`survey`]: this node's answers to validation probes.
+//! - [`observe`]: the structured agent log, metrics counters, the logs' size bound.
+//! - Shared basics: [`config`], [`clock`], [`child`] (processes that die with their starter),
+//!   [`safe_fs`], [`host`] (what this machine has), [`error`].
 
-pub mod access;
-pub mod address;
-pub mod admission;
 pub mod api;
-pub mod bounded_log;
 pub mod child;
 pub mod clock;
-pub mod cluster_log;
+pub mod cluster;
 pub mod config;
-pub mod console;
-pub mod data_disk;
 pub mod error;
-pub mod events_api;
-pub mod executor;
-pub mod fence;
-pub mod guard;
-pub mod guard_link;
-pub mod heartbeat;
 pub mod host;
-pub mod identity;
-pub mod join;
-pub mod local_peer;
-pub mod log_api;
-pub mod manager;
-pub mod metrics;
-pub mod ocf;
-pub mod peer;
-pub mod peer_identity;
-pub mod probe;
-pub mod probe_answer;
-pub mod qmp;
-pub mod renewal;
-pub mod resource;
-pub mod roles_api;
-pub mod rotation_api;
-pub mod runtime;
+pub mod observe;
 pub mod safe_fs;
-pub mod serve;
-pub mod throttle;
-pub mod tokens_api;
-pub mod validate_api;
-pub mod vm;
-pub mod vm_ops;
-pub mod vm_tls;
-pub mod watchdog;
+pub mod survey;
+pub mod transport;
+pub mod workload;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -62,8 +33,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::net::{TcpListener, UdpSocket};
 
+pub use cluster::agent::Agent;
 pub use config::{AgentArgs, AgentConfig};
-pub use runtime::Agent;
 
 /// Run an agent until `shutdown` resolves. Binds every listener first, so a taken address is
 /// reported at once and nothing starts half-way.
@@ -85,7 +56,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         );
         let socket =
             UdpSocket::bind(net).await.with_context(|| format!("cannot listen on network address {net} (UDP)"))?;
-        // Handed to the heartbeat thread's own runtime (see `heartbeat::run`).
+        // Handed to the heartbeat thread's own runtime (see `cluster::heartbeat::run`).
         sockets.push(socket.into_std().with_context(|| format!("heartbeat socket on {net}"))?);
     }
 
@@ -106,30 +77,31 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
 
     let mut tasks = tokio::task::JoinSet::new();
     let limits = cfg.connections;
-    tasks.spawn(serve::serve(api, agent.api_tls.clone(), api::api_router(agent.clone()), limits));
+    tasks.spawn(transport::serve::serve(api, agent.api_tls.clone(), api::api_router(agent.clone()), limits));
     for listener in peer_listeners {
-        tasks.spawn(serve::serve(listener, agent.peer_tls.clone(), api::peer_router(agent.clone()), limits));
+        tasks.spawn(transport::serve::serve(listener, agent.peer_tls.clone(), api::peer_router(agent.clone()), limits));
     }
-    tasks.spawn(heartbeat::run(agent.clone(), sockets));
-    tasks.spawn(manager::run(agent.clone()));
-    tasks.spawn(runtime::declare_capacity(agent.clone()));
-    tasks.spawn(validate_api::periodic(agent.clone()));
-    tasks.spawn(renewal::run(agent.clone()));
-    tasks.spawn(bounded_log::run(agent.clone()));
-    tasks.spawn(data_disk::run(agent.clone()));
+    tasks.spawn(cluster::heartbeat::run(agent.clone(), sockets));
+    tasks.spawn(cluster::manager::run(agent.clone()));
+    tasks.spawn(cluster::agent::declare_capacity(agent.clone()));
+    tasks.spawn(api::validate::periodic(agent.clone()));
+    tasks.spawn(cluster::renewal::run(agent.clone()));
+    let disk = agent.clone();
+    tasks.spawn(observe::bounded_log::run(cfg.data_dir.clone(), move || disk.data_disk.low()));
+    tasks.spawn(cluster::data_disk::run(agent.clone()));
     if let Some(events) = guard_events {
-        tasks.spawn(executor::run(agent.clone(), events));
+        tasks.spawn(workload::executor::run(agent.clone(), events));
         // Learn now, off the runtime, whether KVM works here: VM starts then need not wait.
         std::thread::spawn(|| {
-            if vm::qemu_installed() {
-                vm::kvm_if_known();
+            if workload::vm::qemu_installed() {
+                workload::vm::kvm_if_known();
             }
         });
     }
 
     let failed = tokio::select! {
         () = shutdown => None,
-        why = data_disk::database_failed(agent.clone()) => Some(why),
+        why = cluster::data_disk::database_failed(agent.clone()) => Some(why),
     };
     if let Some(why) = failed {
         // Like a crash: the guard stops the roles when the lease runs out; nothing is asked

@@ -2,8 +2,8 @@
 //! meta-data XML and QEMU's QMP messages. Each parses or is refused with an error.
 
 use halo_agent::AgentConfig;
-use halo_agent::ocf::parse_meta_data;
-use halo_agent::qmp;
+use halo_agent::workload::ocf::parse_meta_data;
+use halo_agent::workload::vm::qmp;
 use proptest::prelude::*;
 
 const CONFIG: &str = "name = 'a'\ndata_dir = '/var/lib/halo'\napi = '127.0.0.1:7400'\n\

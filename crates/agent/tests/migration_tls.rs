@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use halo_agent::identity::NodeTls;
-use halo_agent::vm_ops;
-use halo_agent::vm_tls::{End, MigrationTls};
+use halo_agent::transport::identity::NodeTls;
+use halo_agent::workload::vm::ops;
+use halo_agent::workload::vm::tls::{End, MigrationTls};
 use halo_security::ca;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -48,9 +48,9 @@ impl Qemu {
         MigrationTls { dir: self.dir.join("tls"), node: node.clone(), end }
     }
 
-    async fn migrate(&self, uri: &str, tls: &MigrationTls) -> Result<vm_ops::Transfer, String> {
+    async fn migrate(&self, uri: &str, tls: &MigrationTls) -> Result<ops::Transfer, String> {
         let (_keep, cancel) = tokio::sync::oneshot::channel();
-        vm_ops::migrate(&self.qmp(), uri, tls, None, LIMIT, cancel).await
+        ops::migrate(&self.qmp(), uri, tls, None, LIMIT, cancel).await
     }
 }
 
@@ -82,7 +82,7 @@ async fn the_target_takes_the_guest_only_from_its_source_over_tls() {
 
     let target = Qemu::start(root.path(), "target", true);
     let listening = target.tls(&n2, End::Target { source: "n1".into() });
-    let uri = vm_ops::prepare_incoming(&target.qmp(), "127.0.0.1", &listening, LIMIT).await.expect("listening");
+    let uri = ops::prepare_incoming(&target.qmp(), "127.0.0.1", &listening, LIMIT).await.expect("listening");
     assert!(!listening.dir.exists(), "the key copy QEMU loaded from must be gone");
 
     // A plain-text migration stream (QEMU's magic and version): the target hangs up on it.
@@ -104,7 +104,7 @@ async fn the_target_takes_the_guest_only_from_its_source_over_tls() {
     let sent = source.migrate(&uri, &sending).await;
     assert!(sent.is_ok(), "the source could not migrate after the intruders: {sent:?}");
     assert!(!sending.dir.exists());
-    vm_ops::wait_for_status(&target.qmp(), "prelaunch", LIMIT).await.expect("the guest arrived");
+    ops::wait_for_status(&target.qmp(), "prelaunch", LIMIT).await.expect("the guest arrived");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,7 +116,7 @@ async fn the_source_sends_only_to_the_target_node() {
 
     // n3 listens where the cluster expects n2: the source refuses its certificate.
     let impostor = Qemu::start(root.path(), "impostor", true);
-    let uri = vm_ops::prepare_incoming(
+    let uri = ops::prepare_incoming(
         &impostor.qmp(),
         "127.0.0.1",
         &impostor.tls(&n3, End::Target { source: "n1".into() }),
@@ -132,9 +132,9 @@ async fn the_source_sends_only_to_the_target_node() {
     // A node called n2, but of another cluster (another CA): refused too.
     let foreign = Qemu::start(root.path(), "foreign", true);
     let listening = foreign.tls(&stranger, End::Target { source: "n1".into() });
-    let uri = vm_ops::prepare_incoming(&foreign.qmp(), "127.0.0.1", &listening, LIMIT).await.expect("listening");
+    let uri = ops::prepare_incoming(&foreign.qmp(), "127.0.0.1", &listening, LIMIT).await.expect("listening");
     let refused = source.migrate(&uri, &source.tls(&n1, End::Source { target: "n2".into() })).await;
     assert!(refused.is_err(), "the guest went to another cluster's n2");
     // The source keeps its guest: it can still go to the real target.
-    vm_ops::wait_for_status(&source.qmp(), "prelaunch", LIMIT).await.expect("the source still has the guest");
+    ops::wait_for_status(&source.qmp(), "prelaunch", LIMIT).await.expect("the source still has the guest");
 }

@@ -4,7 +4,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use halo_agent::qmp::{Qmp, QmpError};
+use halo_agent::workload::vm::qmp::{Qmp, QmpError};
 
 #[tokio::test]
 async fn talks_to_a_real_qemu() {

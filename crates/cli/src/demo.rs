@@ -15,6 +15,9 @@ use crate::client::{Api, ClientConfig};
 use crate::commands::wait_for;
 use crate::output;
 
+/// The sample VM role's name.
+const SAMPLE_VM: &str = "vm";
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
     /// First three octets of the loopback addresses of the first network (node N gets .N).
@@ -127,7 +130,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             println!("(qemu-system-x86_64 is not installed: no VM role in this demo)");
         }
     }
-    let vm = specs.iter().any(|s| s.name == "vm");
+    let vm = specs.iter().any(|s| s.name == SAMPLE_VM);
     for spec in specs {
         api.post_no_reply("/api/v1/roles", &spec)
             .await
@@ -226,7 +229,7 @@ fn sample_vm(shared: &Path) -> halo_core::role::RoleSpec {
         ("heartbeat", "serial".to_string()),
     ];
     RoleSpec {
-        name: "vm".into(),
+        name: SAMPLE_VM.into(),
         resources: vec![ResourceSpec {
             secret_params: Default::default(),
             name: "guest".into(),

@@ -34,7 +34,7 @@ enum Verb {
     /// with an OCF exit code.
     #[command(hide = true)]
     FloatingIp {
-        action: halo_agent::address::Action,
+        action: halo_agent::workload::address::Action,
         #[arg(long)]
         address: String,
         #[arg(long)]
@@ -48,15 +48,15 @@ fn main() {
     let halo = Halo::parse();
     let result = match halo.verb {
         Verb::Agent(ref args) => {
-            halo_agent::identity::keep_files_private();
+            halo_agent::child::keep_files_private();
             run_agent(args)
         }
         Verb::FenceGuard { ref data_dir, ref watchdog } => {
-            halo_agent::identity::keep_files_private();
-            halo_agent::guard::run(data_dir, watchdog.as_deref())
+            halo_agent::child::keep_files_private();
+            halo_agent::workload::guard::run(data_dir, watchdog.as_deref())
         }
         Verb::FloatingIp { action, ref address, ref interface, announce } => {
-            std::process::exit(halo_agent::address::main(action, address, interface, announce))
+            std::process::exit(halo_agent::workload::address::main(action, address, interface, announce))
         }
         Verb::Client(command) => run_cli(command, halo.json),
     };
@@ -72,7 +72,7 @@ fn run_agent(args: &halo_agent::AgentArgs) -> anyhow::Result<()> {
     use tracing_subscriber::util::SubscriberInitExt;
     // Every line goes to stderr for the service manager's journal, and to the structured log
     // in the data directory that `halo log` gathers.
-    let file = halo_agent::cluster_log::LogFile::open(&config.data_dir.join("logs"), &config.name)
+    let file = halo_agent::observe::cluster_log::LogFile::open(&config.data_dir.join("logs"), &config.name)
         .with_context(|| format!("opening the agent log in {}", config.data_dir.join("logs").display()))?;
     tracing_subscriber::registry()
         .with(

@@ -303,10 +303,10 @@ fn a_live_migration_refuses_a_forged_target_and_hangs_up_on_a_plain_text_stream(
         std::fs::create_dir_all(&dir).expect("dir");
         let path = std::env::var("PATH").unwrap_or_default();
         let real = std::env::split_paths(&path)
-            .map(|d| d.join(halo_agent::vm::QEMU))
+            .map(|d| d.join(halo_agent::workload::vm::QEMU))
             .find(|q| q.is_file())
             .expect("QEMU on the PATH (scripts/setup installs it)");
-        let wrapper = dir.join(halo_agent::vm::QEMU);
+        let wrapper = dir.join(halo_agent::workload::vm::QEMU);
         let script = format!(
             "#!/bin/sh\ncase \"$*\" in *\"-incoming defer -S\"*) sleep 5;; esac\nexec {} \"$@\"\n",
             real.display()
