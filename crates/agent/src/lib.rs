@@ -113,7 +113,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     tracing::info!("shutting down");
     agent.begin_shutdown();
     if let Some(member) = agent.member() {
-        let _ = member.raft.shutdown().await;
+        member.consensus.shutdown().await;
     }
     tasks.abort_all();
     Ok(())

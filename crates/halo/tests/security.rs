@@ -368,10 +368,6 @@ fn idle_and_slow_connections_are_dropped_and_one_client_cannot_hold_every_place(
 /// connection it opened before its removal. The heartbeat key it knew is replaced.
 #[test]
 fn a_removed_nodes_certificate_is_refused_on_every_peer_route_and_a_member_speaks_only_for_itself() {
-    use halo_store::TypeConfig;
-    use halo_store::openraft::Vote;
-    use halo_store::openraft::raft::{AppendEntriesRequest, VoteRequest};
-
     let mut c = Cluster::new(179, 3, 0);
     c.form();
     let identity = |i: usize| {
@@ -402,18 +398,16 @@ fn a_removed_nodes_certificate_is_refused_on_every_peer_route_and_a_member_speak
     rt.block_on(async {
         // n2 claims to be n1: as the leader of an append, as a candidate.
         let as_n2 = https(Some((&cert2, &key2)));
-        let append = AppendEntriesRequest::<TypeConfig> {
-            vote: Vote::new_committed(1_000, n1),
-            prev_log_id: None,
-            entries: Vec::new(),
-            leader_commit: None,
-        };
-        let vote = VoteRequest::<TypeConfig>::new(Vote::new(1_000, n1), None);
-        for (route, body) in [
-            ("/raft/append", serde_json::to_value(&append).expect("json")),
-            ("/raft/vote", serde_json::to_value(&vote).expect("json")),
-            ("/raft/pre-vote", serde_json::to_value(&vote).expect("json")),
-        ] {
+        // Raft's messages as they travel (JSON): well-formed, so only the claim is refused.
+        let leader = serde_json::json!({ "term": 1_000, "node_id": n1 });
+        let append = serde_json::json!({
+            "vote": { "leader_id": leader, "committed": true },
+            "prev_log_id": null,
+            "entries": [],
+            "leader_commit": null,
+        });
+        let vote = serde_json::json!({ "vote": { "leader_id": leader, "committed": false }, "last_log_id": null });
+        for (route, body) in [("/raft/append", &append), ("/raft/vote", &vote), ("/raft/pre-vote", &vote)] {
             let answer = as_n2.post(format!("{}{route}", peer(2))).json(&body).send().await.expect("an answer");
             let status = answer.status();
             let text = answer.text().await.unwrap_or_default();

@@ -1,19 +1,24 @@
 //! The cluster database: Raft (openraft) with its log, vote and state machine in one redb file.
 //!
-//! Everything openraft-specific lives in this crate, behind [`TypeConfig`] and the two storage
-//! types, so an openraft upgrade touches one place. Every write that Raft relies on for safety
+//! Everything openraft-specific lives in this crate, behind halo's own types: [`Consensus`]
+//! (Raft on this node), [`rpc`] (its messages between nodes), the log and the state machine.
+//! No openraft type appears in this crate's interface, so an openraft upgrade touches one
+//! place. Every write that Raft relies on for safety
 //! (log append, vote) is committed with fsync before it is acknowledged.
 
+mod consensus;
 mod db;
-pub mod leadership;
+mod leadership;
 mod log;
 mod machine;
+pub mod rpc;
 pub mod wire;
 
 use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
+pub use consensus::{Consensus, ConsensusError, RaftStatus};
 pub use db::{Database, StoreError};
 pub use log::LogStore;
 pub use machine::{StateMachine, StateReader};
@@ -39,13 +44,12 @@ impl PeerNode {
 }
 
 openraft::declare_raft_types!(
-    pub TypeConfig:
+    pub(crate) TypeConfig:
         D = halo_core::command::Command,
         R = halo_core::command::CommandResult,
         NodeId = u64,
         Node = PeerNode,
 );
 
-pub type Raft = openraft::Raft<TypeConfig, StateMachine>;
-pub type SnapshotData = Cursor<Vec<u8>>;
-pub use openraft;
+pub(crate) type Raft = openraft::Raft<TypeConfig, StateMachine>;
+pub(crate) type SnapshotData = Cursor<Vec<u8>>;

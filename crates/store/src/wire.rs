@@ -34,14 +34,14 @@ pub fn transfer_allowance(bytes: usize) -> Duration {
 
 /// An append cut to fit: the request to send and, if entries were left out, the id of the
 /// last one sent (what the follower has matched once it accepts).
-pub struct FittedAppend {
-    pub request: AppendEntriesRequest<TypeConfig>,
-    pub cut_after: Option<LogIdOf<TypeConfig>>,
+pub(crate) struct FittedAppend {
+    pub(crate) request: AppendEntriesRequest<TypeConfig>,
+    pub(crate) cut_after: Option<LogIdOf<TypeConfig>>,
 }
 
 /// Keep the longest prefix of `request.entries` whose JSON fits in `budget` bytes, at least
 /// one entry. `encoded_len` is the size of the whole request as JSON.
-pub fn fit_append(
+pub(crate) fn fit_append(
     mut request: AppendEntriesRequest<TypeConfig>,
     encoded_len: usize,
     budget: usize,
@@ -78,7 +78,7 @@ struct SnapshotHeader {
 }
 
 /// `HSN1`, the header's length (u32, big-endian), the header (JSON: vote and meta), the data.
-pub fn encode_snapshot(
+pub(crate) fn encode_snapshot(
     vote: &VoteOf<TypeConfig>,
     meta: &SnapshotMetaOf<TypeConfig>,
     data: &[u8],
@@ -105,9 +105,9 @@ pub enum WireError {
     Header(#[from] serde_json::Error),
 }
 
-pub type SnapshotParts = (VoteOf<TypeConfig>, SnapshotMetaOf<TypeConfig>, Vec<u8>);
+pub(crate) type SnapshotParts = (VoteOf<TypeConfig>, SnapshotMetaOf<TypeConfig>, Vec<u8>);
 
-pub fn decode_snapshot(body: &[u8]) -> Result<SnapshotParts, WireError> {
+pub(crate) fn decode_snapshot(body: &[u8]) -> Result<SnapshotParts, WireError> {
     let rest = body.strip_prefix(SNAPSHOT_MAGIC).ok_or(WireError::NotASnapshot)?;
     let (len, rest) = rest.split_first_chunk::<4>().ok_or(WireError::Truncated(0))?;
     let len = u32::from_be_bytes(*len) as usize;
@@ -120,7 +120,7 @@ pub fn decode_snapshot(body: &[u8]) -> Result<SnapshotParts, WireError> {
 }
 
 /// The JSON form of a snapshot that senders before the binary form used.
-pub fn decode_json_snapshot(body: &[u8]) -> Result<SnapshotParts, WireError> {
+pub(crate) fn decode_json_snapshot(body: &[u8]) -> Result<SnapshotParts, WireError> {
     Ok(serde_json::from_slice(body)?)
 }
 

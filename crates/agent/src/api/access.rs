@@ -62,7 +62,7 @@ pub async fn caller_soon(agent: &Agent, token_sha256: &str) -> Result<Caller, Ap
         Err(e) => e,
     };
     let member = agent.require_member()?;
-    if member.is_leader() {
+    if member.consensus.is_leader() {
         return Err(refused);
     }
     let mut reader = member.reader.clone();

@@ -189,14 +189,14 @@ fn local_series(
         round_trips,
     );
 
-    let raft = member.metrics();
-    let committed = raft.cluster_committed.map_or(0, |l| l.index);
+    let raft = member.consensus.status();
+    let committed = raft.committed_index;
     let applied = member.reader.applied_index();
-    registry.register("raft_term", "This node's Raft term", gauge(raft.current_term as i64));
+    registry.register("raft_term", "This node's Raft term", gauge(raft.term as i64));
     registry.register(
         "raft_last_log_index",
         "Index of the last entry in this node's log",
-        gauge(raft.last_log_index.unwrap_or(0) as i64),
+        gauge(raft.last_log_index as i64),
     );
     registry.register("raft_commit_index", "Highest log index this node knows is committed", gauge(committed as i64));
     registry.register("raft_applied_index", "Highest log index applied to this node's database", gauge(applied as i64));
@@ -205,13 +205,13 @@ fn local_series(
         "Committed entries not yet applied here",
         gauge(committed.saturating_sub(applied) as i64),
     );
-    registry.register("raft_leader", "Whether this node is the Raft leader", gauge(member.is_leader() as i64));
+    registry.register("raft_leader", "Whether this node is the Raft leader", gauge(raft.leading as i64));
     if let Some(replication) = &raft.replication {
         let lag = Family::<Labels, Gauge>::default();
-        let last = raft.last_log_index.unwrap_or(0);
+        let last = raft.last_log_index;
         for (id, matched) in replication.iter().filter(|(id, _)| **id != member.id) {
             let name = state.nodes.get(id).map_or_else(|| id.to_string(), |n| n.name.clone());
-            lag.get_or_create(&vec![("peer", name)]).set(last.saturating_sub(matched.map_or(0, |l| l.index)) as i64);
+            lag.get_or_create(&vec![("peer", name)]).set(last.saturating_sub(matched.unwrap_or(0)) as i64);
         }
         registry.register("raft_replication_lag", "On the leader: log entries each peer has yet to receive", lag);
     }

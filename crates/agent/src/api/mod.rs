@@ -28,7 +28,7 @@ use halo_api::{access::*, cluster::*, membership::*, roles::*};
 use halo_core::access::Caller;
 use halo_core::command::Command;
 use halo_security::token::JoinToken;
-use halo_store::openraft::Snapshot;
+use halo_store::rpc::{RaftMessage, RaftRoute};
 use serde::Deserialize;
 use utoipa::{IntoParams, OpenApi};
 
@@ -147,21 +147,22 @@ pub fn api_router(agent: AppState) -> Router {
 }
 
 pub fn peer_router(agent: AppState) -> Router {
-    use halo_store::wire::{MAX_APPEND_BYTES, MAX_FORWARDED_BYTES, MAX_SNAPSHOT_BYTES};
+    use halo_store::wire::MAX_FORWARDED_BYTES;
     // Requests that speak for no Raft node; the Raft routes check what they claim themselves.
     let members_only = Router::new()
         .route("/peer/v1/leader", post(peer_leader).layer(DefaultBodyLimit::max(MAX_FORWARDED_BYTES)))
         .merge(crate::api::validate::peer_routes())
         .merge(crate::api::log::peer_routes())
         .route_layer(middleware::from_fn_with_state(agent.clone(), members_only));
-    Router::new()
-        .route("/raft/append", post(raft_append).layer(DefaultBodyLimit::max(MAX_APPEND_BYTES)))
-        .route("/raft/vote", post(raft_vote))
-        .route("/raft/pre-vote", post(raft_pre_vote))
-        .route("/raft/snapshot", post(raft_snapshot).layer(DefaultBodyLimit::max(MAX_SNAPSHOT_BYTES)))
-        .route("/raft/transfer-leader", post(raft_transfer_leader))
-        .merge(members_only)
-        .with_state(agent)
+    let mut router = Router::new();
+    for route in RaftRoute::ALL {
+        let handler =
+            move |State(agent): State<AppState>, identity: Peer, headers: HeaderMap, body: axum::body::Bytes| {
+                raft_message(route, agent, identity, headers, body)
+            };
+        router = router.route(route.path(), post(handler).layer(DefaultBodyLimit::max(route.max_body_bytes())));
+    }
+    router.merge(members_only).with_state(agent)
 }
 
 /// Prometheus scrapes this (a viewer token is enough).
@@ -375,15 +376,14 @@ async fn bootstrap_join(
 
 // ---- peer routes: reachable only with a cluster certificate (enforced by the TLS layer) ----
 
-/// The member a Raft request reaches, once its certificate may speak for `claimed` (the
-/// leader of an append, the candidate of a vote: `peer_identity`).
-fn member_for<'a>(
-    agent: &'a Agent,
+/// The member a Raft message reaches, once the sender's certificate may speak for
+/// `claimed` (the leader of an append, the candidate of a vote: `peer_identity`).
+fn member_for(
+    agent: &Agent,
     identity: Option<Extension<PeerIdentity>>,
-    claimed: &halo_store::openraft::alias::VoteOf<halo_store::TypeConfig>,
-) -> Result<&'a std::sync::Arc<crate::cluster::agent::Member>, ApiError> {
+    claimed: u64,
+) -> Result<&std::sync::Arc<crate::cluster::agent::Member>, ApiError> {
     let member = agent.require_member()?;
-    let claimed = halo_store::leadership::leader_of(claimed).node;
     let identity = identity.as_ref().map(|e| &e.0);
     crate::transport::peer_identity::check(
         &member.reader.state(),
@@ -397,72 +397,28 @@ fn member_for<'a>(
 
 type Peer = Option<Extension<PeerIdentity>>;
 
-async fn raft_append(
-    State(agent): State<AppState>,
-    identity: Peer,
-    Json(req): Json<halo_store::openraft::raft::AppendEntriesRequest<halo_store::TypeConfig>>,
-) -> Result<Response, ApiError> {
-    let member = member_for(&agent, identity, &req.vote)?;
-    member.took_append(&req.vote);
-    Ok(Json(member.raft.append_entries(req).await).into_response())
-}
-
-async fn raft_vote(
-    State(agent): State<AppState>,
-    identity: Peer,
-    Json(req): Json<halo_store::openraft::raft::VoteRequest<halo_store::TypeConfig>>,
-) -> Result<Response, ApiError> {
-    let member = member_for(&agent, identity, &req.vote)?;
-    Ok(Json(member.raft.vote(req).await).into_response())
-}
-
-/// Pre-Vote: would this node vote for the candidate? A node that was cut off (or stopped)
-/// asks first, so its return does not depose a healthy leader.
-async fn raft_pre_vote(
-    State(agent): State<AppState>,
-    identity: Peer,
-    Json(req): Json<halo_store::openraft::raft::VoteRequest<halo_store::TypeConfig>>,
-) -> Result<Response, ApiError> {
-    let member = member_for(&agent, identity, &req.vote)?;
-    Ok(Json(member.raft.pre_vote(req).await).into_response())
-}
-
-/// A snapshot: binary (`halo_store::wire`), or the JSON an older sender uses.
-async fn raft_snapshot(
-    State(agent): State<AppState>,
+/// A Raft message from a peer (an append, a vote, a pre-vote, a snapshot, a leader
+/// handover): decoded, checked to come from the node it speaks for, then given to Raft. A
+/// snapshot is binary (`halo_store::wire`), or the JSON an older sender uses.
+async fn raft_message(
+    route: RaftRoute,
+    agent: AppState,
     identity: Peer,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    use halo_store::wire;
     let binary = headers
         .get(axum::http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes() == wire::SNAPSHOT_CONTENT_TYPE.as_bytes());
-    let decoded = if binary { wire::decode_snapshot(&body) } else { wire::decode_json_snapshot(&body) };
-    let (vote, meta, data) = decoded.map_err(|e| ApiError::bad_request(format!("snapshot refused: {e}")))?;
-    let member = member_for(&agent, identity, &vote)?;
-    let snapshot = Snapshot { meta, snapshot: std::io::Cursor::new(data) };
-    member.took_append(&vote);
-    let result = member
-        .raft
-        .install_full_snapshot(vote, snapshot)
+        .is_some_and(|v| v.as_bytes() == halo_store::wire::SNAPSHOT_CONTENT_TYPE.as_bytes());
+    let message = RaftMessage::decode(route, binary, &body)
+        .map_err(|e| ApiError::bad_request(format!("{} refused: {e}", route.path())))?;
+    let member = member_for(&agent, identity, message.claimant().node)?;
+    let reply = member
+        .consensus
+        .handle(message, clock::monotonic_ms())
         .await
-        .map_err(halo_store::openraft::errors::RaftError::<halo_store::TypeConfig>::Fatal);
-    Ok(Json(result).into_response())
-}
-
-async fn raft_transfer_leader(
-    State(agent): State<AppState>,
-    identity: Peer,
-    Json(req): Json<halo_store::openraft::raft::TransferLeaderRequest<halo_store::TypeConfig>>,
-) -> Result<Response, ApiError> {
-    let member = member_for(&agent, identity, req.from_leader())?;
-    let result = member
-        .raft
-        .handle_transfer_leader(req)
-        .await
-        .map_err(halo_store::openraft::errors::RaftError::<halo_store::TypeConfig>::Fatal);
-    Ok(Json(result).into_response())
+        .map_err(|e| ApiError::internal(format!("encoding Raft's reply: {e}")))?;
+    Ok(([(axum::http::header::CONTENT_TYPE, halo_store::rpc::JSON)], reply).into_response())
 }
 
 async fn peer_leader(

@@ -59,7 +59,7 @@ pub async fn plan(
     let member = agent.require_member()?;
     let state = member.reader.state();
     let node = node_id(&agent, &query.fail)?;
-    let leader = member.metrics().current_leader;
+    let leader = member.consensus.status().leader;
     let recoveries = halo_core::plan::fail(&state, node, leader, halo_core::plan::PlanTiming::of(&state.settings));
     Ok(Json(PlanView { node: query.fail, leader: leader == Some(node), recoveries }))
 }

@@ -56,7 +56,7 @@ pub async fn periodic(agent: Arc<Agent>) {
     loop {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let Some(member) = agent.member() else { continue };
-        if !member.is_leader() || !validation::due(&member.reader.state(), clock::wall_ms()) {
+        if !member.consensus.is_leader() || !validation::due(&member.reader.state(), clock::wall_ms()) {
             continue;
         }
         let nodes = member.reader.state().nodes.values().map(|n| n.name.clone()).collect();

@@ -95,7 +95,7 @@ impl Agent {
             PeerNode { name: request.name.clone(), api: request.api.clone(), networks: request.networks.clone() };
         // Non-blocking: the new node starts Raft only after it gets this answer. The manager
         // promotes it to voter once it has caught up (and retries this if we crash now).
-        if let Err(e) = member.raft.add_learner(id, peer, false).await {
+        if let Err(e) = member.consensus.add_learner(id, peer).await {
             tracing::warn!("adding learner {id} failed, the manager will retry: {e}");
         }
         // Mid-rotation, both CAs: the new node trusts what the others do.

@@ -1,7 +1,7 @@
 //! The agent process: its listeners, its membership in a cluster, and the routing of requests
 //! that only the Raft leader may carry out.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,16 +15,13 @@ use halo_api::membership::AdmissionResponse;
 use halo_api::roles::RoleDetailView;
 use halo_api::roles::RoleView;
 use halo_core::command::{Command, CommandResult};
-use halo_core::former_leader::AppendReceipts;
 use halo_core::heartbeat::{Endpoint, first_sequence};
 use halo_core::state::{
     ClusterInfo, ClusterSettings, ClusterState, NetworkRecord, NetworkState, NodeRecord, NodeState,
 };
 use halo_core::timing::{Profile, RaftTiming};
 use halo_security::ca::{self, ClusterCa};
-use halo_store::openraft::errors::{ClientWriteError, RaftError};
-use halo_store::openraft::{ChangeMembers, ServerState};
-use halo_store::{Database, LogStore, PeerNode, Raft, StateMachine, StateReader};
+use halo_store::{Consensus, ConsensusError, Database, LogStore, PeerNode, StateMachine, StateReader};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{OnceCell, mpsc};
 
@@ -74,16 +71,14 @@ const GUARD_LEASE_STEP_MS: u64 = 50;
 /// A node that belongs to a cluster.
 pub struct Member {
     pub id: u64,
-    pub raft: Raft,
+    /// Raft on this node (halo-store's words: no openraft type reaches the agent).
+    pub consensus: Consensus,
     pub reader: StateReader,
     pub peers: PeerClients,
     /// This node's certificate and key as in use (renewed by `renewal`).
     pub tls: std::sync::RwLock<NodeTls>,
     /// The Raft timing this member runs (its cluster's).
     pub raft_timing: RaftTiming,
-    /// The appends this node took and its leaderships, for its voter report
-    /// (`halo_core::former_leader`).
-    pub receipts: Arc<std::sync::Mutex<AppendReceipts>>,
     /// Certificates no node may use, as the cluster database lists them (shared with the TLS
     /// verifiers of both directions).
     pub revoked: halo_security::revocation::Revoked,
@@ -297,36 +292,17 @@ impl Agent {
         let seed = if stored.cluster.is_some() { stored.revoked.keys().cloned().collect() } else { revoked };
         revoked_set.replace(seed.clone());
         let peers = PeerClients::new(&tls, &self.config.networks, self.heartbeats.clone(), &revoked_set)?;
-        let raft_config = halo_store::openraft::Config {
-            cluster_name: "halo".into(),
-            heartbeat_interval: t.raft_heartbeat_ms,
-            election_timeout_min: t.election_timeout_min_ms,
-            election_timeout_max: t.election_timeout_max_ms,
-            // A node returning from a partition or a SIGSTOP must not depose a healthy leader.
-            enable_pre_vote: Some(true),
-            snapshot_policy: halo_store::openraft::SnapshotPolicy::LogsSinceLast(500),
-            // Sending and installing a whole snapshot: the transport adds the time its size
-            // takes (`wire::transfer_allowance`) to three quarters of this.
-            install_snapshot_timeout: 10_000,
-            max_in_snapshot_log_to_keep: 100,
-            ..Default::default()
-        }
-        .validate()
-        .context("invalid Raft timing")?;
         let log = LogStore::new(db, node_id, clock::monotonic_ms()).context("reading the Raft vote")?;
-        let receipts = log.receipts();
-        let raft =
-            Raft::new(node_id, Arc::new(raft_config), peers.clone(), log, machine).await.context("starting Raft")?;
+        let consensus = Consensus::start(node_id, t, peers.clone(), log, machine).await.context("starting Raft")?;
         self.serve_node_tls(&tls, &revoked_set)?;
         tokio::spawn(crate::transport::peer_identity::follow_revocations(reader.clone(), revoked_set.clone(), seed));
         let member = Arc::new(Member {
             id: node_id,
-            raft,
+            consensus,
             reader,
             peers,
             tls: std::sync::RwLock::new(tls),
             raft_timing: t,
-            receipts,
             revoked: revoked_set,
         });
         self.member.set(member.clone()).map_err(|_| anyhow::anyhow!("agent is already a member"))?;
@@ -377,8 +353,8 @@ impl Agent {
             .await
             .map_err(|e| ApiError::internal(format!("{e:#}")))?;
         member
-            .raft
-            .initialize(BTreeMap::from([(1u64, self.peer_node())]))
+            .consensus
+            .initialize(self.peer_node())
             .await
             .map_err(|e| ApiError::internal(format!("initializing Raft: {e}")))?;
         let first_node = NodeRecord {
@@ -507,18 +483,15 @@ impl Agent {
     /// Carry out `request` on the leader: here if we lead, otherwise forwarded to it.
     pub async fn on_leader(&self, request: LeaderRequest) -> Result<LeaderReply, ApiError> {
         let member = self.require_member()?;
-        if member.is_leader() {
+        if member.consensus.is_leader() {
             return self.handle_as_leader(member, request).await;
         }
-        let metrics = member.metrics();
-        let Some(leader) = metrics.current_leader else {
-            return Err(no_quorum(&format!("no leader is elected (term {})", metrics.current_term)));
+        let raft = member.consensus.status();
+        let Some(leader) = raft.leader else {
+            return Err(no_quorum(&format!("no leader is elected (term {})", raft.term)));
         };
-        let node = metrics
-            .membership_config
-            .membership()
-            .get_node(&leader)
-            .cloned()
+        let node = raft
+            .leader_node
             .ok_or_else(|| ApiError::unavailable(format!("leader {leader} is not in the membership yet")))?;
         let timeout = WRITE_TIMEOUT + Duration::from_secs(10);
         match member.peers.post::<_, LeaderReply>(&node, "/peer/v1/leader", &request, timeout).await {
@@ -547,7 +520,7 @@ impl Agent {
                 format!("only node '{node}' may renew its certificate"),
             ));
         }
-        if !member.is_leader() {
+        if !member.consensus.is_leader() {
             return Err(ApiError::unavailable("leadership moved while the request was in flight; retry"));
         }
         self.handle_as_leader(member, request).await
@@ -586,13 +559,10 @@ impl Agent {
     /// acknowledged before the read is applied here. A deposed leader that has not noticed
     /// yet (a node that was hung) learns it here instead of answering with what it had.
     async fn confirm_leadership(&self, member: &Member) -> Result<(), ApiError> {
-        tokio::time::timeout(
-            WRITE_TIMEOUT,
-            member.raft.ensure_linearizable(halo_store::openraft::ReadPolicy::ReadIndex),
-        )
-        .await
-        .map_err(|_| no_quorum("the leader could not confirm it still leads"))?
-        .map_err(|e| ApiError::unavailable(format!("the leader cannot serve a consistent read: {e}")))?;
+        tokio::time::timeout(WRITE_TIMEOUT, member.consensus.confirm_leadership())
+            .await
+            .map_err(|_| no_quorum("the leader could not confirm it still leads"))?
+            .map_err(|e| ApiError::unavailable(format!("the leader cannot serve a consistent read: {e}")))?;
         Ok(())
     }
 
@@ -604,7 +574,7 @@ impl Agent {
         let deadline = tokio::time::Instant::now() + READ_BUDGET;
         let mut asked_again = false;
         loop {
-            let believed_leading = self.member().is_some_and(|m| m.is_leader());
+            let believed_leading = self.member().is_some_and(|m| m.consensus.is_leader());
             match tokio::time::timeout_at(deadline, self.on_leader(request.clone())).await {
                 Ok(Ok(reply)) => return Some(Ok(reply)),
                 Ok(Err(e)) if e.status == axum::http::StatusCode::NOT_FOUND => return Some(Err(e)),
@@ -612,7 +582,9 @@ impl Agent {
                     tracing::debug!("leader read: {}; asking the leader there is now", e.message);
                     asked_again = true;
                     // Raft's view catches up with what the confirmation learned.
-                    while self.member().is_some_and(|m| m.is_leader()) && tokio::time::Instant::now() < deadline {
+                    while self.member().is_some_and(|m| m.consensus.is_leader())
+                        && tokio::time::Instant::now() < deadline
+                    {
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }
                 }
@@ -623,18 +595,18 @@ impl Agent {
 
     /// Fail fast when the leader has not heard from a quorum recently, instead of hanging.
     pub(crate) fn require_quorum(&self, member: &Member) -> Result<(), ApiError> {
-        if member.has_quorum(member.raft_timing.election_timeout_max_ms) {
+        if member.consensus.has_quorum(member.raft_timing.election_timeout_max_ms) {
             Ok(())
         } else {
-            let voters = member.metrics().membership_config.membership().voter_ids().count();
+            let voters = member.consensus.status().voters.len();
             Err(no_quorum(&format!("this leader has not heard from a majority of the {voters} voters")))
         }
     }
 
     pub async fn write_as_leader(&self, member: &Member, command: Command) -> Result<CommandResult, ApiError> {
-        match tokio::time::timeout(WRITE_TIMEOUT, member.raft.client_write(command)).await {
-            Ok(Ok(response)) => Ok(response.data),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
+        match tokio::time::timeout(WRITE_TIMEOUT, member.consensus.write(command)).await {
+            Ok(Ok(result)) => Ok(result),
+            Ok(Err(ConsensusError::NotLeader)) => {
                 Err(ApiError::unavailable("this node is no longer the leader; retry"))
             }
             Ok(Err(e)) => Err(ApiError::unavailable(format!("write failed: {e}"))),
@@ -657,20 +629,10 @@ impl Agent {
                 role.spec.name
             )));
         }
-        let membership = member.metrics().membership_config.membership().clone();
-        let change = if membership.voter_ids().any(|v| v == node.id) {
-            Some(ChangeMembers::RemoveVoters(BTreeSet::from([node.id])))
-        } else if membership.get_node(&node.id).is_some() {
-            Some(ChangeMembers::RemoveNodes(BTreeSet::from([node.id])))
-        } else {
-            None
-        };
-        if let Some(change) = change {
-            tokio::time::timeout(WRITE_TIMEOUT, member.raft.change_membership(change, false))
-                .await
-                .map_err(|_| no_quorum("the membership change was not committed in time"))?
-                .map_err(|e| ApiError::unavailable(format!("membership change failed: {e}")))?;
-        }
+        tokio::time::timeout(WRITE_TIMEOUT, member.consensus.remove(node.id))
+            .await
+            .map_err(|_| no_quorum("the membership change was not committed in time"))?
+            .map_err(|e| ApiError::unavailable(format!("membership change failed: {e}")))?;
         // The removed node knew the heartbeat key: every node switches to a new one.
         let command = Command::RemoveNode {
             node: node.id,
@@ -711,15 +673,15 @@ impl Agent {
     /// Status as this node sees it; on the leader this is authoritative.
     pub fn local_status(&self, member: &Member) -> StatusView {
         let state = member.reader.state();
-        let metrics = member.metrics();
-        let leader_id = metrics.current_leader;
-        let voters = metrics.membership_config.membership().voter_ids().count();
-        let quorum = member.is_leader() && member.has_quorum(member.raft_timing.election_timeout_max_ms);
+        let raft = member.consensus.status();
+        let leader_id = raft.leader;
+        let voters = raft.voters.len();
+        let quorum = raft.leading && member.consensus.has_quorum(member.raft_timing.election_timeout_max_ms);
         StatusView {
             cluster: state.cluster.as_ref().map(|c| c.name.clone()).unwrap_or_default(),
             leader: leader_id.and_then(|id| state.nodes.get(&id).map(|n| n.name.clone())),
             quorum,
-            term: metrics.current_term,
+            term: raft.term,
             voters,
             nodes: {
                 let index = halo_core::placement::Index::of(&state);
@@ -728,9 +690,9 @@ impl Agent {
             roles: state.roles.values().map(|r| RoleView::of(&state, r)).collect(),
             answered_by: self.config.name.clone(),
             database: DatabaseView {
-                applied_index: metrics.last_applied.map_or(0, |l| l.index),
-                snapshot_index: metrics.snapshot.map(|l| l.index),
-                purged_index: metrics.purged.map(|l| l.index),
+                applied_index: raft.applied_index,
+                snapshot_index: raft.snapshot_index,
+                purged_index: raft.purged_index,
                 snapshot_bytes: member.reader.snapshot_bytes().unwrap_or_else(|e| {
                     tracing::warn!("cannot read the snapshot's size: {e}");
                     None
@@ -793,73 +755,10 @@ impl Member {
         self.tls.read().map(|t| t.clone()).unwrap_or_else(|poisoned| poisoned.into_inner().clone())
     }
 
-    /// The receipts, even if a panic poisoned their lock (each step leaves them whole).
-    pub fn receipts(&self) -> std::sync::MutexGuard<'_, AppendReceipts> {
-        self.receipts.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// An append or a snapshot from the leader `vote` names arrived: recorded before Raft
-    /// takes it, so this node's voter report never misses one it acknowledged.
-    pub fn took_append(&self, vote: &halo_store::openraft::alias::VoteOf<halo_store::TypeConfig>) {
-        let now = clock::monotonic_ms();
-        self.receipts().took(halo_store::leadership::leader_of(vote), now);
-    }
-
     /// What this node says as a voter now: its vote, and the last leader before it.
     pub fn voter_report(&self) -> Option<halo_core::former_leader::VoterReport> {
-        // The vote first: a receipt recorded after it can only be for this vote or a later one.
-        let vote = {
-            use halo_store::openraft::type_config::async_runtime::WatchReceiver;
-            let metrics = self.raft.metrics();
-            halo_store::leadership::vote(&metrics.borrow_watched())
-        };
-        self.receipts().report(vote, clock::monotonic_ms())
+        self.consensus.voter_report(clock::monotonic_ms())
     }
-
-    /// A copy of Raft's current metrics (leader, term, membership, replication progress).
-    pub fn metrics(&self) -> halo_store::openraft::RaftMetrics<halo_store::TypeConfig> {
-        use halo_store::openraft::type_config::async_runtime::WatchReceiver;
-        self.raft.metrics().borrow_watched().clone()
-    }
-
-    /// If this node leads: how long ago a quorum last acknowledged its leadership, and the
-    /// commit index now.
-    pub fn leadership(&self) -> Option<(u64, u64)> {
-        use halo_store::openraft::Instant as _;
-        use halo_store::openraft::type_config::async_runtime::WatchReceiver;
-        let metrics = self.raft.metrics();
-        let m = metrics.borrow_watched();
-        if m.state != ServerState::Leader || m.current_leader != Some(self.id) {
-            return None;
-        }
-        let committed = m.cluster_committed.map_or(0, |l| l.index);
-        if sole_voter(&m, self.id) {
-            return Some((0, committed));
-        }
-        m.last_quorum_acked.as_ref().map(|at| (at.elapsed().as_millis() as u64, committed))
-    }
-
-    pub fn is_leader(&self) -> bool {
-        let m = self.metrics();
-        m.state == ServerState::Leader && m.current_leader == Some(self.id)
-    }
-
-    /// The leader heard from a quorum within `window_ms` (always true for a single voter).
-    pub fn has_quorum(&self, window_ms: u64) -> bool {
-        let m = self.metrics();
-        use halo_store::openraft::Instant as _;
-        let window = Duration::from_millis(window_ms.saturating_mul(2));
-        m.state == ServerState::Leader
-            && (sole_voter(&m, self.id) || m.last_quorum_acked.as_ref().is_some_and(|at| at.elapsed() <= window))
-    }
-}
-
-/// This node is the only voter: it is its own quorum at every instant. (Raft records no
-/// acknowledgement for it while nothing is written, so an idle one-node cluster would
-/// otherwise lose its quorum, and its lease with it.)
-fn sole_voter(m: &halo_store::openraft::RaftMetrics<halo_store::TypeConfig>, me: u64) -> bool {
-    let mut voters = m.membership_config.membership().voter_ids();
-    voters.next() == Some(me) && voters.next().is_none()
 }
 
 /// Keep this node's record in the cluster database saying what it offers to roles (the

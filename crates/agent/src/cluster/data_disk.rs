@@ -183,34 +183,19 @@ fn report(agent: &Arc<Agent>, low: Option<DiskSpace>, reported_at: &mut Option<t
 /// Resolves, with the reason, once this node's Raft has stopped on an error (a write the
 /// database could not make): the agent cannot go on as a member then.
 pub async fn database_failed(agent: Arc<Agent>) -> String {
-    use halo_store::openraft::error::Fatal;
-    use halo_store::openraft::type_config::async_runtime::WatchReceiver;
     let member = loop {
         if let Some(member) = agent.member() {
             break member.clone();
         }
         tokio::time::sleep(CHECK).await;
     };
-    let mut metrics = member.raft.metrics();
-    loop {
-        let failure = match &metrics.borrow_watched().running_state {
-            Err(Fatal::StorageError(e)) => Some(format!("the cluster database cannot be written: {e}")),
-            Err(Fatal::Panicked) => Some("Raft stopped on an internal error".to_string()),
-            Err(Fatal::Stopped) | Ok(()) => None,
-        };
-        if let Some(failure) = failure {
-            let space = space_of(&agent.config.data_dir).map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
-            return format!(
-                "{failure} ({space} in {}). This node stops: its roles stop with its lease and fail over. \
-                 Free space there (or fix the disk) and start the agent again; it catches up from the others",
-                agent.config.data_dir.display()
-            );
-        }
-        if metrics.changed().await.is_err() {
-            // Raft is gone: the agent is shutting down.
-            std::future::pending::<()>().await;
-        }
-    }
+    let failure = member.consensus.stopped_by_error().await;
+    let space = space_of(&agent.config.data_dir).map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+    format!(
+        "{failure} ({space} in {}). This node stops: its roles stop with its lease and fail over. \
+         Free space there (or fix the disk) and start the agent again; it catches up from the others",
+        agent.config.data_dir.display()
+    )
 }
 
 #[cfg(test)]

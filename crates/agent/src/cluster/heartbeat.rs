@@ -80,8 +80,10 @@ fn keys_for<'a>(state: &ClusterState, ring: &'a mut Option<KeyRing>, now_us: u64
 
 /// What the endpoint needs to know of the cluster and of this node's leadership now.
 fn view<'a>(member: &Member, state: &'a ClusterState) -> View<'a> {
-    let leadership =
-        member.leadership().map(|(acked_ago_ms, committed_index)| Leadership { acked_ago_ms, committed_index });
+    let leadership = member
+        .consensus
+        .leadership()
+        .map(|(acked_ago_ms, committed_index)| Leadership { acked_ago_ms, committed_index });
     View { state, timing: state.settings.lease_timing(), leadership, report: None }
 }
 

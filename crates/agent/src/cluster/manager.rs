@@ -6,7 +6,6 @@
 //! fence agents. Every decision is committed before anyone acts on it; a new leader resumes
 //! from the log.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,8 +13,7 @@ use halo_core::command::Command;
 use halo_core::leader::{self, RaftMembers, Succession};
 use halo_core::liveness::{self, Takeover};
 use halo_core::policy::{self, Inputs};
-use halo_store::openraft::ChangeMembers;
-use halo_store::{PeerNode, leadership};
+use halo_store::PeerNode;
 
 use crate::clock;
 use crate::cluster::agent::{Agent, Member};
@@ -32,8 +30,8 @@ pub async fn run(agent: Arc<Agent>) {
     loop {
         ticker.tick().await;
         let Some(member) = agent.member().cloned() else { continue };
-        let metrics = member.metrics();
-        let leader = leadership::leader(&metrics).filter(|l| l.node != member.id || member.is_leader());
+        let raft = member.consensus.status();
+        let leader = raft.granted_leader.filter(|l| l.node != member.id || raft.leading);
         let now = clock::monotonic_ms();
         if succession.observe(member.id, leader, now).is_none() {
             continue;
@@ -41,7 +39,7 @@ pub async fn run(agent: Arc<Agent>) {
         // The voters' reports, this node's own among them, may name whom it replaced.
         let own = member.voter_report().map(|report| (member.id, now, report));
         let reports: Vec<_> = agent.heartbeats().voter_reports().chain(own).collect();
-        let Some(takeover) = succession.hear_voters(&leadership::voters(&metrics), reports) else { continue };
+        let Some(takeover) = succession.hear_voters(&raft.voters_now, reports) else { continue };
         if let Some(former) = takeover.former
             && told_former != Some(takeover.at_ms)
         {
@@ -134,19 +132,17 @@ async fn tick(agent: &Agent, member: &Member) -> Result<(), crate::error::ApiErr
         return Ok(());
     }
     let now = clock::monotonic_ms();
-    let metrics = member.metrics();
-    let membership = metrics.membership_config.membership().clone();
+    let status = member.consensus.status();
     let raft = RaftMembers {
-        voters: membership.voter_ids().collect(),
-        members: state.nodes.keys().copied().filter(|id| membership.get_node(id).is_some()).collect(),
-        matched: metrics
+        voters: status.voters.clone(),
+        members: state.nodes.keys().copied().filter(|id| status.members.contains(id)).collect(),
+        matched: status
             .replication
-            .clone()
             .unwrap_or_default()
             .into_iter()
-            .filter_map(|(id, log)| Some((id, log?.index)))
+            .filter_map(|(id, index)| Some((id, index?)))
             .collect(),
-        last_index: metrics.last_log_index.unwrap_or(0),
+        last_index: status.last_log_index,
     };
     let judgement = {
         let heartbeats = agent.heartbeats();
@@ -154,13 +150,12 @@ async fn tick(agent: &Agent, member: &Member) -> Result<(), crate::error::ApiErr
     };
     for id in judgement.add_learners {
         if let Some(record) = state.nodes.get(&id) {
-            let _ = member.raft.add_learner(id, PeerNode::of(record), false).await;
+            let _ = member.consensus.add_learner(id, PeerNode::of(record)).await;
         }
     }
     for id in judgement.promote {
         // Promotion commits a membership change; the state change follows next tick.
-        let change = ChangeMembers::AddVoterIds(BTreeSet::from([id]));
-        if let Err(e) = member.raft.change_membership(change, true).await {
+        if let Err(e) = member.consensus.promote(id).await {
             tracing::warn!("promoting node {id} to voter failed: {e}");
         }
     }

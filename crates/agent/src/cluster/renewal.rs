@@ -91,7 +91,7 @@ async fn follow_ca_rotation(agent: &Agent, member: &Arc<Member>) -> Result<(), A
         agent.on_leader(LeaderRequest::Write(command)).await?;
         return Ok(());
     }
-    if member.is_leader()
+    if member.consensus.is_leader()
         && let Some(step) = halo_core::ca_rotation::next_step(&state)
     {
         match agent.write_as_leader(member, step).await? {

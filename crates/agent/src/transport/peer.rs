@@ -10,14 +10,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use halo_core::heartbeat::Endpoint;
-use halo_store::openraft::errors::{NetworkError, RPCError, RaftError, ReplicationClosed, StreamingError, Unreachable};
-use halo_store::openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
-use halo_store::openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
-    VoteRequest, VoteResponse,
-};
-use halo_store::openraft::{OptionalSend, alias::SnapshotOf, alias::VoteOf};
-use halo_store::{PeerNode, SnapshotData, TypeConfig, wire};
+use halo_store::PeerNode;
+use halo_store::rpc::{JSON, RaftRoute, RaftTransport, SendError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -131,6 +125,19 @@ impl PeerClients {
         body: axum::body::Bytes,
         timeout: Duration,
     ) -> Result<Resp, PeerError> {
+        let reply = self.post_raw(node, path, content_type, body, timeout).await?;
+        serde_json::from_slice(&reply).map_err(|e| PeerError::Protocol(format!("{path} on {}: {e}", node.name)))
+    }
+
+    /// POST `body` to `path` on `node`; the reply's bytes.
+    async fn post_raw(
+        &self,
+        node: &PeerNode,
+        path: &str,
+        content_type: &'static str,
+        body: axum::body::Bytes,
+        timeout: Duration,
+    ) -> Result<axum::body::Bytes, PeerError> {
         let mut last = PeerError::Unreachable(format!("node '{}' has no network in common with us", node.name));
         let clients = self.current();
         for i in self.route(node) {
@@ -142,7 +149,7 @@ impl PeerClients {
                 .timeout(timeout);
             match request.send().await {
                 Ok(resp) if resp.status().is_success() => {
-                    return resp.json().await.map_err(|e| PeerError::Protocol(format!("{url}: {e}")));
+                    return resp.bytes().await.map_err(|e| PeerError::Protocol(format!("{url}: {e}")));
                 }
                 Ok(resp) => {
                     let status = resp.status();
@@ -157,8 +164,6 @@ impl PeerClients {
     }
 }
 
-const JSON: &str = "application/json";
-
 #[derive(Debug, thiserror::Error)]
 pub enum PeerError {
     #[error("unreachable: {0}")]
@@ -169,112 +174,24 @@ pub enum PeerError {
     Protocol(String),
 }
 
-impl RaftNetworkFactory<TypeConfig> for PeerClients {
-    type Network = RaftClient;
-
-    async fn new_client(&mut self, target: u64, node: &PeerNode) -> Self::Network {
-        self.remember(target, node);
-        RaftClient { peers: self.clone(), node: node.clone() }
-    }
-}
-
-pub struct RaftClient {
-    peers: PeerClients,
-    node: PeerNode,
-}
-
-impl RaftClient {
-    async fn call<Req: Serialize, Resp: DeserializeOwned>(
-        &self,
-        path: &str,
-        req: &Req,
-        option: &RPCOption,
-    ) -> Result<Resp, RPCError<TypeConfig>> {
-        let body = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        self.call_bytes(path, JSON, body, option.soft_ttl()).await
+/// Raft's messages travel over the same clients and routes as everything else.
+impl RaftTransport for PeerClients {
+    fn remember(&self, id: u64, node: &PeerNode) {
+        PeerClients::remember(self, id, node);
     }
 
-    /// Send an encoded request; a large body gets the time its transfer takes on top.
-    async fn call_bytes<Resp: DeserializeOwned>(
+    async fn send(
         &self,
-        path: &str,
+        node: &PeerNode,
+        route: RaftRoute,
         content_type: &'static str,
         body: Vec<u8>,
         timeout: Duration,
-    ) -> Result<Resp, RPCError<TypeConfig>> {
-        let timeout = timeout + wire::transfer_allowance(body.len());
-        let result: Result<Result<Resp, RaftError<TypeConfig>>, PeerError> =
-            self.peers.post_bytes(&self.node, path, content_type, body.into(), timeout).await;
-        match result {
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(raft)) => Err(RPCError::Network(NetworkError::new(&raft))),
-            Err(e @ PeerError::Unreachable(_)) => Err(RPCError::Unreachable(Unreachable::new(&e))),
-            Err(e) => Err(RPCError::Network(NetworkError::new(&e))),
+    ) -> Result<Vec<u8>, SendError> {
+        match self.post_raw(node, route.path(), content_type, body.into(), timeout).await {
+            Ok(reply) => Ok(reply.to_vec()),
+            Err(e @ PeerError::Unreachable(_)) => Err(SendError::Unreachable(e.to_string())),
+            Err(e) => Err(SendError::Failed(e.to_string())),
         }
-    }
-}
-
-impl RaftNetworkV2<TypeConfig> for RaftClient {
-    type SnapshotData = SnapshotData;
-
-    async fn append_entries(
-        &mut self,
-        req: AppendEntriesRequest<TypeConfig>,
-        option: RPCOption,
-    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        let encode = |req: &AppendEntriesRequest<TypeConfig>| {
-            serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))
-        };
-        let mut body = encode(&req)?;
-        let fitted = wire::fit_append(req, body.len(), wire::APPEND_BATCH_BYTES)
-            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        if fitted.cut_after.is_some() {
-            body = encode(&fitted.request)?;
-        }
-        let response = self.call_bytes("/raft/append", JSON, body, option.soft_ttl()).await?;
-        // The follower took what we sent: it matches up to the last entry of the cut.
-        Ok(match (response, fitted.cut_after) {
-            (AppendEntriesResponse::Success, Some(last)) => AppendEntriesResponse::PartialSuccess(Some(last)),
-            (response, _) => response,
-        })
-    }
-
-    async fn vote(
-        &mut self,
-        req: VoteRequest<TypeConfig>,
-        option: RPCOption,
-    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call("/raft/vote", &req, &option).await
-    }
-
-    async fn pre_vote(
-        &mut self,
-        req: VoteRequest<TypeConfig>,
-        option: RPCOption,
-    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call("/raft/pre-vote", &req, &option).await
-    }
-
-    async fn full_snapshot(
-        &mut self,
-        vote: VoteOf<TypeConfig>,
-        snapshot: SnapshotOf<TypeConfig, Self::SnapshotData>,
-        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
-        option: RPCOption,
-    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        let body = wire::encode_snapshot(&vote, &snapshot.meta, snapshot.snapshot.get_ref())
-            .map_err(|e| StreamingError::from(RPCError::Network(NetworkError::new(&e))))?;
-        tokio::select! {
-            closed = cancel => Err(StreamingError::Closed(closed)),
-            res = self.call_bytes("/raft/snapshot", wire::SNAPSHOT_CONTENT_TYPE, body, option.soft_ttl()) => Ok(res?),
-        }
-    }
-
-    async fn transfer_leader(
-        &mut self,
-        req: TransferLeaderRequest<TypeConfig>,
-        option: RPCOption,
-    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call("/raft/transfer-leader", &req, &option).await
     }
 }
