@@ -3,6 +3,7 @@
 //! source node, over TLS; a plain-text connection or another node's certificate is turned
 //! away while the target keeps waiting; the source sends only to the target node.
 
+use halo_agent::workload::vm::error::VmError;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -48,7 +49,7 @@ impl Qemu {
         MigrationTls { dir: self.dir.join("tls"), node: node.clone(), end }
     }
 
-    async fn migrate(&self, uri: &str, tls: &MigrationTls) -> Result<ops::Transfer, String> {
+    async fn migrate(&self, uri: &str, tls: &MigrationTls) -> Result<ops::Transfer, VmError> {
         let (_keep, cancel) = tokio::sync::oneshot::channel();
         ops::migrate(&self.qmp(), uri, tls, None, LIMIT, cancel).await
     }
@@ -127,7 +128,7 @@ async fn the_source_sends_only_to_the_target_node() {
     let source = Qemu::start(root.path(), "source", false);
     let refused = source.migrate(&uri, &source.tls(&n1, End::Source { target: "n2".into() })).await;
     let why = refused.expect_err("the guest went to n3");
-    assert!(why.contains("hostname"), "{why}");
+    assert!(matches!(&why, VmError::MigrationFailed(desc) if desc.contains("hostname")), "{why}");
 
     // A node called n2, but of another cluster (another CA): refused too.
     let foreign = Qemu::start(root.path(), "foreign", true);

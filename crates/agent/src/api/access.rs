@@ -4,14 +4,14 @@
 use std::sync::Arc;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use halo_core::access::{AccessRole, Caller};
 
 use crate::clock;
 use crate::cluster::agent::Agent;
-use crate::error::ApiError;
+use crate::error::AgentError;
 
 /// The role a request needs: reads are for viewers (but validating runs probes, and the token
 /// list is the admin's); running the cluster is for operators; changing it is for admins.
@@ -34,18 +34,18 @@ pub fn needed(method: &Method, route: &str) -> AccessRole {
 }
 
 /// The caller presenting `token` now, or 401.
-pub fn caller_of(agent: &Agent, token: Option<&str>) -> Result<Caller, ApiError> {
-    let presented = token.map(halo_security::sha256_hex).ok_or_else(ApiError::unauthorized)?;
+pub fn caller_of(agent: &Agent, token: Option<&str>) -> Result<Caller, AgentError> {
+    let presented = token.map(halo_security::sha256_hex).ok_or_else(AgentError::unauthorized)?;
     caller_of_hash(agent, &presented)
 }
 
 /// The caller whose token hashes to `token_sha256` now (a console session keeps only that).
-pub fn caller_of_hash(agent: &Agent, token_sha256: &str) -> Result<Caller, ApiError> {
+pub fn caller_of_hash(agent: &Agent, token_sha256: &str) -> Result<Caller, AgentError> {
     let member = agent.require_member()?;
     let state = member.reader.state();
-    let cluster = state.cluster.as_ref().ok_or_else(ApiError::unauthorized)?;
+    let cluster = state.cluster.as_ref().ok_or_else(AgentError::unauthorized)?;
     halo_core::access::caller(&cluster.admin_token_sha256, &state.api_tokens, token_sha256, clock::wall_ms())
-        .ok_or_else(ApiError::unauthorized)
+        .ok_or_else(AgentError::unauthorized)
 }
 
 /// How long a follower waits for a token it does not know yet: one made on the leader a
@@ -56,7 +56,7 @@ const CATCH_UP: std::time::Duration = std::time::Duration::from_millis(500);
 /// copy of the database to catch up: a token works on every node as soon as `token create`
 /// returned. The leader's copy has every acknowledged write, so it answers at once; so does a
 /// follower for a token it knows.
-pub async fn caller_soon(agent: &Agent, token_sha256: &str) -> Result<Caller, ApiError> {
+pub async fn caller_soon(agent: &Agent, token_sha256: &str) -> Result<Caller, AgentError> {
     let refused = match caller_of_hash(agent, token_sha256) {
         Ok(caller) => return Ok(caller),
         Err(e) => e,
@@ -81,21 +81,18 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// 403 unless `caller` may do what needs `role`.
-pub fn require(caller: &Caller, role: AccessRole, what: &str) -> Result<(), ApiError> {
+pub fn require(caller: &Caller, role: AccessRole, what: &str) -> Result<(), AgentError> {
     if caller.role.permits(role) {
         return Ok(());
     }
-    Err(ApiError::new(
-        StatusCode::FORBIDDEN,
-        format!("token '{}' is a {} token; {what} needs {role}", caller.name, caller.role),
-    ))
+    Err(AgentError::forbidden(format!("token '{}' is a {} token; {what} needs {role}", caller.name, caller.role)))
 }
 
 /// Middleware of the API's protected routes: the caller, checked against the route's need,
 /// goes into the request's extensions (handlers name it in what they write).
 pub async fn guard(State(agent): State<Arc<Agent>>, mut request: Request, next: Next) -> Response {
     let Some(presented) = bearer(request.headers()).map(halo_security::sha256_hex) else {
-        return ApiError::unauthorized().into_response();
+        return AgentError::unauthorized().into_response();
     };
     let caller = match caller_soon(&agent, &presented).await {
         Ok(caller) => caller,

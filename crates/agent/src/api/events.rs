@@ -16,7 +16,7 @@ use futures::Stream;
 use halo_core::events::Event;
 use halo_store::StateReader;
 
-use crate::error::ApiError;
+use crate::error::AgentError;
 use halo_api::events::{EventsQuery, StreamQuery};
 
 use crate::cluster::agent::Agent;
@@ -33,10 +33,10 @@ pub fn routes() -> Router<AppState> {
 pub async fn events(
     State(agent): State<AppState>,
     Query(query): Query<EventsQuery>,
-) -> Result<Json<Vec<Event>>, ApiError> {
+) -> Result<Json<Vec<Event>>, AgentError> {
     let member = agent.require_member()?;
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
-    member.reader.events(query.after, limit).map(Json).map_err(|e| ApiError::internal(e.to_string()))
+    member.reader.events(query.after, limit).map(Json).map_err(|e| AgentError::internal(e.to_string()))
 }
 
 /// New events as they are recorded, as server-sent events: `id` is the sequence number,
@@ -47,7 +47,7 @@ pub async fn stream(
     State(agent): State<AppState>,
     headers: HeaderMap,
     Query(query): Query<StreamQuery>,
-) -> Result<Sse<impl Stream<Item = Result<sse::Event, Infallible>>>, ApiError> {
+) -> Result<Sse<impl Stream<Item = Result<sse::Event, Infallible>>>, AgentError> {
     let reader = agent.require_member()?.reader.clone();
     let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
     let after = match resume.or(query.after) {
@@ -69,8 +69,8 @@ pub fn live(reader: StateReader, after: u64) -> Sse<impl Stream<Item = Result<ss
 }
 
 /// The sequence number of the newest event recorded (0: none yet).
-pub fn newest(reader: &StateReader) -> Result<u64, ApiError> {
-    let last = reader.events(None, 1).map_err(|e| ApiError::internal(e.to_string()))?;
+pub fn newest(reader: &StateReader) -> Result<u64, AgentError> {
+    let last = reader.events(None, 1).map_err(|e| AgentError::internal(e.to_string()))?;
     Ok(last.last().map_or(0, |e| e.seq))
 }
 

@@ -13,7 +13,7 @@ use halo_store::PeerNode;
 use halo_api::log::{ClusterLogView, LogQuery, LogReply, LogRequest, MissingNode};
 
 use crate::cluster::agent::Agent;
-use crate::error::ApiError;
+use crate::error::AgentError;
 use crate::observe::cluster_log;
 
 type AppState = Arc<Agent>;
@@ -39,13 +39,13 @@ pub fn peer_routes() -> Router<AppState> {
 pub async fn cluster_log(
     State(agent): State<AppState>,
     Query(query): Query<LogQuery>,
-) -> Result<Json<ClusterLogView>, ApiError> {
+) -> Result<Json<ClusterLogView>, AgentError> {
     let member = agent.require_member()?;
     let state = member.reader.state();
     let wanted: Option<Vec<String>> =
         query.nodes.as_deref().map(|n| n.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect());
     if let Some(unknown) = wanted.iter().flatten().find(|w| !state.nodes.values().any(|n| &n.name == *w)) {
-        return Err(ApiError::not_found(format!("no node named '{unknown}'")));
+        return Err(AgentError::not_found(format!("no node named '{unknown}'")));
     }
     let request = LogRequest {
         since_ms: query.since_ms.unwrap_or_else(|| crate::clock::wall_ms().saturating_sub(DEFAULT_WINDOW_MS)),

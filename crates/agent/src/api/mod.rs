@@ -34,12 +34,12 @@ use utoipa::{IntoParams, OpenApi};
 
 use crate::clock;
 use crate::cluster::agent::{Agent, LeaderReply, LeaderRequest};
-use crate::error::ApiError;
+use crate::error::AgentError;
 use crate::transport::peer_identity::PeerIdentity;
 use crate::transport::serve::{LocalAddr, RemoteAddr};
 
 type AppState = Arc<Agent>;
-type ApiResult<T> = Result<Json<T>, ApiError>;
+type ApiResult<T> = Result<Json<T>, AgentError>;
 
 /// Longest a join token may live: a token is a credential.
 const MAX_TOKEN_TTL_SECONDS: u64 = 7 * 24 * 3600;
@@ -141,7 +141,7 @@ pub fn api_router(agent: AppState) -> Router {
         .merge(crate::api::validate::probe_routes())
         .merge(crate::api::console::routes(agent.clone(), throttle))
         .merge(protected)
-        .fallback(|| async { ApiError::not_found("no such API path") })
+        .fallback(|| async { AgentError::not_found("no such API path") })
         .layer(DefaultBodyLimit::max(halo_store::wire::MAX_COMMAND_BYTES))
         .with_state(agent)
 }
@@ -187,7 +187,7 @@ async fn status(State(agent): State<AppState>, Query(query): Query<StatusQuery>)
 }
 
 /// The leader's view when it can be reached; otherwise our own, which then reports no quorum.
-pub(crate) async fn current_status(agent: &Agent) -> Result<StatusView, ApiError> {
+pub(crate) async fn current_status(agent: &Agent) -> Result<StatusView, AgentError> {
     let member = agent.require_member()?;
     match agent.read_from_leader(LeaderRequest::Status).await {
         Some(Ok(LeaderReply::Status(status))) => Ok(*status),
@@ -209,12 +209,12 @@ async fn show_node(State(agent): State<AppState>, Path(name): Path<String>) -> A
         .into_iter()
         .find(|n| n.name == name)
         .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("no node named '{name}'")))
+        .ok_or_else(|| AgentError::not_found(format!("no node named '{name}'")))
 }
 
 #[utoipa::path(delete, path = "/api/v1/nodes/{name}", security(("bearer" = [])),
     responses((status = 200), (status = 404, body = ErrorView), (status = 503, body = ErrorView)))]
-async fn remove_node(State(agent): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+async fn remove_node(State(agent): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, AgentError> {
     agent.on_leader(LeaderRequest::Remove { name }).await?;
     Ok(StatusCode::OK)
 }
@@ -227,11 +227,13 @@ async fn issue_token(
     Json(request): Json<TokenRequest>,
 ) -> ApiResult<TokenResponse> {
     if request.ttl_seconds == 0 || request.ttl_seconds > MAX_TOKEN_TTL_SECONDS {
-        return Err(ApiError::bad_request(format!("token lifetime must be between 1 s and {MAX_TOKEN_TTL_SECONDS} s")));
+        return Err(AgentError::bad_request(format!(
+            "token lifetime must be between 1 s and {MAX_TOKEN_TTL_SECONDS} s"
+        )));
     }
     let member = agent.require_member()?;
     let state = member.reader.state();
-    let cluster = state.cluster.as_ref().ok_or_else(|| ApiError::conflict("no cluster"))?;
+    let cluster = state.cluster.as_ref().ok_or_else(|| AgentError::conflict("no cluster"))?;
     let (id, secret) = (halo_security::random_secret()[..16].to_string(), halo_security::random_secret());
     let expires_at_ms = clock::wall_ms() + request.ttl_seconds * 1000;
     let command =
@@ -248,7 +250,7 @@ async fn issue_token(
             .map(|n| n.api.clone())
             .collect(),
         ca_sha256: halo_security::ca::fingerprint(&cluster.ca_cert_pem)
-            .map_err(|e| ApiError::internal(e.to_string()))?,
+            .map_err(|e| AgentError::internal(e.to_string()))?,
         id,
         secret,
         expires_at_ms,
@@ -274,9 +276,9 @@ async fn set_properties(
     State(agent): State<AppState>,
     Extension(caller): Extension<Caller>,
     Json(request): Json<PropertiesRequest>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<StatusCode, AgentError> {
     if request.properties.is_empty() {
-        return Err(ApiError::bad_request("no property given"));
+        return Err(AgentError::bad_request("no property given"));
     }
     crate::api::tokens::commit(&agent, &caller, Command::SetProperties { properties: request.properties }).await?;
     Ok(StatusCode::OK)
@@ -284,7 +286,7 @@ async fn set_properties(
 
 /// The cluster CA certificate: public, so a joining node can check it against its token.
 #[utoipa::path(get, path = "/api/v1/ca", responses((status = 200, content_type = "application/x-pem-file")))]
-async fn ca(State(agent): State<AppState>) -> Result<String, ApiError> {
+async fn ca(State(agent): State<AppState>) -> Result<String, AgentError> {
     Ok(agent.require_member()?.node_tls().ca_pem)
 }
 
@@ -294,7 +296,7 @@ async fn ca(State(agent): State<AppState>) -> Result<String, ApiError> {
 async fn admit(State(agent): State<AppState>, Json(request): Json<AdmissionRequest>) -> ApiResult<AdmissionResponse> {
     match agent.on_leader(LeaderRequest::Admit(request)).await? {
         LeaderReply::Admitted(response) => Ok(Json(response)),
-        other => Err(ApiError::internal(format!("unexpected leader reply {other:?}"))),
+        other => Err(AgentError::internal(format!("unexpected leader reply {other:?}"))),
     }
 }
 
@@ -306,12 +308,12 @@ pub(crate) fn require_bootstrap_trust(
     remote: RemoteAddr,
     local: LocalAddr,
     headers: &HeaderMap,
-) -> Result<(), ApiError> {
+) -> Result<(), AgentError> {
     let secret = headers.get("x-halo-bootstrap-secret").and_then(|v| v.to_str().ok());
     if secret == Some(agent.identity().bootstrap_secret.as_str()) {
         return Ok(());
     }
-    let refused = |why: String| ApiError::new(StatusCode::FORBIDDEN, why);
+    let refused = |why: String| AgentError::forbidden(why);
     if remote.0.ip().is_loopback() {
         let me = nix::unistd::geteuid().as_raw();
         return match crate::transport::local::uid_of_client(remote.0, local.0) {
@@ -382,7 +384,7 @@ fn member_for(
     agent: &Agent,
     identity: Option<Extension<PeerIdentity>>,
     claimed: u64,
-) -> Result<&std::sync::Arc<crate::cluster::agent::Member>, ApiError> {
+) -> Result<&std::sync::Arc<crate::cluster::agent::Member>, AgentError> {
     let member = agent.require_member()?;
     let identity = identity.as_ref().map(|e| &e.0);
     crate::transport::peer_identity::check(
@@ -406,18 +408,18 @@ async fn raft_message(
     identity: Peer,
     headers: HeaderMap,
     body: axum::body::Bytes,
-) -> Result<Response, ApiError> {
+) -> Result<Response, AgentError> {
     let binary = headers
         .get(axum::http::header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes() == halo_store::wire::SNAPSHOT_CONTENT_TYPE.as_bytes());
     let message = RaftMessage::decode(route, binary, &body)
-        .map_err(|e| ApiError::bad_request(format!("{} refused: {e}", route.path())))?;
+        .map_err(|e| AgentError::bad_request(format!("{} refused: {e}", route.path())))?;
     let member = member_for(&agent, identity, message.claimant().node)?;
     let reply = member
         .consensus
         .handle(message, clock::monotonic_ms())
         .await
-        .map_err(|e| ApiError::internal(format!("encoding Raft's reply: {e}")))?;
+        .map_err(|e| AgentError::internal(format!("encoding Raft's reply: {e}")))?;
     Ok(([(axum::http::header::CONTENT_TYPE, halo_store::rpc::JSON)], reply).into_response())
 }
 
@@ -425,7 +427,7 @@ async fn peer_leader(
     State(agent): State<AppState>,
     identity: Peer,
     Json(request): Json<LeaderRequest>,
-) -> Result<Json<LeaderReply>, ApiError> {
+) -> Result<Json<LeaderReply>, AgentError> {
     agent.handle_forwarded(request, identity.as_ref().map(|e| &e.0)).await.map(Json)
 }
 

@@ -18,7 +18,7 @@ use halo_core::role::{Desired, RoleSpec};
 
 use crate::clock;
 use crate::cluster::agent::{Agent, LeaderReply, LeaderRequest};
-use crate::error::ApiError;
+use crate::error::AgentError;
 
 type AppState = Arc<Agent>;
 
@@ -44,7 +44,7 @@ pub async fn set_fence(
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     Json(body): Json<FenceBody>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<StatusCode, AgentError> {
     let node = node_id(&agent, &name)?;
     commit(&agent, &caller, Command::SetFenceDevice { node, device: body.device }).await
 }
@@ -55,7 +55,7 @@ pub async fn set_fence(
 pub async fn plan(
     State(agent): State<AppState>,
     axum::extract::Query(query): axum::extract::Query<PlanQuery>,
-) -> Result<Json<PlanView>, ApiError> {
+) -> Result<Json<PlanView>, AgentError> {
     let member = agent.require_member()?;
     let state = member.reader.state();
     let node = node_id(&agent, &query.fail)?;
@@ -71,14 +71,14 @@ pub async fn apply_roles(
     State(agent): State<AppState>,
     Extension(caller): Extension<Caller>,
     Json(mut request): Json<ApplyRequest>,
-) -> Result<Json<ApplyResponse>, ApiError> {
+) -> Result<Json<ApplyResponse>, AgentError> {
     for spec in &mut request.roles {
         resolve_resources(spec).await?;
     }
     if request.dry_run {
         let state = agent.require_member()?.reader.state();
         let changes =
-            halo_core::apply::plan(&state, &request.roles).map_err(|r| ApiError::bad_request(r.to_string()))?;
+            halo_core::apply::plan(&state, &request.roles).map_err(|r| AgentError::bad_request(r.to_string()))?;
         return Ok(Json(ApplyResponse { changes, dry_run: true }));
     }
     let command = Command::ApplyRoles { specs: request.roles, now_ms: clock::wall_ms() };
@@ -87,13 +87,13 @@ pub async fn apply_roles(
         LeaderReply::Written(halo_core::command::CommandResult::Applied(changes)) => {
             Ok(Json(ApplyResponse { changes, dry_run: false }))
         }
-        other => Err(ApiError::internal(format!("unexpected leader reply {other:?}"))),
+        other => Err(AgentError::internal(format!("unexpected leader reply {other:?}"))),
     }
 }
 
-fn node_id(agent: &Agent, name: &str) -> Result<u64, ApiError> {
+fn node_id(agent: &Agent, name: &str) -> Result<u64, AgentError> {
     let state = agent.require_member()?.reader.state();
-    state.node_by_name(name).map(|n| n.id).ok_or_else(|| ApiError::not_found(format!("no node named '{name}'")))
+    state.node_by_name(name).map(|n| n.id).ok_or_else(|| AgentError::not_found(format!("no node named '{name}'")))
 }
 
 #[utoipa::path(post, path = "/api/v1/roles/{name}/move", security(("bearer" = [])), request_body = MoveRequestBody,
@@ -103,7 +103,7 @@ pub async fn move_role(
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     Json(body): Json<MoveRequestBody>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<StatusCode, AgentError> {
     let to = body.to.as_deref().map(|n| node_id(&agent, n)).transpose()?;
     commit(&agent, &caller, Command::MoveRole { role: name, to, mode: body.mode }).await
 }
@@ -115,7 +115,7 @@ pub async fn pause_node(
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     Json(body): Json<PauseBody>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<StatusCode, AgentError> {
     let node = node_id(&agent, &name)?;
     let command = Command::PauseNode { node, drain: body.drain, now_ms: clock::wall_ms() };
     commit(&agent, &caller, command).await
@@ -128,7 +128,7 @@ pub async fn resume_node(
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     Json(body): Json<ResumeBody>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<StatusCode, AgentError> {
     let node = node_id(&agent, &name)?;
     let command = Command::ResumeNode { node, failback: body.failback, now_ms: clock::wall_ms() };
     commit(&agent, &caller, command).await
@@ -136,7 +136,7 @@ pub async fn resume_node(
 
 #[utoipa::path(get, path = "/api/v1/roles", security(("bearer" = [])),
     responses((status = 200, body = Vec<RoleView>)))]
-pub async fn list_roles(State(agent): State<AppState>) -> Result<Json<Vec<RoleView>>, ApiError> {
+pub async fn list_roles(State(agent): State<AppState>) -> Result<Json<Vec<RoleView>>, AgentError> {
     Ok(Json(crate::api::current_status(&agent).await?.roles))
 }
 
@@ -146,7 +146,7 @@ pub async fn create_role(
     State(agent): State<AppState>,
     Extension(caller): Extension<Caller>,
     Json(mut spec): Json<RoleSpec>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<StatusCode, AgentError> {
     resolve_resources(&mut spec).await?;
     commit(&agent, &caller, Command::CreateRole { spec, now_ms: clock::wall_ms() }).await?;
     Ok(StatusCode::CREATED)
@@ -156,9 +156,9 @@ pub async fn create_role(
 /// must exist here, its parameters must be ones it knows (and include the required ones), and
 /// timeouts come from its meta-data. VMs: the files they boot from exist (shared storage is
 /// mounted alike on every node), and timeouts suit a guest.
-pub async fn resolve_resources(spec: &mut RoleSpec) -> Result<(), ApiError> {
+pub async fn resolve_resources(spec: &mut RoleSpec) -> Result<(), AgentError> {
     let role = spec.name.clone();
-    let invalid = |reason: String| ApiError::bad_request(format!("invalid role '{role}': {reason}"));
+    let invalid = |reason: String| AgentError::bad_request(format!("invalid role '{role}': {reason}"));
     for resource in spec.resources.iter_mut().filter(|r| r.kind == halo_core::resource_kind::ResourceKind::Vm) {
         let name = resource.name.clone();
         let vm =
@@ -174,9 +174,10 @@ pub async fn resolve_resources(spec: &mut RoleSpec) -> Result<(), ApiError> {
         resource.agent_timeouts = halo_core::address::TIMEOUTS;
     }
     for resource in spec.resources.iter_mut().filter(|r| r.kind.is_ocf()) {
-        let agent = crate::workload::ocf::locate(&resource.kind).map_err(invalid)?;
-        let meta = crate::workload::ocf::meta_data(&agent).await.map_err(invalid)?;
-        crate::workload::ocf::apply_meta_data(resource, &meta).map_err(invalid)?;
+        let refused = |e: crate::workload::ocf::OcfError| invalid(e.to_string());
+        let agent = crate::workload::ocf::locate(&resource.kind).map_err(refused)?;
+        let meta = crate::workload::ocf::meta_data(&agent).await.map_err(refused)?;
+        crate::workload::ocf::apply_meta_data(resource, &meta).map_err(refused)?;
     }
     Ok(())
 }
@@ -186,11 +187,11 @@ pub async fn resolve_resources(spec: &mut RoleSpec) -> Result<(), ApiError> {
 pub async fn show_role(
     State(agent): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<RoleDetailView>, ApiError> {
+) -> Result<Json<RoleDetailView>, AgentError> {
     let request = LeaderRequest::ShowRole { name: name.clone() };
     match agent.read_from_leader(request).await {
         Some(Ok(LeaderReply::Role(role))) => Ok(Json(*role)),
-        Some(Err(e)) if e.status == StatusCode::NOT_FOUND => Err(e),
+        Some(Err(e @ AgentError::NotFound(_))) => Err(e),
         // No leader to ask: answer from this node's copy, which may lag.
         _ => Ok(Json(agent.local_role(&name)?)),
     }
@@ -202,7 +203,7 @@ pub async fn delete_role(
     State(agent): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<StatusCode, AgentError> {
     commit(&agent, &caller, Command::DeleteRole { role: name }).await
 }
 
@@ -212,7 +213,7 @@ pub async fn start_role(
     State(agent): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<StatusCode, AgentError> {
     set_desired(&agent, &caller, name, Desired::Started).await
 }
 
@@ -222,16 +223,16 @@ pub async fn stop_role(
     State(agent): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<StatusCode, AgentError> {
     set_desired(&agent, &caller, name, Desired::Stopped).await
 }
 
 /// Commit a plain write through the leader, as `caller`'s.
-async fn commit(agent: &Agent, caller: &Caller, command: Command) -> Result<StatusCode, ApiError> {
+async fn commit(agent: &Agent, caller: &Caller, command: Command) -> Result<StatusCode, AgentError> {
     crate::api::tokens::commit(agent, caller, command).await?;
     Ok(StatusCode::OK)
 }
 
-async fn set_desired(agent: &Agent, caller: &Caller, role: String, desired: Desired) -> Result<StatusCode, ApiError> {
+async fn set_desired(agent: &Agent, caller: &Caller, role: String, desired: Desired) -> Result<StatusCode, AgentError> {
     commit(agent, caller, Command::SetRoleDesired { role, desired, now_ms: clock::wall_ms() }).await
 }

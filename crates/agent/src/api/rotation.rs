@@ -14,7 +14,7 @@ use halo_core::command::Command;
 use crate::api::tokens::commit;
 use crate::clock;
 use crate::cluster::agent::Agent;
-use crate::error::ApiError;
+use crate::error::AgentError;
 
 type AppState = Arc<Agent>;
 
@@ -25,12 +25,14 @@ pub fn routes() -> Router<AppState> {
 }
 
 #[utoipa::path(get, path = "/api/v1/cluster/ca-rotation", security(("bearer" = [])), responses((status = 200, body = CaRotationView)))]
-pub async fn show(State(agent): State<AppState>) -> Result<Json<CaRotationView>, ApiError> {
+pub async fn show(State(agent): State<AppState>) -> Result<Json<CaRotationView>, AgentError> {
     let state = agent.require_member()?.reader.state();
-    let cluster = state.cluster.as_ref().ok_or_else(|| ApiError::conflict("no cluster"))?;
+    let cluster = state.cluster.as_ref().ok_or_else(|| AgentError::conflict("no cluster"))?;
     let ca_sha256 = match &cluster.ca_rotation {
         Some(r) => r.ca_sha256.clone(),
-        None => halo_security::ca::fingerprint(&cluster.ca_cert_pem).map_err(|e| ApiError::internal(e.to_string()))?,
+        None => {
+            halo_security::ca::fingerprint(&cluster.ca_cert_pem).map_err(|e| AgentError::internal(e.to_string()))?
+        }
     };
     Ok(Json(CaRotationView {
         stage: cluster.ca_rotation.as_ref().map(|r| r.stage),
@@ -47,14 +49,14 @@ pub async fn start(
     State(agent): State<AppState>,
     Extension(caller): Extension<Caller>,
     Json(RotateRequest {}): Json<RotateRequest>,
-) -> Result<Json<CaRotationView>, ApiError> {
+) -> Result<Json<CaRotationView>, AgentError> {
     let state = agent.require_member()?.reader.state();
-    let cluster = state.cluster.as_ref().ok_or_else(|| ApiError::conflict("no cluster"))?;
+    let cluster = state.cluster.as_ref().ok_or_else(|| AgentError::conflict("no cluster"))?;
     // Its own name: two CAs of one cluster never share a subject.
     let at = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
     let ca = halo_security::ca::ClusterCa::generate(&format!("{} (from {at})", cluster.name))
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    let ca_sha256 = ca.fingerprint().map_err(|e| ApiError::internal(e.to_string()))?;
+        .map_err(|e| AgentError::internal(e.to_string()))?;
+    let ca_sha256 = ca.fingerprint().map_err(|e| AgentError::internal(e.to_string()))?;
     let command =
         Command::StartCaRotation { cert_pem: ca.cert_pem, key_pem: ca.key_pem, ca_sha256, now_ms: clock::wall_ms() };
     let wanted = match &command {
@@ -80,7 +82,7 @@ pub async fn rotate_heartbeat_key(
     State(agent): State<AppState>,
     Extension(caller): Extension<Caller>,
     Json(RotateRequest {}): Json<RotateRequest>,
-) -> Result<axum::http::StatusCode, ApiError> {
+) -> Result<axum::http::StatusCode, AgentError> {
     let command = Command::RotateHeartbeatKey { heartbeat_key_hex: halo_security::random_secret() };
     commit(&agent, &caller, command).await?;
     Ok(axum::http::StatusCode::NO_CONTENT)

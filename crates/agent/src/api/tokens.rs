@@ -16,7 +16,7 @@ use halo_core::command::Command;
 
 use crate::clock;
 use crate::cluster::agent::{Agent, LeaderRequest};
-use crate::error::ApiError;
+use crate::error::AgentError;
 
 type AppState = Arc<Agent>;
 
@@ -31,13 +31,13 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// Write `command` as `caller`'s (events name the token).
-pub async fn commit(agent: &Agent, caller: &Caller, command: Command) -> Result<(), ApiError> {
+pub async fn commit(agent: &Agent, caller: &Caller, command: Command) -> Result<(), AgentError> {
     let command = Command::Attributed { by: caller.name.clone(), inner: Box::new(command) };
     agent.on_leader(LeaderRequest::Write(command)).await.map(|_| ())
 }
 
 #[utoipa::path(get, path = "/api/v1/api-tokens", security(("bearer" = [])), responses((status = 200, body = Vec<ApiTokenView>)))]
-pub async fn list(State(agent): State<AppState>) -> Result<Json<Vec<ApiTokenView>>, ApiError> {
+pub async fn list(State(agent): State<AppState>) -> Result<Json<Vec<ApiTokenView>>, AgentError> {
     let state = agent.require_member()?.reader.state();
     let now = clock::wall_ms();
     Ok(Json(
@@ -65,13 +65,13 @@ pub async fn create(
     State(agent): State<AppState>,
     Extension(caller): Extension<Caller>,
     Json(request): Json<ApiTokenRequest>,
-) -> Result<Json<ApiTokenCreated>, ApiError> {
+) -> Result<Json<ApiTokenCreated>, AgentError> {
     if let Some(ttl) = request.ttl_seconds
         && (ttl == 0 || ttl > MAX_TTL_SECONDS)
     {
-        return Err(ApiError::bad_request(format!("token lifetime must be between 1 s and {MAX_TTL_SECONDS} s")));
+        return Err(AgentError::bad_request(format!("token lifetime must be between 1 s and {MAX_TTL_SECONDS} s")));
     }
-    halo_core::access::validate_token_name(&request.name).map_err(|r| ApiError::bad_request(r.to_string()))?;
+    halo_core::access::validate_token_name(&request.name).map_err(|r| AgentError::bad_request(r.to_string()))?;
     let secret = halo_security::random_secret();
     let now = clock::wall_ms();
     let token = ApiToken {
@@ -91,7 +91,7 @@ pub async fn revoke(
     State(agent): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<StatusCode, AgentError> {
     commit(&agent, &caller, Command::RevokeApiToken { name }).await?;
     Ok(StatusCode::OK)
 }
@@ -102,7 +102,7 @@ pub async fn rotate_admin(
     State(agent): State<AppState>,
     Extension(caller): Extension<Caller>,
     Json(RotateAdminRequest {}): Json<RotateAdminRequest>,
-) -> Result<Json<AdminTokenRotated>, ApiError> {
+) -> Result<Json<AdminTokenRotated>, AgentError> {
     let token = halo_security::random_secret();
     commit(&agent, &caller, Command::RotateAdminToken { secret_sha256: halo_security::sha256_hex(&token) }).await?;
     Ok(Json(AdminTokenRotated { token }))

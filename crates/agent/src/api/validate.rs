@@ -18,7 +18,7 @@ use halo_store::PeerNode;
 
 use crate::clock;
 use crate::cluster::agent::{Agent, LeaderRequest, Member};
-use crate::error::ApiError;
+use crate::error::AgentError;
 use crate::transport::serve::{LocalAddr, RemoteAddr};
 use halo_api::validation::{ProbeReply, ProbeRequest, ValidationView};
 use halo_survey::{self as survey, Plan, Target, Transport};
@@ -46,7 +46,7 @@ pub fn peer_routes() -> Router<AppState> {
 /// outcome, an explanation and a fix. Reads and probes; changes nothing.
 #[utoipa::path(get, path = "/api/v1/validate", security(("bearer" = [])),
     responses((status = 200, body = ValidationView), (status = 503, body = halo_api::ErrorView)))]
-pub async fn validate(State(agent): State<AppState>) -> Result<Json<ValidationView>, ApiError> {
+pub async fn validate(State(agent): State<AppState>) -> Result<Json<ValidationView>, AgentError> {
     Ok(Json(validate_cluster(&agent).await?))
 }
 
@@ -63,7 +63,7 @@ pub async fn periodic(agent: Arc<Agent>) {
         let view = match validate_cluster(&agent).await {
             Ok(view) => view,
             Err(e) => {
-                tracing::warn!("periodic validation could not run: {}", e.message);
+                tracing::warn!("periodic validation could not run: {}", e);
                 continue;
             }
         };
@@ -76,13 +76,13 @@ pub async fn periodic(agent: Arc<Agent>) {
         };
         tracing::info!("periodic validation: {}", record.summary());
         if let Err(e) = agent.on_leader(LeaderRequest::Write(Command::RecordValidation(Box::new(record)))).await {
-            tracing::warn!("could not record the validation report: {}", e.message);
+            tracing::warn!("could not record the validation report: {}", e);
         }
     }
 }
 
 /// Survey the cluster's nodes and judge what they found with the cluster database.
-pub async fn validate_cluster(agent: &Agent) -> Result<ValidationView, ApiError> {
+pub async fn validate_cluster(agent: &Agent) -> Result<ValidationView, AgentError> {
     let member = agent.require_member()?;
     let state = member.reader.state();
     let (targets, peers) = targets(&state);
@@ -164,7 +164,7 @@ pub async fn probe(
     Extension(local): Extension<LocalAddr>,
     headers: HeaderMap,
     Json(request): Json<ProbeRequest>,
-) -> Result<Json<ProbeReply>, ApiError> {
+) -> Result<Json<ProbeReply>, AgentError> {
     if agent.member().is_some() {
         let caller = crate::api::access::caller_of(&agent, crate::api::access::bearer(&headers))?;
         crate::api::access::require(&caller, halo_core::access::AccessRole::Operator, "a probe")?;

@@ -14,7 +14,7 @@ use halo_store::PeerNode;
 
 use crate::clock;
 use crate::cluster::agent::{Agent, Member, describe, rejection_error};
-use crate::error::ApiError;
+use crate::error::AgentError;
 
 /// Largest join request body: a CSR, a name and a few addresses fit in a few KiB.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -24,9 +24,9 @@ impl Agent {
         &self,
         member: &Arc<Member>,
         request: AdmissionRequest,
-    ) -> Result<AdmissionResponse, ApiError> {
+    ) -> Result<AdmissionResponse, AgentError> {
         let state = member.reader.state();
-        let cluster = state.cluster.clone().ok_or_else(|| ApiError::conflict("no cluster"))?;
+        let cluster = state.cluster.clone().ok_or_else(|| AgentError::conflict("no cluster"))?;
         let now = clock::wall_ms();
         let node = NodeRecord {
             id: 0,
@@ -54,7 +54,7 @@ impl Agent {
         if let Some(theirs) = request.raft
             && theirs != state.settings.raft
         {
-            return Err(ApiError::bad_request(format!(
+            return Err(AgentError::bad_request(format!(
                 "agent '{}' is configured with Raft timing {}, but this cluster runs {}; every node runs the same: \
                  remove [timing] from its configuration (it then takes the cluster's)",
                 request.name,
@@ -67,7 +67,7 @@ impl Agent {
         for address in &addresses {
             address
                 .parse::<std::net::SocketAddr>()
-                .map_err(|_| ApiError::bad_request(format!("invalid address '{address}' in join request")))?;
+                .map_err(|_| AgentError::bad_request(format!("invalid address '{address}' in join request")))?;
         }
         // Sign before committing anything, so a bad CSR changes nothing.
         let (cert, certificate) = crate::cluster::renewal::issue(
@@ -78,7 +78,7 @@ impl Agent {
             now,
             state.settings.certificate_lifetime_ms,
         )
-        .map_err(|e| ApiError::bad_request(format!("invalid certificate request: {e}")))?;
+        .map_err(|e| AgentError::bad_request(format!("invalid certificate request: {e}")))?;
         let command = Command::AdmitNode {
             token_id: request.token_id.clone(),
             token_secret_sha256,
@@ -89,7 +89,7 @@ impl Agent {
         let (id, voter) = match self.write_as_leader(member, command).await? {
             CommandResult::NodeAdmitted { id, voter } => (id, voter),
             CommandResult::Rejected(r) => return Err(rejection_error(&r)),
-            _ => return Err(ApiError::internal("admission returned no node id")),
+            _ => return Err(AgentError::internal("admission returned no node id")),
         };
         let peer =
             PeerNode { name: request.name.clone(), api: request.api.clone(), networks: request.networks.clone() };

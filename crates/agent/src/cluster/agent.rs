@@ -27,7 +27,7 @@ use tokio::sync::{OnceCell, mpsc};
 
 use crate::clock;
 use crate::config::AgentConfig;
-use crate::error::ApiError;
+use crate::error::AgentError;
 use crate::transport::identity::{DataDir, Identity, Membership, NodeTls};
 use crate::transport::peer::{PeerClients, PeerError};
 use crate::transport::serve::TlsSlot;
@@ -312,20 +312,20 @@ impl Agent {
     /// `halo cluster create`: this agent becomes the first node of a new cluster.
     /// `profile` sets the lease timing and, unless this agent's `[timing]` says otherwise, the
     /// Raft timing.
-    pub async fn create_cluster(&self, name: &str, profile: Profile) -> Result<(String, String), ApiError> {
+    pub async fn create_cluster(&self, name: &str, profile: Profile) -> Result<(String, String), AgentError> {
         let _guard = self.bootstrap.lock().await;
         self.refuse_if_member()?;
         halo_core::state::validate_node_name(name).map_err(|_| {
-            ApiError::bad_request(format!("invalid cluster name '{name}': use letters, digits, '-', '_' or '.'"))
+            AgentError::bad_request(format!("invalid cluster name '{name}': use letters, digits, '-', '_' or '.'"))
         })?;
-        let ca = ClusterCa::generate(name).map_err(|e| ApiError::internal(e.to_string()))?;
-        let key = ca::generate_node_key().map_err(|e| ApiError::internal(e.to_string()))?;
-        let csr = ca::certificate_request(&key, &self.config.name).map_err(|e| ApiError::internal(e.to_string()))?;
+        let ca = ClusterCa::generate(name).map_err(|e| AgentError::internal(e.to_string()))?;
+        let key = ca::generate_node_key().map_err(|e| AgentError::internal(e.to_string()))?;
+        let csr = ca::certificate_request(&key, &self.config.name).map_err(|e| AgentError::internal(e.to_string()))?;
         let now = clock::wall_ms();
         let lifetime = ClusterSettings::default().certificate_lifetime_ms;
         let cert = ca
             .issue_node_certificate(&csr, &self.config.name, &self.hosts(), now, lifetime)
-            .map_err(|e| ApiError::internal(e.to_string()))?;
+            .map_err(|e| AgentError::internal(e.to_string()))?;
         let admin_token = halo_security::random_secret();
         let cluster = ClusterInfo {
             name: name.to_string(),
@@ -351,12 +351,12 @@ impl Agent {
         let member = self
             .start_member(1, tls, Some(raft), BTreeSet::new())
             .await
-            .map_err(|e| ApiError::internal(format!("{e:#}")))?;
+            .map_err(|e| AgentError::internal(format!("{e:#}")))?;
         member
             .consensus
             .initialize(self.peer_node())
             .await
-            .map_err(|e| ApiError::internal(format!("initializing Raft: {e}")))?;
+            .map_err(|e| AgentError::internal(format!("initializing Raft: {e}")))?;
         let first_node = NodeRecord {
             id: 1,
             name: self.config.name.clone(),
@@ -382,7 +382,7 @@ impl Agent {
         let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
         loop {
             match self.write_as_leader(&member, command.clone()).await {
-                Ok(CommandResult::Rejected(r)) => return Err(ApiError::conflict(r.to_string())),
+                Ok(CommandResult::Rejected(r)) => return Err(AgentError::conflict(r.to_string())),
                 Ok(_) => break,
                 Err(e) if tokio::time::Instant::now() < deadline => {
                     tracing::debug!("waiting to become leader: {e}");
@@ -395,15 +395,15 @@ impl Agent {
     }
 
     /// `halo cluster join`: ask a member (any peer in the token) to admit this agent.
-    pub async fn join_cluster(&self, token_text: &str) -> Result<AdmissionResponse, ApiError> {
+    pub async fn join_cluster(&self, token_text: &str) -> Result<AdmissionResponse, AgentError> {
         let _guard = self.bootstrap.lock().await;
         self.refuse_if_member()?;
         let token =
-            halo_security::token::JoinToken::decode(token_text).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            halo_security::token::JoinToken::decode(token_text).map_err(|e| AgentError::bad_request(e.to_string()))?;
         if token.expires_at_ms <= clock::wall_ms() {
-            return Err(ApiError::bad_request("join token has expired; issue a new one with `halo cluster token`"));
+            return Err(AgentError::bad_request("join token has expired; issue a new one with `halo cluster token`"));
         }
-        let key = ca::generate_node_key().map_err(|e| ApiError::internal(e.to_string()))?;
+        let key = ca::generate_node_key().map_err(|e| AgentError::internal(e.to_string()))?;
         let request = AdmissionRequest {
             token_id: token.id.clone(),
             token_secret: token.secret.clone(),
@@ -412,7 +412,8 @@ impl Agent {
             networks: self.config.networks.clone(),
             witness: self.config.witness,
             capacity: Some(self.config.capacity),
-            csr_pem: ca::certificate_request(&key, &self.config.name).map_err(|e| ApiError::internal(e.to_string()))?,
+            csr_pem: ca::certificate_request(&key, &self.config.name)
+                .map_err(|e| AgentError::internal(e.to_string()))?,
             raft: self.config.timing,
         };
         let mut failures = Vec::new();
@@ -428,10 +429,10 @@ impl Agent {
             }
         }
         let Some(admitted) = admitted else {
-            return Err(ApiError::new(
-                axum::http::StatusCode::BAD_GATEWAY,
-                format!("could not reach any cluster peer named in the token ({})", failures.join("; ")),
-            ));
+            return Err(AgentError::PeerUnreachable(format!(
+                "could not reach any cluster peer named in the token ({})",
+                failures.join("; ")
+            )));
         };
         let tls = NodeTls { cert_pem: admitted.cert_pem.clone(), key_pem: key, ca_pem: admitted.ca_cert_pem.clone() };
         self.data.save_node_tls(&tls)?;
@@ -443,13 +444,13 @@ impl Agent {
         })?;
         self.start_member(admitted.id, tls, Some(admitted.raft), admitted.revoked.iter().cloned().collect())
             .await
-            .map_err(|e| ApiError::internal(format!("{e:#}")))?;
+            .map_err(|e| AgentError::internal(format!("{e:#}")))?;
         Ok(admitted)
     }
 
-    fn refuse_if_member(&self) -> Result<(), ApiError> {
+    fn refuse_if_member(&self) -> Result<(), AgentError> {
         if let Some(m) = &self.identity().member {
-            return Err(ApiError::conflict(format!(
+            return Err(AgentError::conflict(format!(
                 "node '{}' already belongs to cluster '{}'; a node belongs to one cluster at a time",
                 self.config.name, m.cluster
             )));
@@ -457,7 +458,7 @@ impl Agent {
         Ok(())
     }
 
-    fn save_membership(&self, membership: Membership) -> Result<(), ApiError> {
+    fn save_membership(&self, membership: Membership) -> Result<(), AgentError> {
         let mut identity = self.identity();
         identity.member = Some(membership);
         self.data.save_identity(&identity)?;
@@ -471,9 +472,9 @@ impl Agent {
         self.config.networks.iter().map(|a| NetworkRecord { address: a.clone(), state: NetworkState::Up }).collect()
     }
 
-    pub fn require_member(&self) -> Result<&Arc<Member>, ApiError> {
+    pub fn require_member(&self) -> Result<&Arc<Member>, AgentError> {
         self.member().ok_or_else(|| {
-            ApiError::conflict(format!(
+            AgentError::conflict(format!(
                 "node '{}' is not part of a cluster yet: run `halo cluster create` or `halo cluster join` against it",
                 self.config.name
             ))
@@ -481,7 +482,7 @@ impl Agent {
     }
 
     /// Carry out `request` on the leader: here if we lead, otherwise forwarded to it.
-    pub async fn on_leader(&self, request: LeaderRequest) -> Result<LeaderReply, ApiError> {
+    pub async fn on_leader(&self, request: LeaderRequest) -> Result<LeaderReply, AgentError> {
         let member = self.require_member()?;
         if member.consensus.is_leader() {
             return self.handle_as_leader(member, request).await;
@@ -492,13 +493,13 @@ impl Agent {
         };
         let node = raft
             .leader_node
-            .ok_or_else(|| ApiError::unavailable(format!("leader {leader} is not in the membership yet")))?;
+            .ok_or_else(|| AgentError::unavailable(format!("leader {leader} is not in the membership yet")))?;
         let timeout = WRITE_TIMEOUT + Duration::from_secs(10);
         match member.peers.post::<_, LeaderReply>(&node, "/peer/v1/leader", &request, timeout).await {
             Ok(reply) => Ok(reply),
             Err(PeerError::Status(status, body)) => {
                 let message = serde_json::from_str::<halo_api::ErrorView>(&body).map(|e| e.error).unwrap_or(body);
-                Err(ApiError { status, message })
+                Err(AgentError::from_status(status, message))
             }
             Err(e) => Err(no_quorum(&format!("the leader '{}' cannot be reached: {e}", node.name))),
         }
@@ -510,23 +511,20 @@ impl Agent {
         &self,
         request: LeaderRequest,
         from: Option<&crate::transport::peer_identity::PeerIdentity>,
-    ) -> Result<LeaderReply, ApiError> {
+    ) -> Result<LeaderReply, AgentError> {
         let member = self.require_member()?;
         if let LeaderRequest::Renew { node, .. } = &request
             && from.is_none_or(|f| &f.0.name != node)
         {
-            return Err(ApiError::new(
-                axum::http::StatusCode::FORBIDDEN,
-                format!("only node '{node}' may renew its certificate"),
-            ));
+            return Err(AgentError::forbidden(format!("only node '{node}' may renew its certificate")));
         }
         if !member.consensus.is_leader() {
-            return Err(ApiError::unavailable("leadership moved while the request was in flight; retry"));
+            return Err(AgentError::unavailable("leadership moved while the request was in flight; retry"));
         }
         self.handle_as_leader(member, request).await
     }
 
-    async fn handle_as_leader(&self, member: &Arc<Member>, request: LeaderRequest) -> Result<LeaderReply, ApiError> {
+    async fn handle_as_leader(&self, member: &Arc<Member>, request: LeaderRequest) -> Result<LeaderReply, AgentError> {
         match request {
             LeaderRequest::Write(command) => {
                 self.require_quorum(member)?;
@@ -558,11 +556,11 @@ impl Agent {
     /// Before a leader answers a read: it still leads (a quorum says so now), and everything
     /// acknowledged before the read is applied here. A deposed leader that has not noticed
     /// yet (a node that was hung) learns it here instead of answering with what it had.
-    async fn confirm_leadership(&self, member: &Member) -> Result<(), ApiError> {
+    async fn confirm_leadership(&self, member: &Member) -> Result<(), AgentError> {
         tokio::time::timeout(WRITE_TIMEOUT, member.consensus.confirm_leadership())
             .await
             .map_err(|_| no_quorum("the leader could not confirm it still leads"))?
-            .map_err(|e| ApiError::unavailable(format!("the leader cannot serve a consistent read: {e}")))?;
+            .map_err(|e| AgentError::unavailable(format!("the leader cannot serve a consistent read: {e}")))?;
         Ok(())
     }
 
@@ -570,16 +568,16 @@ impl Agent {
     /// and learned otherwise while confirming it (it was hung, and deposed meanwhile), the
     /// read is asked again: by then this node knows who leads. None when no leader answered
     /// (the caller answers from its own copy, saying so).
-    pub async fn read_from_leader(&self, request: LeaderRequest) -> Option<Result<LeaderReply, ApiError>> {
+    pub async fn read_from_leader(&self, request: LeaderRequest) -> Option<Result<LeaderReply, AgentError>> {
         let deadline = tokio::time::Instant::now() + READ_BUDGET;
         let mut asked_again = false;
         loop {
             let believed_leading = self.member().is_some_and(|m| m.consensus.is_leader());
             match tokio::time::timeout_at(deadline, self.on_leader(request.clone())).await {
                 Ok(Ok(reply)) => return Some(Ok(reply)),
-                Ok(Err(e)) if e.status == axum::http::StatusCode::NOT_FOUND => return Some(Err(e)),
+                Ok(Err(e @ AgentError::NotFound(_))) => return Some(Err(e)),
                 Ok(Err(e)) if believed_leading && !asked_again => {
-                    tracing::debug!("leader read: {}; asking the leader there is now", e.message);
+                    tracing::debug!("leader read: {}; asking the leader there is now", e);
                     asked_again = true;
                     // Raft's view catches up with what the confirmation learned.
                     while self.member().is_some_and(|m| m.consensus.is_leader())
@@ -594,7 +592,7 @@ impl Agent {
     }
 
     /// Fail fast when the leader has not heard from a quorum recently, instead of hanging.
-    pub(crate) fn require_quorum(&self, member: &Member) -> Result<(), ApiError> {
+    pub(crate) fn require_quorum(&self, member: &Member) -> Result<(), AgentError> {
         if member.consensus.has_quorum(member.raft_timing.election_timeout_max_ms) {
             Ok(())
         } else {
@@ -603,28 +601,28 @@ impl Agent {
         }
     }
 
-    pub async fn write_as_leader(&self, member: &Member, command: Command) -> Result<CommandResult, ApiError> {
+    pub async fn write_as_leader(&self, member: &Member, command: Command) -> Result<CommandResult, AgentError> {
         match tokio::time::timeout(WRITE_TIMEOUT, member.consensus.write(command)).await {
             Ok(Ok(result)) => Ok(result),
             Ok(Err(ConsensusError::NotLeader)) => {
-                Err(ApiError::unavailable("this node is no longer the leader; retry"))
+                Err(AgentError::unavailable("this node is no longer the leader; retry"))
             }
-            Ok(Err(e)) => Err(ApiError::unavailable(format!("write failed: {e}"))),
+            Ok(Err(e)) => Err(AgentError::unavailable(format!("write failed: {e}"))),
             Err(_) => Err(no_quorum(&format!("the write was not committed within {} s", WRITE_TIMEOUT.as_secs()))),
         }
     }
 
-    async fn remove(&self, member: &Arc<Member>, name: &str) -> Result<(), ApiError> {
+    async fn remove(&self, member: &Arc<Member>, name: &str) -> Result<(), AgentError> {
         self.require_quorum(member)?;
         let state = member.reader.state();
-        let node = state.node_by_name(name).ok_or_else(|| ApiError::not_found(format!("no node named '{name}'")))?;
+        let node = state.node_by_name(name).ok_or_else(|| AgentError::not_found(format!("no node named '{name}'")))?;
         if node.id == member.id {
-            return Err(ApiError::conflict(format!(
+            return Err(AgentError::conflict(format!(
                 "node '{name}' is the current leader; stop its agent first so another node takes over, then remove it"
             )));
         }
         if let Some(role) = state.roles.values().find(|r| r.owner == Some(node.id)) {
-            return Err(ApiError::conflict(format!(
+            return Err(AgentError::conflict(format!(
                 "node '{name}' still owns role '{}'; move or stop its roles first",
                 role.spec.name
             )));
@@ -632,7 +630,7 @@ impl Agent {
         tokio::time::timeout(WRITE_TIMEOUT, member.consensus.remove(node.id))
             .await
             .map_err(|_| no_quorum("the membership change was not committed in time"))?
-            .map_err(|e| ApiError::unavailable(format!("membership change failed: {e}")))?;
+            .map_err(|e| AgentError::unavailable(format!("membership change failed: {e}")))?;
         // The removed node knew the heartbeat key: every node switches to a new one.
         let command = Command::RemoveNode {
             node: node.id,
@@ -647,9 +645,9 @@ impl Agent {
 
     /// One role as this node's copy of the database has it.
     /// The cluster's name and settings from this node's copy of the database.
-    pub fn local_cluster(&self) -> Result<halo_api::cluster::ClusterView, ApiError> {
+    pub fn local_cluster(&self) -> Result<halo_api::cluster::ClusterView, AgentError> {
         let state = self.require_member()?.reader.state();
-        let cluster = state.cluster.as_ref().ok_or_else(|| ApiError::conflict("no cluster"))?;
+        let cluster = state.cluster.as_ref().ok_or_else(|| AgentError::conflict("no cluster"))?;
         Ok(halo_api::cluster::ClusterView {
             name: cluster.name.clone(),
             id: cluster.id.clone(),
@@ -664,9 +662,9 @@ impl Agent {
         })
     }
 
-    pub fn local_role(&self, name: &str) -> Result<RoleDetailView, ApiError> {
+    pub fn local_role(&self, name: &str) -> Result<RoleDetailView, AgentError> {
         let state = self.require_member()?.reader.state();
-        let record = state.roles.get(name).ok_or_else(|| ApiError::not_found(format!("no role named '{name}'")))?;
+        let record = state.roles.get(name).ok_or_else(|| AgentError::not_found(format!("no role named '{name}'")))?;
         Ok(RoleDetailView::of(&state, record))
     }
 
@@ -744,7 +742,7 @@ impl crate::workload::Node for Agent {
     fn report(
         &self,
         command: Command,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ApiError>> + Send + '_>> {
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), AgentError>> + Send + '_>> {
         Box::pin(async move { self.on_leader(LeaderRequest::Write(command)).await.map(drop) })
     }
 }
@@ -775,7 +773,7 @@ pub async fn declare_capacity(agent: Arc<Agent>) {
         }
         let command = Command::SetNodeCapacity { node: member.id, capacity: wanted };
         if let Err(e) = agent.on_leader(LeaderRequest::Write(command)).await {
-            tracing::debug!("declaring capacity: {}", e.message);
+            tracing::debug!("declaring capacity: {}", e);
         }
     }
 }
@@ -817,26 +815,24 @@ pub(crate) fn describe(t: &RaftTiming) -> String {
     )
 }
 
-fn no_quorum(detail: &str) -> ApiError {
-    ApiError::unavailable(format!(
+fn no_quorum(detail: &str) -> AgentError {
+    AgentError::unavailable(format!(
         "no quorum: {detail}; the cluster refuses changes until a majority of voters is reachable"
     ))
 }
 
-pub(crate) fn rejection_error(r: &halo_core::command::Rejection) -> ApiError {
+pub(crate) fn rejection_error(r: &halo_core::command::Rejection) -> AgentError {
     use halo_core::command::Rejection as R;
     match r {
-        R::UnknownToken | R::TokenExpired | R::TokenUsed(_) => {
-            ApiError::new(axum::http::StatusCode::FORBIDDEN, r.to_string())
-        }
-        R::UnknownNodeId(_) | R::UnknownRole(_) | R::UnknownApiToken(_) => ApiError::not_found(r.to_string()),
-        R::CannotMove { .. } | R::RoleNotRunning(_) | R::WitnessRunsNoRoles(_) => ApiError::conflict(r.to_string()),
+        R::UnknownToken | R::TokenExpired | R::TokenUsed(_) => AgentError::forbidden(r.to_string()),
+        R::UnknownNodeId(_) | R::UnknownRole(_) | R::UnknownApiToken(_) => AgentError::not_found(r.to_string()),
+        R::CannotMove { .. } | R::RoleNotRunning(_) | R::WitnessRunsNoRoles(_) => AgentError::conflict(r.to_string()),
         R::InvalidProperty { .. }
         | R::InvalidNodeName(_)
         | R::InvalidNode { .. }
         | R::InvalidRole { .. }
-        | R::InvalidTokenName(_) => ApiError::bad_request(r.to_string()),
-        _ => ApiError::conflict(r.to_string()),
+        | R::InvalidTokenName(_) => AgentError::bad_request(r.to_string()),
+        _ => AgentError::conflict(r.to_string()),
     }
 }
 

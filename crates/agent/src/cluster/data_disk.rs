@@ -175,7 +175,7 @@ fn report(agent: &Arc<Agent>, low: Option<DiskSpace>, reported_at: &mut Option<t
     tokio::spawn(async move {
         let command = Command::ReportDataDisk { node, low };
         if let Err(e) = agent.on_leader(LeaderRequest::Write(command)).await {
-            tracing::debug!("reporting the data disk: {}", e.message);
+            tracing::debug!("reporting the data disk: {}", e);
         }
     });
 }

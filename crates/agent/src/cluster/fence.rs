@@ -82,9 +82,24 @@ impl Fencing {
     }
 }
 
+/// Why a fence agent did not power a node off.
+#[derive(Debug, thiserror::Error)]
+pub enum FenceError {
+    #[error("fence device of '{node}' refused: {why}")]
+    Device { node: String, why: String },
+    #[error("cannot run {agent}: {source}")]
+    CannotRun { agent: String, source: std::io::Error },
+    #[error("{agent} did not finish within {} s", FENCE_TIMEOUT.as_secs())]
+    Timeout { agent: String },
+    #[error("{agent} exited with {status}: {stderr}")]
+    Failed { agent: String, status: std::process::ExitStatus, stderr: String },
+}
+
 /// Run `device.agent` with `action=off` for node `name`; Ok only on exit 0.
-pub async fn power_off(device: &FenceDevice, name: &str) -> Result<(), String> {
-    let input = device.power_off_input(name).map_err(|e| format!("fence device of '{name}' refused: {e}"))?;
+pub async fn power_off(device: &FenceDevice, name: &str) -> Result<(), FenceError> {
+    let agent = || device.agent.clone();
+    let input =
+        device.power_off_input(name).map_err(|e| FenceError::Device { node: name.to_string(), why: e.to_string() })?;
     let mut child = tokio::process::Command::new(&device.agent)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -92,22 +107,21 @@ pub async fn power_off(device: &FenceDevice, name: &str) -> Result<(), String> {
         .kill_on_drop(true)
         .dies_with_parent()
         .spawn()
-        .map_err(|e| format!("cannot run {}: {e}", device.agent))?;
+        .map_err(|source| FenceError::CannotRun { agent: agent(), source })?;
     if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(input.as_bytes()).await.map_err(|e| format!("writing to {}: {e}", device.agent))?;
+        stdin.write_all(input.as_bytes()).await.map_err(|source| FenceError::CannotRun { agent: agent(), source })?;
     }
     let output = tokio::time::timeout(FENCE_TIMEOUT, child.wait_with_output())
         .await
-        .map_err(|_| format!("{} did not finish within {} s", device.agent, FENCE_TIMEOUT.as_secs()))?
-        .map_err(|e| format!("{}: {e}", device.agent))?;
+        .map_err(|_| FenceError::Timeout { agent: agent() })?
+        .map_err(|source| FenceError::CannotRun { agent: agent(), source })?;
     if output.status.success() {
         Ok(())
     } else {
-        Err(format!(
-            "{} exited with {}: {}",
-            device.agent,
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        ))
+        Err(FenceError::Failed {
+            agent: agent(),
+            status: output.status,
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        })
     }
 }

@@ -7,11 +7,11 @@ use halo_api::ErrorView;
 use halo_api::membership::AdmissionRequest;
 use halo_api::membership::AdmissionResponse;
 
-use crate::error::ApiError;
+use crate::error::AgentError;
 
 pub enum JoinError {
     /// The cluster answered and said no: stop, trying another peer would not change that.
-    Refused(ApiError),
+    Refused(AgentError),
     /// This peer could not be used; another may work.
     Unreachable(String),
 }
@@ -38,10 +38,9 @@ pub async fn request_admission(
         .map_err(|e| JoinError::Unreachable(e.to_string()))?;
     let fingerprint = halo_security::ca::fingerprint(&ca_pem).map_err(|e| JoinError::Unreachable(e.to_string()))?;
     if fingerprint != ca_sha256 {
-        return Err(JoinError::Refused(ApiError::new(
-            axum::http::StatusCode::FORBIDDEN,
-            format!("peer {peer} presents a CA certificate that does not match the join token; refusing to join it"),
-        )));
+        return Err(JoinError::Refused(AgentError::forbidden(format!(
+            "peer {peer} presents a CA certificate that does not match the join token; refusing to join it"
+        ))));
     }
     let config = halo_security::tls::client_config(&ca_pem, None).map_err(|e| JoinError::Unreachable(e.to_string()))?;
     let client = reqwest::Client::builder()
@@ -65,7 +64,7 @@ pub async fn request_admission(
     if status.is_server_error() {
         Err(JoinError::Unreachable(format!("{status}: {message}")))
     } else {
-        Err(JoinError::Refused(ApiError { status: status.as_u16(), message }))
+        Err(JoinError::Refused(AgentError::from_status(status.as_u16(), message)))
     }
 }
 

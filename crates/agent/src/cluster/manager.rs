@@ -53,7 +53,7 @@ pub async fn run(agent: Arc<Agent>) {
             );
         }
         let failed = tick(&agent, &member).await.err().or(decide_roles(&agent, &member, takeover).await.err());
-        complaint.tell(failed.map(|e| e.message), Instant::now());
+        complaint.tell(failed.map(|e| e.to_string()), Instant::now());
     }
 }
 
@@ -83,7 +83,7 @@ impl Complaint {
     }
 }
 
-async fn decide_roles(agent: &Agent, member: &Member, takeover: Takeover) -> Result<(), crate::error::ApiError> {
+async fn decide_roles(agent: &Agent, member: &Member, takeover: Takeover) -> Result<(), crate::error::AgentError> {
     let state = member.reader.state();
     if state.roles.is_empty() {
         return Ok(());
@@ -126,7 +126,7 @@ async fn decide_roles(agent: &Agent, member: &Member, takeover: Takeover) -> Res
     Ok(())
 }
 
-async fn tick(agent: &Agent, member: &Member) -> Result<(), crate::error::ApiError> {
+async fn tick(agent: &Agent, member: &Member) -> Result<(), crate::error::AgentError> {
     let state = member.reader.state();
     if state.cluster.is_none() {
         return Ok(());

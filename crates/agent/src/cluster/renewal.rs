@@ -18,7 +18,7 @@ use halo_security::revocation;
 
 use crate::clock;
 use crate::cluster::agent::{Agent, LeaderReply, LeaderRequest, Member, rejection_error};
-use crate::error::ApiError;
+use crate::error::AgentError;
 use crate::transport::identity::NodeTls;
 
 /// How often a member looks at its certificate's age.
@@ -32,7 +32,7 @@ pub async fn run(agent: Arc<Agent>) {
         tokio::time::sleep(CHECK).await;
         let Some(member) = agent.member().cloned() else { continue };
         if let Err(e) = follow_ca_rotation(&agent, &member).await {
-            tracing::warn!("CA rotation: {}; retrying", e.message);
+            tracing::warn!("CA rotation: {}; retrying", e);
             tokio::time::sleep(RETRY).await;
             continue;
         }
@@ -63,7 +63,7 @@ pub async fn run(agent: Arc<Agent>) {
                     "could not renew this node's certificate ({}; it expires in {} s), retrying: {}",
                     identity.serial,
                     identity.not_after_ms.saturating_sub(clock::wall_ms()) / 1000,
-                    e.message
+                    e
                 );
                 tokio::time::sleep(RETRY).await;
             }
@@ -72,7 +72,7 @@ pub async fn run(agent: Arc<Agent>) {
 }
 
 /// This node's part of a CA rotation, one step per call.
-async fn follow_ca_rotation(agent: &Agent, member: &Arc<Member>) -> Result<(), ApiError> {
+async fn follow_ca_rotation(agent: &Agent, member: &Arc<Member>) -> Result<(), AgentError> {
     let state = member.reader.state();
     let Some(cluster) = &state.cluster else { return Ok(()) };
     let current = member.node_tls();
@@ -114,15 +114,15 @@ fn issued_by_old_ca(member: &Member, serial: &str) -> bool {
 }
 
 /// A new key, signed by the leader, saved, then in use. Returns its expiry.
-async fn renew_own(agent: &Agent, member: &Member, current: &NodeTls) -> Result<u64, ApiError> {
+async fn renew_own(agent: &Agent, member: &Member, current: &NodeTls) -> Result<u64, AgentError> {
     let name = agent.config.name.clone();
-    let key = ca::generate_node_key().map_err(|e| ApiError::internal(e.to_string()))?;
-    let csr_pem = ca::certificate_request(&key, &name).map_err(|e| ApiError::internal(e.to_string()))?;
+    let key = ca::generate_node_key().map_err(|e| AgentError::internal(e.to_string()))?;
+    let csr_pem = ca::certificate_request(&key, &name).map_err(|e| AgentError::internal(e.to_string()))?;
     let cert_pem = match agent.on_leader(LeaderRequest::Renew { node: name, csr_pem }).await? {
         LeaderReply::Renewed { cert_pem } => cert_pem,
-        other => return Err(ApiError::internal(format!("unexpected leader reply {other:?}"))),
+        other => return Err(AgentError::internal(format!("unexpected leader reply {other:?}"))),
     };
-    let identity = revocation::identity_of_pem(&cert_pem).map_err(|e| ApiError::internal(e.to_string()))?;
+    let identity = revocation::identity_of_pem(&cert_pem).map_err(|e| AgentError::internal(e.to_string()))?;
     let tls = NodeTls { cert_pem, key_pem: key, ca_pem: current.ca_pem.clone() };
     agent.data.save_node_tls(&tls)?;
     agent.use_node_tls(member, tls)?;
@@ -152,17 +152,18 @@ pub(crate) fn issue(
 
 impl Agent {
     /// Leader side: sign a new certificate for member `node` and record it.
-    pub(crate) async fn renew(&self, member: &Arc<Member>, node: &str, csr_pem: &str) -> Result<String, ApiError> {
+    pub(crate) async fn renew(&self, member: &Arc<Member>, node: &str, csr_pem: &str) -> Result<String, AgentError> {
         self.require_quorum(member)?;
         let state = member.reader.state();
-        let cluster = state.cluster.clone().ok_or_else(|| ApiError::conflict("no cluster"))?;
-        let record = state.node_by_name(node).ok_or_else(|| ApiError::not_found(format!("no node named '{node}'")))?;
+        let cluster = state.cluster.clone().ok_or_else(|| AgentError::conflict("no cluster"))?;
+        let record =
+            state.node_by_name(node).ok_or_else(|| AgentError::not_found(format!("no node named '{node}'")))?;
         let mut addresses = vec![record.api.as_str()];
         addresses.extend(record.networks.iter().map(|n| n.address.as_str()));
         let now = clock::wall_ms();
         let (cert, certificate) =
             issue(&cluster, csr_pem, node, &ca::hosts_of(addresses), now, state.settings.certificate_lifetime_ms)
-                .map_err(|e| ApiError::bad_request(format!("invalid certificate request: {e}")))?;
+                .map_err(|e| AgentError::bad_request(format!("invalid certificate request: {e}")))?;
         match self
             .write_as_leader(member, Command::RenewCertificate { node: record.id, certificate, now_ms: now })
             .await?

@@ -80,7 +80,9 @@ async fn facts(config: &AgentConfig, ocf_kinds: &[String], fence_agents: &[Strin
         ocf_root: root.display().to_string(),
         ocf_missing: ocf_kinds
             .iter()
-            .filter(|k| halo_core::resource_kind::ResourceKind::parse(k).and_then(|kind| ocf::locate(&kind)).is_err())
+            .filter(|k| {
+                halo_core::resource_kind::ResourceKind::parse(k).map_or(true, |kind| ocf::locate(&kind).is_err())
+            })
             .cloned()
             .collect(),
         fence_missing: fence_agents.iter().filter(|a| host::find_program(a).is_none()).cloned().collect(),

@@ -8,13 +8,12 @@
 
 use std::collections::BTreeSet;
 
-use axum::http::StatusCode;
 use halo_core::NodeId;
 use halo_core::state::ClusterState;
 use halo_security::revocation::{CertIdentity, Revoked};
 use halo_store::StateReader;
 
-use crate::error::ApiError;
+use crate::error::AgentError;
 
 /// The certificate a node-to-node connection presented (set by `serve`).
 #[derive(Debug, Clone)]
@@ -28,10 +27,10 @@ pub fn check(
     identity: Option<&PeerIdentity>,
     claimed: Option<NodeId>,
     now_ms: u64,
-) -> Result<(), ApiError> {
-    let forbidden = |why: String| ApiError::new(StatusCode::FORBIDDEN, why);
+) -> Result<(), AgentError> {
+    let forbidden = |why: String| AgentError::forbidden(why);
     let Some(PeerIdentity(identity)) = identity else {
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "no node certificate on this connection"));
+        return Err(AgentError::Unauthenticated("no node certificate on this connection".into()));
     };
     if revoked.contains(&identity.serial) {
         return Err(forbidden(format!("the certificate of '{}' was revoked", identity.name)));
@@ -142,7 +141,7 @@ mod tests {
         assert!(!ok(&peer("y", "y1"), Some(2)), "a stranger speaks for b");
         assert!(!ok(&peer("y", "y1"), None), "a stranger forwards");
         assert!(ok(&peer("y", "y1"), Some(9)), "a node this one does not know yet may reach Raft");
-        assert_eq!(check(&state, &revoked, None, None, 5).map_err(|e| e.status), Err(401));
+        assert_eq!(check(&state, &revoked, None, None, 5).map_err(|e| e.status().as_u16()), Err(401));
         assert!(check(&state, &revoked, Some(&peer("a", "a1")), Some(1), 9).is_err(), "expired");
         // A node without the cluster's state yet lets Raft bring it.
         let fresh = ClusterState::default();

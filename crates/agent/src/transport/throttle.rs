@@ -8,13 +8,13 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use crate::error::ApiError;
+use crate::error::AgentError;
 use crate::transport::serve::RemoteAddr;
 
 /// Requests an address may make at once, then `PER_SECOND` more each second.
@@ -71,7 +71,7 @@ pub(crate) fn client(remote: IpAddr) -> IpAddr {
 /// Middleware: refuses with 429 and `Retry-After` once the caller's address spent its burst.
 pub async fn limit(State(throttle): State<Arc<Throttle>>, request: Request, next: Next) -> Response {
     let Some(RemoteAddr(remote)) = request.extensions().get::<RemoteAddr>().copied() else {
-        return ApiError::internal("no remote address on the request").into_response();
+        return AgentError::internal("no remote address on the request").into_response();
     };
     match throttle.admit(remote.ip()) {
         Ok(()) => next.run(request).await,
@@ -80,7 +80,7 @@ pub async fn limit(State(throttle): State<Arc<Throttle>>, request: Request, next
                 "too many requests from {} to routes that need no credential; retry in {wait_s} s",
                 remote.ip()
             );
-            let mut response = ApiError::new(StatusCode::TOO_MANY_REQUESTS, message).into_response();
+            let mut response = AgentError::TooManyRequests(message).into_response();
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait_s));
             response
         }

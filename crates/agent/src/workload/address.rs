@@ -144,8 +144,20 @@ pub fn run(action: Action, address: &FloatingAddress) -> i32 {
     }
 }
 
+/// Why an address action could not be carried out (printed by the action, which exits with
+/// an OCF code).
+#[derive(Debug, thiserror::Error)]
+enum AddressError {
+    #[error("ip {args}: {source}")]
+    CannotRunIp { args: String, source: std::io::Error },
+    #[error("ip {args}: {stderr}")]
+    Ip { args: String, stderr: String },
+    #[error("cannot run arping to announce {address} ({source}); on Debian: apt-get install iputils-arping")]
+    CannotAnnounce { address: std::net::Ipv4Addr, source: std::io::Error },
+}
+
 /// Whether `address` is on its interface; an error if the interface does not exist.
-fn held(address: &FloatingAddress) -> Result<bool, String> {
+fn held(address: &FloatingAddress) -> Result<bool, AddressError> {
     let listing = ip(&["-o", "-4", "addr", "show", "dev", &address.interface])?;
     Ok(holds(&listing, address))
 }
@@ -164,7 +176,7 @@ fn holds(listing: &str, address: &FloatingAddress) -> bool {
 /// not wait for them. It carries the action's environment (the guard's marker and the
 /// instance), so a stop's sweep or a fence kills it: an old owner never announces an address
 /// it gave up.
-fn announce(address: &FloatingAddress) -> Result<(), String> {
+fn announce(address: &FloatingAddress) -> Result<(), AddressError> {
     if address.announce == 0 {
         return Ok(());
     }
@@ -175,24 +187,20 @@ fn announce(address: &FloatingAddress) -> Result<(), String> {
         .stdout(Stdio::null())
         .spawn()
         .map(|_| ())
-        .map_err(|e| {
-            format!(
-                "cannot run arping to announce {} ({e}); on Debian: apt-get install iputils-arping",
-                address.address
-            )
-        })
+        .map_err(|source| AddressError::CannotAnnounce { address: address.address, source })
 }
 
 /// Run `ip` with a time limit; its output, or what it said on failure.
-fn ip(args: &[&str]) -> Result<String, String> {
+fn ip(args: &[&str]) -> Result<String, AddressError> {
     let mut command = Command::new("ip");
     command.args(args).stdin(Stdio::null());
     let output = crate::child::output_within(&mut command, std::time::Duration::from_secs(5))
-        .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
+        .map_err(|source| AddressError::CannotRunIp { args: args.join(" "), source })?;
     if output.status.success() {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     } else {
-        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim()))
+        let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
+        Err(AddressError::Ip { args: args.join(" "), stderr })
     }
 }
 

@@ -13,7 +13,7 @@ use halo_core::command::Command;
 use halo_store::StateReader;
 
 use crate::config::AgentConfig;
-use crate::error::ApiError;
+use crate::error::AgentError;
 use crate::observe::metrics::Metrics;
 use crate::transport::identity::{DataDir, NodeTls};
 
@@ -46,5 +46,5 @@ pub trait Node: Send + Sync + 'static {
     /// The certificate and key in use (migrations authenticate with them).
     fn node_tls(&self) -> Option<NodeTls>;
     /// Send a report (`Command::ReportRole`, a migration's step) to the leader.
-    fn report(&self, command: Command) -> Pin<Box<dyn Future<Output = Result<(), ApiError>> + Send + '_>>;
+    fn report(&self, command: Command) -> Pin<Box<dyn Future<Output = Result<(), AgentError>> + Send + '_>>;
 }

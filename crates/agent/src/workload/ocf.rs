@@ -25,17 +25,33 @@ pub struct OcfAgent {
     pub path: PathBuf,
 }
 
+/// Why an OCF agent cannot be used for a resource.
+#[derive(Debug, thiserror::Error)]
+pub enum OcfError {
+    #[error("'{0}' is not an OCF agent")]
+    NotOcf(ResourceKind),
+    #[error("OCF agent {kind} is not installed: {} does not exist (on Debian: apt-get install resource-agents)", path.display())]
+    NotInstalled { kind: ResourceKind, path: PathBuf },
+    #[error("{} meta-data did not answer within 10 s", path.display())]
+    MetaDataTimeout { path: PathBuf },
+    #[error("cannot run {}: {source}", path.display())]
+    CannotRun { path: PathBuf, source: std::io::Error },
+    #[error("unreadable meta-data: {0}")]
+    MetaData(String),
+    #[error("{kind} has no parameter '{key}' (it takes: {known})")]
+    UnknownParameter { kind: ResourceKind, key: String, known: String },
+    #[error("{kind} needs the parameter '{name}'")]
+    MissingParameter { kind: ResourceKind, name: String },
+}
+
 /// The agent a resource type `ocf:PROVIDER:AGENT` names, if it is installed here.
-pub fn locate(kind: &ResourceKind) -> Result<OcfAgent, String> {
+pub fn locate(kind: &ResourceKind) -> Result<OcfAgent, OcfError> {
     let ResourceKind::Ocf { provider, agent: name } = kind else {
-        return Err(format!("'{kind}' is not an OCF agent"));
+        return Err(OcfError::NotOcf(kind.clone()));
     };
     let path = ocf_root().join("resource.d").join(provider).join(name);
     if !path.is_file() {
-        return Err(format!(
-            "OCF agent {kind} is not installed: {} does not exist (on Debian: apt-get install resource-agents)",
-            path.display()
-        ));
+        return Err(OcfError::NotInstalled { kind: kind.clone(), path });
     }
     Ok(OcfAgent { provider: provider.into(), name: name.into(), path })
 }
@@ -54,7 +70,7 @@ pub struct Parameter {
 }
 
 /// Run `AGENT meta-data` (bounded) and read it.
-pub async fn meta_data(agent: &OcfAgent) -> Result<MetaData, String> {
+pub async fn meta_data(agent: &OcfAgent) -> Result<MetaData, OcfError> {
     let run = tokio::process::Command::new(&agent.path)
         .arg("meta-data")
         .env("OCF_ROOT", ocf_root())
@@ -63,16 +79,15 @@ pub async fn meta_data(agent: &OcfAgent) -> Result<MetaData, String> {
         .output();
     let output = tokio::time::timeout(Duration::from_secs(10), run)
         .await
-        .map_err(|_| format!("{} meta-data did not answer within 10 s", agent.path.display()))?
-        .map_err(|e| format!("cannot run {}: {e}", agent.path.display()))?;
+        .map_err(|_| OcfError::MetaDataTimeout { path: agent.path.clone() })?
+        .map_err(|source| OcfError::CannotRun { path: agent.path.clone(), source })?;
     parse_meta_data(&String::from_utf8_lossy(&output.stdout))
 }
 
-pub fn parse_meta_data(xml: &str) -> Result<MetaData, String> {
+pub fn parse_meta_data(xml: &str) -> Result<MetaData, OcfError> {
     // Agents' meta-data carries a DOCTYPE line; entities are not expanded either way.
     let options = roxmltree::ParsingOptions { allow_dtd: true, ..Default::default() };
-    let doc =
-        roxmltree::Document::parse_with_options(xml, options).map_err(|e| format!("unreadable meta-data: {e}"))?;
+    let doc = roxmltree::Document::parse_with_options(xml, options).map_err(|e| OcfError::MetaData(e.to_string()))?;
     let mut meta = MetaData::default();
     for node in doc.descendants() {
         match node.tag_name().name() {
@@ -114,20 +129,20 @@ fn duration_ms(text: &str) -> Option<u64> {
 }
 
 /// Check a resource's parameters against the agent's meta-data, and fill its timeouts from it.
-pub fn apply_meta_data(resource: &mut ResourceSpec, meta: &MetaData) -> Result<(), String> {
+pub fn apply_meta_data(resource: &mut ResourceSpec, meta: &MetaData) -> Result<(), OcfError> {
     let known: Vec<&str> = meta.parameters.iter().map(|p| p.name.as_str()).collect();
     let params = resource.effective_params();
     for key in params.keys() {
         if !known.contains(&key.as_str()) {
-            return Err(format!(
-                "{} has no parameter '{key}' (it takes: {})",
-                resource.kind,
-                if known.is_empty() { "none".to_string() } else { known.join(", ") }
-            ));
+            return Err(OcfError::UnknownParameter {
+                kind: resource.kind.clone(),
+                key: key.clone(),
+                known: if known.is_empty() { "none".to_string() } else { known.join(", ") },
+            });
         }
     }
     if let Some(missing) = meta.parameters.iter().find(|p| p.required && !params.contains_key(&p.name)) {
-        return Err(format!("{} needs the parameter '{}'", resource.kind, missing.name));
+        return Err(OcfError::MissingParameter { kind: resource.kind.clone(), name: missing.name.clone() });
     }
     resource.agent_timeouts = meta.timeouts;
     Ok(())
@@ -223,9 +238,12 @@ mod tests {
         let t = r.effective_timeouts();
         assert_eq!((t.start_ms, t.stop_ms), (Some(1000), Some(30_000)), "explicit wins");
         r.params.insert("nosuch".into(), "1".into());
-        assert!(apply_meta_data(&mut r, &meta).unwrap_err().contains("no parameter 'nosuch'"));
+        let e = apply_meta_data(&mut r, &meta).unwrap_err();
+        assert!(matches!(&e, OcfError::UnknownParameter { key, .. } if key == "nosuch"), "{e}");
+        assert!(e.to_string().contains("no parameter 'nosuch'"), "{e}");
         r.params.clear();
-        assert!(apply_meta_data(&mut r, &meta).unwrap_err().contains("needs the parameter 'fake'"));
+        let e = apply_meta_data(&mut r, &meta).unwrap_err();
+        assert!(matches!(&e, OcfError::MissingParameter { name, .. } if name == "fake"), "{e}");
         assert_eq!(duration_ms("500ms"), Some(500));
         assert_eq!(duration_ms("2m"), Some(120_000));
         assert!(parse_meta_data("not xml").is_err());

@@ -9,6 +9,23 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::child::DiesWithParent;
 
+/// Why a probe did not pass, or could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("invalid probe '{0}': use tcp:HOST:PORT, http://HOST:PORT/PATH or cmd:COMMAND")]
+    Invalid(String),
+    #[error("probe {probe} did not answer within {ms} ms")]
+    Timeout { probe: String, ms: u128 },
+    #[error("probe {probe}: {source}")]
+    Io { probe: String, source: std::io::Error },
+    #[error("probe {probe}: HTTP {code}")]
+    HttpStatus { probe: String, code: u16 },
+    #[error("probe {probe}: not an HTTP answer")]
+    NotHttp { probe: String },
+    #[error("probe {probe}: {status}")]
+    CommandFailed { probe: String, status: std::process::ExitStatus },
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Probe {
     Tcp(String),
@@ -17,7 +34,7 @@ pub enum Probe {
 }
 
 impl Probe {
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, ProbeError> {
         if let Some(address) = text.strip_prefix("tcp:") {
             return Ok(Probe::Tcp(address.to_string()));
         }
@@ -30,35 +47,33 @@ impl Probe {
         if let Some(command) = text.strip_prefix("cmd:") {
             return Ok(Probe::Command(command.to_string()));
         }
-        Err(format!("invalid probe '{text}': use tcp:HOST:PORT, http://HOST:PORT/PATH or cmd:COMMAND"))
+        Err(ProbeError::Invalid(text.to_string()))
     }
 
     /// Run once; Err says what failed.
-    pub async fn run(&self, timeout: Duration) -> Result<(), String> {
+    pub async fn run(&self, timeout: Duration) -> Result<(), ProbeError> {
         match tokio::time::timeout(timeout, self.attempt()).await {
             Ok(result) => result,
-            Err(_) => Err(format!("probe {self} did not answer within {} ms", timeout.as_millis())),
+            Err(_) => Err(ProbeError::Timeout { probe: self.to_string(), ms: timeout.as_millis() }),
         }
     }
 
-    async fn attempt(&self) -> Result<(), String> {
+    async fn attempt(&self) -> Result<(), ProbeError> {
+        let io = |source| ProbeError::Io { probe: self.to_string(), source };
         match self {
-            Probe::Tcp(address) => {
-                tokio::net::TcpStream::connect(address).await.map(|_| ()).map_err(|e| format!("probe {self}: {e}"))
-            }
+            Probe::Tcp(address) => tokio::net::TcpStream::connect(address).await.map(|_| ()).map_err(io),
             Probe::Http { address, host, path } => {
-                let mut stream =
-                    tokio::net::TcpStream::connect(address).await.map_err(|e| format!("probe {self}: {e}"))?;
+                let mut stream = tokio::net::TcpStream::connect(address).await.map_err(io)?;
                 let request = format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: halo-probe\r\n\r\n");
-                stream.write_all(request.as_bytes()).await.map_err(|e| format!("probe {self}: {e}"))?;
+                stream.write_all(request.as_bytes()).await.map_err(io)?;
                 let mut head = vec![0u8; 64];
-                let n = stream.read(&mut head).await.map_err(|e| format!("probe {self}: {e}"))?;
+                let n = stream.read(&mut head).await.map_err(io)?;
                 let line = String::from_utf8_lossy(&head[..n]);
                 let status = line.split_whitespace().nth(1).and_then(|c| c.parse::<u16>().ok());
                 match status {
                     Some(code) if (200..400).contains(&code) => Ok(()),
-                    Some(code) => Err(format!("probe {self}: HTTP {code}")),
-                    None => Err(format!("probe {self}: not an HTTP answer")),
+                    Some(code) => Err(ProbeError::HttpStatus { probe: self.to_string(), code }),
+                    None => Err(ProbeError::NotHttp { probe: self.to_string() }),
                 }
             }
             Probe::Command(command) => {
@@ -71,8 +86,12 @@ impl Probe {
                     .dies_with_parent()
                     .status()
                     .await
-                    .map_err(|e| format!("probe {self}: {e}"))?;
-                if status.success() { Ok(()) } else { Err(format!("probe {self}: {status}")) }
+                    .map_err(io)?;
+                if status.success() {
+                    Ok(())
+                } else {
+                    Err(ProbeError::CommandFailed { probe: self.to_string(), status })
+                }
             }
         }
     }
@@ -94,16 +113,16 @@ mod tests {
 
     #[test]
     fn probes_parse() {
-        assert_eq!(Probe::parse("tcp:127.0.0.1:80"), Ok(Probe::Tcp("127.0.0.1:80".into())));
+        assert_eq!(Probe::parse("tcp:127.0.0.1:80").ok(), Some(Probe::Tcp("127.0.0.1:80".into())));
         assert_eq!(
-            Probe::parse("http://localhost:8080/health"),
-            Ok(Probe::Http { address: "localhost:8080".into(), host: "localhost".into(), path: "/health".into() })
+            Probe::parse("http://localhost:8080/health").ok(),
+            Some(Probe::Http { address: "localhost:8080".into(), host: "localhost".into(), path: "/health".into() })
         );
         assert_eq!(
-            Probe::parse("http://example"),
-            Ok(Probe::Http { address: "example:80".into(), host: "example".into(), path: "/".into() })
+            Probe::parse("http://example").ok(),
+            Some(Probe::Http { address: "example:80".into(), host: "example".into(), path: "/".into() })
         );
-        assert_eq!(Probe::parse("cmd:true"), Ok(Probe::Command("true".into())));
-        assert!(Probe::parse("ping:x").is_err());
+        assert_eq!(Probe::parse("cmd:true").ok(), Some(Probe::Command("true".into())));
+        assert!(matches!(Probe::parse("ping:x"), Err(ProbeError::Invalid(text)) if text == "ping:x"));
     }
 }

@@ -13,7 +13,8 @@ use tokio::sync::oneshot;
 use crate::workload::address;
 use crate::workload::guard::{SpawnRequest, Undo};
 use crate::workload::ocf::{self, OcfAgent};
-use crate::workload::probe::Probe;
+use crate::workload::probe::{Probe, ProbeError};
+use crate::workload::vm::error::VmError;
 use crate::workload::vm::{self, Boot, SerialWatch, VmFiles};
 
 #[derive(Debug)]
@@ -136,15 +137,30 @@ pub struct LocalResource {
     pub probe_grace_until_ms: Option<u64>,
 }
 
+/// Why a resource cannot run on this node.
+#[derive(Debug, thiserror::Error)]
+pub enum ResourceError {
+    /// Its definition does not hold (the database refuses such definitions; one from an
+    /// older halo is checked here).
+    #[error("{0}")]
+    Definition(String),
+    #[error(transparent)]
+    Ocf(#[from] ocf::OcfError),
+    #[error(transparent)]
+    Vm(#[from] VmError),
+    #[error(transparent)]
+    Probe(#[from] ProbeError),
+}
+
 impl LocalResource {
-    pub fn new(spec: &ResourceSpec, role: &str, data_dir: &Path) -> Result<Self, String> {
+    pub fn new(spec: &ResourceSpec, role: &str, data_dir: &Path) -> Result<Self, ResourceError> {
         let driver = match &spec.kind {
             halo_core::resource_kind::ResourceKind::Process => Driver::Process,
             halo_core::resource_kind::ResourceKind::Vm => {
-                let vm = VmSpec::parse(&spec.params)?;
+                let vm = VmSpec::parse(&spec.params).map_err(ResourceError::Definition)?;
                 let files = VmFiles::new(data_dir, role, &spec.name)?;
                 std::fs::create_dir_all(&files.dir)
-                    .map_err(|e| format!("cannot create {}: {e}", files.dir.display()))?;
+                    .map_err(|e| VmError::io(format!("cannot create {}", files.dir.display()), e))?;
                 Driver::Vm(Box::new(VmRun {
                     spec: vm,
                     files,
@@ -157,7 +173,9 @@ impl LocalResource {
                     last_beat_ms: 0,
                 }))
             }
-            halo_core::resource_kind::ResourceKind::Ip => Driver::Address(FloatingAddress::parse(&spec.params)?),
+            halo_core::resource_kind::ResourceKind::Ip => {
+                Driver::Address(FloatingAddress::parse(&spec.params).map_err(ResourceError::Definition)?)
+            }
             kind @ halo_core::resource_kind::ResourceKind::Ocf { .. } => Driver::Ocf(ocf::locate(kind)?),
         };
         let probe = match (&driver, spec.params.get("probe")) {

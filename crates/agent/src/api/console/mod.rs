@@ -28,7 +28,7 @@ use halo_core::events::EventKind;
 use maud::Markup;
 use serde::Deserialize;
 
-use crate::error::ApiError;
+use crate::error::AgentError;
 use halo_api::roles::{MoveRequestBody, PauseBody, ResumeBody};
 
 use crate::api::roles;
@@ -159,7 +159,7 @@ async fn login(
 ) -> Response {
     let token = form.token.trim();
     if let Err(e) = crate::api::access::caller_soon(&agent, &halo_security::sha256_hex(token)).await {
-        let why = if agent.member().is_none() { e.message } else { "That is not a token of this cluster.".into() };
+        let why = if agent.member().is_none() { e.to_string() } else { "That is not a token of this cluster.".into() };
         return (StatusCode::UNAUTHORIZED, pages::login(agent.member().is_some(), Some(&why))).into_response();
     }
     let id = sessions.open(halo_security::sha256_hex(token), Duration::from_secs(SESSION_SECONDS));
@@ -245,7 +245,7 @@ async fn events_page(
             EventKind::ALL
                 .into_iter()
                 .find(|k| k.as_str() == name)
-                .ok_or_else(|| ApiError::bad_request(format!("unknown event kind '{name}'")))?,
+                .ok_or_else(|| AgentError::bad_request(format!("unknown event kind '{name}'")))?,
         ),
     };
     let events: Vec<_> = recent_events(&agent, 1000)?
@@ -258,14 +258,14 @@ async fn events_page(
 }
 
 /// The newest `limit` events, newest first.
-fn recent_events(agent: &Agent, limit: usize) -> Result<Vec<halo_core::events::Event>, ApiError> {
+fn recent_events(agent: &Agent, limit: usize) -> Result<Vec<halo_core::events::Event>, AgentError> {
     let member = agent.require_member()?;
-    let mut events = member.reader.events(None, limit).map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut events = member.reader.events(None, limit).map_err(|e| AgentError::internal(e.to_string()))?;
     events.reverse();
     Ok(events)
 }
 
-async fn stream(State(agent): State<AppState>) -> Result<Response, ApiError> {
+async fn stream(State(agent): State<AppState>) -> Result<Response, AgentError> {
     let reader = agent.require_member()?.reader.clone();
     let after = crate::api::events::newest(&reader)?;
     Ok(crate::api::events::live(reader, after).into_response())
@@ -376,7 +376,7 @@ async fn role_action(
         _ => {
             let mode = match form.mode.as_str() {
                 "" => None,
-                word => Some(halo_core::migration::MoveMode::parse(word).map_err(ApiError::bad_request)?),
+                word => Some(halo_core::migration::MoveMode::parse(word).map_err(AgentError::bad_request)?),
             };
             let body = MoveRequestBody { to: Some(form.to.clone()).filter(|t| !t.is_empty()), mode };
             roles::move_role(State(agent.clone()), Extension(caller.clone()), role, Json(body)).await
@@ -413,18 +413,17 @@ struct Page {
 }
 
 impl Page {
-    fn error(e: ApiError) -> Self {
-        let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        Self { status, body: pages::problem(&e.message) }
+    fn error(e: AgentError) -> Self {
+        Self { status: e.status(), body: pages::problem(&e.to_string()) }
     }
 
     fn not_found(message: String) -> Self {
-        Self::error(ApiError::not_found(message))
+        Self::error(AgentError::not_found(message))
     }
 }
 
-impl From<ApiError> for Page {
-    fn from(e: ApiError) -> Self {
+impl From<AgentError> for Page {
+    fn from(e: AgentError) -> Self {
         Self::error(e)
     }
 }

@@ -97,7 +97,7 @@ fn took(since_ms: u64, now: u64) -> Duration {
 }
 
 /// A finished probe run: role, resource index, the workload it probed, and the outcome.
-type ProbeResult = (String, usize, String, Result<(), String>);
+type ProbeResult = (String, usize, String, Result<(), crate::workload::probe::ProbeError>);
 
 struct Executor {
     probe_done: mpsc::UnboundedSender<ProbeResult>,
@@ -211,9 +211,9 @@ impl Executor {
         let name = role.spec.name.clone();
         let mut resources = match self.local_resources(role) {
             Ok(r) => r,
-            Err(detail) => {
-                tracing::warn!(role = %name, "cannot start: {detail}");
-                self.failed.insert(name, (role.generation, detail));
+            Err(e) => {
+                tracing::warn!(role = %name, "cannot start: {e}");
+                self.failed.insert(name, (role.generation, e.to_string()));
                 return;
             }
         };
@@ -236,7 +236,10 @@ impl Executor {
     }
 
     /// This node's handles on the role's resources, none of them running yet.
-    fn local_resources(&self, role: &RoleRecord) -> Result<Vec<LocalResource>, String> {
+    fn local_resources(
+        &self,
+        role: &RoleRecord,
+    ) -> Result<Vec<LocalResource>, crate::workload::resource::ResourceError> {
         let data = self.node.data().path("");
         role.spec.resources.iter().map(|r| LocalResource::new(r, &role.spec.name, &data)).collect()
     }
@@ -583,12 +586,13 @@ impl Executor {
         resource.probing = false;
         let now = clock::monotonic_ms();
         // A stale answer (about an instance that is gone) or a role on its way out: ignore.
-        let Err(detail) = result else {
+        let Err(failure) = result else {
             if resource.up.as_deref() == Some(workload.as_str()) {
                 resource.probe_grace_until_ms = None;
             }
             return;
         };
+        let detail = failure.to_string();
         if resource.probe_grace_until_ms.is_some_and(|until| now < until) {
             tracing::debug!(role = %name, "{detail}; still starting, not counted yet");
             return;
@@ -647,7 +651,7 @@ impl Executor {
             let done = self.report_done.clone();
             tokio::spawn(async move {
                 if let Err(e) = node.report(Command::ReportRole(report)).await {
-                    tracing::debug!(role = %name, "report not accepted: {}", e.message);
+                    tracing::debug!(role = %name, "report not accepted: {}", e);
                 }
                 let _ = done.send(name);
             });

@@ -18,6 +18,7 @@ use halo_core::state::ClusterState;
 use super::{Executor, LocalRole, signal};
 use crate::clock;
 use crate::workload::resource::{Driver, InFlight, LocalResource, Op};
+use crate::workload::vm::error::VmError;
 use crate::workload::vm::ops::{self, Transfer};
 use crate::workload::vm::tls::{End, MigrationTls};
 use crate::workload::vm::{Boot, SerialWatch};
@@ -32,12 +33,12 @@ pub(super) struct VmDone {
 }
 
 enum Outcome {
-    Booted(Result<(), String>),
-    Healthy(Result<(), String>),
-    Prepared(Result<String, String>),
-    Migrated(Result<Transfer, String>),
-    Resumed(Result<(), String>),
-    PoweredDown(Result<(), String>),
+    Booted(Result<(), VmError>),
+    Healthy(Result<(), VmError>),
+    Prepared(Result<String, VmError>),
+    Migrated(Result<Transfer, VmError>),
+    Resumed(Result<(), VmError>),
+    PoweredDown(Result<(), VmError>),
 }
 
 impl Outcome {
@@ -250,10 +251,10 @@ impl Executor {
                             state_file,
                         }
                     }
-                    Err(detail) => {
-                        tracing::warn!(role = %name, "migration failed, the guest runs on here: {detail}");
+                    Err(e) => {
+                        tracing::warn!(role = %name, "migration failed, the guest runs on here: {e}");
                         resource.next_monitor_ms = now;
-                        MigrationEvent::Failed { detail }
+                        MigrationEvent::Failed { detail: e.to_string() }
                     }
                 };
                 self.queue_report(&name, generation, id, event);
@@ -406,9 +407,9 @@ impl Executor {
                     let checked = state
                         .nodes
                         .get(&m.to)
-                        .ok_or_else(|| "the target node is no longer in the cluster".to_string())
+                        .ok_or_else(|| VmError::BadTarget("the target node is no longer in the cluster".into()))
                         .and_then(|target| {
-                            halo_core::migration::check_target_uri(uri, target)?;
+                            halo_core::migration::check_target_uri(uri, target).map_err(VmError::BadTarget)?;
                             migration_tls(&*self.node, &vm.files, End::Source { target: target.name.clone() })
                         });
                     let (uri, bandwidth) = (uri.clone(), vm.spec.migration_bandwidth_mb);
@@ -450,7 +451,7 @@ impl Executor {
     fn begin_incoming(&mut self, role: &RoleRecord, id: u64, source: Option<String>) {
         let name = role.spec.name.clone();
         let resources = source.ok_or_else(|| "the role has no owner to receive it from".to_string()).and_then(|from| {
-            let mut resources = self.local_resources(role)?;
+            let mut resources = self.local_resources(role).map_err(|e| e.to_string())?;
             for resource in &mut resources {
                 if let Driver::Vm(vm) = &mut resource.driver {
                     vm.incoming = Some(id);
@@ -519,7 +520,7 @@ impl Executor {
             tokio::spawn(async move {
                 let command = halo_core::command::Command::ReportMigration(report);
                 if let Err(e) = node.report(command).await {
-                    tracing::debug!(role = %name, "migration report not accepted: {}", e.message);
+                    tracing::debug!(role = %name, "migration report not accepted: {}", e);
                 }
                 let _ = done.send(name);
             });
@@ -532,8 +533,8 @@ fn migration_tls(
     node: &dyn crate::workload::Node,
     files: &crate::workload::vm::VmFiles,
     end: End,
-) -> Result<MigrationTls, String> {
-    let tls = node.node_tls().ok_or_else(|| "this node is not a member of the cluster".to_string())?;
+) -> Result<MigrationTls, VmError> {
+    let tls = node.node_tls().ok_or(VmError::NoCertificate)?;
     Ok(MigrationTls { dir: files.tls_dir(), node: tls, end })
 }
 

@@ -2,10 +2,12 @@
 //! works here. The QEMU process is a workload of the fence guard like any other (it dies with
 //! the lease); everything halo says to it goes through QMP ([`ops`]), over the QMP client ([`qmp`]); live migration is mutual TLS ([`tls`]).
 
+pub mod error;
 pub mod ops;
 pub mod qmp;
 pub mod tls;
 
+use error::VmError;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -27,12 +29,12 @@ pub struct VmFiles {
 }
 
 impl VmFiles {
-    pub fn new(data_dir: &Path, role: &str, resource: &str) -> Result<Self, String> {
+    pub fn new(data_dir: &Path, role: &str, resource: &str) -> Result<Self, VmError> {
         let dir = data_dir.join("vms").join(format!("{role}.{resource}"));
         let qmp = dir.join("qmp.sock");
         // A Unix socket path must fit in sockaddr_un.
         if qmp.as_os_str().len() > 100 {
-            return Err(format!("QMP socket path {} is too long: use a shorter data directory", qmp.display()));
+            return Err(VmError::PathTooLong(qmp));
         }
         Ok(Self { serial: dir.join("serial.log"), state_socket: dir.join("mig.sock"), qmp, dir })
     }
