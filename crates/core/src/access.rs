@@ -4,6 +4,7 @@
 //! cluster's first token, made at `cluster create`, is the admin token; it can be rotated.
 //! Only hashes of tokens are stored.
 
+use crate::command::CommandResult;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -85,7 +86,7 @@ pub fn caller(
     tokens
         .iter()
         .find(|(_, t)| t.secret_sha256 == presented_sha256 && t.expires_at_ms.is_none_or(|at| at > now_ms))
-        .map(|(name, t)| Caller { name: name.clone(), role: t.role })
+        .map(|(name, t)| Caller { name: name.to_string(), role: t.role })
 }
 
 /// A token name: like a node name, and not the admin token's.
@@ -95,6 +96,30 @@ pub fn validate_token_name(name: &str) -> Result<(), Rejection> {
         return Err(Rejection::InvalidTokenName(name.to_string()));
     }
     Ok(())
+}
+
+impl crate::state::ClusterState {
+    pub(crate) fn create_api_token(
+        &mut self,
+        name: &str,
+        token: &crate::access::ApiToken,
+    ) -> Result<CommandResult, Rejection> {
+        self.require_cluster()?;
+        crate::access::validate_token_name(name)?;
+        if self.api_tokens.contains_key(name) {
+            return Err(Rejection::DuplicateToken(name.to_string()));
+        }
+        // Expired tokens are dead weight; drop them while we are here.
+        self.api_tokens.retain(|_, t| t.expires_at_ms.is_none_or(|at| at > token.created_at_ms));
+        self.api_tokens.insert(name.to_string(), token.clone());
+        Ok(CommandResult::Done)
+    }
+
+    pub(crate) fn revoke_api_token(&mut self, name: &str) -> Result<CommandResult, Rejection> {
+        self.require_cluster()?;
+        self.api_tokens.remove(name).ok_or_else(|| Rejection::UnknownApiToken(name.to_string()))?;
+        Ok(CommandResult::Done)
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use crate::NodeId;
 use crate::migration::{Migration, MigrationReport, MigrationResult, MoveMode};
 use crate::role::{Decision, Desired, RoleRecord, RoleSpec, RoleState};
-use crate::state::{CertificateRecord, ClusterInfo, ClusterSettings, NetworkState, NodeRecord, NodeState};
+use crate::settings::ClusterSettings;
+use crate::state::{CertificateRecord, ClusterInfo, NetworkState, NodeRecord, NodeState};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "command", rename_all = "snake_case")]

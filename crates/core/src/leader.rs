@@ -182,7 +182,8 @@ pub fn verdicts(
 mod tests {
     use super::*;
     use crate::placement::tests_support::node;
-    use crate::state::{ClusterSettings, FenceDevice};
+    use crate::settings::ClusterSettings;
+    use crate::state::FenceDevice;
 
     #[test]
     fn a_takeover_names_the_leader_followed_last_once_the_voters_confirm_it() {

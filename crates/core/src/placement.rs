@@ -12,7 +12,9 @@ pub use index::Index;
 
 use crate::NodeId;
 use crate::capacity;
-use crate::role::{Priority, RoleRecord};
+use crate::command::Rejection;
+use crate::migration::MoveMode;
+use crate::role::{Priority, RoleRecord, RoleState};
 use crate::state::{ClusterState, NodeRecord, NodeState};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -195,6 +197,52 @@ pub fn displace(state: &ClusterState, role: &RoleRecord, exclude: &[(NodeId, Str
     let mut reasons = place(state, role, exclude).reasons;
     reasons.push(format!("{name}: chosen; room made by displacing {} (lower priority)", displaced.join(", ")));
     Some(Displacement { node, displaced, reasons })
+}
+
+/// Whether the admin's move of `record` (to `to`, or wherever placement picks; live, quick
+/// or cold) can be asked for now: the target fits, no migration is under way, and a live or
+/// quick move has a running guest (and, quick, shared storage) to move.
+pub fn check_move(
+    state: &ClusterState,
+    record: &RoleRecord,
+    to: Option<NodeId>,
+    mode: Option<MoveMode>,
+) -> Result<(), Rejection> {
+    let role = &record.spec.name;
+    let owner = record.owner.ok_or_else(|| Rejection::RoleNotRunning(role.clone()))?;
+    let cannot =
+        |node: &str, reason: String| Rejection::CannotMove { role: role.clone(), node: node.to_string(), reason };
+    if let Some(target) = to {
+        let node = state.nodes.get(&target).ok_or(Rejection::UnknownNodeId(target))?;
+        let why =
+            if target == owner { Some("it already runs there".to_string()) } else { unfit(state, record, node, &[]) };
+        if let Some(reason) = why {
+            return Err(cannot(&node.name, reason));
+        }
+    }
+    let target_name = to.and_then(|t| state.nodes.get(&t)).map_or("another node", |n| n.name.as_str());
+    if let Some(m) = &record.migration {
+        let other = state.nodes.get(&m.to).map_or_else(|| m.to.to_string(), |n| n.name.clone());
+        return Err(cannot(target_name, format!("it is being migrated to {other}; wait for that to end")));
+    }
+    if matches!(mode, Some(MoveMode::Live | MoveMode::Quick)) {
+        crate::migration::migratable(&record.spec).map_err(|e| cannot(target_name, e))?;
+        if record.state != RoleState::Online || record.releasing.is_some() {
+            return Err(cannot(
+                target_name,
+                format!("its guest is not running ({}: {}); use --mode cold", record.state.as_str(), record.detail),
+            ));
+        }
+        if mode == Some(MoveMode::Quick) && state.settings.shared_storage.is_empty() {
+            return Err(cannot(
+                target_name,
+                "quick migration saves the guest's state on shared storage, and none is configured \
+                 (`halo cluster set shared_storage=PATH`)"
+                    .into(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ pub struct PlanTiming {
 }
 
 impl PlanTiming {
-    pub fn of(settings: &crate::state::ClusterSettings) -> Self {
+    pub fn of(settings: &crate::settings::ClusterSettings) -> Self {
         // Pre-vote and Raft's leader lease make an election take up to two election timeouts.
         Self {
             election_ms: 2 * settings.raft.election_timeout_max_ms,

@@ -205,17 +205,8 @@ fn move_wanted(inputs: &Now, role: &RoleRecord, owner: NodeId) -> Option<(Option
     if !role.spec.possible.is_empty() && !role.spec.possible.contains(&node.name) {
         return Some((None, format!("{} is no longer a possible owner", node.name), None));
     }
-    if role.state == RoleState::Online && role.spec.failback.allows(inputs.now_ms) {
-        let owner_rank = role.spec.preference_rank(&node.name);
-        let better = role.spec.preferred.iter().take(owner_rank).find_map(|p| {
-            let candidate = inputs.state.node_by_name(p)?;
-            placement::unfit_in(inputs.index, role, candidate, &[]).is_none().then_some(candidate.id)
-        });
-        if let Some(target) = better {
-            return Some((Some(target), format!("failback to preferred owner {}", inputs.name(target)), None));
-        }
-    }
-    None
+    let target = crate::failback::automatic(inputs.state, inputs.index, role, &node.name, inputs.now_ms)?;
+    Some((Some(target), format!("failback to preferred owner {}", inputs.name(target)), None))
 }
 
 /// A target for a planned move off `owner`: the one asked for if it fits, else placement's pick.
@@ -658,6 +649,32 @@ mod tests {
         let r = &s.roles["web"];
         assert_eq!((r.owner, r.releasing, r.move_request.clone()), (Some(1), Some(2), None));
         assert!(r.decisions.last().unwrap().summary.contains("failback to preferred owner a"));
+    }
+
+    #[test]
+    fn immediate_failback_returns_an_online_role_on_its_own_and_never_fails_back_does_not() {
+        for (failback, returns) in [(crate::role::Failback::Immediate, true), (crate::role::Failback::Never, false)] {
+            let mut s = cluster();
+            let mut r = role("web");
+            r.spec.preferred = vec!["a".into()];
+            r.spec.failback = failback;
+            s.roles.insert("web".into(), r);
+            let live = BTreeMap::new();
+            // Placed on b while a is paused; a comes back without --failback.
+            s.apply(&Command::PauseNode { node: 1, drain: false, now_ms: 0 });
+            run(&mut s, &live, 1);
+            assert_eq!(s.roles["web"].owner, Some(2));
+            report(&mut s, "web", 2, RoleReportOutcome::Online);
+            s.apply(&Command::ResumeNode { node: 1, failback: false, now_ms: 2 });
+            run(&mut s, &live, 3);
+            let r = &s.roles["web"];
+            if returns {
+                assert_eq!((r.owner, r.releasing), (Some(1), Some(2)), "{failback:?}");
+                assert!(r.decisions.last().unwrap().summary.contains("failback to preferred owner a"));
+            } else {
+                assert_eq!((r.owner, r.releasing), (Some(2), None), "{failback:?}");
+            }
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The cluster's timing, in one place: the named profiles, Raft's own timing, and the rule
-//! that a combination is safe (`state::validate_settings` applies it).
+//! that a combination is safe (`settings::validate_settings` applies it).
 //!
 //! Raft timing is a cluster setting rather than each agent's own: a new leader bounds how
 //! late the previous leader may still have granted leases by the grant window, which follows
@@ -146,8 +146,8 @@ mod tests {
         // Each profile's own Raft timing works, and its lease rule holds with it.
         for p in Profile::ALL {
             assert!(p.raft().check().is_ok(), "{p}");
-            let settings = crate::state::ClusterSettings::of(p, p.raft());
-            assert!(crate::state::validate_settings(&settings).is_ok(), "{p}");
+            let settings = crate::settings::ClusterSettings::of(p, p.raft());
+            assert!(crate::settings::validate_settings(&settings).is_ok(), "{p}");
         }
         assert_eq!(Profile::Fast.raft().grant_window_ms(), 150);
     }

@@ -26,9 +26,8 @@ use halo_core::policy::{self, Inputs};
 use halo_core::reconcile::{self, Held, Plan};
 use halo_core::role::Desired;
 use halo_core::role::RoleSpec;
-use halo_core::state::{
-    ClusterInfo, ClusterSettings, ClusterState, NetworkRecord, NetworkState, NodeRecord, NodeState,
-};
+use halo_core::settings::ClusterSettings;
+use halo_core::state::{ClusterInfo, ClusterState, NetworkRecord, NetworkState, NodeRecord, NodeState};
 use halo_core::timing::Profile;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

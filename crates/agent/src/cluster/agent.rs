@@ -16,9 +16,8 @@ use halo_api::roles::RoleDetailView;
 use halo_api::roles::RoleView;
 use halo_core::command::{Command, CommandResult};
 use halo_core::heartbeat::{Endpoint, first_sequence};
-use halo_core::state::{
-    ClusterInfo, ClusterSettings, ClusterState, NetworkRecord, NetworkState, NodeRecord, NodeState,
-};
+use halo_core::settings::ClusterSettings;
+use halo_core::state::{ClusterInfo, ClusterState, NetworkRecord, NetworkState, NodeRecord, NodeState};
 use halo_core::timing::{Profile, RaftTiming};
 use halo_security::ca::{self, ClusterCa};
 use halo_store::{Consensus, ConsensusError, Database, LogStore, PeerNode, StateMachine, StateReader};

@@ -280,7 +280,8 @@ mod tests {
     use super::*;
     use crate::heartbeat::Echo;
     use crate::placement::tests_support::node;
-    use crate::state::{ClusterSettings, NodeState};
+    use crate::settings::ClusterSettings;
+    use crate::state::NodeState;
 
     const TIMING: LeaseTiming = LeaseTiming { lease_ms: 2000, margin_ms: 200, grant_window_ms: 450 };
 

@@ -10,6 +10,7 @@ mod roles;
 mod storage;
 pub mod survey;
 
+use crate::command::{CommandResult, Rejection};
 use serde::{Deserialize, Serialize};
 
 use crate::plan::PlanTiming;
@@ -220,6 +221,13 @@ fn prospective_cluster(survey: &Survey) -> ClusterState {
         );
     }
     state
+}
+
+impl ClusterState {
+    pub(crate) fn record_validation(&mut self, record: &ValidationRecord) -> Result<CommandResult, Rejection> {
+        self.last_validation = Some(record.clone());
+        Ok(CommandResult::Done)
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@ use super::{Category, Check, Outcome, Survey, check, findings, listing};
 use crate::placement;
 use crate::plan::{self, PlanTiming};
 use crate::role::RoleRecord;
-use crate::state::{ClusterState, validate_settings};
+use crate::settings::validate_settings;
+use crate::state::ClusterState;
 
 pub fn checks(state: &ClusterState, timing: PlanTiming, survey: &Survey) -> Vec<Check> {
     use Category::Roles;

@@ -4,6 +4,8 @@
 //! A role is a group of resources that run together on one node, started in order and stopped
 //! in reverse. The spec is validated here, against the cluster's nodes, before it is committed.
 
+mod commands;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
