@@ -49,7 +49,7 @@ fn apply(c: &Cluster, file: &std::path::Path, extra: &[&str]) -> std::process::O
 
 #[test]
 fn apply_is_declarative_idempotent_and_all_or_nothing() {
-    let mut c = Cluster::new(121, 3, 0);
+    let mut c = Cluster::new(191, 3, 0);
     c.form();
     let file = roles_file(&c, r#""n2""#, "exec sleep 100000");
 

@@ -11,9 +11,11 @@ use common::*;
 
 #[test]
 fn the_demo_forms_a_cluster_with_sample_roles() {
+    let id = 192;
+    ids::claim(id);
     let dir = tempfile::Builder::new().prefix("halo-demo-test-").tempdir().expect("tempdir");
     let mut demo = Command::new(exe())
-        .args(["demo", "--prefix", "127.119.1", "--dir"])
+        .args(["demo", "--prefix", &format!("127.{id}.1"), "--dir"])
         .arg(dir.path())
         .arg("--guest")
         .arg(test_guest())

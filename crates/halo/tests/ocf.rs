@@ -127,7 +127,7 @@ fn dummy_runs_is_monitored_moves_and_fails_over() {
 
 #[test]
 fn a_hanging_agent_is_killed_at_its_timeout_and_bad_agents_are_refused() {
-    let mut c = Cluster::new(120, 2, 0);
+    let mut c = Cluster::new(190, 2, 0);
     let root = ocf_root(c.dir.path());
     c.env.push(("HALO_OCF_ROOT".into(), root));
     c.form();

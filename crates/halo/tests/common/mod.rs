@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod ids;
 pub mod vm;
 
 use std::os::unix::fs::PermissionsExt;
@@ -52,6 +53,7 @@ pub fn exe() -> &'static str {
 impl Cluster {
     /// `count` agents (not started); the last `witnesses` of them are witnesses.
     pub fn new(test_id: u8, count: usize, witnesses: usize) -> Self {
+        ids::claim(test_id);
         // HALO_TEST_KEEP=1 keeps the directory (agents' logs, data) for a look afterwards.
         let keep = std::env::var_os("HALO_TEST_KEEP").is_some();
         let dir = tempfile::Builder::new().prefix("halo-test-").disable_cleanup(keep).tempdir().expect("tempdir");
@@ -532,6 +534,7 @@ pub struct Lan {
 
 impl Lan {
     pub fn new(id: u8, count: usize) -> Self {
+        ids::claim(id);
         let lan = Self { id, count };
         lan.remove();
         let bridge = lan.bridge();
