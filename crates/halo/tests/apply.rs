@@ -89,7 +89,7 @@ fn apply_is_declarative_idempotent_and_all_or_nothing() {
         .role("api121")
         .is_some_and(|r| { r["state"] == "online" && r["generation"].as_u64().is_some_and(|g| g > before) })));
     let commands = || -> Vec<String> {
-        processes_with_env("HALO_ROLE", "api121")
+        c.role_pids("api121")
             .iter()
             .filter_map(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).ok())
             .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))

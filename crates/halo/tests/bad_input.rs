@@ -143,5 +143,5 @@ fn malformed_request_bodies_get_a_client_error_and_change_nothing() {
     assert_eq!(answers, paths.len() * bodies.len());
     let after = (c.json(&["role", "show", "keep143"])["generation"].clone(), c.json(&["cluster", "show"]));
     assert_eq!(before, after, "a refused request changed something");
-    assert_eq!(role_processes("keep143").len(), 1);
+    assert_eq!(c.role_processes("keep143").len(), 1);
 }

@@ -92,7 +92,7 @@ fn crash_runs(c: &mut Cluster, profile: &str, key: &str, dir: &std::path::Path, 
         // A power switch still at work would power the node off again once it is back (the
         // role may have come back by the lease before the fence agent finished).
         assert!(
-            wait_until(Duration::from_secs(30), || fence_agents_running().is_empty()),
+            wait_until(Duration::from_secs(30), || fence_agents_running(c.dir.path()).is_empty()),
             "the fence agent did not finish"
         );
         c.start(victim);
@@ -197,7 +197,7 @@ fn bench_restart_in_place_and_planned_move() {
         std::thread::sleep(Duration::from_millis(300));
         let before = times(&dir, "start").len();
         let killed_at = wall_ms();
-        kill_instance("svc132");
+        kill_instance(&c, "svc132");
         assert!(wait_until(Duration::from_secs(10), || times(&dir, "start").len() > before));
         let started = times(&dir, "start").last().map(|(_, t)| *t).unwrap_or(0);
         restart.push(started.saturating_sub(killed_at) as f64 / 1000.0);

@@ -118,13 +118,11 @@ fn node_crash_to_vm_running_elsewhere() {
         let owner = lab.c.wait_online("crashy", Duration::from_secs(60), |_| true).expect("online");
         lab.wait_beating(&owner, "crashy", 1);
         let i = lab.c.index_of(&owner);
-        let old: Vec<i32> = processes_with_env("HALO_ROLE", "crashy");
+        let old: Vec<i32> = lab.c.role_pids("crashy");
         let counts: Vec<usize> = lab.c.nodes.iter().map(|n| lab.beats(&n.name, "crashy").len()).collect();
         let crashed = Instant::now();
         lab.c.crash(i);
-        assert!(wait_until(Duration::from_secs(30), || {
-            processes_with_env("HALO_ROLE", "crashy").iter().any(|p| !old.contains(p))
-        }));
+        assert!(wait_until(Duration::from_secs(30), || { lab.c.role_pids("crashy").iter().any(|p| !old.contains(p)) }));
         to_qemu.push(crashed.elapsed().as_secs_f64());
         let beat = wait_until(Duration::from_secs(60), || {
             lab.c.nodes.iter().zip(&counts).any(|(n, &c)| n.name != owner && lab.beats(&n.name, "crashy").len() > c)

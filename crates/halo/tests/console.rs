@@ -216,7 +216,7 @@ fn the_console_logs_in_shows_the_cluster_and_moves_a_role_live() {
         browser.close().await.expect("close");
     });
     assert_eq!(c.role("web").expect("web")["owner"], "n3");
-    assert_eq!(role_processes("web").len(), 1, "web runs exactly once");
+    assert_eq!(c.role_processes("web").len(), 1, "web runs exactly once");
 }
 
 /// Log in with `token`; the session cookie (`halo_session=ID`) the console hands out.

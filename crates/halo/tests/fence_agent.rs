@@ -86,13 +86,13 @@ fn a_hung_node_is_powered_off_and_its_role_restarts_at_once() {
     let why = String::from_utf8_lossy(&c.halo(&["role", "why", "fenced124"]).stdout).to_string();
     assert!(why.contains("was powered off by fence_halotest"), "{why}");
     assert!(lines(&dir, "failures").is_empty(), "ran twice: {:?}", lines(&dir, "failures"));
-    assert_eq!(role_processes("fenced124").len(), 1);
+    assert_eq!(c.role_processes("fenced124").len(), 1);
 
     // The powered-off node comes back, rejoins, and nothing runs twice.
     c.nodes[victim].child = None;
     c.start(victim);
     assert!(c.wait_status(Duration::from_secs(20), |s| up_count(s) == 3), "{:?}", c.status());
-    assert_eq!(role_processes("fenced124").len(), 1);
+    assert_eq!(c.role_processes("fenced124").len(), 1);
 
     // Bad input changes nothing.
     let out = c.halo(&["node", "fence", "n1", "--agent", "rm"]);

@@ -51,13 +51,15 @@ fn host_crash_moves_the_role_to_another_node() {
     assert!(generation >= 2);
     println!("host crash -> role started elsewhere: {} ms", started_at.saturating_sub(crashed_at));
     assert!(lines(&dir, "failures").is_empty(), "ran twice: {:?}", lines(&dir, "failures"));
-    assert_eq!(role_processes("crash113").len(), 1, "exactly one instance runs");
+    assert_eq!(c.role_processes("crash113").len(), 1, "exactly one instance runs");
 
     // The crashed host comes back: nothing runs twice, and it rejoins.
     c.start(victim);
     assert!(c.wait_status(Duration::from_secs(20), |s| up_count(s) == 3));
-    std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(role_processes("crash113").len(), 1);
+    assert!(
+        holds_for(Duration::from_secs(1), || c.role_processes("crash113").len() == 1),
+        "it ran twice or not at all"
+    );
     assert!(lines(&dir, "failures").is_empty());
 }
 
@@ -79,8 +81,7 @@ fn a_hung_agent_is_fenced_before_the_role_starts_elsewhere() {
         assert!(c.wait_status(Duration::from_secs(20), |s| up_count(s) == 3), "round {round}: node did not rejoin");
         assert!(lines(&dir, "failures").is_empty(), "round {round}: ran twice: {:?}", lines(&dir, "failures"));
     }
-    std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(role_processes("hung114").len(), 1, "exactly one instance runs");
+    assert!(holds_for(Duration::from_secs(1), || c.role_processes("hung114").len() == 1), "exactly one instance runs");
     assert!(lines(&dir, "failures").is_empty());
 }
 
@@ -101,13 +102,15 @@ fn an_isolated_node_stops_its_roles_and_the_majority_restarts_them() {
     assert!(owner.is_some(), "majority did not restart it: {:?}", c.role("part115"));
     assert!(wait_until(Duration::from_secs(5), || last_start(&dir).1 > before));
     // The isolated node's instance is gone: exactly one runs, on the majority side.
-    assert!(wait_until(Duration::from_secs(5), || role_processes("part115").len() == 1));
+    assert!(wait_until(Duration::from_secs(5), || c.role_processes("part115").len() == 1));
     assert!(lines(&dir, "failures").is_empty(), "ran twice: {:?}", lines(&dir, "failures"));
 
     c.unblock_all();
     assert!(c.wait_status(Duration::from_secs(20), |s| up_count(s) == 3), "{:?}", c.status());
-    std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(role_processes("part115").len(), 1, "nothing runs twice after healing");
+    assert!(
+        holds_for(Duration::from_secs(1), || c.role_processes("part115").len() == 1),
+        "nothing runs twice after healing"
+    );
     assert_eq!(c.role("part115").map(|r| r["state"].clone()), Some("online".into()));
     assert!(lines(&dir, "failures").is_empty());
     // The isolated node noticed its lease run out; the others never lost theirs (unless the
@@ -125,10 +128,10 @@ fn a_restarted_agent_first_sweeps_up_what_its_previous_run_left() {
     let dir = c.dir.path().join("work");
     create_lock_role(&c, "sweep126", &dir);
     let owner = owner_index(&c, "sweep126");
-    let old = role_processes("sweep126");
+    let old = c.role_processes("sweep126");
     // The agent dies alone; its fence guard and the workload live on (their lease still runs).
     c.kill9(owner);
-    assert_eq!(role_processes("sweep126"), old, "the workload outlives its agent for now");
+    assert_eq!(c.role_processes("sweep126"), old, "the workload outlives its agent for now");
     let starts = lines(&dir, "starts").len();
     c.start(owner);
     // The new agent's guard kills the leftover before anything starts, so the new instance
@@ -138,7 +141,7 @@ fn a_restarted_agent_first_sweeps_up_what_its_previous_run_left() {
         "the role did not start again: {:?}",
         c.role("sweep126")
     );
-    assert!(wait_until(Duration::from_secs(5), || role_processes("sweep126").len() == 1));
-    assert!(role_processes("sweep126").iter().all(|g| !old.contains(g)), "the old instance survived");
+    assert!(wait_until(Duration::from_secs(5), || c.role_processes("sweep126").len() == 1));
+    assert!(c.role_processes("sweep126").iter().all(|g| !old.contains(g)), "the old instance survived");
     assert!(lines(&dir, "failures").is_empty(), "ran twice: {:?}", lines(&dir, "failures"));
 }

@@ -49,7 +49,7 @@ fn a_one_node_cluster_keeps_its_quorum_and_lease_while_idle() {
     assert_eq!(online.as_deref(), Some("n1"), "{:?}\n{}", c.role("solo"), c.log(0));
     std::thread::sleep(std::time::Duration::from_secs(4));
     assert_eq!(c.role("solo").map(|r| r["state"].clone()), Some("online".into()), "it keeps running while idle");
-    assert_eq!(role_processes("solo").len(), 1);
+    assert_eq!(c.role_processes("solo").len(), 1);
 }
 
 /// Raft timing is the cluster's: set by the agent that creates it, taken by every node that

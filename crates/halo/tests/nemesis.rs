@@ -120,9 +120,9 @@ fn a_seeded_nemesis_breaks_neither_s1_nor_s2_nor_l1() {
     for role in ROLES {
         assert!(c.wait_online(role, Duration::from_secs(30), |_| true).is_some(), "L1: {role}: {:?}", c.role(role));
         assert!(
-            wait_until(Duration::from_secs(10), || role_processes(role).len() == 1),
+            wait_until(Duration::from_secs(10), || c.role_processes(role).len() == 1),
             "L1: {role} runs {} times",
-            role_processes(role).len()
+            c.role_processes(role).len()
         );
     }
     // Roles created meanwhile are deleted once stopped, and then run nowhere.
@@ -135,7 +135,7 @@ fn a_seeded_nemesis_breaks_neither_s1_nor_s2_nor_l1() {
                 c.role(name)
             );
         }
-        assert!(wait_until(Duration::from_secs(10), || role_processes(name).is_empty()), "deleted {name} still runs");
+        assert!(wait_until(Duration::from_secs(10), || c.role_processes(name).is_empty()), "deleted {name} still runs");
     }
     // S1: no second instance ever got as far as the lock.
     for (role, dir) in ROLES.iter().zip(&dirs) {

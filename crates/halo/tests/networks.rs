@@ -27,7 +27,9 @@ fn one_blocked_network_is_degraded_both_blocked_is_down() {
         c.status()
     );
     // Stays up (no flapping to down) while the second network carries its heartbeats.
+    let seq = c.last_event();
     std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(c.went_down_after(seq), Vec::<String>::new(), "a node flapped to down over one lost network");
     let s = c.status().expect("status");
     assert_eq!(node(&s, &name)["state"], "up", "{s}");
     assert_eq!(s["quorum"], true);

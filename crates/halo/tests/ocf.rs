@@ -141,7 +141,7 @@ fn a_hanging_agent_is_killed_at_its_timeout_and_bad_agents_are_refused() {
     );
     let why = String::from_utf8_lossy(&c.halo(&["role", "why", "hang120"]).stdout).to_string();
     assert!(why.contains("start of 'hang' did not finish within its timeout and was killed"), "{why}");
-    assert!(wait_until(Duration::from_secs(5), || role_processes("hang120").is_empty()), "the hung start survived");
+    assert!(wait_until(Duration::from_secs(5), || c.role_processes("hang120").is_empty()), "the hung start survived");
 
     let before = c.json(&["role", "list"]);
     let out = c.halo(&["role", "create", "missing120", "--type", "ocf:heartbeat:NoSuchAgent"]);

@@ -133,6 +133,6 @@ fn drain_resume_with_failback_and_move() {
     for (name, _) in roles {
         let dir = c.dir.path().join(name);
         assert!(lines(&dir, "failures").is_empty(), "{name} overlapped: {:?}", lines(&dir, "failures"));
-        assert_eq!(role_processes(name).len(), 1, "{name} runs exactly once");
+        assert_eq!(c.role_processes(name).len(), 1, "{name} runs exactly once");
     }
 }

@@ -42,7 +42,7 @@ fn a_dying_process_is_restarted_in_place_then_fails_over_within_its_possible_own
     for restart in 1..=2 {
         let before = lines(&dir, "starts").len();
         let killed_at = wall_ms();
-        kill_instance("svc116");
+        kill_instance(&c, "svc116");
         assert!(wait_until(Duration::from_secs(5), || lines(&dir, "starts").len() > before), "no restart {restart}");
         let restarted_at: u64 = lines(&dir, "starts")
             .last()
@@ -54,14 +54,14 @@ fn a_dying_process_is_restarted_in_place_then_fails_over_within_its_possible_own
     assert_eq!(c.role("svc116").map(|r| r["generation"].clone()), Some(1.into()));
 
     // The third exit exceeds the policy: the role fails over, and only to the other possible owner.
-    kill_instance("svc116");
+    kill_instance(&c, "svc116");
     let next = c.wait_online("svc116", Duration::from_secs(15), |o| o != "n2");
     assert_eq!(next.as_deref(), Some("n1"), "{:?}", c.role("svc116"));
 
     // Failing there too leaves no possible owner: the role is failed, and why says so.
     for _ in 0..3 {
         let before = lines(&dir, "starts").len();
-        kill_instance("svc116");
+        kill_instance(&c, "svc116");
         wait_until(Duration::from_secs(5), || lines(&dir, "starts").len() > before);
     }
     assert!(wait_until(Duration::from_secs(15), || c.role("svc116").is_some_and(|r| r["state"] == "failed")));
@@ -70,7 +70,7 @@ fn a_dying_process_is_restarted_in_place_then_fails_over_within_its_possible_own
     assert!(why.contains("no node can run it"), "{why}");
     assert!(why.contains("n3: is not a possible owner"), "{why}");
     assert!(starts_on(&dir).iter().all(|n| n != "n3"), "ran outside its possible owners");
-    assert!(role_processes("svc116").is_empty());
+    assert!(c.role_processes("svc116").is_empty());
     assert!(lines(&dir, "failures").is_empty());
 
     // Starting it again clears the failure history.
@@ -108,7 +108,7 @@ fn placement_rules_stop_delete_and_bad_input() {
     assert!(wait_until(Duration::from_secs(10), || c.role("db4-117").is_some_and(|r| r["state"] == "failed")));
     let why = String::from_utf8_lossy(&c.halo(&["role", "why", "db4-117"]).stdout).to_string();
     assert!(why.contains("shares anti-affinity class 'db'"), "{why}");
-    assert!(role_processes("db4-117").is_empty());
+    assert!(c.role_processes("db4-117").is_empty());
 
     // Stop and delete.
     let out = c.halo(&["role", "delete", "db1-117"]);
@@ -116,7 +116,7 @@ fn placement_rules_stop_delete_and_bad_input() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("stop it first"), "{}", text(&out));
     assert!(c.halo(&["role", "stop", "db1-117"]).status.success());
     assert!(wait_until(Duration::from_secs(10), || c.role("db1-117").is_some_and(|r| r["state"] == "offline")));
-    assert!(wait_until(Duration::from_secs(5), || role_processes("db1-117").is_empty()));
+    assert!(wait_until(Duration::from_secs(5), || c.role_processes("db1-117").is_empty()));
     assert!(c.halo(&["role", "delete", "db1-117"]).status.success());
     assert!(c.role("db1-117").is_none());
     // The freed node is room for the role that could not be placed.
@@ -205,8 +205,10 @@ fn capacity_priorities_and_manual_roles() {
     let spare = c.role("spare128").expect("spare128");
     assert!(spare["detail"].as_str().is_some_and(|d| d.contains("halo role start spare128")), "{spare}");
     assert!(wait_until(Duration::from_secs(10), || c.role("low128").is_some_and(|r| r["state"] == "failed")));
-    std::thread::sleep(Duration::from_secs(2));
-    assert!(role_processes("spare128").is_empty(), "a manual role is not restarted on its own");
+    assert!(
+        holds_for(Duration::from_secs(2), || c.role_processes("spare128").is_empty()),
+        "a manual role is not restarted on its own"
+    );
     let out = c.halo(&["role", "start", "spare128"]);
     assert!(out.status.success(), "{}", text(&out));
     let owner = c.wait_online("spare128", Duration::from_secs(15), |_| true).expect("started by the admin");

@@ -422,6 +422,7 @@ fn a_removed_nodes_certificate_is_refused_on_every_peer_route_and_a_member_speak
     c.kill9(2);
     let out = c.halo(&["node", "remove", "n3"]);
     assert!(out.status.success(), "{}", text(&out));
+    let removed_at = c.last_event();
     rt.block_on(async {
         let removed = https(Some((&cert3, &key3)));
         for i in [0, 1] {
@@ -452,6 +453,8 @@ fn a_removed_nodes_certificate_is_refused_on_every_peer_route_and_a_member_speak
         );
     }
     std::thread::sleep(Duration::from_secs(3));
+    let lost: Vec<String> = c.went_down_after(removed_at).into_iter().filter(|n| n != "n3").collect();
+    assert!(lost.is_empty(), "lost over the key change: {lost:?}");
     let s = c.status().expect("status");
     assert_eq!(up_count(&s), 2, "a node was lost over the key change: {s}");
     assert!(s["nodes"].as_array().is_some_and(|n| n.iter().all(|n| n["state"] == "up")), "{s}");
@@ -789,7 +792,7 @@ fn the_cluster_ca_and_the_heartbeat_key_rotate_while_the_cluster_runs() {
     let out = c.halo(&["role", "create", "steady188", "--type", "process", "--param", "command=exec sleep 100000"]);
     assert!(out.status.success(), "{}", text(&out));
     let owner = c.wait_online("steady188", Duration::from_secs(15), |_| true).expect("online");
-    let pids = role_processes("steady188");
+    let pids = c.role_processes("steady188");
     let generation = c.role("steady188").expect("role")["generation"].clone();
 
     let read = |i: usize, f: &str| std::fs::read_to_string(c.nodes[i].data_dir.join(f)).expect("tls file");
@@ -840,9 +843,10 @@ fn the_cluster_ca_and_the_heartbeat_key_rotate_while_the_cluster_runs() {
     // The role ran on, untouched.
     let role = c.role("steady188").expect("role");
     assert_eq!((role["owner"].as_str(), &role["generation"]), (Some(owner.as_str()), &generation), "{role}");
-    assert_eq!(role_processes("steady188"), pids);
+    assert_eq!(c.role_processes("steady188"), pids);
 
     // The heartbeat key.
+    let rotated_at = c.last_event();
     let out = c.halo(&["cluster", "rotate-heartbeat-key"]);
     assert!(out.status.success(), "{}", text(&out));
     for i in 0..3 {
@@ -853,6 +857,7 @@ fn the_cluster_ca_and_the_heartbeat_key_rotate_while_the_cluster_runs() {
         );
     }
     std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(c.went_down_after(rotated_at), Vec::<String>::new(), "a node was lost over the key change");
     let s = c.status().expect("status");
     assert_eq!(up_count(&s), 3, "a node was lost over the key change: {s}");
     assert!(text(&c.halo(&["events"])).contains("the heartbeat key was rotated"));

@@ -28,7 +28,7 @@ fn a_vm_moves_live_quick_and_cold_and_its_guest_keeps_running() {
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(lab.c.wait_online("vm1", Duration::from_secs(60), |_| true).as_deref(), Some("n1"));
     let on_n1 = lab.wait_beating("n1", "vm1", 3);
-    assert_eq!(qemus("vm1"), 1);
+    assert_eq!(lab.qemus("vm1"), 1);
 
     // Live: the guest goes on counting on n2, and the command says how long it took.
     let moved = move_json(&lab, "vm1", "n2", "live");
@@ -51,7 +51,7 @@ fn a_vm_moves_live_quick_and_cold_and_its_guest_keeps_running() {
         "uptime must continue after a live migration: n1 {last_n1}, n2 {on_n2:?}\n{}",
         lab.c.log(1)
     );
-    assert!(wait_until(Duration::from_secs(10), || qemus("vm1") == 1), "the source's QEMU must quit");
+    assert!(wait_until(Duration::from_secs(10), || lab.qemus("vm1") == 1), "the source's QEMU must quit");
     let n1_after = lab.beats("n1", "vm1").len();
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(lab.beats("n1", "vm1").len(), n1_after, "the guest must not run on n1 any more");
@@ -79,7 +79,7 @@ fn a_vm_moves_live_quick_and_cold_and_its_guest_keeps_running() {
     assert!(after[before] < 10.0, "a cold move boots the guest again: {:?}", &after[before..]);
     let n3 = std::fs::read_to_string(lab.serial("n3", "vm1")).unwrap_or_default();
     assert!(n3.contains("HALO-GUEST powering off"), "a cold move shuts the guest down through ACPI: {n3}");
-    assert!(wait_until(Duration::from_secs(10), || qemus("vm1") == 1));
+    assert!(wait_until(Duration::from_secs(10), || lab.qemus("vm1") == 1));
     let shown = lab.c.halo(&["role", "show", "vm1"]);
     assert!(text(&shown).contains("last move   quick migration n2 -> n3"), "{}", text(&shown));
 }
@@ -97,20 +97,19 @@ fn a_crashed_node_s_vm_boots_elsewhere_and_a_hung_guest_is_restarted() {
     let owner = lab.c.wait_online("vm2", Duration::from_secs(60), |o| o != "n1").expect("failed over");
     let beats = lab.wait_beating(&owner, "vm2", 1);
     assert!(beats[0] < 10.0, "a failed-over VM boots afresh: {beats:?}");
-    assert_eq!(qemus("vm2"), 1);
+    assert_eq!(lab.qemus("vm2"), 1);
 
     // The guest hangs (QEMU stopped): no heartbeat, no QMP answer; restarted in place.
-    let pid = processes_with_env("HALO_ROLE", "vm2")[0];
+    let pid = lab.c.role_pids("vm2")[0];
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGSTOP).expect("stop qemu");
-    let restarted =
-        wait_until(Duration::from_secs(60), || processes_with_env("HALO_ROLE", "vm2").iter().any(|&p| p != pid));
+    let restarted = wait_until(Duration::from_secs(60), || lab.c.role_pids("vm2").iter().any(|&p| p != pid));
     assert!(restarted, "a hung guest must be restarted: {:?}", lab.c.role("vm2"));
     let role = lab.c.role("vm2").expect("role");
     let why = role["decisions"].to_string() + role["detail"].as_str().unwrap_or("");
     let before = lab.beats(&owner, "vm2").len();
     let beats = lab.wait_beating(&owner, "vm2", 1);
     assert!(beats[before] < 10.0, "restarted, so booted afresh: {:?}", &beats[before..]);
-    assert!(wait_until(Duration::from_secs(10), || qemus("vm2") == 1), "the hung QEMU is gone: {why}");
+    assert!(wait_until(Duration::from_secs(10), || lab.qemus("vm2") == 1), "the hung QEMU is gone: {why}");
 }
 
 #[test]
@@ -134,7 +133,7 @@ fn a_disk_locked_by_another_qemu_is_refused_and_reported() {
     let _ = rogue.wait();
     assert!(failed, "{role}");
     assert!(role.to_string().contains("Failed to get \\\"write\\\" lock"), "the lock is the reason given: {role}");
-    assert_eq!(qemus("vm3"), 0, "nothing of it runs");
+    assert_eq!(lab.qemus("vm3"), 0, "nothing of it runs");
 }
 
 #[test]
@@ -164,7 +163,7 @@ fn drain_live_migrates_every_vm_and_failback_brings_them_back() {
         wait_online_on(&lab, name, "n1");
         assert_eq!(lab.c.role(name).unwrap()["last_migration"]["mode"].as_str(), Some("live"));
     }
-    assert!(wait_until(Duration::from_secs(10), || ["d1", "d2", "d3"].iter().all(|n| qemus(n) == 1)));
+    assert!(wait_until(Duration::from_secs(10), || ["d1", "d2", "d3"].iter().all(|n| lab.qemus(n) == 1)));
 }
 
 #[test]
@@ -190,7 +189,7 @@ fn a_migration_that_cannot_happen_leaves_the_guest_running_where_it_was() {
     assert!(text(&out).contains("live migration of role 'vm5' to n2 failed"), "{}", text(&out));
     assert!(text(&out).contains("it keeps running on n1"), "{}", text(&out));
     still_running_on(&lab, "vm5", "n1");
-    assert!(wait_until(Duration::from_secs(10), || qemus("vm5") == 1), "the target's waiting QEMU is gone");
+    assert!(wait_until(Duration::from_secs(10), || lab.qemus("vm5") == 1), "the target's waiting QEMU is gone");
 
     // The target dies in the middle of a (throttled) migration.
     std::thread::scope(|s| {
@@ -207,7 +206,7 @@ fn a_migration_that_cannot_happen_leaves_the_guest_running_where_it_was() {
         assert!(text(&out).contains("it keeps running on n1"), "{}", text(&out));
     });
     still_running_on(&lab, "vm5", "n1");
-    assert!(wait_until(Duration::from_secs(10), || qemus("vm5") == 1));
+    assert!(wait_until(Duration::from_secs(10), || lab.qemus("vm5") == 1));
     lab.c.kill9(2);
 }
 
@@ -254,7 +253,7 @@ fn bad_vm_definitions_are_refused_and_change_nothing() {
     assert!(text(&out).contains("is not on the cluster's shared storage"), "{}", text(&out));
     let roles = lab.c.json(&["role", "list"]);
     assert_eq!(roles.as_array().map(Vec::len), Some(0), "nothing was created: {roles}");
-    assert_eq!(qemus("bad"), 0);
+    assert_eq!(lab.qemus("bad"), 0);
 }
 
 /// Booting guests is the heaviest thing a node does (TCG: a core per boot here), and the KVM
@@ -351,7 +350,7 @@ fn a_live_migration_refuses_a_forged_target_and_hangs_up_on_a_plain_text_stream(
         let ready = wait_until(Duration::from_secs(60), || {
             lab.c.role("vm7").is_some_and(|r| r["migration"]["target_ready"] == true)
         });
-        let port = ready.then(|| incoming_port("vm7")).flatten();
+        let port = ready.then(|| incoming_port(&lab.c, "vm7")).flatten();
         let Some(port) = port else {
             let _ = iptables("-D");
             panic!("no target listening: {:?}", lab.c.role("vm7"));
@@ -420,8 +419,8 @@ fn connect_from(from: &str, to: &str) -> std::net::TcpStream {
 }
 
 /// The port the QEMU waiting for `role`'s guest (`-incoming defer`) listens on.
-fn incoming_port(role: &str) -> Option<u16> {
-    let pids = processes_with_env("HALO_ROLE", role);
+fn incoming_port(c: &Cluster, role: &str) -> Option<u16> {
+    let pids = c.role_pids(role);
     let target = pids.into_iter().find(|pid| {
         std::fs::read(format!("/proc/{pid}/cmdline"))
             .is_ok_and(|c| String::from_utf8_lossy(&c).replace('\0', " ").contains("-incoming defer -S"))

@@ -57,12 +57,9 @@ pub async fn start(
     let ca = halo_security::ca::ClusterCa::generate(&format!("{} (from {at})", cluster.name))
         .map_err(|e| AgentError::internal(e.to_string()))?;
     let ca_sha256 = ca.fingerprint().map_err(|e| AgentError::internal(e.to_string()))?;
+    let wanted = ca_sha256.clone();
     let command =
         Command::StartCaRotation { cert_pem: ca.cert_pem, key_pem: ca.key_pem, ca_sha256, now_ms: clock::wall_ms() };
-    let wanted = match &command {
-        Command::StartCaRotation { ca_sha256, .. } => ca_sha256.clone(),
-        _ => unreachable!("built above"),
-    };
     commit(&agent, &caller, command).await?;
     // This node's copy may trail the leader's by a moment: answer once it has the rotation.
     let member = agent.require_member()?;

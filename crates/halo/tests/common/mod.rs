@@ -51,6 +51,30 @@ pub fn exe() -> &'static str {
 }
 
 impl Cluster {
+    /// Pids of this cluster's workloads of `role`, on any node: the guards mark each workload
+    /// with their data directory, so another test's role of the same name is not counted.
+    pub fn role_pids(&self, role: &str) -> Vec<i32> {
+        let wanted = format!("HALO_ROLE={role}");
+        let mine = format!("HALO_GUARD={}/", self.dir.path().display());
+        scan_proc("environ", |vars| vars.iter().any(|v| v == &wanted) && vars.iter().any(|v| v.starts_with(&mine)))
+    }
+
+    /// Running instances of `role` in this cluster: the distinct process groups of its
+    /// workloads (each resource runs in a process group of its own).
+    pub fn role_processes(&self, role: &str) -> Vec<i32> {
+        let mut groups: Vec<i32> = self
+            .role_pids(role)
+            .into_iter()
+            .filter_map(|pid| nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(pid))).ok())
+            .map(|g| g.as_raw())
+            .collect();
+        groups.sort_unstable();
+        groups.dedup();
+        groups
+    }
+}
+
+impl Cluster {
     /// `count` agents (not started); the last `witnesses` of them are witnesses.
     pub fn new(test_id: u8, count: usize, witnesses: usize) -> Self {
         ids::claim(test_id);
@@ -373,12 +397,13 @@ pub fn processes_with_env(key: &str, value: &str) -> Vec<i32> {
     scan_proc("environ", |vars| vars.iter().any(|v| v == &needle))
 }
 
-/// Pids of processes whose command line contains all of `words`.
-/// The test fence agents (`install_fence_agent`) running now.
-pub fn fence_agents_running() -> Vec<i32> {
-    scan_proc("cmdline", |args| args.iter().any(|a| a.ends_with("/fence_halotest")))
+/// The test fence agents (`install_fence_agent`) installed under `dir` running now.
+pub fn fence_agents_running(dir: &std::path::Path) -> Vec<i32> {
+    let dir = dir.display().to_string();
+    scan_proc("cmdline", |args| args.iter().any(|a| a.starts_with(&dir) && a.ends_with("/fence_halotest")))
 }
 
+/// Pids of processes whose command line contains all of `words`.
 pub fn processes_with_cmdline(words: &[&str]) -> Vec<i32> {
     scan_proc("cmdline", |args| words.iter().all(|w| args.iter().any(|a| a == w)))
 }
@@ -436,19 +461,6 @@ pub fn wall_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
-/// Running instances of `role`: the distinct process groups of its workloads (each resource
-/// runs in a process group of its own).
-pub fn role_processes(role: &str) -> Vec<i32> {
-    let mut groups: Vec<i32> = processes_with_env("HALO_ROLE", role)
-        .into_iter()
-        .filter_map(|pid| nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(pid))).ok())
-        .map(|g| g.as_raw())
-        .collect();
-    groups.sort_unstable();
-    groups.dedup();
-    groups
-}
-
 fn iptables(op: &str, rule: &[String]) {
     let out =
         Command::new("iptables").arg(op).args(rule).output().expect("iptables must be installed (.ci/run installs it)");
@@ -485,9 +497,54 @@ pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// SIGKILL every running instance of `role` (its workloads' process groups).
-pub fn kill_instance(role: &str) {
-    for group in role_processes(role) {
+/// Whether `ok` held at every look over `window` (one every 50 ms): a quiet period is
+/// watched through, not sampled once at its end.
+pub fn holds_for(window: Duration, mut ok: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + window;
+    loop {
+        if !ok() {
+            return false;
+        }
+        if Instant::now() >= end {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl Cluster {
+    /// The newest event's sequence number (0 before any).
+    pub fn last_event(&self) -> u64 {
+        self.events_after(0).last().and_then(|e| e["seq"].as_u64()).unwrap_or(0)
+    }
+
+    /// The cluster's events after sequence number `seq`, oldest first.
+    pub fn events_after(&self, seq: u64) -> Vec<Value> {
+        let out = self.halo(&["events", "--json", "--last", "1000"]);
+        assert!(out.status.success(), "events: {}", text(&out));
+        let events: Value = serde_json::from_slice(&out.stdout).expect("events as JSON");
+        events
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["seq"].as_u64().is_some_and(|s| s > seq))
+            .cloned()
+            .collect()
+    }
+
+    /// The nodes that went down after event `seq`, by the typed node-state changes.
+    pub fn went_down_after(&self, seq: u64) -> Vec<String> {
+        self.events_after(seq)
+            .iter()
+            .filter(|e| e["change"]["change"] == "node_state" && e["change"]["to"] == "down")
+            .map(|e| e["subject"].as_str().unwrap_or("?").to_string())
+            .collect()
+    }
+}
+
+/// SIGKILL every running instance of `role` in cluster `c` (its workloads' process groups).
+pub fn kill_instance(c: &Cluster, role: &str) {
+    for group in c.role_processes(role) {
         let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(group), nix::sys::signal::Signal::SIGKILL);
     }
 }

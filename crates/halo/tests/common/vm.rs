@@ -98,7 +98,9 @@ pub fn heartbeats(log: &Path) -> Vec<f64> {
     text.lines().filter_map(|l| l.trim().strip_prefix("HALO-HEARTBEAT ")?.trim().parse().ok()).collect()
 }
 
-/// QEMU processes of `role` (any node).
-pub fn qemus(role: &str) -> usize {
-    role_processes(role).len()
+impl Lab {
+    /// QEMU processes of `role` in this lab's cluster (any node).
+    pub fn qemus(&self, role: &str) -> usize {
+        self.c.role_processes(role).len()
+    }
 }
